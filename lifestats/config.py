@@ -1,0 +1,251 @@
+"""Load config.yml, pick the environment, apply environment-variable and flag overrides, validate.
+
+Precedence, lowest first: the file's environment (sharing defaults through YAML anchors and merge
+keys), then ``LIFESTATS_<SECTION>_<KEY>`` variables, then command-line flags. Every problem is a
+:class:`ConfigError` that names the key, raised before any request is made.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .errors import ConfigError
+
+DEFAULT_ENV = "development"
+TOKEN_VARIABLE = "LIFESTATS_API_TOKEN"
+ENV_PREFIX = "LIFESTATS_"
+# Variables with the prefix that are not overrides of a config key.
+RESERVED_VARIABLES = {TOKEN_VARIABLE, "LIFESTATS_ENV"}
+
+Bucket = Literal["minute", "hour", "day", "week", "month", "year"]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ApiConfig(_Section):
+    url: str = "embedded"
+    page_size: int = Field(100, gt=0)
+    first_id: int | None = None
+    last_id: int | None = None
+    timeout: float = Field(10.0, gt=0, description="read timeout, seconds")
+    connect_timeout: float = Field(5.0, gt=0)
+    offset_param: str = "offset"
+    limit_param: str = "limit"
+    records_path: str = "response"
+    next_offset_path: str = "meta.next_offset"
+    ca_bundle: str | None = Field(None, description="PEM file of extra trusted certificate authorities")
+    max_response_bytes: int = Field(64 * 1024 * 1024, gt=0)
+    http2: bool = False
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if value != "embedded" and not re.match(r"^https?://[^\s/]+", value):
+            raise ValueError("must be 'embedded' or an http(s):// URL")
+        return value
+
+    @model_validator(mode="after")
+    def _ids(self) -> ApiConfig:
+        if self.first_id is not None and self.last_id is not None and self.last_id <= self.first_id:
+            raise ValueError(f"last_id ({self.last_id}) must be above first_id ({self.first_id})")
+        return self
+
+
+class FieldsConfig(_Section):
+    id: str = "id"
+    item: str = "item"
+    category: str | None = None
+    visitor: str | None = None
+    timestamp: str | None = None
+    ip: str | None = None
+    user_agent: str | None = None
+
+
+class CrawlConfig(_Section):
+    slices: int = Field(100, gt=0)
+    workers: int = Field(4, gt=0, le=256)
+    rate_limit: float = Field(100.0, gt=0, description="requests per second for the whole job")
+    flush_every: int = Field(10, gt=0, description="pages between two flushes of a worker")
+    retries: int = Field(8, ge=0, description="retries of one page before the job fails")
+    retry_max_seconds: float = Field(300.0, gt=0, description="time budget for the retries of one page")
+
+
+class StatsConfig(_Section):
+    top_items: int = Field(100, ge=0)
+    top_categories: int = Field(10, ge=0)
+    mode: Literal["exact", "approx"] = "exact"
+    series: Bucket = "day"
+    timezone: str = "UTC"
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {value!r}") from exc
+        return value
+
+    @field_validator("mode")
+    @classmethod
+    def _mode(cls, value: str) -> str:
+        if value == "approx":
+            raise ValueError("approx mode (sketches) is not available in this version; use 'exact'")
+        return value
+
+
+class BotsConfig(_Section):
+    ips: list[str] = Field(default_factory=list)
+    user_agents: list[str] = Field(default_factory=list)
+    known_crawlers: bool = False
+
+    @field_validator("user_agents")
+    @classmethod
+    def _patterns(cls, value: list[str]) -> list[str]:
+        for pattern in value:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"bad regular expression {pattern!r}: {exc}") from exc
+        return value
+
+
+class MockConfig(_Section):
+    """The dataset that ``api.url: embedded`` serves: synthetic, or the Lifesum pages replayed."""
+
+    dataset: Literal["synthetic", "lifesum"] = "synthetic"
+    seed: int = 7
+    records: int = Field(20_000, gt=0)
+    latency: float = Field(0.0, ge=0)
+    empty_share: float = Field(0.2, ge=0, lt=1)
+
+
+class Settings(_Section):
+    api: ApiConfig = ApiConfig()
+    fields: FieldsConfig = FieldsConfig()
+    crawl: CrawlConfig = CrawlConfig()
+    stats: StatsConfig = StatsConfig()
+    bots: BotsConfig = BotsConfig()
+    mock: MockConfig = MockConfig()
+
+
+SECTIONS = tuple(Settings.model_fields)
+
+
+def choose_env(flag: str | None, environ: Mapping[str, str]) -> str:
+    """``--env``, else ``LIFESTATS_ENV``, else ``ENV``, else ``development``."""
+    return flag or environ.get("LIFESTATS_ENV") or environ.get("ENV") or DEFAULT_ENV
+
+
+def load_settings(
+    path: str | Path | None,
+    env: str,
+    *,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Mapping[str, Any]] | None = None,
+) -> Settings:
+    """The validated settings of ``env`` in ``path`` with variable and flag overrides applied.
+
+    ``path`` None means no file: defaults plus overrides.
+    """
+    environ = os.environ if environ is None else environ
+    data = _read_env(Path(path), env) if path is not None else {}
+    for source in (_env_overrides(environ), overrides or {}):
+        for section, values in source.items():
+            data.setdefault(section, {}).update(values)
+    where = f"{path} [{env}]" if path is not None else f"[{env}]"
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, where)) from None
+
+
+def _read_env(path: Path, env: str) -> dict[str, dict[str, Any]]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+    try:
+        document = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path} is not valid YAML: {exc}") from None
+    if not isinstance(document, dict):
+        raise ConfigError(f"{path} must map environment names to settings")
+    if env not in document:
+        names = ", ".join(sorted(str(k) for k in document if not str(k).startswith("."))) or "none"
+        raise ConfigError(f"{path} has no environment {env!r} (it has: {names})")
+    settings = document[env]
+    if settings is None:
+        return {}
+    if not isinstance(settings, dict):
+        raise ConfigError(f"{path} [{env}] must be a mapping of sections")
+    out: dict[str, dict[str, Any]] = {}
+    for section, values in settings.items():
+        if values is None:
+            values = {}
+        if not isinstance(values, dict):
+            raise ConfigError(f"{path} [{env}]: section {section!r} must be a mapping")
+        out[str(section)] = dict(values)
+    return out
+
+
+def _env_overrides(environ: Mapping[str, str]) -> dict[str, dict[str, Any]]:
+    """``LIFESTATS_CRAWL_RATE_LIMIT=50`` -> ``{"crawl": {"rate_limit": 50}}`` (values parsed as YAML)."""
+    out: dict[str, dict[str, Any]] = {}
+    for name, raw in environ.items():
+        if not name.startswith(ENV_PREFIX) or name in RESERVED_VARIABLES:
+            continue
+        section, _, key = name[len(ENV_PREFIX) :].lower().partition("_")
+        if section not in SECTIONS:
+            continue
+        model = Settings.model_fields[section].annotation
+        if key not in model.model_fields:  # type: ignore[union-attr]
+            raise ConfigError(f"environment variable {name}: {section} has no key {key!r}")
+        try:
+            value = yaml.safe_load(raw) if raw != "" else None
+        except yaml.YAMLError:
+            value = raw
+        out.setdefault(section, {})[key] = value
+    return out
+
+
+def _describe(exc: ValidationError, where: str) -> str:
+    lines = []
+    for error in exc.errors():
+        key = ".".join(str(part) for part in error["loc"]) or "(top level)"
+        message = error["msg"].removeprefix("Value error, ")
+        if error["type"] == "extra_forbidden":
+            message = "unknown key"
+        shown = "" if error["type"] in ("extra_forbidden", "missing") else f" (got {error['input']!r})"
+        lines.append(f"{key}: {message}{shown}")
+    return f"bad configuration in {where}:\n  " + "\n  ".join(lines)
+
+
+def fingerprint(settings: Settings) -> dict[str, Any]:
+    """The settings that change what a run counts: a checkpoint only resumes a run with equal ones."""
+    api = settings.api
+    return {
+        "url": api.url,
+        "mock": settings.mock.model_dump() if api.url == "embedded" else None,
+        "first_id": api.first_id,
+        "last_id": api.last_id,
+        "records_path": api.records_path,
+        "next_offset_path": api.next_offset_path,
+        "offset_param": api.offset_param,
+        "fields": settings.fields.model_dump(),
+        "bots": settings.bots.model_dump(),
+        "stats": settings.stats.model_dump(include={"mode", "series", "timezone"}),
+        "slices": settings.crawl.slices,
+    }

@@ -1,0 +1,199 @@
+"""Records -> partial statistics.
+
+:class:`PageCounter` is the one place that looks inside records: it validates each one (SPEC section 2),
+drops bots, de-duplicates ids within a slice and adds the rest to a :class:`~lifestats.stats.Partial`,
+one page at a time.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from functools import lru_cache
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from .config import Settings
+from .stats import Key, Partial
+from .timeline import Buckets, Windows
+
+MAX_REJECT_SAMPLES = 100
+_MS_THRESHOLD = 10**11
+
+
+class Rejected(ValueError):
+    """A record that cannot be counted; the message is the reason."""
+
+
+@dataclass
+class SliceCursor:
+    """Where a slice's crawl stands: its id range and the highest id counted so far."""
+
+    begin: int
+    end: int | None
+    high_water: int  # ids <= high_water were seen already (begin - 1 at the start)
+
+
+def usable_key(value: Any) -> bool:
+    """An id-like value: an int (not a bool) or a string."""
+    return isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool))
+
+
+def parse_timestamp(value: Any) -> float | None:
+    """Epoch seconds of a record's timestamp; None when it has none. Raises :class:`Rejected`."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise Rejected("timestamp is a boolean")
+    if isinstance(value, int | float):
+        if value != value or value in (float("inf"), float("-inf")):
+            raise Rejected("timestamp is not a finite number")
+        return value / 1000 if value > _MS_THRESHOLD else float(value)
+    if isinstance(value, str):
+        return _parse_iso(value)
+    raise Rejected(f"timestamp has type {type(value).__name__}")
+
+
+@lru_cache(maxsize=65_536)
+def _parse_iso(text: str) -> float:
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise Rejected(f"timestamp {text[:40]!r} is not ISO 8601") from None
+    if moment.tzinfo is None:
+        raise Rejected(f"timestamp {text[:40]!r} has no UTC offset")
+    return moment.timestamp()
+
+
+class BotFilter:
+    """Bot records by ip, by user-agent regular expression, or by the known-crawler list."""
+
+    def __init__(self, ips: Sequence[str], patterns: Sequence[str], known_crawlers: bool) -> None:
+        self.ips = frozenset(ips)
+        self.pattern = re.compile("|".join(f"(?:{p})" for p in patterns)) if patterns else None
+        self.known_crawlers = known_crawlers
+        self._verdicts: dict[str, bool] = {}
+
+    @property
+    def active(self) -> bool:
+        return bool(self.ips or self.pattern or self.known_crawlers)
+
+    def is_bot(self, ip: Any, user_agent: Any) -> bool:
+        if ip is not None and ip in self.ips:
+            return True
+        if not isinstance(user_agent, str):
+            return False
+        verdict = self._verdicts.get(user_agent)
+        if verdict is None:
+            verdict = bool(self.pattern and self.pattern.search(user_agent))
+            if not verdict and self.known_crawlers:
+                import crawleruseragents
+
+                verdict = crawleruseragents.is_crawler(user_agent)
+            if len(self._verdicts) < 100_000:
+                self._verdicts[user_agent] = verdict
+        return verdict
+
+
+class PageCounter:
+    """Counts pages of records into partial statistics, per the run's settings and ``as_of``."""
+
+    def __init__(self, settings: Settings, as_of: datetime) -> None:
+        tz = ZoneInfo(settings.stats.timezone)
+        f = settings.fields
+        self.id_field = f.id
+        self.item_field = f.item
+        self.category_field = f.category
+        self.visitor_field = f.visitor
+        self.timestamp_field = f.timestamp
+        self.ip_field = f.ip
+        self.ua_field = f.user_agent
+        self.windows = Windows.around(as_of, tz)
+        self.buckets = Buckets(settings.stats.series, tz)
+        bots = settings.bots
+        self.bots = BotFilter(bots.ips, bots.user_agents, bots.known_crawlers)
+
+    def count_page(self, partial: Partial, records: Sequence[Any], offset: int, cursor: SliceCursor) -> None:
+        """Add the records of one page (requested at ``offset``) that belong to the slice at ``cursor``.
+
+        A record counts when ``begin <= id < end`` and its id is above the slice's high-water mark (a
+        lower id inside the range was counted already: a duplicate). A record without a usable id is
+        placed just after the previous record of the page (or at ``offset`` when it leads the page) and
+        is rejected when that place is new to the slice.
+        """
+        begin, end = cursor.begin, cursor.end
+        high_water = cursor.high_water
+        # Whether the place of the next id-less record is new to the slice (not a re-served copy).
+        fresh_place = begin <= offset and offset > high_water and (end is None or offset < end)
+        tally = partial.records
+        for record in records:
+            rid = record.get(self.id_field) if isinstance(record, dict) else None
+            if not (isinstance(rid, int) and not isinstance(rid, bool)):
+                if fresh_place:
+                    tally["fetched"] += 1
+                    self._reject(partial, record, "id is missing or not an integer")
+                continue
+            fresh_place = False
+            if rid < begin or (end is not None and rid >= end):
+                continue
+            tally["fetched"] += 1
+            if rid <= high_water:
+                tally["duplicates"] += 1
+                continue
+            high_water = rid
+            fresh_place = True
+            try:
+                self._count(partial, record)
+            except Rejected as reason:
+                self._reject(partial, record, str(reason))
+        cursor.high_water = high_water
+
+    def _reject(self, partial: Partial, record: Any, reason: str) -> None:
+        partial.records["rejected"] += 1
+        if len(partial.rejects) < MAX_REJECT_SAMPLES:
+            partial.rejects.append({"reason": reason, "record": record})
+
+    def _count(self, partial: Partial, record: dict[str, Any]) -> None:
+        item = record.get(self.item_field)
+        if not usable_key(item):
+            raise Rejected("item is missing" if item is None else f"item has type {type(item).__name__}")
+        t = parse_timestamp(record.get(self.timestamp_field)) if self.timestamp_field else None
+        if self.bots.active and self.bots.is_bot(
+            record.get(self.ip_field) if self.ip_field else None,
+            record.get(self.ua_field) if self.ua_field else None,
+        ):
+            partial.records["bots"] += 1
+            return
+        partial.records["counted"] += 1
+        visitor = record.get(self.visitor_field) if self.visitor_field else None
+        if not usable_key(visitor):
+            visitor = None
+        category = record.get(self.category_field) if self.category_field else None
+        if not usable_key(category):
+            category = None
+        names: tuple[str, ...] = ("all",)
+        if t is not None:
+            names += self.windows.of(t)
+            point = partial.point(self.buckets.key(t))
+            point.visits += 1
+            if visitor is not None:
+                point.visitors.add(visitor)
+        for name in names:
+            _add(partial, name, item, category, visitor)
+
+
+def _add(partial: Partial, window: str, item: Key, category: Key | None, visitor: Key | None) -> None:
+    stats = partial.window(window)
+    stats.visits += 1
+    stats.items[item] += 1
+    if category is not None:
+        stats.categories[category] += 1
+    if visitor is not None:
+        stats.visitors.add(visitor)
+        visitors = stats.item_visitors.get(item)
+        if visitors is None:
+            stats.item_visitors[item] = {visitor}
+        else:
+            visitors.add(visitor)

@@ -1,0 +1,33 @@
+"""Errors that end a run, each with the exit code the command line returns for it."""
+
+from __future__ import annotations
+
+
+class LifestatsError(Exception):
+    """Base class: a problem that ends the job with a clear message and an exit code."""
+
+    exit_code = 1
+
+
+class ConfigError(LifestatsError):
+    """Bad usage, a bad config file, an unknown key or a bad value (exit 2, before any request)."""
+
+    exit_code = 2
+
+
+class CheckpointMismatch(ConfigError):
+    """The checkpoint belongs to a run whose results would differ; resuming would mix two jobs."""
+
+
+class ApiError(LifestatsError):
+    """The API failed past every retry (exit 3). The message names the URL and the offset."""
+
+    exit_code = 3
+
+
+class TransientApiError(Exception):
+    """One failed request that may succeed when tried again (5xx, reset, timeout, bad body, 429)."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after

@@ -1,0 +1,207 @@
+"""Executors run slice tasks somewhere and report back what happened to them.
+
+The coordinator only submits :class:`~lifestats.task.Task` values and reads :class:`Event` values, so
+a cluster executor can stand in for :class:`LocalExecutor` (a pool of worker processes on this
+machine) without the coordinator knowing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing as mp
+import signal
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from multiprocessing.connection import Connection, wait
+from typing import Any, Protocol
+
+from .config import Settings
+from .count import PageCounter
+from .errors import LifestatsError
+from .fetch import ApiClient
+from .limiter import RateLimiter
+from .merge import Flush
+from .task import Task, crawl_slice
+
+
+@dataclass(frozen=True)
+class Flushed:
+    flush: Flush
+
+
+@dataclass(frozen=True)
+class Finished:
+    slice: int
+    attempt: int
+
+
+@dataclass(frozen=True)
+class Failed:
+    slice: int
+    attempt: int
+    message: str
+    exit_code: int
+
+
+@dataclass(frozen=True)
+class Lost:
+    """A worker died (killed, crashed) while it held this task."""
+
+    task: Task
+    exitcode: int | None
+
+
+Event = Flushed | Finished | Failed | Lost
+
+
+class Executor(Protocol):
+    def submit(self, task: Task) -> None: ...
+    def events(self, timeout: float) -> list[Event]: ...
+    def busy(self) -> bool: ...
+    def close(self) -> None: ...
+    def terminate(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class WorkerSetup:
+    """Everything a worker needs to build its client and counter, sent once when it starts."""
+
+    settings: Settings
+    as_of: datetime
+    limiter: RateLimiter
+    token: str | None
+
+
+def worker_main(conn: Connection, setup: WorkerSetup) -> None:
+    """A worker process: take tasks from ``conn`` until told to stop or the coordinator goes away."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the coordinator's to handle
+    settings = setup.settings
+    counter = PageCounter(settings, setup.as_of)
+    try:
+        with ApiClient(settings.api, settings.crawl, setup.limiter, token=setup.token) as client:
+            while (task := conn.recv()) is not None:
+                conn.send(_run(task, client, counter, settings.crawl.flush_every, conn.send))
+    except (EOFError, BrokenPipeError, ConnectionResetError):
+        return  # the coordinator is gone: stop rather than crawl for nobody
+
+
+def _run(task: Task, client: ApiClient, counter: PageCounter, flush_every: int, send: Callable[[Any], None]) -> Event:
+    try:
+        crawl_slice(task, client, counter, flush_every, lambda flush: send(Flushed(flush)))
+    except LifestatsError as exc:
+        return Failed(task.slice.index, task.attempt, str(exc), exc.exit_code)
+    except (EOFError, BrokenPipeError, ConnectionResetError):
+        raise
+    except Exception as exc:
+        return Failed(task.slice.index, task.attempt, f"unexpected {type(exc).__name__}: {exc}", 1)
+    return Finished(task.slice.index, task.attempt)
+
+
+class _Worker:
+    def __init__(self, ctx: Any, setup: WorkerSetup, number: int) -> None:
+        self.conn, child = ctx.Pipe(duplex=True)
+        self.process = ctx.Process(
+            target=worker_main, args=(child, setup), name=f"lifestats-worker-{number}", daemon=True
+        )
+        self.process.start()
+        child.close()
+        self.task: Task | None = None
+
+
+class LocalExecutor:
+    """``workers`` processes on this machine; a dead worker is replaced and its task reported lost."""
+
+    def __init__(self, workers: int, setup: WorkerSetup, context: str = "spawn") -> None:
+        self._ctx = mp.get_context(context)
+        self._setup = setup
+        self._started = 0
+        self._workers = [self._spawn() for _ in range(workers)]
+        self._pending: deque[Task] = deque()
+
+    def _spawn(self) -> _Worker:
+        self._started += 1
+        return _Worker(self._ctx, self._setup, self._started)
+
+    def submit(self, task: Task) -> None:
+        self._pending.append(task)
+        self._dispatch()
+
+    def busy(self) -> bool:
+        return bool(self._pending) or any(w.task is not None for w in self._workers)
+
+    def _dispatch(self) -> None:
+        for worker in self._workers:
+            if not self._pending:
+                return
+            if worker.task is None:
+                task = self._pending.popleft()
+                worker.task = task
+                # If it died, events() reports the task lost.
+                with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                    worker.conn.send(task)
+
+    def events(self, timeout: float) -> list[Event]:
+        """What happened since the last call, waiting up to ``timeout`` seconds for something."""
+        by_handle: dict[Any, _Worker] = {}
+        for worker in self._workers:
+            by_handle[worker.conn] = worker
+            by_handle[worker.process.sentinel] = worker
+        out: list[Event] = []
+        for handle in wait(list(by_handle), timeout):
+            worker = by_handle[handle]
+            if worker not in self._workers:
+                continue  # already replaced during this call
+            if handle is worker.conn:
+                out.extend(self._receive(worker))
+            elif not self._drain(worker, out):
+                self._replace(worker, out)
+        self._dispatch()
+        return out
+
+    def _receive(self, worker: _Worker) -> list[Event]:
+        out: list[Event] = []
+        if not self._drain(worker, out):
+            self._replace(worker, out)
+        return out
+
+    def _drain(self, worker: _Worker, out: list[Event]) -> bool:
+        """Read every message the worker has sent; False when the worker is gone."""
+        try:
+            while worker.conn.poll():
+                event = worker.conn.recv()
+                out.append(event)
+                if isinstance(event, Finished | Failed):
+                    worker.task = None
+        except (EOFError, OSError):
+            return False
+        return worker.process.is_alive()
+
+    def _replace(self, worker: _Worker, out: list[Event]) -> None:
+        worker.process.join(timeout=5)
+        if worker.task is not None:
+            out.append(Lost(worker.task, worker.process.exitcode))
+        worker.conn.close()
+        index = self._workers.index(worker)
+        self._workers[index] = self._spawn()
+
+    def close(self) -> None:
+        for worker in self._workers:
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError, OSError):
+                worker.conn.send(None)
+        for worker in self._workers:
+            worker.process.join(timeout=2)
+            if worker.process.is_alive():
+                worker.process.terminate()
+                worker.process.join(timeout=2)
+            worker.conn.close()
+
+    def terminate(self) -> None:
+        """Stop at once (Ctrl-C): work since each slice's last flush is redone on resume."""
+        for worker in self._workers:
+            if worker.process.is_alive():
+                worker.process.terminate()
+        for worker in self._workers:
+            worker.process.join(timeout=5)
+            worker.conn.close()

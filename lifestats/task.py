@@ -1,0 +1,78 @@
+"""The unit of work: crawl one slice from its cursor, count its pages, flush every few pages.
+
+:func:`crawl_slice` is a plain function of the task, a page fetcher, a counter and a flush callback,
+so the local process pool and a cluster executor run the same code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from .count import PageCounter, SliceCursor
+from .fetch import ApiClient, Page
+from .merge import Flush
+from .plan import Slice
+from .stats import Partial
+
+
+@dataclass(frozen=True)
+class Task:
+    slice: Slice
+    attempt: int
+    cursor: int  # the offset to request next
+    high_water: int
+    seq: int  # the last committed flush of the slice
+
+
+def slice_finished(page: Page, end: int | None, id_field: str) -> bool:
+    """True when no record of ``[.., end)`` can follow this page."""
+    if page.next_offset is None or not page.records:
+        return True
+    if end is None:
+        return False
+    if page.next_offset >= end:
+        return True
+    last = page.records[-1]
+    rid = last.get(id_field) if isinstance(last, dict) else None
+    return isinstance(rid, int) and not isinstance(rid, bool) and rid >= end
+
+
+def crawl_slice(
+    task: Task,
+    client: ApiClient,
+    counter: PageCounter,
+    flush_every: int,
+    emit: Callable[[Flush], None],
+) -> None:
+    """Crawl ``task.slice`` from ``task.cursor`` to its end, emitting a :class:`Flush` every
+    ``flush_every`` pages and one last flush (``cursor`` None) when the slice is done."""
+    cursor = SliceCursor(task.slice.begin, task.slice.end, task.high_water)
+    offset: int | None = task.cursor
+    seq = task.seq
+    partial = Partial()
+    pages = 0
+    counts = client.counts
+    requests0, retries0 = counts.requests, counts.retries
+    while offset is not None:
+        page = client.get_page(offset)
+        counter.count_page(partial, page.records, offset, cursor)
+        pages += 1
+        offset = None if slice_finished(page, task.slice.end, counter.id_field) else page.next_offset
+        if offset is None or pages == flush_every:
+            seq += 1
+            emit(
+                Flush(
+                    slice=task.slice.index,
+                    attempt=task.attempt,
+                    seq=seq,
+                    cursor=offset,
+                    high_water=cursor.high_water,
+                    pages=pages,
+                    requests=counts.requests - requests0,
+                    retries=counts.retries - retries0,
+                    partial=partial.to_bytes(),
+                )
+            )
+            partial, pages = Partial(), 0
+            requests0, retries0 = counts.requests, counts.retries
