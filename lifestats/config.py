@@ -78,6 +78,8 @@ class CrawlConfig(_Section):
     flush_every: int = Field(10, gt=0, description="pages between two flushes of a worker")
     retries: int = Field(8, ge=0, description="retries of one page before the job fails")
     retry_max_seconds: float = Field(300.0, gt=0, description="time budget for the retries of one page")
+    backoff: float = Field(0.2, ge=0, description="first retry waits up to this many seconds, doubling")
+    backoff_max: float = Field(10.0, ge=0, description="longest wait between two retries")
 
 
 class StatsConfig(_Section):

@@ -72,13 +72,13 @@ class BotFilter:
 
     def __init__(self, ips: Sequence[str], patterns: Sequence[str], known_crawlers: bool) -> None:
         self.ips = frozenset(ips)
-        self.pattern = re.compile("|".join(f"(?:{p})" for p in patterns)) if patterns else None
+        self.patterns = [re.compile(p) for p in patterns]
         self.known_crawlers = known_crawlers
         self._verdicts: dict[str, bool] = {}
 
     @property
     def active(self) -> bool:
-        return bool(self.ips or self.pattern or self.known_crawlers)
+        return bool(self.ips or self.patterns or self.known_crawlers)
 
     def is_bot(self, ip: Any, user_agent: Any) -> bool:
         if ip is not None and ip in self.ips:
@@ -87,7 +87,7 @@ class BotFilter:
             return False
         verdict = self._verdicts.get(user_agent)
         if verdict is None:
-            verdict = bool(self.pattern and self.pattern.search(user_agent))
+            verdict = any(p.search(user_agent) for p in self.patterns)
             if not verdict and self.known_crawlers:
                 import crawleruseragents
 

@@ -87,6 +87,7 @@ class ApiClient:
         self.crawl = crawl
         self.limiter = limiter
         self.counts = RequestCounts()
+        self._backoff = wait_random_exponential(multiplier=crawl.backoff, max=crawl.backoff_max)
         headers = {"User-Agent": USER_AGENT, "Accept": "application/json"}
         if token:
             headers["Authorization"] = f"Bearer {token}"
@@ -133,13 +134,12 @@ class ApiClient:
                 f"the API failed at {self.api.url} offset {offset} after {attempts} attempts: {exc}"
             ) from None
 
-    @staticmethod
-    def _wait(state: RetryCallState) -> float:
+    def _wait(self, state: RetryCallState) -> float:
         outcome = state.outcome
         error = outcome.exception() if outcome else None
         if isinstance(error, TransientApiError) and error.retry_after is not None:
             return 0.0  # the limiter pauses every worker for the Retry-After
-        return wait_random_exponential(multiplier=0.1, max=10.0)(state)
+        return self._backoff(state)
 
     def _count_retry(self, state: RetryCallState) -> None:
         self.counts.retries += 1

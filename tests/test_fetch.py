@@ -1,0 +1,140 @@
+"""The HTTP client: pages, retries, 429 pauses, fatal errors that name the URL and never the token."""
+
+from __future__ import annotations
+
+import email.utils
+
+import httpx
+import orjson
+import pytest
+import respx
+
+from lifestats.config import load_settings
+from lifestats.errors import ApiError
+from lifestats.fetch import ApiClient, retry_after_seconds
+
+URL = "https://api.example.test/events"
+TOKEN = "s3cr3t-token-value"
+
+
+class RecordingLimiter:
+    def __init__(self) -> None:
+        self.acquired = 0
+        self.pauses: list[float] = []
+
+    def acquire(self) -> None:
+        self.acquired += 1
+
+    def pause(self, seconds: float) -> None:
+        self.pauses.append(seconds)
+
+
+def page(offset: int, ids: list[int], next_offset: int | None) -> httpx.Response:
+    body = {"meta": {"code": 200, "offset": offset, "next_offset": next_offset}, "response": [{"id": i} for i in ids]}
+    return httpx.Response(200, content=orjson.dumps(body), headers={"content-type": "application/json"})
+
+
+def client(limiter: RecordingLimiter, **api: object) -> ApiClient:
+    settings = load_settings(
+        None, "test", environ={}, overrides={"api": {"url": URL, **api}, "crawl": {"retries": 3, "backoff": 0}}
+    )
+    return ApiClient(settings.api, settings.crawl, limiter, token=TOKEN)
+
+
+@respx.mock
+def test_page_request_sends_offset_limit_and_bearer_token() -> None:
+    route = respx.get(URL).mock(return_value=page(10, [10, 11], 12))
+    limiter = RecordingLimiter()
+    got = client(limiter, page_size=2).get_page(10)
+    assert got.records == [{"id": 10}, {"id": 11}]
+    assert got.next_offset == 12
+    request = route.calls.last.request
+    assert request.url.params["offset"] == "10"
+    assert request.url.params["limit"] == "2"
+    assert request.headers["authorization"] == f"Bearer {TOKEN}"
+    assert limiter.acquired == 1
+
+
+@respx.mock
+@pytest.mark.parametrize(
+    "fault",
+    [
+        httpx.Response(503),
+        httpx.Response(502, text="<html>bad gateway</html>"),
+        httpx.Response(200, text="<html><body>Error</body></html>", headers={"content-type": "text/html"}),
+        httpx.Response(200, content=b'{"meta": {"next_offset": 3}, "response": [{"id":'),
+        httpx.ConnectError("reset"),
+        httpx.ReadTimeout("slow"),
+        page(5, [5], 5),  # next_offset that does not move forward
+    ],
+)
+def test_transient_faults_are_retried_and_every_attempt_passes_the_limiter(fault: object) -> None:
+    limiter = RecordingLimiter()
+    respx.get(URL).mock(side_effect=[fault, fault, page(5, [5, 6], 7)])
+    api = client(limiter)
+    assert api.get_page(5).next_offset == 7
+    assert limiter.acquired == 3
+    assert api.counts.requests == 3
+    assert api.counts.retries == 2
+
+
+@respx.mock
+def test_429_pauses_the_shared_limiter_for_retry_after_in_seconds_and_as_a_date() -> None:
+    limiter = RecordingLimiter()
+    date = email.utils.formatdate(timeval=2_000_000_000, usegmt=True)
+    respx.get(URL).mock(
+        side_effect=[
+            httpx.Response(429, headers={"Retry-After": "1.5"}),
+            httpx.Response(429, headers={"Retry-After": date}),
+            page(0, [1], None),
+        ]
+    )
+    assert client(limiter).get_page(0).next_offset is None
+    assert limiter.pauses[0] == 1.5
+    assert retry_after_seconds(date, now=lambda: 2_000_000_000 - 7) == 7.0
+
+
+@respx.mock
+def test_a_page_broken_past_its_retries_fails_naming_url_and_offset_without_the_token() -> None:
+    limiter = RecordingLimiter()
+    respx.get(URL).mock(return_value=httpx.Response(500))
+    with pytest.raises(ApiError) as info:
+        client(limiter).get_page(4242)
+    message = str(info.value)
+    assert URL in message and "offset 4242" in message and "HTTP 500" in message and "4 attempts" in message
+    assert TOKEN not in message
+    assert info.value.exit_code == 3
+
+
+@respx.mock
+def test_client_errors_are_not_retried() -> None:
+    limiter = RecordingLimiter()
+    respx.get(URL).mock(return_value=httpx.Response(401))
+    with pytest.raises(ApiError, match="HTTP 401"):
+        client(limiter).get_page(0)
+    assert limiter.acquired == 1
+
+
+@respx.mock
+def test_a_response_over_the_size_cap_fails_as_a_fault() -> None:
+    limiter = RecordingLimiter()
+    respx.get(URL).mock(return_value=page(0, list(range(50)), None))
+    with pytest.raises(ApiError, match="over the 100-byte cap"):
+        client(limiter, max_response_bytes=100).get_page(0)
+
+
+@respx.mock
+def test_configurable_paths_and_parameter_names() -> None:
+    body = {"data": {"items": [{"id": 3}]}, "paging": {"next": 9}}
+    route = respx.get(URL).mock(return_value=httpx.Response(200, content=orjson.dumps(body)))
+    api = client(
+        RecordingLimiter(),
+        records_path="data.items",
+        next_offset_path="paging.next",
+        offset_param="after",
+        limit_param="per_page",
+    )
+    got = api.get_page(3)
+    assert (got.records, got.next_offset) == ([{"id": 3}], 9)
+    assert route.calls.last.request.url.params["after"] == "3"
+    assert route.calls.last.request.url.params["per_page"] == "100"

@@ -1,0 +1,69 @@
+"""The aggregator applies each flush exactly once and the checkpoint survives reopening."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from lifestats.errors import CheckpointMismatch
+from lifestats.merge import REJECTS_FILE, Aggregator, Checkpoint, Flush
+from lifestats.plan import Slice
+from lifestats.stats import Partial
+
+
+def partial(fetched: int, item: int = 1, rejects: int = 0) -> bytes:
+    p = Partial()
+    p.records["fetched"] = fetched
+    p.window("all").items[item] = fetched
+    p.rejects = [{"reason": "bad", "record": {"n": i}} for i in range(rejects)]
+    return p.to_bytes()
+
+
+def flush(slice_: int, attempt: int, seq: int, cursor: int | None, fetched: int, rejects: int = 0) -> Flush:
+    return Flush(slice_, attempt, seq, cursor, cursor or 0, 1, 1, 0, partial(fetched, rejects=rejects))
+
+
+def open_state(tmp_path: Path) -> tuple[Checkpoint, Aggregator]:
+    checkpoint = Checkpoint(tmp_path)
+    checkpoint.claim({"job": 1})
+    if not checkpoint.states():
+        checkpoint.save_plan([Slice(0, 0, 100), Slice(1, 100, None)])
+    return checkpoint, Aggregator(checkpoint, tmp_path / REJECTS_FILE)
+
+
+def test_duplicate_late_and_stale_flushes_are_ignored(tmp_path: Path) -> None:
+    checkpoint, aggregator = open_state(tmp_path)
+    attempt = checkpoint.begin_attempt(0).attempt
+    assert aggregator.apply(flush(0, attempt, 1, 10, 3))
+    assert not aggregator.apply(flush(0, attempt, 1, 10, 3))  # the same flush twice
+    assert not aggregator.apply(flush(0, attempt, 3, 30, 5))  # out of order: 2 is missing
+    assert aggregator.apply(flush(0, attempt, 2, 20, 4))
+    newer = checkpoint.begin_attempt(0).attempt  # the worker died; the slice is run again
+    assert not aggregator.apply(flush(0, attempt, 3, 30, 5))  # a late flush of the dead attempt
+    assert aggregator.apply(flush(0, newer, 3, None, 6))
+    assert not aggregator.apply(flush(0, newer, 4, None, 6))  # the slice is done
+    assert aggregator.total.records == Counter(fetched=13)
+    state = checkpoint.state(0)
+    assert (state.cursor, state.seq, state.done) == (None, 3, True)
+
+
+def test_reopened_checkpoint_holds_every_committed_flush(tmp_path: Path) -> None:
+    checkpoint, aggregator = open_state(tmp_path)
+    a = checkpoint.begin_attempt(1).attempt
+    aggregator.apply(flush(1, a, 1, 150, 7, rejects=2))
+    checkpoint.close()
+    checkpoint, reopened = open_state(tmp_path)
+    assert reopened.total.records == Counter(fetched=7)
+    assert reopened.total.window("all").items == Counter({1: 7})
+    assert checkpoint.state(1).cursor == 150
+    assert len((tmp_path / REJECTS_FILE).read_text().splitlines()) == 2
+
+
+def test_checkpoint_of_another_job_refuses_to_resume(tmp_path: Path) -> None:
+    checkpoint = Checkpoint(tmp_path)
+    assert checkpoint.claim({"url": "a", "fields": 1}) is False
+    assert checkpoint.claim({"url": "a", "fields": 1}) is True
+    with pytest.raises(CheckpointMismatch, match=r"url changed.*--fresh"):
+        checkpoint.claim({"url": "b", "fields": 1})
