@@ -23,7 +23,7 @@ from .errors import LifestatsError
 from .fetch import ApiClient
 from .limiter import RateLimiter
 from .merge import Flush
-from .task import Task, crawl_slice
+from .task import Split, Task, crawl_slice
 
 
 @dataclass(frozen=True)
@@ -53,13 +53,22 @@ class Lost:
     exitcode: int | None
 
 
-Event = Flushed | Finished | Failed | Lost
+Event = Flushed | Finished | Failed | Lost | Split
 
 
 class Executor(Protocol):
     def submit(self, task: Task) -> None: ...
     def events(self, timeout: float) -> list[Event]: ...
     def busy(self) -> bool: ...
+    def idle(self) -> int:
+        """Workers with nothing to do and no task waiting for them."""
+        ...
+
+    def running(self) -> list[Task]: ...
+    def propose_split(self, task: Task, new_end: int) -> None:
+        """Ask the worker running ``task`` to stop at ``new_end``; it answers with a Split event."""
+        ...
+
     def close(self) -> None: ...
     def terminate(self) -> None: ...
 
@@ -130,6 +139,18 @@ class LocalExecutor:
 
     def busy(self) -> bool:
         return bool(self._pending) or any(w.task is not None for w in self._workers)
+
+    def idle(self) -> int:
+        return max(0, sum(1 for w in self._workers if w.task is None) - len(self._pending))
+
+    def running(self) -> list[Task]:
+        return [w.task for w in self._workers if w.task is not None]
+
+    def propose_split(self, task: Task, new_end: int) -> None:
+        for worker in self._workers:
+            if worker.task == task:
+                with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                    worker.conn.send(("split", new_end))
 
     def _dispatch(self) -> None:
         for worker in self._workers:

@@ -130,22 +130,45 @@ class Checkpoint:
         )
         self._db.execute("COMMIT")
 
+    _COLUMNS = "idx, begin_id, end_id, cursor, high_water, seq, attempt, done, pages"
+
+    @staticmethod
+    def _state(row: tuple[Any, ...]) -> SliceState:
+        i, begin, end, cursor, high_water, seq, attempt, done, pages = row
+        return SliceState(Slice(i, begin, end), cursor, high_water, seq, attempt, bool(done), pages)
+
     def states(self) -> list[SliceState]:
-        rows = self._db.execute(
-            "SELECT idx, begin_id, end_id, cursor, high_water, seq, attempt, done, pages FROM slices ORDER BY idx"
-        ).fetchall()
-        return [
-            SliceState(Slice(i, b, e), c, hw, seq, attempt, bool(done), pages)
-            for i, b, e, c, hw, seq, attempt, done, pages in rows
-        ]
+        rows = self._db.execute(f"SELECT {self._COLUMNS} FROM slices ORDER BY idx").fetchall()
+        return [self._state(row) for row in rows]
 
     def state(self, index: int) -> SliceState:
-        return next(s for s in self.states() if s.slice.index == index)
+        row = self._db.execute(f"SELECT {self._COLUMNS} FROM slices WHERE idx = ?", (index,)).fetchone()
+        if row is None:
+            raise KeyError(f"no slice {index} in the checkpoint")
+        return self._state(row)
 
     def begin_attempt(self, index: int) -> SliceState:
         """A new attempt at the slice: flushes of any earlier attempt are ignored from now on."""
         self._db.execute("UPDATE slices SET attempt = attempt + 1 WHERE idx = ?", (index,))
         return self.state(index)
+
+    def split(self, index: int, new_end: int) -> SliceState:
+        """End slice ``index`` at ``new_end``; its remaining range becomes a new slice, returned."""
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            (old_end,) = db.execute("SELECT end_id FROM slices WHERE idx = ?", (index,)).fetchone()
+            (new_index,) = db.execute("SELECT COALESCE(MAX(idx), -1) + 1 FROM slices").fetchone()
+            db.execute("UPDATE slices SET end_id = ? WHERE idx = ?", (new_end, index))
+            db.execute(
+                "INSERT INTO slices (idx, begin_id, end_id, cursor, high_water) VALUES (?, ?, ?, ?, ?)",
+                (new_index, new_end, old_end, new_end, new_end - 1),
+            )
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        return self.state(new_index)
 
     def apply(self, flush: Flush) -> bool:
         """Commit the flush if it continues the slice's committed state; False if it was ignored."""

@@ -1,8 +1,9 @@
 """The coordinator: plan the slices, hand them to an executor, apply its flushes, build the report.
 
 It owns the checkpoint (through the :class:`~lifestats.merge.Aggregator`), re-submits a slice whose
-worker died from that slice's last commit, and on Ctrl-C or an API failure stops the workers and
-returns a report marked partial; the same command run again resumes.
+worker died from that slice's last commit, splits the remaining range of a straggling slice when a
+worker would otherwise idle, and on Ctrl-C or an API failure stops the workers and returns a report
+marked partial; the same command run again resumes.
 """
 
 from __future__ import annotations
@@ -17,16 +18,18 @@ from typing import Any
 
 from .config import Settings, fingerprint
 from .errors import CheckpointMismatch
-from .executor import Executor, Failed, Finished, Flushed, LocalExecutor, Lost, WorkerSetup
+from .executor import Event, Executor, Failed, Flushed, LocalExecutor, Lost, WorkerSetup
 from .fetch import ApiClient
 from .limiter import SharedRateLimiter
 from .merge import REJECTS_FILE, Aggregator, Checkpoint, SliceState
 from .plan import Bounds, discover, plan_slices
 from .report import build_report
-from .task import Task
+from .task import Split, Task
 
 MAX_LOSSES_PER_SLICE = 3
 EXIT_INTERRUPTED = 130
+# A straggler is split only when its estimated remaining pages are at least this many flushes' worth.
+MIN_SPLIT_FLUSHES = 2
 
 
 @dataclass
@@ -55,6 +58,7 @@ class _Tally:
     retries: int = 0
     pages: int = 0
     lost: int = 0
+    splits: int = 0
     losses: dict[int, int] = field(default_factory=dict)
 
 
@@ -98,13 +102,13 @@ def run_job(
     on_progress: Callable[[Snapshot], None] | None = None,
     executor_factory: ExecutorFactory = local_executor,
 ) -> Outcome:
+    """Run (or resume) the job and return its report with the exit code the command line uses."""
     started = datetime.now(UTC)
-    t0 = time.monotonic()
     if fresh:
         Checkpoint.remove(state_dir)
     checkpoint = Checkpoint(state_dir)
     try:
-        if checkpoint.get("finished"):
+        if checkpoint.get("finished"):  # the last run completed: this one starts anew
             checkpoint.close()
             Checkpoint.remove(state_dir)
             checkpoint = Checkpoint(state_dir)
@@ -112,24 +116,14 @@ def run_job(
         as_of = _settle_as_of(checkpoint, as_of, resumed)
         with api_url(settings) as url:
             run_settings = settings.model_copy(update={"api": settings.api.model_copy(update={"url": url})})
-            return _crawl(
-                run_settings,
-                env,
-                checkpoint,
-                state_dir,
-                as_of,
-                token,
-                on_progress,
-                executor_factory,
-                started,
-                t0,
-                resumed,
-            )
+            job = _Job(run_settings, env, checkpoint, state_dir, as_of, token, started, resumed)
+            return job.run(executor_factory, on_progress)
     finally:
         checkpoint.close()
 
 
 def _settle_as_of(checkpoint: Checkpoint, as_of: datetime | None, resumed: bool) -> datetime:
+    """A resumed run keeps the ``as_of`` its counts were made for."""
     stored = checkpoint.get("as_of")
     if resumed and stored is not None:
         stored_time = datetime.fromisoformat(stored)
@@ -144,142 +138,192 @@ def _settle_as_of(checkpoint: Checkpoint, as_of: datetime | None, resumed: bool)
     return moment
 
 
-def _crawl(
-    settings: Settings,
-    env: str,
-    checkpoint: Checkpoint,
-    state_dir: Path,
-    as_of: datetime,
-    token: str | None,
-    on_progress: Callable[[Snapshot], None] | None,
-    executor_factory: ExecutorFactory,
-    started: datetime,
-    t0: float,
-    resumed: bool,
-) -> Outcome:
-    tally = _Tally()
-    limiter = SharedRateLimiter(settings.crawl.rate_limit)
-    states = checkpoint.states()
-    bounds_data = checkpoint.get("bounds")
-    if not states:
-        with ApiClient(settings.api, settings.crawl, limiter, token=token) as client:
-            bounds = discover(client.get_page, settings.fields.id, settings.api.first_id, settings.api.last_id)
-            tally.requests += client.counts.requests
-            tally.retries += client.counts.retries
-        checkpoint.save_plan(plan_slices(bounds, settings.crawl.slices))
-        checkpoint.put("bounds", bounds.__dict__)
-        states = checkpoint.states()
-    else:
-        bounds = Bounds(**bounds_data)
-    aggregator = Aggregator(checkpoint, state_dir / REJECTS_FILE)
-    progress = {s.slice.index: _fraction(s, bounds) for s in states}
-    records_done = aggregator.total.records["fetched"]
+class _Job:
+    def __init__(
+        self,
+        settings: Settings,
+        env: str,
+        checkpoint: Checkpoint,
+        state_dir: Path,
+        as_of: datetime,
+        token: str | None,
+        started: datetime,
+        resumed: bool,
+    ) -> None:
+        self.settings = settings
+        self.env = env
+        self.checkpoint = checkpoint
+        self.state_dir = state_dir
+        self.as_of = as_of
+        self.token = token
+        self.started = started
+        self.resumed = resumed
+        self.t0 = time.monotonic()
+        self.tally = _Tally()
+        self.limiter = SharedRateLimiter(settings.crawl.rate_limit)
+        self.bounds = self._plan()
+        self.aggregator = Aggregator(checkpoint, state_dir / REJECTS_FILE)
+        self.records_before = self.aggregator.total.records["fetched"]
+        self.proposal: int | None = None  # the slice asked to split, awaiting its answer
+        self.unsplittable: set[int] = set()  # refused a split since its last flush
 
-    def report(partial: bool) -> dict[str, Any]:
-        elapsed = max(time.monotonic() - t0, 1e-9)
+    def _plan(self) -> Bounds:
+        stored = self.checkpoint.get("bounds")
+        if stored is not None:
+            return Bounds(**stored)
+        api = self.settings.api
+        with ApiClient(api, self.settings.crawl, self.limiter, token=self.token) as client:
+            bounds = discover(client.get_page, self.settings.fields.id, api.first_id, api.last_id)
+            self.tally.requests += client.counts.requests
+            self.tally.retries += client.counts.retries
+        slices = plan_slices(bounds, self.settings.crawl.slices)
+        self.checkpoint.save_plan(slices)
+        self.checkpoint.put("bounds", bounds.__dict__)
+        self.checkpoint.put("planned_slices", len(slices))
+        return bounds
+
+    # -- the loop -----------------------------------------------------------------------------------
+    def run(self, executor_factory: ExecutorFactory, on_progress: Callable[[Snapshot], None] | None) -> Outcome:
+        todo = [s for s in self.checkpoint.states() if not s.done]
+        if not todo:
+            self.checkpoint.put("finished", True)
+            return Outcome(self.report(partial=False))
+        setup = WorkerSetup(settings=self.settings, as_of=self.as_of, limiter=self.limiter, token=self.token)
+        executor = executor_factory(min(self.settings.crawl.workers, len(todo)), setup)
+        failure: Failed | None = None
+        try:
+            for state in todo:
+                executor.submit(self._task(self.checkpoint.begin_attempt(state.slice.index)))
+            self._notify(on_progress)
+            while executor.busy() and failure is None:
+                for event in executor.events(timeout=0.25):
+                    failure = self._handle(event, executor) or failure
+                if failure is None:
+                    self._maybe_split(executor)
+                self._notify(on_progress)
+        except KeyboardInterrupt:
+            executor.terminate()
+            return Outcome(self.report(partial=True), EXIT_INTERRUPTED, "interrupted: run the same command to resume")
+        except BaseException:
+            executor.terminate()
+            raise
+        if failure is not None:
+            executor.terminate()
+            message = f"{failure.message}\nprogress is checkpointed in {self.state_dir}: run the same command to resume"
+            return Outcome(self.report(partial=True), failure.exit_code, message)
+        executor.close()
+        self.checkpoint.put("finished", True)
+        return Outcome(self.report(partial=False))
+
+    def _handle(self, event: Event, executor: Executor) -> Failed | None:
+        if isinstance(event, Flushed):
+            flush = event.flush
+            self.tally.requests += flush.requests
+            self.tally.retries += flush.retries
+            if self.aggregator.apply(flush):
+                self.tally.pages += flush.pages
+                self.unsplittable.discard(flush.slice)
+        elif isinstance(event, Split):
+            self.proposal = None
+            if event.accepted:
+                new = self.checkpoint.split(event.slice, event.new_end)
+                self.tally.splits += 1
+                executor.submit(self._task(self.checkpoint.begin_attempt(new.slice.index)))
+            else:
+                self.unsplittable.add(event.slice)
+        elif isinstance(event, Lost):
+            return self._resubmit(event, executor)
+        elif isinstance(event, Failed):
+            return event
+        return None
+
+    def _resubmit(self, event: Lost, executor: Executor) -> Failed | None:
+        index = event.task.slice.index
+        if self.proposal == index:
+            self.proposal = None
+        self.tally.lost += 1
+        losses = self.tally.losses[index] = self.tally.losses.get(index, 0) + 1
+        if losses > MAX_LOSSES_PER_SLICE:
+            return Failed(
+                index,
+                event.task.attempt,
+                f"slice {index} lost its worker {losses} times (last exit code {event.exitcode}); giving up",
+                1,
+            )
+        if not self.checkpoint.state(index).done:
+            executor.submit(self._task(self.checkpoint.begin_attempt(index)))
+        return None
+
+    def _maybe_split(self, executor: Executor) -> None:
+        """When a worker would idle, ask the slice with the most work left to hand over half of it."""
+        if self.proposal is not None or executor.idle() == 0:
+            return
+        best: tuple[float, Task, int] | None = None
+        minimum = MIN_SPLIT_FLUSHES * self.settings.crawl.flush_every
+        for task in executor.running():
+            state = self.checkpoint.state(task.slice.index)
+            if state.done or state.attempt != task.attempt or state.slice.index in self.unsplittable:
+                continue
+            assert state.cursor is not None
+            end = state.slice.end if state.slice.end is not None else self.bounds.estimated_end
+            left = end - state.cursor
+            if left < 2:
+                continue
+            crawled = state.cursor - state.slice.begin
+            pages_left = left * state.pages / crawled if state.pages and crawled > 0 else 0.0
+            if pages_left >= minimum and (best is None or pages_left > best[0]):
+                best = (pages_left, task, state.cursor + left // 2)
+        if best is not None:
+            _, task, new_end = best
+            self.proposal = task.slice.index
+            executor.propose_split(task, new_end)
+
+    @staticmethod
+    def _task(state: SliceState) -> Task:
+        assert state.cursor is not None
+        return Task(state.slice, state.attempt, state.cursor, state.high_water, state.seq)
+
+    # -- output -------------------------------------------------------------------------------------
+    def _notify(self, on_progress: Callable[[Snapshot], None] | None) -> None:
+        if on_progress is None:
+            return
+        states = self.checkpoint.states()
+        total = done = 0
+        for state in states:
+            end = state.slice.end if state.slice.end is not None else self.bounds.estimated_end
+            width = max(end - state.slice.begin, 1)
+            total += width
+            cursor = end if state.done or state.cursor is None else min(state.cursor, end)
+            done += max(cursor - state.slice.begin, 0)
+        on_progress(
+            Snapshot(
+                fraction=min(done / max(total, 1), 1.0),
+                pages=self.tally.pages,
+                records=self.aggregator.total.records["fetched"] - self.records_before,
+                requests=self.tally.requests,
+                elapsed=time.monotonic() - self.t0,
+                slices_done=sum(1 for s in states if s.done),
+                slices=len(states),
+            )
+        )
+
+    def report(self, *, partial: bool) -> dict[str, Any]:
+        elapsed = max(time.monotonic() - self.t0, 1e-9)
+        tally = self.tally
         run = {
-            "env": env,
-            "mode": settings.stats.mode,
-            "as_of": as_of.isoformat(),
-            "started_at": started.isoformat(timespec="seconds"),
+            "env": self.env,
+            "mode": self.settings.stats.mode,
+            "as_of": self.as_of.isoformat(),
+            "started_at": self.started.isoformat(timespec="seconds"),
             "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
-            "slices": len(states),
-            "workers": settings.crawl.workers,
+            "slices": self.checkpoint.get("planned_slices"),
+            "workers": self.settings.crawl.workers,
             "requests": tally.requests,
             "retries": tally.retries,
-            "rate_limit": settings.crawl.rate_limit,
+            "rate_limit": self.settings.crawl.rate_limit,
             "achieved_rate": round(tally.requests / elapsed, 3),
-            "resumed": resumed,
+            "resumed": self.resumed,
             "workers_lost": tally.lost,
+            "slices_split": tally.splits,
         }
-        return build_report(aggregator.total, settings, as_of, run, partial=partial)
-
-    def notify() -> None:
-        if on_progress is not None:
-            on_progress(
-                Snapshot(
-                    fraction=sum(progress.values()) / max(len(progress), 1),
-                    pages=tally.pages,
-                    records=aggregator.total.records["fetched"] - records_done,
-                    requests=tally.requests,
-                    elapsed=time.monotonic() - t0,
-                    slices_done=sum(1 for v in progress.values() if v >= 1.0),
-                    slices=len(progress),
-                )
-            )
-
-    todo = [s for s in states if not s.done]
-    if not todo:
-        checkpoint.put("finished", True)
-        return Outcome(report(partial=False))
-    setup = WorkerSetup(settings=settings, as_of=as_of, limiter=limiter, token=token)
-    executor = executor_factory(min(settings.crawl.workers, len(todo)), setup)
-    failure: Failed | None = None
-    try:
-        for state in todo:
-            executor.submit(_task(checkpoint.begin_attempt(state.slice.index)))
-        notify()
-        while executor.busy() and failure is None:
-            for event in executor.events(timeout=0.25):
-                if isinstance(event, Flushed):
-                    flush = event.flush
-                    tally.requests += flush.requests
-                    tally.retries += flush.retries
-                    if aggregator.apply(flush):
-                        tally.pages += flush.pages
-                        progress[flush.slice] = _fraction(checkpoint.state(flush.slice), bounds)
-                elif isinstance(event, Lost):
-                    failure = _resubmit(event, checkpoint, executor, tally)
-                elif isinstance(event, Failed):
-                    failure = event
-                elif isinstance(event, Finished):
-                    pass
-            notify()
-    except KeyboardInterrupt:
-        _stop(executor, failed=True)
-        return Outcome(report(partial=True), EXIT_INTERRUPTED, "interrupted: run the same command to resume")
-    if failure is not None:
-        _stop(executor, failed=True)
-        message = f"{failure.message}\nprogress is checkpointed in {state_dir}: run the same command to resume"
-        return Outcome(report(partial=True), failure.exit_code, message)
-    _stop(executor, failed=False)
-    checkpoint.put("finished", True)
-    return Outcome(report(partial=False))
-
-
-def _task(state: SliceState) -> Task:
-    assert state.cursor is not None
-    return Task(state.slice, state.attempt, state.cursor, state.high_water, state.seq)
-
-
-def _resubmit(event: Lost, checkpoint: Checkpoint, executor: Executor, tally: _Tally) -> Failed | None:
-    index = event.task.slice.index
-    tally.lost += 1
-    tally.losses[index] = tally.losses.get(index, 0) + 1
-    if tally.losses[index] > MAX_LOSSES_PER_SLICE:
-        return Failed(
-            index,
-            event.task.attempt,
-            f"slice {index} lost its worker {tally.losses[index]} times (last exit code {event.exitcode}); giving up",
-            1,
-        )
-    state = checkpoint.state(index)
-    if not state.done:
-        executor.submit(_task(checkpoint.begin_attempt(index)))
-    return None
-
-
-def _stop(executor: Executor, *, failed: bool) -> None:
-    if failed:
-        executor.terminate()
-    else:
-        executor.close()
-
-
-def _fraction(state: SliceState, bounds: Bounds) -> float:
-    if state.done:
-        return 1.0
-    end = state.slice.end if state.slice.end is not None else max(bounds.estimated_end, state.slice.begin + 1)
-    width = max(end - state.slice.begin, 1)
-    cursor = state.cursor if state.cursor is not None else end
-    return min(max((cursor - state.slice.begin) / width, 0.0), 0.999)
+        return build_report(self.aggregator.total, self.settings, self.as_of, run, partial=partial)

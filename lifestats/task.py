@@ -17,6 +17,16 @@ from .stats import Partial
 
 
 @dataclass(frozen=True)
+class Split:
+    """A worker's answer to a proposal to end its slice at ``new_end`` (the rest becomes a new slice)."""
+
+    slice: int
+    attempt: int
+    new_end: int
+    accepted: bool
+
+
+@dataclass(frozen=True)
 class Task:
     slice: Slice
     attempt: int
@@ -43,10 +53,15 @@ def crawl_slice(
     client: ApiClient,
     counter: PageCounter,
     flush_every: int,
-    emit: Callable[[Flush], None],
+    emit: Callable[[Flush | Split], None],
+    proposals: Callable[[], int | None] = lambda: None,
 ) -> None:
     """Crawl ``task.slice`` from ``task.cursor`` to its end, emitting a :class:`Flush` every
-    ``flush_every`` pages and one last flush (``cursor`` None) when the slice is done."""
+    ``flush_every`` pages and one last flush (``cursor`` None) when the slice is done.
+
+    Between pages it asks ``proposals`` whether the coordinator wants to cut the slice short so that
+    an idle worker can take its remaining range, and answers each proposal with a :class:`Split`.
+    """
     cursor = SliceCursor(task.slice.begin, task.slice.end, task.high_water)
     offset: int | None = task.cursor
     seq = task.seq
@@ -55,10 +70,16 @@ def crawl_slice(
     counts = client.counts
     requests0, retries0 = counts.requests, counts.retries
     while offset is not None:
+        new_end = proposals()
+        if new_end is not None:
+            accepted = new_end > max(offset, cursor.high_water) and (cursor.end is None or new_end < cursor.end)
+            if accepted:
+                cursor.end = new_end
+            emit(Split(task.slice.index, task.attempt, new_end, accepted))
         page = client.get_page(offset)
         counter.count_page(partial, page.records, offset, cursor)
         pages += 1
-        offset = None if slice_finished(page, task.slice.end, counter.id_field) else page.next_offset
+        offset = None if slice_finished(page, cursor.end, counter.id_field) else page.next_offset
         if offset is None or pages == flush_every:
             seq += 1
             emit(
