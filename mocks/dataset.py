@@ -1,0 +1,702 @@
+"""A deterministic synthetic event dataset for the mock API, and its independent ground truth.
+
+`generate(spec)` draws every record field as a numpy array (one ``np.random.default_rng(spec.seed)``),
+so that 10^8 records stay cheap; `Dataset.record` / `Dataset.page` render records as the API serves them
+(JSON-ready python values). A few malformed records are kept as ``(index, kind)`` overrides on top of the
+arrays. `ground_truth` computes the report's ``records``, ``windows`` and ``series`` sections
+(docs/DATA_CONTRACT.md) straight from the arrays, vectorised. It shares no code with ``lifestats/``: it is
+the oracle the crawler is tested against.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta, timezone, tzinfo
+from typing import Any, Final
+from zoneinfo import ZoneInfo
+
+import numpy as np
+
+__all__ = ["BOT_IPS", "BOT_UA_PATTERNS", "Dataset", "DatasetSpec", "generate", "ground_truth"]
+
+BOT_IPS: Final[tuple[str, ...]] = ("203.0.113.7", "203.0.113.8", "198.51.100.23")
+BOT_UA_PATTERNS: Final[tuple[str, ...]] = (r"(?i)examplebot", r"(?i)scrapy")
+
+BROWSER_UAS: Final[tuple[str, ...]] = (
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/122.0.0.0 Safari/537.36",
+    "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko) "
+    "Version/17.3 Safari/605.1.15",
+    "Mozilla/5.0 (X11; Linux x86_64; rv:123.0) Gecko/20100101 Firefox/123.0",
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_3 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) "
+    "Version/17.3 Mobile/15E148 Safari/604.1",
+    "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/122.0.0.0 Mobile Safari/537.36",
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/122.0.0.0 Safari/537.36 Edg/122.0.2365.66",
+)
+BOT_UAS: Final[tuple[str, ...]] = (
+    "Mozilla/5.0 (compatible; ExampleBot/2.1; +https://bot.example.com/)",
+    "Scrapy/2.11.1 (+https://scrapy.org)",
+    "examplebot-lite/0.3",
+)
+# Normal addresses that a prefix or substring test would confuse with BOT_IPS.
+_LOOKALIKE_IPS: Final = ("203.0.113.70", "203.0.113.78", "198.51.100.230", "10.203.0.113")
+
+WINDOWS: Final = ("all", "yesterday", "last_7_days", "last_30_days", "this_year")
+BUCKETS: Final = ("minute", "hour", "day", "week", "month", "year")
+
+SPAN_DAYS: Final = 395  # ~13 months of timestamps before spec.end
+ITEM_EXPONENT: Final = 1.1
+VISITOR_EXPONENT: Final = 0.8
+_CHUNK: Final = 1 << 22  # rows per random draw, to bound temporaries at 10^8 records
+_DENSE_LIMIT: Final = 1 << 26  # largest groups x visitors bitmap for distinct counting
+
+# Timestamp renderings: ISO "+00:00", ISO "Z", ISO "+05:30", ISO "-08:00", epoch s int, epoch s float, ms.
+FMT_ISO_UTC, FMT_ISO_Z, FMT_ISO_IST, FMT_ISO_PST, FMT_SECONDS, FMT_FLOAT, FMT_MILLIS = range(7)
+_FMT_P: Final = (0.30, 0.15, 0.10, 0.10, 0.15, 0.10, 0.10)
+_ISO_ZONES: Final[dict[int, tzinfo]] = {
+    FMT_ISO_UTC: UTC,
+    FMT_ISO_Z: UTC,
+    FMT_ISO_IST: timezone(timedelta(hours=5, minutes=30)),
+    FMT_ISO_PST: timezone(timedelta(hours=-8)),
+}
+# Optional-field states.
+PRESENT, NULL, MISSING = 0, 1, 2
+
+# Malformed record kinds: (field, replacement); _DROP removes the key. Every kind is rejected.
+_DROP: Final = object()
+_MALFORMED: Final[tuple[tuple[str, Callable[[Any], Any]], ...]] = (
+    ("item", lambda v: _DROP),
+    ("item", lambda v: None),
+    ("item", lambda v: float(v) if isinstance(v, int) else 7.0),
+    ("item", lambda v: [v]),
+    ("item", lambda v: True),
+    ("item", lambda v: False),
+    ("item", lambda v: {"id": v}),
+    ("timestamp", lambda v: "not a date"),
+    ("timestamp", lambda v: "2025-02-30T10:00:00+00:00"),
+    ("timestamp", lambda v: "2025-03-01T10:00:00"),
+    ("timestamp", lambda v: True),
+    ("timestamp", lambda v: [1]),
+    ("timestamp", lambda v: ""),
+)
+
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+_EPOCH_NAIVE: Final = datetime(1970, 1, 1)
+_US: Final = timedelta(microseconds=1)
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    seed: int = 0
+    records: int = 10_000
+    items: int = 2_000
+    categories: int = 40
+    visitors: int = 3_000
+    first_id: int = 4_294_967_000
+    mean_gap: float = 1.5
+    empty_share: float = 0.2
+    stretches: int = 3
+    end: str = "2026-03-15T12:00:00+00:00"
+    bot_share: float = 0.03
+    malformed_share: float = 0.005
+    null_share: float = 0.01
+
+    def validate(self) -> None:
+        checks = {
+            "records >= 1": self.records >= 1,
+            "items >= 1": self.items >= 1,
+            "categories >= 1": self.categories >= 1,
+            "visitors >= 1": self.visitors >= 1,
+            "first_id >= 0": self.first_id >= 0,
+            "mean_gap >= 1": self.mean_gap >= 1,
+            "0 <= empty_share < 1": 0 <= self.empty_share < 1,
+            "stretches >= 0": self.stretches >= 0,
+            "shares in [0, 1]": all(0 <= s <= 1 for s in (self.bot_share, self.malformed_share)),
+            "bot_share + malformed_share <= 1": self.bot_share + self.malformed_share <= 1,
+            "0 <= null_share <= 0.5": 0 <= self.null_share <= 0.5,
+        }
+        failed = [name for name, ok in checks.items() if not ok]
+        if failed:
+            raise ValueError(f"invalid DatasetSpec: {', '.join(failed)}")
+        if datetime.fromisoformat(self.end).tzinfo is None:
+            raise ValueError("DatasetSpec.end needs a UTC offset")
+
+
+@dataclass(eq=False)
+class Dataset:
+    """Column arrays of one generated dataset; records are rendered on demand."""
+
+    spec: DatasetSpec
+    ids: np.ndarray  # int64, strictly increasing
+    item: np.ndarray  # int32 index into item_ids
+    visitor: np.ndarray  # int32 code: 2 * visitor index + (1 if rendered as int)
+    visitor_state: np.ndarray  # int8 PRESENT / NULL / MISSING
+    category_state: np.ndarray  # int8
+    ts_ms: np.ndarray  # int64 epoch milliseconds (multiples of 250)
+    ts_format: np.ndarray  # int8 FMT_*
+    ts_state: np.ndarray  # int8
+    ip: np.ndarray  # int16 index into ip_values
+    ua: np.ndarray  # int8 index into ua_values, -1 = key missing
+    malformed_index: np.ndarray  # int64, sorted record indices
+    malformed_kind: np.ndarray  # int8 index into _MALFORMED
+    item_ids: tuple[int | str, ...]
+    item_category: np.ndarray  # int32 category index per item
+    category_ids: tuple[str, ...]
+    ip_values: tuple[str, ...]
+    ua_values: tuple[str, ...]
+
+    @property
+    def first_id(self) -> int:
+        return int(self.ids[0])
+
+    @property
+    def end_id(self) -> int:
+        return int(self.ids[-1]) + 1
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def record(self, i: int) -> dict[str, Any]:
+        n = len(self)
+        i = int(i)
+        if not -n <= i < n:
+            raise IndexError(f"record {i} out of range for {n} records")
+        return self._render(i % n, i % n + 1)[0]
+
+    def page(self, offset: int, limit: int) -> tuple[list[dict[str, Any]], int | None]:
+        """The first `limit` records with id >= offset, and the offset of the next page (None: no more)."""
+        if limit < 1:
+            raise ValueError(f"limit must be >= 1, got {limit}")
+        start = self._index_of(offset)
+        stop = min(start + int(limit), len(self))
+        if start >= stop:
+            return [], None
+        next_offset = int(self.ids[stop - 1]) + 1 if stop < len(self) else None
+        return self._render(start, stop), next_offset
+
+    def _index_of(self, offset: int | None) -> int:
+        """Index of the first record with id >= offset (None: 0)."""
+        if offset is None or offset <= self.first_id:
+            return 0
+        if offset >= self.end_id:
+            return len(self)
+        return int(np.searchsorted(self.ids, offset, side="left"))
+
+    def _render(self, start: int, stop: int) -> list[dict[str, Any]]:
+        sl = slice(start, stop)
+        columns = zip(
+            self.ids[sl].tolist(),
+            self.item[sl].tolist(),
+            self.category_state[sl].tolist(),
+            self.visitor[sl].tolist(),
+            self.visitor_state[sl].tolist(),
+            self.ts_ms[sl].tolist(),
+            self.ts_format[sl].tolist(),
+            self.ts_state[sl].tolist(),
+            self.ip[sl].tolist(),
+            self.ua[sl].tolist(),
+            strict=True,
+        )
+        cat_of = self.item_category
+        width = _visitor_width(self.spec.visitors)
+        out: list[dict[str, Any]] = []
+        for rid, item, cat_state, vis, vis_state, ms, fmt, ts_state, ip, ua in columns:
+            rec: dict[str, Any] = {"id": rid, "item": self.item_ids[item]}
+            if cat_state != MISSING:
+                rec["category"] = self.category_ids[cat_of[item]] if cat_state == PRESENT else None
+            if vis_state != MISSING:
+                rec["visitor"] = _render_visitor(vis, width) if vis_state == PRESENT else None
+            if ts_state != MISSING:
+                rec["timestamp"] = render_timestamp(ms, fmt) if ts_state == PRESENT else None
+            rec["ip"] = self.ip_values[ip]
+            if ua >= 0:
+                rec["user_agent"] = self.ua_values[ua]
+            out.append(rec)
+        self._apply_malformed(start, stop, out)
+        return out
+
+    def _apply_malformed(self, start: int, stop: int, out: list[dict[str, Any]]) -> None:
+        lo, hi = np.searchsorted(self.malformed_index, [start, stop])
+        for idx, kind in zip(self.malformed_index[lo:hi].tolist(), self.malformed_kind[lo:hi].tolist(), strict=True):
+            rec = out[idx - start]
+            field, breaker = _MALFORMED[kind]
+            value = breaker(rec.get(field) if field != "item" else rec["item"])
+            if value is _DROP:
+                rec.pop(field, None)
+            else:
+                rec[field] = value
+
+
+def render_timestamp(ms: int, fmt: int) -> int | float | str:
+    """The API rendering of an instant (epoch milliseconds) in format `fmt`."""
+    if fmt == FMT_SECONDS:
+        return ms // 1000
+    if fmt == FMT_FLOAT:
+        return ms / 1000  # exact: ms is a multiple of 250
+    if fmt == FMT_MILLIS:
+        return ms
+    when = datetime.fromtimestamp(ms // 1000, _ISO_ZONES[fmt]).replace(microsecond=ms % 1000 * 1000)
+    text = when.isoformat()
+    return text[:-6] + "Z" if fmt == FMT_ISO_Z else text
+
+
+def _visitor_width(visitors: int) -> int:
+    return max(6, len(str(visitors - 1)))
+
+
+def _render_visitor(code: int, width: int) -> int | str:
+    index, as_int = divmod(code, 2)
+    return index if as_int else f"v{index:0{width}d}"
+
+
+# ---------------------------------------------------------------------------------------------- generation
+
+
+def generate(spec: DatasetSpec) -> Dataset:
+    """The dataset of `spec`: the same spec always gives the same records."""
+    spec.validate()
+    rng = np.random.default_rng(spec.seed)
+    n = spec.records
+    ids = _draw_ids(rng, spec)
+    item_ids, item_category = _draw_items(rng, spec)
+    item = _draw_zipf(rng, spec.items, ITEM_EXPONENT, n)
+    visitor = _draw_visitors(rng, spec)
+    ts_ms = _draw_timestamps(rng, spec)
+    ts_format = _draw_formats(rng, ts_ms)
+    states = [_draw_states(rng, n, spec.null_share) for _ in range(3)]
+    roles = _draw_roles(rng, spec)
+    ip_values = _ip_pool(rng)
+    ip, ua = _draw_network(rng, spec, roles, len(ip_values))
+    malformed_index = np.flatnonzero(roles == _ROLE_MALFORMED).astype(np.int64)
+    malformed_kind = rng.integers(0, len(_MALFORMED), size=len(malformed_index), dtype=np.int8)
+    width = max(2, len(str(spec.categories - 1)))
+    return Dataset(
+        spec=spec,
+        ids=ids,
+        item=item,
+        visitor=visitor,
+        visitor_state=states[0],
+        category_state=states[1],
+        ts_ms=ts_ms,
+        ts_format=ts_format,
+        ts_state=states[2],
+        ip=ip,
+        ua=ua,
+        malformed_index=malformed_index,
+        malformed_kind=malformed_kind,
+        item_ids=item_ids,
+        item_category=item_category,
+        category_ids=tuple(f"c{c:0{width}d}" for c in range(spec.categories)),
+        ip_values=(*ip_values, *BOT_IPS),
+        ua_values=(*BROWSER_UAS, *BOT_UAS),
+    )
+
+
+def _chunked(n: int, dtype: Any, draw: Callable[[int], np.ndarray]) -> np.ndarray:
+    out = np.empty(n, dtype=dtype)
+    for start in range(0, n, _CHUNK):
+        stop = min(n, start + _CHUNK)
+        out[start:stop] = draw(stop - start)
+    return out
+
+
+def _draw_ids(rng: np.random.Generator, spec: DatasetSpec) -> np.ndarray:
+    """Strictly increasing ids from first_id: random gaps >= 1 plus a few long empty stretches."""
+    n = spec.records
+    gaps = rng.geometric(1.0 / spec.mean_gap, size=n).astype(np.int64)
+    gaps[0] = 0
+    stretches = min(spec.stretches, n - 1)
+    if stretches > 0 and spec.empty_share > 0:
+        base = int(gaps.sum()) + 1
+        empty = round(base * spec.empty_share / (1 - spec.empty_share))
+        where = rng.choice(n - 1, size=stretches, replace=False) + 1
+        weights = rng.random(stretches) + 0.5
+        parts = np.floor(empty * weights / weights.sum()).astype(np.int64)
+        parts[-1] += empty - int(parts.sum())
+        gaps[where] += parts
+    np.cumsum(gaps, out=gaps)
+    gaps += spec.first_id
+    return gaps
+
+
+def _draw_items(rng: np.random.Generator, spec: DatasetSpec) -> tuple[tuple[int | str, ...], np.ndarray]:
+    """Item ids by popularity rank: random ints < 10**7, with a few strs mixed in (ranking puts ints
+    first); rank 13 is the str twin of rank 7's int id; rank 23 is non-ASCII."""
+    population = max(10**7, 10 * spec.items)
+    values: list[int | str] = rng.choice(population, size=spec.items, replace=False).tolist()
+    for rank in range(3, spec.items, 50):
+        values[rank] = f"sku-{rank}"
+    if spec.items > 13:
+        values[13] = str(values[7])
+    if spec.items > 23:
+        values[23] = "Äpple-23"
+    category = rng.integers(0, spec.categories, size=spec.items).astype(np.int32)
+    return tuple(values), category
+
+
+def _draw_zipf(rng: np.random.Generator, k: int, exponent: float, n: int) -> np.ndarray:
+    """n draws of ranks 0..k-1 with P(rank) proportional to (rank + 1) ** -exponent."""
+    cdf = np.cumsum(np.arange(1, k + 1, dtype=np.float64) ** -exponent)
+    cdf /= cdf[-1]
+
+    def draw(m: int) -> np.ndarray:
+        return np.minimum(np.searchsorted(cdf, rng.random(m), side="right"), k - 1)
+
+    return _chunked(n, np.int32, draw)
+
+
+def _draw_visitors(rng: np.random.Generator, spec: DatasetSpec) -> np.ndarray:
+    """Visitor codes 2 * index + as_int; visitors with index % 17 == 5 are rendered as an int on about
+    half of their records (int 5 and "v000005" are different visitors)."""
+    index = _draw_zipf(rng, spec.visitors, VISITOR_EXPONENT, spec.records)
+    flip = _chunked(spec.records, np.bool_, lambda m: rng.random(m, dtype=np.float32) < 0.5)
+    return index * 2 + ((index % 17 == 5) & flip)
+
+
+def _draw_timestamps(rng: np.random.Generator, spec: DatasetSpec) -> np.ndarray:
+    """Epoch ms over SPAN_DAYS before spec.end: growing traffic with a daily cycle, mostly increasing with
+    the id, some late arrivals, records snapped to local midnights / whole hours, and anchors exactly
+    on the window bounds around spec.end."""
+    n = spec.records
+    end = datetime.fromisoformat(spec.end)
+    end_s = int(end.timestamp())
+    first_day = (end_s - SPAN_DAYS * 86_400) // 86_400
+    hours = np.arange(24)
+    hour_p = 1 + 0.7 * np.cos(2 * np.pi * (hours - 19) / 24)
+    hour_p /= hour_p.sum()
+
+    def draw(m: int) -> np.ndarray:
+        day = np.floor(rng.random(m) ** 0.75 * SPAN_DAYS).astype(np.int64) + first_day
+        hour = rng.choice(24, size=m, p=hour_p)
+        t = day * 86_400 + hour * 3600 + rng.integers(0, 3600, size=m)
+        return np.where(t > end_s, t - 86_400, t)
+
+    sec = _chunked(n, np.int64, draw)
+    sec.sort()
+    late = np.flatnonzero(rng.random(n, dtype=np.float32) < 0.03)
+    sec[late] = np.minimum(sec[late] + rng.integers(-6 * 3600, 6 * 3600, size=len(late)), end_s)
+    snapped = _snap(rng, sec)
+    frac = rng.integers(0, 4, size=n, dtype=np.int64) * 250
+    frac[snapped] = 0
+    ms = sec * 1000 + frac
+    anchors = _anchors(end)[: n // 20]
+    ms[rng.choice(n, size=len(anchors), replace=False)] = anchors
+    return ms
+
+
+def _snap(rng: np.random.Generator, sec: np.ndarray) -> np.ndarray:
+    """Snap ~4% of `sec` in place to local midnights (UTC, CET, CEST, IST, PST), whole hours, half hours
+    or whole minutes; return the snapped indices."""
+    idx = np.flatnonzero(rng.random(len(sec), dtype=np.float32) < 0.04)
+    mode = rng.integers(0, 4, size=len(idx))
+    t = sec[idx]
+    offsets = np.array([0, -3600, -7200, -19_800, 28_800])[rng.integers(0, 5, size=len(idx))]
+    midnight = (t - offsets) // 86_400 * 86_400 + offsets
+    grains = np.array([1, 3600, 1800, 60])[mode]
+    sec[idx] = np.where(mode == 0, midnight, t // grains * grains)
+    return idx
+
+
+def _anchors(end: datetime) -> np.ndarray:
+    """Epoch ms of the window bounds around `end` in a few zones, each also 250 ms earlier, plus `end`."""
+    points = [int(end.timestamp() * 1000)]
+    for name in ("UTC", "Europe/Stockholm", "Asia/Kolkata", "America/Los_Angeles"):
+        tz = ZoneInfo(name)
+        day = end.astimezone(tz).date()
+        bounds = [day - timedelta(days=k) for k in (0, 1, 7, 30)] + [date(day.year, 1, 1)]
+        for d in bounds:
+            ms = _to_us(datetime(d.year, d.month, d.day, tzinfo=tz)) // 1000
+            points += [ms, ms - 250]
+    return np.array(points, dtype=np.int64)
+
+
+def _draw_formats(rng: np.random.Generator, ts_ms: np.ndarray) -> np.ndarray:
+    fmt = _chunked(len(ts_ms), np.int8, lambda m: rng.choice(len(_FMT_P), size=m, p=_FMT_P))
+    fmt[(fmt == FMT_SECONDS) & (ts_ms % 1000 != 0)] = FMT_FLOAT  # int seconds cannot carry a fraction
+    return fmt
+
+
+def _draw_states(rng: np.random.Generator, n: int, null_share: float) -> np.ndarray:
+    """PRESENT, or NULL / MISSING (half each) with probability null_share."""
+
+    def draw(m: int) -> np.ndarray:
+        u = rng.random(m, dtype=np.float32)
+        return np.where(u < null_share / 2, NULL, np.where(u < null_share, MISSING, PRESENT))
+
+    return _chunked(n, np.int8, draw)
+
+
+_ROLE_NORMAL, _ROLE_MALFORMED, _ROLE_BOT_IP, _ROLE_BOT_UA = range(4)
+
+
+def _draw_roles(rng: np.random.Generator, spec: DatasetSpec) -> np.ndarray:
+    m, b = spec.malformed_share, spec.bot_share
+
+    def draw(k: int) -> np.ndarray:
+        u = rng.random(k)
+        return np.select([u < m, u < m + b / 2, u < m + b], [_ROLE_MALFORMED, _ROLE_BOT_IP, _ROLE_BOT_UA])
+
+    return _chunked(spec.records, np.int8, draw)
+
+
+def _ip_pool(rng: np.random.Generator, size: int = 60) -> tuple[str, ...]:
+    """Private / documentation addresses, none in BOT_IPS, some that look like them."""
+    prefixes = ("10.{}.{}.{}", "192.168.{}.{}", "172.{}.{}.{}", "192.0.2.{}", "198.51.100.{}", "203.0.113.{}")
+    pool = list(_LOOKALIKE_IPS)
+    while len(pool) < size:
+        template = prefixes[int(rng.integers(0, len(prefixes)))]
+        octets = rng.integers(1, 255, size=3).tolist()
+        if template.startswith("172."):
+            octets[0] = 16 + octets[0] % 16
+        ip = template.format(*octets[: template.count("{}")])
+        if ip not in BOT_IPS and ip not in pool:
+            pool.append(ip)
+    return tuple(pool)
+
+
+def _draw_network(
+    rng: np.random.Generator, spec: DatasetSpec, roles: np.ndarray, normal_ips: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """ip / user agent codes: browsers from normal addresses; bots by ip or by user agent; a few records
+    without a user agent (never a bot-by-ua record)."""
+    n = spec.records
+    ip = _chunked(n, np.int16, lambda m: rng.integers(0, normal_ips, size=m))
+    ua = _chunked(n, np.int8, lambda m: rng.integers(0, len(BROWSER_UAS), size=m))
+    by_ip = np.flatnonzero(roles == _ROLE_BOT_IP)
+    ip[by_ip] = normal_ips + rng.integers(0, len(BOT_IPS), size=len(by_ip))
+    by_ua = np.flatnonzero(roles == _ROLE_BOT_UA)
+    ua[by_ua] = len(BROWSER_UAS) + rng.integers(0, len(BOT_UAS), size=len(by_ua))
+    no_ua = (rng.random(n, dtype=np.float32) < spec.null_share / 2) & (roles != _ROLE_BOT_UA)
+    ua[no_ua] = -1
+    return ip, ua
+
+
+# ---------------------------------------------------------------------------------------------- ground truth
+
+
+def ground_truth(
+    ds: Dataset,
+    *,
+    as_of: datetime,
+    top_items: int = 100,
+    top_categories: int = 10,
+    bucket: str = "day",
+    timezone: str = "UTC",
+    bot_ips: Iterable[str] = BOT_IPS,
+    bot_user_agents: Iterable[str] = BOT_UA_PATTERNS,
+    begin: int | None = None,
+    end: int | None = None,
+) -> dict[str, Any]:
+    """The report sections ``records``, ``windows`` and ``series`` for the records with begin <= id < end."""
+    if as_of.tzinfo is None or as_of.utcoffset() is None:
+        raise ValueError("as_of must be timezone-aware")
+    if bucket not in BUCKETS:
+        raise ValueError(f"bucket must be one of {BUCKETS}, got {bucket!r}")
+    tz = ZoneInfo(timezone)
+    lo = ds._index_of(begin)
+    hi = max(lo, ds._index_of(end)) if end is not None else len(ds)
+    sl = slice(lo, hi)
+
+    rejected = np.zeros(hi - lo, dtype=bool)
+    m_lo, m_hi = np.searchsorted(ds.malformed_index, [lo, hi])
+    rejected[ds.malformed_index[m_lo:m_hi] - lo] = True
+    bot = _bot_mask(ds, sl, set(bot_ips), tuple(bot_user_agents)) & ~rejected
+    counted = ~(rejected | bot)
+    records = {
+        "fetched": hi - lo,
+        "counted": int(np.count_nonzero(counted)),
+        "rejected": int(np.count_nonzero(rejected)),
+        "bots": int(np.count_nonzero(bot)),
+        "duplicates": 0,
+    }
+
+    cols = _Counted.of(ds, sl, counted)
+    windows = {
+        name: _window_stats(ds, cols, mask, top_items, top_categories)
+        for name, mask in _window_masks(cols, as_of, tz).items()
+    }
+    series = _series(cols, bucket, tz, 2 * ds.spec.visitors)
+    return {"records": records, "windows": windows, "series": series}
+
+
+def _bot_mask(ds: Dataset, sl: slice, ips: set[str], patterns: tuple[str, ...]) -> np.ndarray:
+    """Bot by ip or user agent, evaluated once per distinct rendered value."""
+    ip_bot = np.array([v in ips for v in ds.ip_values], dtype=bool)
+    ua_bot = np.array([any(re.search(p, v) for p in patterns) for v in ds.ua_values] + [False], dtype=bool)
+    return ip_bot[ds.ip[sl]] | ua_bot[ds.ua[sl]]  # ua -1 (missing) hits the trailing False
+
+
+@dataclass
+class _Counted:
+    """Columns of the counted records: codes, with -1 where the field is unusable."""
+
+    item: np.ndarray
+    visitor: np.ndarray
+    category: np.ndarray
+    has_ts: np.ndarray
+    ts_ms: np.ndarray
+
+    @classmethod
+    def of(cls, ds: Dataset, sl: slice, counted: np.ndarray) -> _Counted:
+        item = ds.item[sl][counted]
+        visitor = np.where(ds.visitor_state[sl][counted] == PRESENT, ds.visitor[sl][counted], -1)
+        category = np.where(ds.category_state[sl][counted] == PRESENT, ds.item_category[item], -1)
+        return cls(item, visitor, category, ds.ts_state[sl][counted] == PRESENT, ds.ts_ms[sl][counted])
+
+
+def _to_us(when: datetime) -> int:
+    return (when - _EPOCH) // _US
+
+
+def _ceil_ms(us: int) -> int:
+    return -(-us // 1000)
+
+
+def _window_bounds(as_of: datetime, tz: ZoneInfo) -> dict[str, tuple[int, int]]:
+    """[lo, hi) in epoch ms of the dated windows (ms values t with lo <= t < hi lie in the window)."""
+    day = as_of.astimezone(tz).date()
+
+    def midnight(d: date) -> int:
+        return _ceil_ms(_to_us(datetime(d.year, d.month, d.day, tzinfo=tz)))
+
+    today = midnight(day)
+    return {
+        "yesterday": (midnight(day - timedelta(days=1)), today),
+        "last_7_days": (midnight(day - timedelta(days=7)), today),
+        "last_30_days": (midnight(day - timedelta(days=30)), today),
+        "this_year": (midnight(date(day.year, 1, 1)), _ceil_ms(_to_us(as_of))),
+    }
+
+
+def _window_masks(cols: _Counted, as_of: datetime, tz: ZoneInfo) -> dict[str, np.ndarray | None]:
+    masks: dict[str, np.ndarray | None] = {"all": None}
+    for name, (lo, hi) in _window_bounds(as_of, tz).items():
+        masks[name] = cols.has_ts & (cols.ts_ms >= lo) & (cols.ts_ms < hi)
+    return masks
+
+
+def _window_stats(
+    ds: Dataset, cols: _Counted, mask: np.ndarray | None, top_items: int, top_categories: int
+) -> dict[str, Any]:
+    item, visitor, category = (
+        (cols.item, cols.visitor, cols.category)
+        if mask is None
+        else (cols.item[mask], cols.visitor[mask], cols.category[mask])
+    )
+    n_visitors = 2 * ds.spec.visitors
+    item_visits = np.bincount(item, minlength=len(ds.item_ids))
+    top = _rank(item_visits, _id_order(ds.item_ids), top_items)
+    row = np.full(len(ds.item_ids), -1, dtype=np.int64)
+    row[top] = np.arange(len(top))
+    top_distinct = _distinct_per_group(row[item], visitor, len(top), n_visitors)
+    category_visits = np.bincount(category[category >= 0], minlength=len(ds.category_ids))
+    top_cats = _rank(category_visits, _id_order(ds.category_ids), top_categories)
+    return {
+        "visits": len(item),
+        "distinct_visitors": int(_distinct_per_group(np.zeros_like(visitor), visitor, 1, n_visitors)[0]),
+        "top_items": [
+            {"id": ds.item_ids[j], "visits": int(item_visits[j]), "distinct_visitors": int(d)}
+            for j, d in zip(top.tolist(), top_distinct.tolist(), strict=True)
+        ],
+        "top_categories": [{"id": ds.category_ids[c], "visits": int(category_visits[c])} for c in top_cats.tolist()],
+    }
+
+
+def _id_order(ids: tuple[int | str, ...]) -> np.ndarray:
+    """Position of each id in ranking-tie order: ints numerically first, then strs by code point."""
+    order = sorted(range(len(ids)), key=lambda j: (isinstance(ids[j], str), ids[j]))
+    position = np.empty(len(ids), dtype=np.int64)
+    position[order] = np.arange(len(ids))
+    return position
+
+
+def _rank(visits: np.ndarray, tie_order: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the top k (visits > 0): visits descending, then tie_order ascending."""
+    seen = np.flatnonzero(visits > 0)
+    order = np.lexsort((tie_order[seen], -visits[seen]))
+    return seen[order[: max(k, 0)]]
+
+
+def _distinct_per_group(group: np.ndarray, visitor: np.ndarray, groups: int, visitors: int) -> np.ndarray:
+    """Number of distinct visitor codes (>= 0) per group 0..groups-1 (group -1 ignored)."""
+    keep = (group >= 0) & (visitor >= 0)
+    code = group[keep].astype(np.int64) * visitors + visitor[keep]
+    if groups * visitors <= _DENSE_LIMIT:
+        seen = np.zeros(groups * visitors, dtype=bool)
+        seen[code] = True
+        return seen.reshape(groups, visitors).sum(axis=1)
+    return np.bincount(np.unique(code) // visitors, minlength=groups)
+
+
+def _series(cols: _Counted, bucket: str, tz: ZoneInfo, visitors: int) -> dict[str, Any]:
+    ts_ms = cols.ts_ms[cols.has_ts]
+    if ts_ms.size == 0:
+        return {"bucket": bucket, "points": []}
+    keys = _bucket_keys(_local_seconds(ts_ms // 1000, tz), bucket)
+    first = int(keys.min())
+    span = int(keys.max()) - first + 1
+    rel = keys - first
+    visits = np.bincount(rel, minlength=span).tolist()
+    distinct = _distinct_per_group(rel, cols.visitor[cols.has_ts], span, visitors).tolist()
+    points = [
+        {"start": _bucket_wall(first + j, bucket).replace(tzinfo=tz).isoformat(), "visits": v, "distinct_visitors": d}
+        for j, (v, d) in enumerate(zip(visits, distinct, strict=True))
+    ]
+    return {"bucket": bucket, "points": points}
+
+
+def _utc_offset(tz: ZoneInfo, sec: int) -> int:
+    offset = datetime.fromtimestamp(sec, tz).utcoffset()
+    return int(offset.total_seconds()) if offset is not None else 0
+
+
+def _local_seconds(sec: np.ndarray, tz: ZoneInfo) -> np.ndarray:
+    """Local wall-clock seconds since 1970-01-01 of each epoch second, from one zoneinfo lookup per UTC
+    hour (and exactly per record in the rare hours that contain an offset change)."""
+    hour = sec // 3600
+    first, last = int(hour.min()), int(hour.max())
+    if last - first > 4 * len(hour) + 100_000:  # sparse: only the hours that occur
+        grid, rel = np.unique(hour, return_inverse=True)
+    else:
+        grid, rel = np.arange(first, last + 1), hour - first
+    at = {h: _utc_offset(tz, h * 3600) for h in np.union1d(grid, grid + 1).tolist()}
+    start = np.array([at[h] for h in grid.tolist()], dtype=np.int64)
+    mixed = [j for j, h in enumerate(grid.tolist()) if at[h] != at[h + 1] and _utc_offset(tz, h * 3600 + 3599) != at[h]]
+    offset = start[rel]
+    if mixed:
+        inside = np.flatnonzero(np.isin(rel, mixed))
+        offset[inside] = [_utc_offset(tz, s) for s in sec[inside].tolist()]
+    return sec + offset
+
+
+def _bucket_keys(local: np.ndarray, bucket: str) -> np.ndarray:
+    """Consecutive integer bucket numbers of local wall-clock seconds."""
+    if bucket == "minute":
+        return local // 60
+    if bucket == "hour":
+        return local // 3600
+    days = local // 86_400
+    if bucket == "day":
+        return days
+    if bucket == "week":  # 1970-01-01 was a Thursday; week k starts on Monday, day 7k - 3
+        return (days + 3) // 7
+    unit = "M" if bucket == "month" else "Y"
+    return days.astype("datetime64[D]").astype(f"datetime64[{unit}]").astype(np.int64)
+
+
+def _bucket_wall(key: int, bucket: str) -> datetime:
+    """Naive local wall-clock start of bucket number `key`."""
+    if bucket == "minute":
+        return _EPOCH_NAIVE + timedelta(minutes=key)
+    if bucket == "hour":
+        return _EPOCH_NAIVE + timedelta(hours=key)
+    if bucket == "day":
+        return _EPOCH_NAIVE + timedelta(days=key)
+    if bucket == "week":
+        return _EPOCH_NAIVE + timedelta(days=7 * key - 3)
+    if bucket == "month":
+        return datetime(1970 + key // 12, key % 12 + 1, 1)
+    return datetime(1970 + key, 1, 1)

@@ -1,0 +1,60 @@
+"""Shared helpers: settings for a job against a test server, and running it in-process."""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lifestats.config import Settings, load_settings
+from lifestats.run import Outcome, run_job
+from mocks.dataset import BOT_IPS, BOT_UA_PATTERNS
+
+AS_OF = datetime(2026, 3, 15, 12, 0, tzinfo=UTC)  # the synthetic datasets end here by default
+
+SYNTHETIC_FIELDS = {
+    "id": "id",
+    "item": "item",
+    "category": "category",
+    "visitor": "visitor",
+    "timestamp": "timestamp",
+    "ip": "ip",
+    "user_agent": "user_agent",
+}
+
+
+def job_settings(url: str, **sections: dict[str, Any]) -> Settings:
+    """Settings for the synthetic dataset at ``url``; ``sections`` override per section."""
+    overrides: dict[str, dict[str, Any]] = {
+        "api": {"url": url, "page_size": 100},
+        "fields": dict(SYNTHETIC_FIELDS),
+        "crawl": {"slices": 10, "workers": 2, "rate_limit": 100_000, "backoff": 0.01, "backoff_max": 0.2},
+        "bots": {"ips": list(BOT_IPS), "user_agents": list(BOT_UA_PATTERNS)},
+    }
+    for section, values in sections.items():
+        overrides.setdefault(section, {}).update(values)
+    return load_settings(None, "test", environ={}, overrides=overrides)
+
+
+def run(settings: Settings, state_dir: Path, as_of: datetime = AS_OF, **kwargs: Any) -> Outcome:
+    return run_job(settings, env="test", state_dir=state_dir, as_of=as_of, **kwargs)
+
+
+def statistics(report: dict[str, Any]) -> dict[str, Any]:
+    """The sections of a report that the ground truth predicts."""
+    return {key: report[key] for key in ("records", "windows", "series")}
+
+
+def peak_per_second(times: Iterable[float]) -> int:
+    """The most events in any one-second window [t, t + 1)."""
+    stamps = sorted(times)
+    return max((bisect.bisect_left(stamps, t + 1.0) - i for i, t in enumerate(stamps)), default=0)
+
+
+@pytest.fixture
+def state_dir(tmp_path: Path) -> Path:
+    return tmp_path / "state"
