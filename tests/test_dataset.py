@@ -1,0 +1,562 @@
+"""mocks.dataset: pages, determinism, data shape, and ground_truth against a naive reference.
+
+The reference below re-reads every rendered record (through a JSON round trip) and applies
+docs/DATA_CONTRACT.md literally, one record at a time, with datetime / zoneinfo only.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from collections import Counter, defaultdict
+from collections.abc import Iterable
+from dataclasses import replace
+from datetime import UTC, date, datetime, timedelta
+from functools import cache
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import numpy as np
+import orjson
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from mocks.dataset import BOT_IPS, BOT_UA_PATTERNS, BROWSER_UAS, Dataset, DatasetSpec, generate, ground_truth
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+REJECT = object()
+END = datetime.fromisoformat(DatasetSpec().end)
+
+# Small, dirty datasets: many malformed records, nulls and bots, few items so that ties abound.
+SMALL = {"records": 2_500, "items": 150, "categories": 12, "visitors": 400}
+DIRTY = {"malformed_share": 0.03, "null_share": 0.06, "bot_share": 0.06}
+
+
+@cache
+def dataset(**fields: Any) -> Dataset:
+    return generate(DatasetSpec(**fields))
+
+
+@cache
+def rendered(ds: Dataset) -> tuple[dict[str, Any], ...]:
+    return tuple(orjson.loads(orjson.dumps(ds.record(i))) for i in range(len(ds)))
+
+
+# ------------------------------------------------------------------------------------------ naive reference
+
+
+def parse_timestamp(value: Any) -> datetime | object | None:
+    """An aware UTC datetime, None (no time) or REJECT."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return REJECT
+    if isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            return REJECT
+        return REJECT if parsed.tzinfo is None else parsed.astimezone(UTC)
+    if isinstance(value, int):
+        return EPOCH + (timedelta(milliseconds=value) if value > 10**11 else timedelta(seconds=value))
+    if isinstance(value, float):
+        return EPOCH + (timedelta(milliseconds=value) if value > 10**11 else timedelta(seconds=value))
+    return REJECT
+
+
+def usable(value: Any) -> bool:
+    return not isinstance(value, bool) and isinstance(value, int | str)
+
+
+def ranked(counts: dict[Any, int], k: int) -> list[Any]:
+    return sorted(counts, key=lambda v: (-counts[v], isinstance(v, str), v))[:k]
+
+
+def local_floor(when: datetime, bucket: str, tz: ZoneInfo) -> datetime:
+    wall = when.astimezone(tz).replace(tzinfo=None, fold=0)
+    if bucket == "minute":
+        return wall.replace(second=0, microsecond=0)
+    if bucket == "hour":
+        return wall.replace(minute=0, second=0, microsecond=0)
+    day = datetime(wall.year, wall.month, wall.day)
+    if bucket == "day":
+        return day
+    if bucket == "week":
+        return day - timedelta(days=day.weekday())
+    return datetime(wall.year, wall.month if bucket == "month" else 1, 1)
+
+
+def next_bucket(wall: datetime, bucket: str) -> datetime:
+    steps = {"minute": timedelta(minutes=1), "hour": timedelta(hours=1), "day": timedelta(days=1)}
+    if bucket in steps:
+        return wall + steps[bucket]
+    if bucket == "week":
+        return wall + timedelta(weeks=1)
+    if bucket == "month":
+        return datetime(wall.year + wall.month // 12, wall.month % 12 + 1, 1)
+    return datetime(wall.year + 1, 1, 1)
+
+
+def window_bounds(as_of: datetime, tz: ZoneInfo) -> dict[str, tuple[datetime, datetime] | None]:
+    day = as_of.astimezone(tz).date()
+
+    def midnight(d: date) -> datetime:
+        return datetime(d.year, d.month, d.day, tzinfo=tz).astimezone(UTC)
+
+    return {
+        "all": None,
+        "yesterday": (midnight(day - timedelta(days=1)), midnight(day)),
+        "last_7_days": (midnight(day - timedelta(days=7)), midnight(day)),
+        "last_30_days": (midnight(day - timedelta(days=30)), midnight(day)),
+        "this_year": (midnight(date(day.year, 1, 1)), as_of.astimezone(UTC)),
+    }
+
+
+def window_report(rows: list[tuple[Any, Any, Any]], top_items: int, top_categories: int) -> dict[str, Any]:
+    item_visits: Counter[Any] = Counter()
+    item_visitors: defaultdict[Any, set[Any]] = defaultdict(set)
+    category_visits: Counter[Any] = Counter()
+    visitors: set[Any] = set()
+    for item, category, visitor in rows:
+        item_visits[item] += 1
+        if usable(visitor):
+            visitors.add((type(visitor), visitor))
+            item_visitors[item].add((type(visitor), visitor))
+        if usable(category):
+            category_visits[category] += 1
+    return {
+        "visits": len(rows),
+        "distinct_visitors": len(visitors),
+        "top_items": [
+            {"id": i, "visits": item_visits[i], "distinct_visitors": len(item_visitors[i])}
+            for i in ranked(item_visits, top_items)
+        ],
+        "top_categories": [{"id": c, "visits": category_visits[c]} for c in ranked(category_visits, top_categories)],
+    }
+
+
+def reference(
+    ds: Dataset,
+    *,
+    as_of: datetime,
+    top_items: int = 100,
+    top_categories: int = 10,
+    bucket: str = "day",
+    timezone: str = "UTC",
+    bot_ips: Iterable[str] = BOT_IPS,
+    bot_user_agents: Iterable[str] = BOT_UA_PATTERNS,
+    begin: int | None = None,
+    end: int | None = None,
+) -> dict[str, Any]:
+    tz = ZoneInfo(timezone)
+    ips, patterns = set(bot_ips), list(bot_user_agents)
+    records = dict.fromkeys(("fetched", "counted", "rejected", "bots", "duplicates"), 0)
+    counted: list[tuple[Any, Any, Any, datetime | None]] = []
+    for rec in rendered(ds):
+        if (begin is not None and rec["id"] < begin) or (end is not None and rec["id"] >= end):
+            continue
+        records["fetched"] += 1
+        when = parse_timestamp(rec.get("timestamp"))
+        if not usable(rec.get("item")) or when is REJECT:
+            records["rejected"] += 1
+            continue
+        ua = rec.get("user_agent")
+        if rec.get("ip") in ips or (isinstance(ua, str) and any(re.search(p, ua) for p in patterns)):
+            records["bots"] += 1
+            continue
+        records["counted"] += 1
+        counted.append((rec["item"], rec.get("category"), rec.get("visitor"), when))  # type: ignore[arg-type]
+
+    windows = {}
+    for name, bounds in window_bounds(as_of, tz).items():
+        rows = [
+            (i, c, v)
+            for i, c, v, t in counted
+            if bounds is None or (t is not None and bounds[0] <= t < bounds[1])  # type: ignore[operator]
+        ]
+        windows[name] = window_report(rows, top_items, top_categories)
+
+    per_bucket: defaultdict[datetime, list[Any]] = defaultdict(list)
+    for _, _, visitor, when in counted:
+        if when is not None:
+            per_bucket[local_floor(when, bucket, tz)].append(visitor)
+    points = []
+    if per_bucket:
+        wall, last = min(per_bucket), max(per_bucket)
+        while wall <= last:
+            seen = per_bucket.get(wall, [])
+            distinct = {(type(v), v) for v in seen if usable(v)}
+            points.append(
+                {"start": wall.replace(tzinfo=tz).isoformat(), "visits": len(seen), "distinct_visitors": len(distinct)}
+            )
+            wall = next_bucket(wall, bucket)
+    return {"records": records, "windows": windows, "series": {"bucket": bucket, "points": points}}
+
+
+def assert_matches(ds: Dataset, **kwargs: Any) -> dict[str, Any]:
+    truth = ground_truth(ds, **kwargs)
+    expected = reference(ds, **kwargs)
+    assert truth["records"] == expected["records"]
+    for name, window in expected["windows"].items():
+        assert truth["windows"][name] == window, name
+    assert truth["series"] == expected["series"]
+    assert truth == expected
+    return truth
+
+
+# ------------------------------------------------------------------------------------------ ground truth
+
+
+AS_OFS = [
+    END,  # the dataset's end: records at exact window bounds, one record exactly at as_of
+    datetime(2026, 1, 1, tzinfo=UTC),  # exactly a UTC midnight, on 1 January
+    datetime.fromisoformat("2025-10-26T01:30:00+00:00"),  # Stockholm DST end day: yesterday has 24 h, today 25
+    datetime.fromisoformat("2025-03-31T03:15:00+05:30"),  # the day after Stockholm's 23-hour day
+]
+
+
+@pytest.mark.parametrize("seed", [0, 1, 7])
+@pytest.mark.parametrize("timezone", ["UTC", "Europe/Stockholm", "Asia/Kolkata"])
+def test_ground_truth_matches_reference_across_buckets(seed: int, timezone: str) -> None:
+    ds = dataset(seed=seed, **SMALL, **DIRTY)
+    for bucket, as_of in zip(["hour", "day", "week", "month"], AS_OFS, strict=True):
+        assert_matches(ds, as_of=as_of, bucket=bucket, timezone=timezone, top_items=20, top_categories=5)
+
+
+def test_ground_truth_matches_reference_minutes_and_years() -> None:
+    ds = dataset(seed=3, records=1_000, items=50, visitors=80, **DIRTY)
+    assert_matches(ds, as_of=END, bucket="year", timezone="America/Los_Angeles")
+    # minute buckets over an id range whose records span a few days
+    windows = np.lib.stride_tricks.sliding_window_view(ds.ts_ms, 30)
+    start = int(np.argmin(windows.max(axis=1) - windows.min(axis=1)))
+    begin, end = int(ds.ids[start]), int(ds.ids[start + 30])
+    truth = assert_matches(ds, as_of=END, bucket="minute", timezone="Asia/Kolkata", begin=begin, end=end)
+    assert 30 < len(truth["series"]["points"]) < 15_000
+
+
+def test_offset_change_inside_a_utc_hour() -> None:
+    """Lord Howe Island moves from +10:30 to +11:00 at 2025-10-04T15:30Z, halfway through a UTC hour;
+    Stockholm falls back at 2025-10-26T01:00Z (a repeated local hour)."""
+    ds = dataset(seed=10, records=400, items=30, visitors=50, **DIRTY)
+    base = [
+        datetime.fromisoformat(t)
+        for t in ("2025-10-04T15:00:00Z", "2025-10-04T15:29:59Z", "2025-10-04T15:30:00Z", "2025-10-04T15:59:59Z")
+    ] + [datetime.fromisoformat("2025-10-26T00:30:00Z") + timedelta(minutes=15 * k) for k in range(8)]
+    ts_ms = ds.ts_ms.copy()
+    picks = np.linspace(0, len(ds) - 1, 4 * len(base)).astype(int)
+    ts_ms[picks] = np.repeat([int(t.timestamp() * 1000) for t in base], 4) + np.tile([0, 250, 500, 750], len(base))
+    moved = replace(ds, ts_ms=ts_ms, ts_format=np.where(ds.ts_format == 4, 5, ds.ts_format).astype(np.int8))
+    rendered.cache_clear()
+    for timezone in ("Australia/Lord_Howe", "Europe/Stockholm"):
+        for bucket in ("minute", "hour"):
+            as_of = datetime(2025, 10, 27, tzinfo=UTC)
+            assert_matches(moved, as_of=as_of, bucket=bucket, timezone=timezone, begin=ds.end_id - 1)
+        assert_matches(moved, as_of=datetime(2025, 10, 5, 12, tzinfo=UTC), bucket="day", timezone=timezone)
+    rendered.cache_clear()
+
+
+@pytest.mark.parametrize("as_of", AS_OFS)
+def test_ground_truth_matches_reference_as_of(as_of: datetime) -> None:
+    assert_matches(dataset(seed=2, **SMALL, **DIRTY), as_of=as_of, timezone="Europe/Stockholm")
+
+
+def test_ground_truth_matches_reference_on_sub_ranges() -> None:
+    ds = dataset(seed=4, **SMALL, **DIRTY)
+    ids = ds.ids
+    cuts = [
+        (None, int(ids[1000])),
+        (int(ids[1000]), None),
+        (int(ids[700]) + 1, int(ids[1900])),  # begin just after a record
+        (int(ids[5]), int(ids[5]) + 1),  # a single record
+        (ds.end_id, None),  # past the end: nothing
+        (0, 10),  # below the first id: nothing
+        (int(ids[300]), int(ids[300])),  # empty range
+    ]
+    for begin, end in cuts:
+        truth = assert_matches(ds, as_of=END, begin=begin, end=end, top_items=15, timezone="Asia/Kolkata")
+        assert truth["records"]["fetched"] == sum(
+            (begin is None or i >= begin) and (end is None or i < end) for i in ids.tolist()
+        )
+
+
+def test_sub_ranges_add_up() -> None:
+    ds = dataset(seed=5, **SMALL, **DIRTY)
+    cut = int(ds.ids[1234]) + 1
+    whole = ground_truth(ds, as_of=END)["records"]
+    left = ground_truth(ds, as_of=END, end=cut)["records"]
+    right = ground_truth(ds, as_of=END, begin=cut)["records"]
+    assert {k: left[k] + right[k] for k in whole} == whole
+
+
+def test_ground_truth_matches_reference_with_other_bot_lists() -> None:
+    ds = dataset(seed=6, **SMALL, **DIRTY)
+    normal_ip = ds.ip_values[0]
+    for ips, patterns in [
+        ((), ()),  # nobody is a bot: by-construction bots are counted
+        ((normal_ip, "203.0.113.7"), (r"Firefox/\d+",)),  # a browser and a normal address become bots
+        (BOT_IPS, (r"(?i)EXAMPLEBOT",)),
+        (["203.0.113.7"], [r"^Scrapy"]),  # lists, anchors; "203.0.113.70" must stay a visitor
+    ]:
+        truth = assert_matches(ds, as_of=END, bot_ips=ips, bot_user_agents=patterns, top_items=10)
+        if not ips and not patterns:
+            assert truth["records"]["bots"] == 0
+
+
+def test_ground_truth_edges_of_top_lists() -> None:
+    ds = dataset(seed=8, **SMALL, **DIRTY)
+    for top_items, top_categories in [(0, 0), (1, 1), (500, 50)]:
+        truth = assert_matches(ds, as_of=END, top_items=top_items, top_categories=top_categories)
+        assert len(truth["windows"]["all"]["top_items"]) <= min(top_items, ds.spec.items)
+
+
+def test_rankings_break_ties_by_typed_id() -> None:
+    ds = dataset(seed=0)
+    truth = ground_truth(ds, as_of=END, top_items=2_000)
+    rows = truth["windows"]["all"]["top_items"]
+    keys = [(-r["visits"], isinstance(r["id"], str), r["id"]) for r in rows]
+    assert keys == sorted(keys)
+    ties = Counter(r["visits"] for r in rows)
+    assert max(ties.values()) > 20  # Zipf tail: many items share a visit count
+    tied_types = defaultdict(set)
+    for r in rows:
+        tied_types[r["visits"]].add(type(r["id"]))
+    assert any(len(types) == 2 for types in tied_types.values())  # an int and a str with equal visits
+
+
+def test_ground_truth_is_plain_json() -> None:
+    truth = ground_truth(dataset(seed=0), as_of=END, bucket="hour", timezone="Europe/Stockholm")
+
+    def walk(node: Any) -> None:
+        assert type(node) in (dict, list, str, int), type(node)
+        children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else ()
+        for child in children:
+            walk(child)
+
+    walk(truth)
+    assert orjson.loads(orjson.dumps(truth)) == truth
+    assert list(truth["windows"]) == ["all", "yesterday", "last_7_days", "last_30_days", "this_year"]
+
+
+def test_every_window_has_records_at_the_default_end() -> None:
+    truth = ground_truth(dataset(seed=0), as_of=END)
+    for name, window in truth["windows"].items():
+        assert window["visits"] > 0, name
+        assert window["top_items"] and window["top_categories"], name
+
+
+def test_no_timestamps_gives_empty_series_and_windows() -> None:
+    ds = dataset(seed=9, records=200, **DIRTY)
+    far = datetime(2000, 6, 1, tzinfo=UTC)
+    truth = assert_matches(ds, as_of=far)
+    assert truth["windows"]["yesterday"] == {
+        "visits": 0,
+        "distinct_visitors": 0,
+        "top_items": [],
+        "top_categories": [],
+    }
+    only = ground_truth(ds, as_of=END, begin=ds.end_id)
+    assert only["series"] == {"bucket": "day", "points": []}
+    assert only["windows"]["all"]["visits"] == 0
+
+
+def test_ground_truth_rejects_bad_arguments() -> None:
+    ds = dataset(seed=0, records=10)
+    with pytest.raises(ValueError):
+        ground_truth(ds, as_of=datetime(2026, 1, 1))
+    with pytest.raises(ValueError):
+        ground_truth(ds, as_of=END, bucket="fortnight")
+
+
+def test_ground_truth_does_not_import_lifestats() -> None:
+    code = "import sys, mocks.dataset; assert not any(m.startswith('lifestats') for m in sys.modules)"
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    seed=st.integers(0, 2**32),
+    records=st.integers(1, 300),
+    items=st.integers(1, 40),
+    visitors=st.integers(1, 60),
+    categories=st.integers(1, 15),
+    malformed=st.sampled_from([0.0, 0.1, 0.5]),
+    nulls=st.sampled_from([0.0, 0.1, 0.5]),
+    bots=st.sampled_from([0.0, 0.2]),
+    timezone=st.sampled_from(
+        ["UTC", "Europe/Stockholm", "Asia/Kolkata", "America/Los_Angeles", "Australia/Lord_Howe", "America/Santiago"]
+    ),
+    bucket=st.sampled_from(["hour", "day", "week", "month", "year"]),
+    as_of=st.datetimes(datetime(2025, 1, 1), datetime(2026, 4, 1), timezones=st.just(UTC)),
+    top=st.integers(0, 8),
+)
+def test_ground_truth_property(
+    seed: int,
+    records: int,
+    items: int,
+    visitors: int,
+    categories: int,
+    malformed: float,
+    nulls: float,
+    bots: float,
+    timezone: str,
+    bucket: str,
+    as_of: datetime,
+    top: int,
+) -> None:
+    spec = DatasetSpec(
+        seed=seed,
+        records=records,
+        items=items,
+        visitors=visitors,
+        categories=categories,
+        malformed_share=malformed,
+        null_share=nulls,
+        bot_share=bots,
+    )
+    ds = generate(spec)
+    rendered.cache_clear()
+    assert_matches(ds, as_of=as_of, timezone=timezone, bucket=bucket, top_items=top, top_categories=top)
+
+
+# ------------------------------------------------------------------------------------------ pages
+
+
+def crawl(ds: Dataset, limit: int, offset: int | None = None) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    next_offset: int | None = ds.first_id if offset is None else offset
+    while next_offset is not None:
+        page, following = ds.page(next_offset, limit)
+        assert all(r["id"] >= next_offset for r in page)
+        assert len(page) <= limit
+        if following is not None:
+            assert len(page) == limit
+            assert following == page[-1]["id"] + 1
+        out += page
+        next_offset = following
+    return out
+
+
+@pytest.mark.parametrize("limit", [1, 7, 100, 10_000])
+def test_pages_yield_every_record_once_in_order(limit: int) -> None:
+    ds = dataset(seed=1, records=1_500)
+    records = crawl(ds, limit)
+    assert [r["id"] for r in records] == ds.ids.tolist()
+    assert records == [ds.record(i) for i in range(len(ds))]
+
+
+def test_page_offsets() -> None:
+    ds = dataset(seed=1, records=1_500)
+    ids = ds.ids.tolist()
+    assert ds.page(ds.end_id, 10) == ([], None)
+    assert ds.page(2**70, 10) == ([], None)
+    assert ds.page(0, 3)[0] == ds.page(ds.first_id, 3)[0]
+    assert ds.page(-5, 1)[0][0]["id"] == ids[0]
+    last, nothing_after = ds.page(ids[-1], 5)
+    assert [r["id"] for r in last] == [ids[-1]] and nothing_after is None
+    gap = next(k for k in range(1, len(ids)) if ids[k] - ids[k - 1] > 1)
+    inside, following = ds.page(ids[gap - 1] + 1, 2)  # an offset inside a gap starts at the next record
+    assert [r["id"] for r in inside] == ids[gap : gap + 2]
+    assert following == ids[gap + 1] + 1
+    exact, _ = ds.page(ids[-3], 3)  # exactly the last records: no next page
+    assert ds.page(ids[-3], 3)[1] is None and len(exact) == 3
+    with pytest.raises(ValueError):
+        ds.page(ds.first_id, 0)
+    with pytest.raises(IndexError):
+        ds.record(len(ds))
+    assert ds.record(-1) == ds.record(len(ds) - 1)
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 1000), records=st.integers(1, 200), limit=st.integers(1, 50), data=st.data())
+def test_pages_property(seed: int, records: int, limit: int, data: st.DataObject) -> None:
+    ds = generate(DatasetSpec(seed=seed, records=records, mean_gap=3.0, empty_share=0.5))
+    offset = data.draw(st.integers(ds.first_id - 5, ds.end_id + 5))
+    ids = ds.ids.tolist()
+    assert [r["id"] for r in crawl(ds, limit, offset)] == [i for i in ids if i >= offset]
+
+
+def test_same_spec_same_bytes_other_seed_other_data() -> None:
+    spec = DatasetSpec(seed=11, records=3_000)
+    a, b = generate(spec), generate(spec)
+    for offset in (a.first_id, int(a.ids[1234]), int(a.ids[-10])):
+        assert orjson.dumps(a.page(offset, 500)) == orjson.dumps(b.page(offset, 500))
+    assert ground_truth(a, as_of=END) == ground_truth(b, as_of=END)
+    other = generate(DatasetSpec(seed=12, records=3_000))
+    assert other.page(other.first_id, 50) != a.page(a.first_id, 50)
+
+
+# ------------------------------------------------------------------------------------------ data shape
+
+
+def test_ids_cross_2_32_with_long_empty_stretches() -> None:
+    ds = dataset(seed=0)
+    ids = ds.ids
+    assert ids.dtype == np.int64 and bool(np.all(np.diff(ids) >= 1))
+    assert ds.first_id == DatasetSpec().first_id < 2**32 < ds.end_id - 1
+    assert ds.end_id == int(ids[-1]) + 1 and len(ds) == 10_000
+    gaps = np.sort(np.diff(ids))[::-1]
+    span = ds.end_id - ds.first_id
+    assert abs(gaps[:3].sum() / span - 0.2) < 0.02
+    assert gaps[2] > 20 * gaps[3]  # three long stretches, then ordinary gaps
+    assert abs(np.diff(ids)[np.diff(ids) < gaps[2]].mean() - 1.5) < 0.1
+    mostly_empty = generate(DatasetSpec(records=2_000, empty_share=0.9, stretches=5))
+    gaps = np.sort(np.diff(mostly_empty.ids))[::-1]
+    assert gaps[:5].sum() / (mostly_empty.end_id - mostly_empty.first_id) > 0.85
+
+
+def test_records_cover_every_format_and_defect() -> None:
+    ds = dataset(seed=0, records=20_000, malformed_share=0.01, null_share=0.02)
+    recs = rendered(ds)
+    stamps = [r["timestamp"] for r in recs if "timestamp" in r]
+    strings = [s for s in stamps if isinstance(s, str)]
+    for suffix in ("+00:00", "Z", "+05:30", "-08:00"):
+        assert any(s.endswith(suffix) for s in strings), suffix
+    assert any(type(s) is int and s < 10**11 for s in stamps)
+    assert any(type(s) is int and s > 10**11 for s in stamps)
+    assert {s % 1 for s in stamps if type(s) is float} == {0.0, 0.25, 0.5, 0.75}
+    for bad in ("not a date", "2025-02-30T10:00:00+00:00", "2025-03-01T10:00:00", True, [1]):
+        assert bad in stamps, bad
+    items = [r.get("item", "<missing>") for r in recs]
+    for kind in (type(None), float, list, bool, dict, int, str):
+        assert any(type(i) is kind for i in items), kind
+    assert "<missing>" in items
+    for key in ("category", "visitor", "timestamp", "user_agent"):
+        assert any(key not in r for r in recs), key
+    for key in ("category", "visitor", "timestamp"):
+        assert any(key in r and r[key] is None for r in recs), key
+    visitors = {r.get("visitor") for r in recs}
+    ints = {v for v in visitors if type(v) is int}
+    assert ints and any(f"v{v:06d}" in visitors for v in ints)  # int 5 and "v000005" both occur
+    assert {r["ip"] for r in recs} >= set(BOT_IPS) and "203.0.113.70" in {r["ip"] for r in recs}
+    uas = {r.get("user_agent") for r in recs}
+    assert set(BROWSER_UAS) <= uas
+    assert all(not any(re.search(p, ua) for p in BOT_UA_PATTERNS) for ua in BROWSER_UAS)
+
+
+def test_shares_and_midnights() -> None:
+    spec = DatasetSpec(seed=0, records=50_000)
+    ds = generate(spec)
+    truth = ground_truth(ds, as_of=END)["records"]
+    assert abs(truth["bots"] / len(ds) - spec.bot_share) < 0.005
+    assert abs(truth["rejected"] / len(ds) - spec.malformed_share) < 0.002
+    ms = ds.ts_ms[ds.ts_state == 0]
+    assert ms.max() == int(END.timestamp() * 1000)
+    assert ms.min() >= int(END.timestamp() * 1000) - 396 * 86_400_000
+    assert np.count_nonzero(ms % 86_400_000 == 0) > 100  # exact UTC midnights
+    assert np.count_nonzero(ms % 86_400_000 == 86_400_000 - 19_800_000) > 20  # exact Kolkata midnights
+    assert np.count_nonzero((ms + 3_600_000) % 86_400_000 == 0) > 20  # Stockholm winter midnights
+    assert len(np.unique(ms)) < len(ms)  # equal timestamps exist
+
+
+def test_spec_validation() -> None:
+    for bad in (
+        {"records": 0},
+        {"mean_gap": 0.5},
+        {"empty_share": 1.0},
+        {"bot_share": 0.8, "malformed_share": 0.3},
+        {"end": "2026-03-15T12:00:00"},
+    ):
+        with pytest.raises(ValueError):
+            generate(DatasetSpec(**bad))
