@@ -26,6 +26,11 @@ from .merge import Flush
 from .task import Split, Task, crawl_slice
 
 
+# forkserver: a clean single-threaded parent (unlike fork from a coordinator with threads) that starts
+# workers in milliseconds (unlike spawn, which re-imports everything in each).
+WORKER_CONTEXT = "forkserver"
+
+
 @dataclass(frozen=True)
 class Flushed:
     flush: Flush
@@ -88,17 +93,38 @@ def worker_main(conn: Connection, setup: WorkerSetup) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the coordinator's to handle
     settings = setup.settings
     counter = PageCounter(settings, setup.as_of)
+
+    def proposals() -> int | None:
+        """The latest split proposal that arrived while crawling, if any."""
+        new_end = None
+        while conn.poll():
+            message = conn.recv()
+            if isinstance(message, tuple) and message[0] == "split":
+                new_end = message[1]
+        return new_end
+
     try:
         with ApiClient(settings.api, settings.crawl, setup.limiter, token=setup.token) as client:
             while (task := conn.recv()) is not None:
-                conn.send(_run(task, client, counter, settings.crawl.flush_every, conn.send))
+                if isinstance(task, Task):  # a split proposal that came after the slice ended is dropped
+                    conn.send(_run(task, client, counter, settings.crawl.flush_every, conn.send, proposals))
     except (EOFError, BrokenPipeError, ConnectionResetError):
         return  # the coordinator is gone: stop rather than crawl for nobody
 
 
-def _run(task: Task, client: ApiClient, counter: PageCounter, flush_every: int, send: Callable[[Any], None]) -> Event:
+def _run(
+    task: Task,
+    client: ApiClient,
+    counter: PageCounter,
+    flush_every: int,
+    send: Callable[[Any], None],
+    proposals: Callable[[], int | None],
+) -> Event:
+    def emit(message: Flush | Split) -> None:
+        send(Flushed(message) if isinstance(message, Flush) else message)
+
     try:
-        crawl_slice(task, client, counter, flush_every, lambda flush: send(Flushed(flush)))
+        crawl_slice(task, client, counter, flush_every, emit, proposals)
     except LifestatsError as exc:
         return Failed(task.slice.index, task.attempt, str(exc), exc.exit_code)
     except (EOFError, BrokenPipeError, ConnectionResetError):
@@ -122,8 +148,11 @@ class _Worker:
 class LocalExecutor:
     """``workers`` processes on this machine; a dead worker is replaced and its task reported lost."""
 
-    def __init__(self, workers: int, setup: WorkerSetup, context: str = "spawn") -> None:
+    def __init__(self, workers: int, setup: WorkerSetup, context: str = WORKER_CONTEXT) -> None:
         self._ctx = mp.get_context(context)
+        if context == "forkserver":
+            # Workers fork from a server that imported their code once, instead of importing it each.
+            self._ctx.set_forkserver_preload(["lifestats.executor"])
         self._setup = setup
         self._started = 0
         self._workers = [self._spawn() for _ in range(workers)]

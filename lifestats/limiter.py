@@ -37,7 +37,7 @@ class RateLimiter(Protocol):
 class SharedRateLimiter:
     """A limiter that several processes share; pass it to them as a process argument."""
 
-    def __init__(self, per_second: float, context: str = "spawn", margin: float = SPACING_MARGIN) -> None:
+    def __init__(self, per_second: float, context: str = "forkserver", margin: float = SPACING_MARGIN) -> None:
         ctx = mp.get_context(context)
         self.per_second = per_second
         self.interval = margin / per_second

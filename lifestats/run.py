@@ -161,7 +161,7 @@ class _Job:
         self.t0 = time.monotonic()
         self.tally = _Tally()
         self.limiter = SharedRateLimiter(settings.crawl.rate_limit)
-        self.bounds = self._plan()
+        self.bounds: Bounds | None = None
         self.aggregator = Aggregator(checkpoint, state_dir / REJECTS_FILE)
         self.records_before = self.aggregator.total.records["fetched"]
         self.proposal: int | None = None  # the slice asked to split, awaiting its answer
@@ -184,14 +184,20 @@ class _Job:
 
     # -- the loop -----------------------------------------------------------------------------------
     def run(self, executor_factory: ExecutorFactory, on_progress: Callable[[Snapshot], None] | None) -> Outcome:
+        planned = self.checkpoint.get("bounds") is not None
         todo = [s for s in self.checkpoint.states() if not s.done]
-        if not todo:
+        if planned and not todo:
+            self.bounds = self._plan()
             self.checkpoint.put("finished", True)
             return Outcome(self.report(partial=False))
+        # Workers start up while the coordinator discovers the id range.
         setup = WorkerSetup(settings=self.settings, as_of=self.as_of, limiter=self.limiter, token=self.token)
-        executor = executor_factory(min(self.settings.crawl.workers, len(todo)), setup)
+        workers = min(self.settings.crawl.workers, len(todo)) if planned else self.settings.crawl.workers
+        executor = executor_factory(workers, setup)
         failure: Failed | None = None
         try:
+            self.bounds = self._plan()
+            todo = [s for s in self.checkpoint.states() if not s.done]
             for state in todo:
                 executor.submit(self._task(self.checkpoint.begin_attempt(state.slice.index)))
             self._notify(on_progress)
@@ -265,7 +271,7 @@ class _Job:
             if state.done or state.attempt != task.attempt or state.slice.index in self.unsplittable:
                 continue
             assert state.cursor is not None
-            end = state.slice.end if state.slice.end is not None else self.bounds.estimated_end
+            end = state.slice.end if state.slice.end is not None else self._estimated_end()
             left = end - state.cursor
             if left < 2:
                 continue
@@ -277,6 +283,9 @@ class _Job:
             _, task, new_end = best
             self.proposal = task.slice.index
             executor.propose_split(task, new_end)
+
+    def _estimated_end(self) -> int:
+        return self.bounds.estimated_end if self.bounds is not None else 0
 
     @staticmethod
     def _task(state: SliceState) -> Task:
@@ -290,7 +299,7 @@ class _Job:
         states = self.checkpoint.states()
         total = done = 0
         for state in states:
-            end = state.slice.end if state.slice.end is not None else self.bounds.estimated_end
+            end = state.slice.end if state.slice.end is not None else self._estimated_end()
             width = max(end - state.slice.begin, 1)
             total += width
             cursor = end if state.done or state.cursor is None else min(state.cursor, end)
