@@ -25,7 +25,6 @@ from .limiter import RateLimiter
 from .merge import Flush
 from .task import Split, Task, crawl_slice
 
-
 # forkserver: a clean single-threaded parent (unlike fork from a coordinator with threads) that starts
 # workers in milliseconds (unlike spawn, which re-imports everything in each).
 WORKER_CONTEXT = "forkserver"
