@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import multiprocessing as mp
+import os
 import signal
 from collections import deque
 from collections.abc import Callable
@@ -68,6 +69,10 @@ class Executor(Protocol):
         """Workers with nothing to do and no task waiting for them."""
         ...
 
+    def pids(self) -> list[int]:
+        """The worker processes' ids (for operators and tests that need to signal one)."""
+        return [w.process.pid for w in self._workers if w.process.pid is not None]
+
     def running(self) -> list[Task]: ...
     def propose_split(self, task: Task, new_end: int) -> None:
         """Ask the worker running ``task`` to stop at ``new_end``; it answers with a Split event."""
@@ -92,9 +97,12 @@ def worker_main(conn: Connection, setup: WorkerSetup) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the coordinator's to handle
     settings = setup.settings
     counter = PageCounter(settings, setup.as_of)
+    parent = os.getppid()
 
     def proposals() -> int | None:
-        """The latest split proposal that arrived while crawling, if any."""
+        """The latest split proposal that arrived while crawling, if any. Called between pages."""
+        if os.getppid() != parent:  # the coordinator (and so its fork server) died: stop now
+            raise SystemExit(0)
         new_end = None
         while conn.poll():
             message = conn.recv()
@@ -170,6 +178,10 @@ class LocalExecutor:
 
     def idle(self) -> int:
         return max(0, sum(1 for w in self._workers if w.task is None) - len(self._pending))
+
+    def pids(self) -> list[int]:
+        """The worker processes' ids (for operators and tests that need to signal one)."""
+        return [w.process.pid for w in self._workers if w.process.pid is not None]
 
     def running(self) -> list[Task]:
         return [w.task for w in self._workers if w.task is not None]

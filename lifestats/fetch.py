@@ -71,6 +71,26 @@ def retry_after_seconds(value: str | None, now: Callable[[], float] = time.time)
     return max(0.0, when.timestamp() - now())
 
 
+def _chain(exc: BaseException) -> list[BaseException]:
+    seen: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in seen:
+        seen.append(current)
+        current = current.__cause__ or current.__context__
+    return seen
+
+
+def _certificate_refused(exc: BaseException) -> bool:
+    return any(isinstance(e, ssl.SSLCertVerificationError) for e in _chain(exc))
+
+
+def _root(exc: BaseException) -> str:
+    for e in _chain(exc):
+        if isinstance(e, ssl.SSLCertVerificationError):
+            return e.verify_message or str(e)
+    return str(exc)
+
+
 class ApiClient:
     """Fetches pages of the configured API."""
 
@@ -154,6 +174,11 @@ class ApiClient:
         except httpx.TimeoutException as exc:
             raise TransientApiError(f"timed out ({type(exc).__name__})") from None
         except httpx.TransportError as exc:
+            if _certificate_refused(exc):
+                raise ApiError(
+                    f"the TLS certificate of {self.api.url} was not trusted ({_root(exc)}); "
+                    "set api.ca_bundle to a PEM file of the authority that signed it"
+                ) from None
             raise TransientApiError(f"connection failed ({type(exc).__name__})") from None
         return self._parse(response, body, offset)
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import Settings, fingerprint
-from .errors import CheckpointMismatch
+from .errors import CheckpointMismatch, LifestatsError
 from .executor import Event, Executor, Failed, Flushed, LocalExecutor, Lost, WorkerSetup
 from .fetch import ApiClient
 from .limiter import SharedRateLimiter
@@ -210,6 +210,9 @@ class _Job:
         except KeyboardInterrupt:
             executor.terminate()
             return Outcome(self.report(partial=True), EXIT_INTERRUPTED, "interrupted: run the same command to resume")
+        except LifestatsError as exc:  # the API failed while the id range was being discovered
+            executor.terminate()
+            return Outcome(self.report(partial=True), exc.exit_code, f"{exc}\nrun the same command to try again")
         except BaseException:
             executor.terminate()
             raise

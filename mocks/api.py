@@ -47,12 +47,18 @@ class RequestLog:
     """A thread-safe, append-only list of `LoggedRequest`."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        self._lock = threading.Condition(threading.Lock())
         self._entries: list[LoggedRequest] = []
 
     def append(self, entry: LoggedRequest) -> None:
         with self._lock:
             self._entries.append(entry)
+            self._lock.notify_all()
+
+    def wait_for(self, count: int, timeout: float) -> bool:
+        """Block until at least `count` requests were logged; False if `timeout` seconds passed first."""
+        with self._lock:
+            return self._lock.wait_for(lambda: len(self._entries) >= count, timeout)
 
     def snapshot(self) -> list[LoggedRequest]:
         with self._lock:
