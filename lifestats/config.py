@@ -80,6 +80,7 @@ class CrawlConfig(_Section):
     retry_max_seconds: float = Field(300.0, gt=0, description="time budget for the retries of one page")
     backoff: float = Field(0.2, ge=0, description="first retry waits up to this many seconds, doubling")
     backoff_max: float = Field(10.0, ge=0, description="longest wait between two retries")
+    keep_rejects: int = Field(1000, ge=0, description="rejected records sampled to rejects.jsonl")
 
 
 class StatsConfig(_Section):

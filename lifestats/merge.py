@@ -24,7 +24,6 @@ from .stats import Partial
 SCHEMA_VERSION = 1
 CHECKPOINT_FILE = "checkpoint.sqlite"
 REJECTS_FILE = "rejects.jsonl"
-MAX_REJECTS_WRITTEN = 1000
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
@@ -201,8 +200,9 @@ class Checkpoint:
 class Aggregator:
     """Merges applied flushes into the job's running total, and samples rejected records to a file."""
 
-    def __init__(self, checkpoint: Checkpoint, rejects_path: Path) -> None:
+    def __init__(self, checkpoint: Checkpoint, rejects_path: Path, keep_rejects: int = 1000) -> None:
         self.checkpoint = checkpoint
+        self.keep_rejects = keep_rejects
         self.total = Partial()
         self.rejects_path = rejects_path
         for body in checkpoint.partials():
@@ -218,7 +218,7 @@ class Aggregator:
         return True
 
     def _write_rejects(self, index: int, partial: Partial) -> None:
-        room = MAX_REJECTS_WRITTEN - self._rejects_written
+        room = self.keep_rejects - self._rejects_written
         if room <= 0 or not partial.rejects:
             return
         sample = partial.rejects[:room]

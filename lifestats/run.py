@@ -70,8 +70,12 @@ def local_executor(workers: int, setup: WorkerSetup) -> Executor:
 
 
 @contextlib.contextmanager
-def api_url(settings: Settings) -> Iterator[str]:
-    """The URL to crawl; ``embedded`` starts the bundled mock API on loopback for the run."""
+def api_url(settings: Settings, as_of: datetime) -> Iterator[str]:
+    """The URL to crawl; ``embedded`` starts the bundled mock API on loopback for the run.
+
+    The synthetic events of the embedded API lead up to ``as_of``, so every window has data; a resumed
+    run keeps its ``as_of`` and so crawls the same events.
+    """
     if settings.api.url != "embedded":
         yield settings.api.url
         return
@@ -84,6 +88,7 @@ def api_url(settings: Settings) -> Iterator[str]:
         records=mock.records,
         latency=mock.latency,
         empty_share=mock.empty_share,
+        end=as_of.isoformat(),
     )
     try:
         yield url
@@ -114,7 +119,7 @@ def run_job(
             checkpoint = Checkpoint(state_dir)
         resumed = checkpoint.claim(fingerprint(settings))
         as_of = _settle_as_of(checkpoint, as_of, resumed)
-        with api_url(settings) as url:
+        with api_url(settings, as_of) as url:
             run_settings = settings.model_copy(update={"api": settings.api.model_copy(update={"url": url})})
             job = _Job(run_settings, env, checkpoint, state_dir, as_of, token, started, resumed)
             return job.run(executor_factory, on_progress)
@@ -162,7 +167,7 @@ class _Job:
         self.tally = _Tally()
         self.limiter = SharedRateLimiter(settings.crawl.rate_limit)
         self.bounds: Bounds | None = None
-        self.aggregator = Aggregator(checkpoint, state_dir / REJECTS_FILE)
+        self.aggregator = Aggregator(checkpoint, state_dir / REJECTS_FILE, settings.crawl.keep_rejects)
         self.records_before = self.aggregator.total.records["fetched"]
         self.proposal: int | None = None  # the slice asked to split, awaiting its answer
         self.unsplittable: set[int] = set()  # refused a split since its last flush

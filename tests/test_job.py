@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -77,3 +78,24 @@ def test_more_than_a_million_records(state_dir: Path) -> None:
         outcome = run(settings, state_dir)
     assert outcome.report["records"]["fetched"] == 1_200_000
     assert statistics(outcome.report) == ground_truth(big, as_of=AS_OF)
+
+
+def test_rejected_records_are_sampled_with_their_reasons(state_dir: Path) -> None:
+    with MockServer(SMALL) as server:
+        outcome = run(job_settings(server.url, crawl={"keep_rejects": 40}), state_dir)
+    rejected = ground_truth(SMALL, as_of=AS_OF)["records"]["rejected"]
+    assert outcome.report["records"]["rejected"] == rejected > 40
+    lines = [json.loads(line) for line in (state_dir / "rejects.jsonl").read_text().splitlines()]
+    assert len(lines) == 40
+    by_id = {SMALL.record(i)["id"]: SMALL.record(i) for i in range(len(SMALL))}
+    for line in lines:
+        assert line["record"] == by_id[line["record"]["id"]]
+        assert line["reason"].startswith(("item", "timestamp"))
+
+
+def test_a_straggling_slice_is_split_for_idle_workers(state_dir: Path) -> None:
+    with MockServer(SMALL) as server:
+        settings = job_settings(server.url, crawl={"slices": 1, "workers": 3, "flush_every": 2, "rate_limit": 400})
+        outcome = run(settings, state_dir)
+    assert outcome.report["run"]["slices_split"] >= 2
+    assert statistics(outcome.report) == ground_truth(SMALL, as_of=AS_OF)
