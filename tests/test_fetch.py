@@ -138,3 +138,10 @@ def test_configurable_paths_and_parameter_names() -> None:
     assert (got.records, got.next_offset) == ([{"id": 3}], 9)
     assert route.calls.last.request.url.params["after"] == "3"
     assert route.calls.last.request.url.params["per_page"] == "100"
+
+
+@respx.mock
+def test_a_next_offset_that_never_moves_forward_ends_with_a_clear_error() -> None:
+    respx.get(URL).mock(return_value=page(70, [70, 71], 70))
+    with pytest.raises(ApiError, match="next_offset 70 does not move forward from offset 70"):
+        client(RecordingLimiter()).get_page(70)
