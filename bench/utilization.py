@@ -3,8 +3,8 @@
     python bench/utilization.py [--rate 100] [--records 200000] [--latency 0.02] [--workers 4]
 
 Serves a synthetic dataset whose id space is mostly empty (``--empty-share``, default 0.9) from the mock
-API on 127.0.0.1 with ``--latency`` seconds per answer and the limit enforced server-side too, runs the
-whole job (100 slices by default) and prints, from the server's request log:
+API (its own process, on 127.0.0.1) with ``--latency`` seconds per answer and the limit enforced
+server-side too, runs the whole job (100 slices by default) and prints, from the server's request log:
 
 - utilization over the crawl: requests / (limit x (last arrival - first arrival));
 - utilization over the job's wall time, startup and report included;
@@ -22,8 +22,8 @@ from pathlib import Path
 
 from lifestats.config import load_settings
 from lifestats.run import run_job
-from mocks.dataset import BOT_IPS, BOT_UA_PATTERNS, DatasetSpec, generate
-from mocks.server import MockServer
+from mocks.dataset import BOT_IPS, BOT_UA_PATTERNS
+from mocks.server import read_log, serve_in_subprocess
 
 
 def main() -> None:
@@ -36,32 +36,51 @@ def main() -> None:
     parser.add_argument("--slices", type=int, default=100)
     parser.add_argument("--page-size", type=int, default=100)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--flush-every", type=int, default=10)
     args = parser.parse_args()
 
-    data = generate(DatasetSpec(seed=args.seed, records=args.records, empty_share=args.empty_share, stretches=8))
-    with MockServer(data, latency=args.latency, rate_limit=args.rate) as server, tempfile.TemporaryDirectory() as tmp:
-        settings = load_settings(
-            None,
-            "bench",
-            environ={},
-            overrides={
-                "api": {"url": server.url, "page_size": args.page_size},
-                "fields": {
-                    "item": "item",
-                    "category": "category",
-                    "visitor": "visitor",
-                    "timestamp": "timestamp",
-                    "ip": "ip",
-                    "user_agent": "user_agent",
-                },
-                "crawl": {"slices": args.slices, "workers": args.workers, "rate_limit": args.rate},
-                "bots": {"ips": list(BOT_IPS), "user_agents": list(BOT_UA_PATTERNS)},
-            },
+    with tempfile.TemporaryDirectory() as tmp:
+        log_file = Path(tmp) / "requests.jsonl"
+        # The API runs in its own process, as a real one would, so it does not share the job's CPU time slices.
+        url, stop = serve_in_subprocess(
+            seed=args.seed,
+            records=args.records,
+            latency=args.latency,
+            rate_limit=args.rate,
+            log_file=log_file,
+            empty_share=args.empty_share,
+            stretches=8,
         )
-        t0 = time.monotonic()
-        outcome = run_job(settings, env="bench", state_dir=Path(tmp), as_of=datetime(2026, 3, 15, tzinfo=UTC))
-        wall = time.monotonic() - t0
-        log = server.log
+        try:
+            settings = load_settings(
+                None,
+                "bench",
+                environ={},
+                overrides={
+                    "api": {"url": url, "page_size": args.page_size},
+                    "fields": {
+                        "item": "item",
+                        "category": "category",
+                        "visitor": "visitor",
+                        "timestamp": "timestamp",
+                        "ip": "ip",
+                        "user_agent": "user_agent",
+                    },
+                    "crawl": {
+                        "slices": args.slices,
+                        "workers": args.workers,
+                        "rate_limit": args.rate,
+                        "flush_every": args.flush_every,
+                    },
+                    "bots": {"ips": list(BOT_IPS), "user_agents": list(BOT_UA_PATTERNS)},
+                },
+            )
+            t0 = time.monotonic()
+            outcome = run_job(settings, env="bench", state_dir=Path(tmp), as_of=datetime(2026, 3, 15, tzinfo=UTC))
+            wall = time.monotonic() - t0
+        finally:
+            stop()
+        log = read_log(log_file)
     stamps = sorted(entry.t for entry in log)
     span = stamps[-1] - stamps[0]
     peak = max(bisect.bisect_left(stamps, t + 1.0) - i for i, t in enumerate(stamps))

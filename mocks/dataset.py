@@ -306,7 +306,7 @@ def _chunked(n: int, dtype: Any, draw: Callable[[int], np.ndarray]) -> np.ndarra
 def _draw_ids(rng: np.random.Generator, spec: DatasetSpec) -> np.ndarray:
     """Strictly increasing ids from first_id: random gaps >= 1 plus a few long empty stretches."""
     n = spec.records
-    gaps = rng.geometric(1.0 / spec.mean_gap, size=n).astype(np.int64)
+    gaps = rng.geometric(1.0 / spec.mean_gap, size=n).astype(np.int64, copy=False)
     gaps[0] = 0
     stretches = min(spec.stretches, n - 1)
     if stretches > 0 and spec.empty_share > 0:
@@ -379,9 +379,12 @@ def _draw_timestamps(rng: np.random.Generator, spec: DatasetSpec) -> np.ndarray:
     late = np.flatnonzero(rng.random(n, dtype=np.float32) < 0.03)
     sec[late] = np.minimum(sec[late] + rng.integers(-6 * 3600, 6 * 3600, size=len(late)), end_s)
     snapped = _snap(rng, sec)
-    frac = rng.integers(0, 4, size=n, dtype=np.int64) * 250
+    frac = rng.integers(0, 4, size=n, dtype=np.int16) * np.int16(250)
     frac[snapped] = 0
-    ms = sec * 1000 + frac
+    ms = sec  # in place: the arrays are large
+    ms *= 1000
+    ms += frac
+    del frac
     anchors = _anchors(end)[: n // 20]
     ms[rng.choice(n, size=len(anchors), replace=False)] = anchors
     return ms
@@ -589,14 +592,14 @@ def _window_stats(
     n_visitors = 2 * ds.spec.visitors
     item_visits = np.bincount(item, minlength=len(ds.item_ids))
     top = _rank(item_visits, _id_order(ds.item_ids), top_items)
-    row = np.full(len(ds.item_ids), -1, dtype=np.int64)
+    row = np.full(len(ds.item_ids), -1, dtype=np.int32)
     row[top] = np.arange(len(top))
-    top_distinct = _distinct_per_group(row[item], visitor, len(top), n_visitors)
+    top_distinct = _distinct_per_group(lambda sl: row[item[sl]], visitor, len(top), n_visitors)
     category_visits = np.bincount(category[category >= 0], minlength=len(ds.category_ids))
     top_cats = _rank(category_visits, _id_order(ds.category_ids), top_categories)
     return {
         "visits": len(item),
-        "distinct_visitors": int(_distinct_per_group(np.zeros_like(visitor), visitor, 1, n_visitors)[0]),
+        "distinct_visitors": _distinct(visitor, n_visitors),
         "top_items": [
             {"id": ds.item_ids[j], "visits": int(item_visits[j]), "distinct_visitors": int(d)}
             for j, d in zip(top.tolist(), top_distinct.tolist(), strict=True)
@@ -620,27 +623,61 @@ def _rank(visits: np.ndarray, tie_order: np.ndarray, k: int) -> np.ndarray:
     return seen[order[: max(k, 0)]]
 
 
-def _distinct_per_group(group: np.ndarray, visitor: np.ndarray, groups: int, visitors: int) -> np.ndarray:
-    """Number of distinct visitor codes (>= 0) per group 0..groups-1 (group -1 ignored)."""
-    keep = (group >= 0) & (visitor >= 0)
-    code = group[keep].astype(np.int64) * visitors + visitor[keep]
-    if groups * visitors <= _DENSE_LIMIT:
-        seen = np.zeros(groups * visitors, dtype=bool)
-        seen[code] = True
+def _distinct(visitor: np.ndarray, visitors: int) -> int:
+    """Number of distinct visitor codes (>= 0)."""
+    seen = np.zeros(visitors, dtype=bool)
+    seen[visitor[visitor >= 0]] = True
+    return int(np.count_nonzero(seen))
+
+
+def _distinct_per_group(
+    group_of: Callable[[slice], np.ndarray], visitor: np.ndarray, groups: int, visitors: int
+) -> np.ndarray:
+    """Number of distinct visitor codes (>= 0) per group 0..groups-1 (group -1 ignored); `group_of(sl)`
+    gives the groups of visitor[sl]. Chunked, so that temporaries stay small."""
+    dense = groups * visitors <= _DENSE_LIMIT
+    seen = np.zeros(groups * visitors if dense else 0, dtype=bool)
+    codes: list[np.ndarray] = []
+    for start in range(0, len(visitor), _CHUNK):
+        sl = slice(start, start + _CHUNK)
+        group, vis = group_of(sl), visitor[sl]
+        keep = (group >= 0) & (vis >= 0)
+        code = group[keep].astype(np.int64) * visitors + vis[keep]
+        if dense:
+            seen[code] = True
+        else:
+            codes.append(_unique(code))
+    if dense:
         return seen.reshape(groups, visitors).sum(axis=1)
-    return np.bincount(np.unique(code) // visitors, minlength=groups)
+    unique = _unique(np.concatenate(codes)) if codes else np.zeros(0, dtype=np.int64)
+    return np.bincount(unique // visitors, minlength=groups)
+
+
+def _unique(values: np.ndarray) -> np.ndarray:
+    """Sorted distinct values (sort-based: numpy's hash-based np.unique is slow on large int64 arrays)."""
+    values = np.sort(values)
+    return values[np.concatenate(([True], values[1:] != values[:-1]))] if values.size else values
 
 
 def _series(cols: _Counted, bucket: str, tz: ZoneInfo, visitors: int) -> dict[str, Any]:
-    ts_ms = cols.ts_ms[cols.has_ts]
-    if ts_ms.size == 0:
+    timed = int(np.count_nonzero(cols.has_ts))
+    if timed == 0:
         return {"bucket": bucket, "points": []}
-    keys = _bucket_keys(_local_seconds(ts_ms // 1000, tz), bucket)
+    lowest = int(np.min(cols.ts_ms, where=cols.has_ts, initial=np.iinfo(np.int64).max))
+    highest = int(np.max(cols.ts_ms, where=cols.has_ts, initial=np.iinfo(np.int64).min))
+    table = _OffsetTable(tz, lowest // 1000, highest // 1000)
+    keys = np.empty(timed, dtype=np.int64)
+    filled = 0
+    for start in range(0, len(cols.ts_ms), _CHUNK):
+        sl = slice(start, start + _CHUNK)
+        sec = cols.ts_ms[sl][cols.has_ts[sl]] // 1000
+        keys[filled : filled + len(sec)] = _bucket_keys(table.local(sec), bucket)
+        filled += len(sec)
     first = int(keys.min())
-    span = int(keys.max()) - first + 1
-    rel = keys - first
-    visits = np.bincount(rel, minlength=span).tolist()
-    distinct = _distinct_per_group(rel, cols.visitor[cols.has_ts], span, visitors).tolist()
+    keys -= first
+    span = int(keys.max()) + 1
+    visits = np.bincount(keys, minlength=span).tolist()
+    distinct = _distinct_per_group(lambda sl: keys[sl], cols.visitor[cols.has_ts], span, visitors).tolist()
     points = [
         {"start": _bucket_wall(first + j, bucket).replace(tzinfo=tz).isoformat(), "visits": v, "distinct_visitors": d}
         for j, (v, d) in enumerate(zip(visits, distinct, strict=True))
@@ -653,23 +690,29 @@ def _utc_offset(tz: ZoneInfo, sec: int) -> int:
     return int(offset.total_seconds()) if offset is not None else 0
 
 
-def _local_seconds(sec: np.ndarray, tz: ZoneInfo) -> np.ndarray:
-    """Local wall-clock seconds since 1970-01-01 of each epoch second, from one zoneinfo lookup per UTC
-    hour (and exactly per record in the rare hours that contain an offset change)."""
-    hour = sec // 3600
-    first, last = int(hour.min()), int(hour.max())
-    if last - first > 4 * len(hour) + 100_000:  # sparse: only the hours that occur
-        grid, rel = np.unique(hour, return_inverse=True)
-    else:
-        grid, rel = np.arange(first, last + 1), hour - first
-    at = {h: _utc_offset(tz, h * 3600) for h in np.union1d(grid, grid + 1).tolist()}
-    start = np.array([at[h] for h in grid.tolist()], dtype=np.int64)
-    mixed = [j for j, h in enumerate(grid.tolist()) if at[h] != at[h + 1] and _utc_offset(tz, h * 3600 + 3599) != at[h]]
-    offset = start[rel]
-    if mixed:
-        inside = np.flatnonzero(np.isin(rel, mixed))
-        offset[inside] = [_utc_offset(tz, s) for s in sec[inside].tolist()]
-    return sec + offset
+class _OffsetTable:
+    """UTC offsets of a zone over a range of epoch seconds: one zoneinfo lookup per UTC hour, and an exact
+    lookup per record in the rare hours that contain an offset change (e.g. Australia/Lord_Howe's)."""
+
+    def __init__(self, tz: ZoneInfo, first_sec: int, last_sec: int) -> None:
+        self.tz = tz
+        self.first_hour = first_sec // 3600
+        hours = range(self.first_hour, last_sec // 3600 + 2)
+        at = [_utc_offset(tz, h * 3600) for h in hours]
+        self.at_start = np.array(at[:-1], dtype=np.int64)
+        self.mixed = np.array(
+            [j for j in range(len(at) - 1) if at[j] != at[j + 1] and _utc_offset(tz, hours[j] * 3600 + 3599) != at[j]],
+            dtype=np.int64,
+        )
+
+    def local(self, sec: np.ndarray) -> np.ndarray:
+        """Local wall-clock seconds since 1970-01-01 of epoch seconds `sec`."""
+        rel = sec // 3600 - self.first_hour
+        offset = self.at_start[rel]
+        if self.mixed.size:
+            inside = np.flatnonzero(np.isin(rel, self.mixed))
+            offset[inside] = [_utc_offset(self.tz, s) for s in sec[inside].tolist()]
+        return sec + offset
 
 
 def _bucket_keys(local: np.ndarray, bucket: str) -> np.ndarray:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import atexit
 import contextlib
+import dataclasses
 import ipaddress
 import json
 import os
@@ -32,6 +33,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
 from urllib.parse import urlsplit
+
+import orjson
 
 from mocks.api import DEFAULT_MAX_PAGE_SIZE, LoggedRequest, MockApi, RequestLog
 from mocks.faults import KINDS, FaultSpec, Reply
@@ -289,6 +292,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--fault-retry-after", type=float, default=0.2)
     p.add_argument("--fault-slow-seconds", type=float, default=2.0)
     p.add_argument("--watch-stdin", action="store_true", help="exit when stdin reaches EOF (parent died)")
+    p.add_argument("--log-file", default=None, help="on exit, write the request log here as JSON lines")
     return p
 
 
@@ -312,6 +316,18 @@ def _ssl_context(args: argparse.Namespace) -> ssl.SSLContext | None:
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(args.certfile, args.keyfile)
     return context
+
+
+def write_log(log: Sequence[LoggedRequest], path: str | os.PathLike[str]) -> None:
+    """The request log as JSON lines (`t`, `offset`, `limit`, `status`, `fault`)."""
+    with open(path, "wb") as out:
+        for entry in log:
+            out.write(orjson.dumps(dataclasses.asdict(entry)) + b"\n")
+
+
+def read_log(path: str | os.PathLike[str]) -> list[LoggedRequest]:
+    with open(path, "rb") as lines:
+        return [LoggedRequest(**orjson.loads(line)) for line in lines if line.strip()]
 
 
 def _watch_stdin(stop: threading.Event) -> None:
@@ -363,6 +379,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         stop.wait()
     finally:
         server.stop()
+        if args.log_file:
+            write_log(server.log, args.log_file)
     return 0
 
 
@@ -452,6 +470,7 @@ def serve_in_subprocess(
     offset_param: str = "offset",
     limit_param: str = "limit",
     startup_timeout: float = 300.0,
+    log_file: str | os.PathLike[str] | None = None,
     **dataset: Any,
 ) -> tuple[str, Callable[[], None]]:
     """Start `python -m mocks.server` in a child process; return its URL and a function that stops it.
@@ -479,6 +498,8 @@ def serve_in_subprocess(
     if token is not None:
         env[TOKEN_ENV] = token
         argv += ["--token-env", TOKEN_ENV]
+    if log_file is not None:
+        argv += ["--log-file", os.fspath(log_file)]
     process = subprocess.Popen(
         [sys.executable, "-m", "mocks.server", "--watch-stdin", *argv],
         stdin=subprocess.PIPE,

@@ -23,7 +23,16 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mocks.dataset import BOT_IPS, BOT_UA_PATTERNS, BROWSER_UAS, Dataset, DatasetSpec, generate, ground_truth
+from mocks.dataset import (
+    BOT_IPS,
+    BOT_UA_PATTERNS,
+    BROWSER_UAS,
+    Dataset,
+    DatasetSpec,
+    _OffsetTable,
+    generate,
+    ground_truth,
+)
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 REJECT = object()
@@ -59,9 +68,7 @@ def parse_timestamp(value: Any) -> datetime | object | None:
         except ValueError:
             return REJECT
         return REJECT if parsed.tzinfo is None else parsed.astimezone(UTC)
-    if isinstance(value, int):
-        return EPOCH + (timedelta(milliseconds=value) if value > 10**11 else timedelta(seconds=value))
-    if isinstance(value, float):
+    if isinstance(value, int | float):
         return EPOCH + (timedelta(milliseconds=value) if value > 10**11 else timedelta(seconds=value))
     return REJECT
 
@@ -236,30 +243,53 @@ def test_ground_truth_matches_reference_minutes_and_years() -> None:
     assert 30 < len(truth["series"]["points"]) < 15_000
 
 
-def test_offset_change_inside_a_utc_hour() -> None:
-    """Lord Howe Island moves from +10:30 to +11:00 at 2025-10-04T15:30Z, halfway through a UTC hour;
-    Stockholm falls back at 2025-10-26T01:00Z (a repeated local hour)."""
-    ds = dataset(seed=10, records=400, items=30, visitors=50, **DIRTY)
-    base = [
-        datetime.fromisoformat(t)
-        for t in ("2025-10-04T15:00:00Z", "2025-10-04T15:29:59Z", "2025-10-04T15:30:00Z", "2025-10-04T15:59:59Z")
-    ] + [datetime.fromisoformat("2025-10-26T00:30:00Z") + timedelta(minutes=15 * k) for k in range(8)]
-    ts_ms = ds.ts_ms.copy()
-    picks = np.linspace(0, len(ds) - 1, 4 * len(base)).astype(int)
-    ts_ms[picks] = np.repeat([int(t.timestamp() * 1000) for t in base], 4) + np.tile([0, 250, 500, 750], len(base))
-    moved = replace(ds, ts_ms=ts_ms, ts_format=np.where(ds.ts_format == 4, 5, ds.ts_format).astype(np.int8))
+def with_timestamps(ds: Dataset, instants: list[str]) -> Dataset:
+    """`ds` with every timestamp moved onto one of `instants` (plus 0/250/500/750 ms)."""
+    base = np.array([int(datetime.fromisoformat(t).timestamp() * 1000) for t in instants], dtype=np.int64)
+    k = np.arange(len(ds))
+    ts_ms = base[k % len(base)] + (k // len(base)) % 4 * 250
+    fmt = np.where(ds.ts_format == 4, 6, ds.ts_format).astype(np.int8)  # no fractions in int seconds
+    return replace(ds, ts_ms=ts_ms, ts_format=fmt)
+
+
+@pytest.mark.parametrize(
+    ("timezone", "instants"),
+    [
+        # Lord Howe Island moves from +10:30 to +11:00 at 15:30 UTC, halfway through a UTC hour
+        ("Australia/Lord_Howe", ["2025-10-04T15:00:00Z", "2025-10-04T15:29:59Z", "2025-10-04T15:30:00Z"]),
+        ("Australia/Lord_Howe", ["2025-10-04T13:29:00Z", "2025-10-04T15:59:59Z", "2025-10-04T16:10:00Z"]),
+        # Stockholm falls back at 01:00 UTC: local 02:00-03:00 happens twice
+        ("Europe/Stockholm", ["2025-10-25T23:59:59Z", "2025-10-26T00:30:00Z", "2025-10-26T01:15:00Z"]),
+        # Stockholm springs forward at 01:00 UTC: local 02:00-03:00 never happens
+        ("Europe/Stockholm", ["2025-03-30T00:59:59Z", "2025-03-30T01:00:00Z", "2025-03-30T01:45:00Z"]),
+    ],
+)
+def test_offset_changes(timezone: str, instants: list[str]) -> None:
+    moved = with_timestamps(dataset(seed=10, records=300, items=30, visitors=50, **DIRTY), instants)
     rendered.cache_clear()
-    for timezone in ("Australia/Lord_Howe", "Europe/Stockholm"):
-        for bucket in ("minute", "hour"):
-            as_of = datetime(2025, 10, 27, tzinfo=UTC)
-            assert_matches(moved, as_of=as_of, bucket=bucket, timezone=timezone, begin=ds.end_id - 1)
-        assert_matches(moved, as_of=datetime(2025, 10, 5, 12, tzinfo=UTC), bucket="day", timezone=timezone)
+    as_of = datetime.fromisoformat(instants[0]) + timedelta(days=1)
+    for bucket in ("minute", "hour", "day"):
+        assert_matches(moved, as_of=as_of, bucket=bucket, timezone=timezone)
     rendered.cache_clear()
 
 
-@pytest.mark.parametrize("as_of", AS_OFS)
+def test_offset_table_handles_mid_hour_changes() -> None:
+    first = int(datetime(2025, 10, 4, tzinfo=UTC).timestamp())
+    table = _OffsetTable(ZoneInfo("Australia/Lord_Howe"), first, first + 86_400)
+    assert table.mixed.size == 1
+    sec = np.array([first + 15 * 3600 + 1799, first + 15 * 3600 + 1800])
+    assert (table.local(sec) - sec).tolist() == [37_800, 39_600]
+
+
+MIDNIGHT = datetime(2026, 3, 15, tzinfo=UTC)  # an anchor: records at it and 250 ms before it
+
+
+@pytest.mark.parametrize("as_of", [*AS_OFS, MIDNIGHT - timedelta(microseconds=249_999)])  # 1 µs after a record
 def test_ground_truth_matches_reference_as_of(as_of: datetime) -> None:
-    assert_matches(dataset(seed=2, **SMALL, **DIRTY), as_of=as_of, timezone="Europe/Stockholm")
+    ds = dataset(seed=2, **SMALL, **DIRTY)
+    assert_matches(ds, as_of=as_of, timezone="Europe/Stockholm")
+    just_before = int(MIDNIGHT.timestamp() * 1000) - 250
+    assert np.count_nonzero((ds.ts_ms == just_before) & (ds.ts_state == 0)) > 0
 
 
 def test_ground_truth_matches_reference_on_sub_ranges() -> None:
