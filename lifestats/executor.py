@@ -10,7 +10,9 @@ from __future__ import annotations
 import contextlib
 import multiprocessing as mp
 import os
+import queue
 import signal
+import threading
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -92,16 +94,49 @@ class WorkerSetup:
     token: str | None
 
 
+class _Outbox:
+    """Sends a worker's messages from a thread of their own, in order, so that crawling goes on while
+    the coordinator is busy (a commit, a merge) instead of waiting for it to read the pipe."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self.broken = False
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._send_all, name="outbox", daemon=True)
+        self._thread.start()
+
+    def _send_all(self) -> None:
+        while (message := self._queue.get()) is not _CLOSE:
+            try:
+                self.conn.send(message)
+            except (BrokenPipeError, ConnectionResetError, OSError):
+                self.broken = True
+                return
+
+    def send(self, message: Any) -> None:
+        if self.broken:
+            raise BrokenPipeError("the coordinator is gone")
+        self._queue.put(message)
+
+    def close(self) -> None:
+        self._queue.put(_CLOSE)
+        self._thread.join()
+
+
+_CLOSE = object()
+
+
 def worker_main(conn: Connection, setup: WorkerSetup) -> None:
     """A worker process: take tasks from ``conn`` until told to stop or the coordinator goes away."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the coordinator's to handle
     settings = setup.settings
     counter = PageCounter(settings, setup.as_of)
     parent = os.getppid()
+    outbox = _Outbox(conn)
 
     def proposals() -> int | None:
         """The latest split proposal that arrived while crawling, if any. Called between pages."""
-        if os.getppid() != parent:  # the coordinator (and so its fork server) died: stop now
+        if os.getppid() != parent or outbox.broken:  # the coordinator is gone: stop now
             raise SystemExit(0)
         new_end = None
         while conn.poll():
@@ -114,9 +149,10 @@ def worker_main(conn: Connection, setup: WorkerSetup) -> None:
         with ApiClient(settings.api, settings.crawl, setup.limiter, token=setup.token) as client:
             while (task := conn.recv()) is not None:
                 if isinstance(task, Task):  # a split proposal that came after the slice ended is dropped
-                    conn.send(_run(task, client, counter, settings.crawl.flush_every, conn.send, proposals))
+                    outbox.send(_run(task, client, counter, settings.crawl.flush_every, outbox.send, proposals))
     except (EOFError, BrokenPipeError, ConnectionResetError):
         return  # the coordinator is gone: stop rather than crawl for nobody
+    outbox.close()
 
 
 def _run(
