@@ -22,7 +22,7 @@ from pathlib import Path
 
 from lifestats.config import load_settings
 from lifestats.run import run_job
-from mocks.dataset import BOT_IPS, BOT_UA_PATTERNS
+from mocks.dataset import BOT_IPS, BOT_UA_PATTERNS, FIELDS
 from mocks.server import read_log, serve_in_subprocess
 
 
@@ -58,14 +58,7 @@ def main() -> None:
                 environ={},
                 overrides={
                     "api": {"url": url, "page_size": args.page_size},
-                    "fields": {
-                        "item": "item",
-                        "category": "category",
-                        "visitor": "visitor",
-                        "timestamp": "timestamp",
-                        "ip": "ip",
-                        "user_agent": "user_agent",
-                    },
+                    "fields": dict(FIELDS),
                     "crawl": {
                         "slices": args.slices,
                         "workers": args.workers,

@@ -19,7 +19,12 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 
-__all__ = ["BOT_IPS", "BOT_UA_PATTERNS", "Dataset", "DatasetSpec", "generate", "ground_truth"]
+__all__ = ["BOT_IPS", "BOT_UA_PATTERNS", "FIELDS", "Dataset", "DatasetSpec", "generate", "ground_truth"]
+
+# The record keys, as a Lifestats `fields` config section that maps report names to them.
+FIELDS: Final[dict[str, str]] = {
+    name: name for name in ("id", "item", "category", "visitor", "timestamp", "ip", "user_agent")
+}
 
 BOT_IPS: Final[tuple[str, ...]] = ("203.0.113.7", "203.0.113.8", "198.51.100.23")
 BOT_UA_PATTERNS: Final[tuple[str, ...]] = (r"(?i)examplebot", r"(?i)scrapy")

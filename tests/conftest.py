@@ -12,26 +12,16 @@ import pytest
 
 from lifestats.config import Settings, load_settings
 from lifestats.run import Outcome, run_job
-from mocks.dataset import BOT_IPS, BOT_UA_PATTERNS
+from mocks.dataset import BOT_IPS, BOT_UA_PATTERNS, FIELDS
 
 AS_OF = datetime(2026, 3, 15, 12, 0, tzinfo=UTC)  # the synthetic datasets end here by default
-
-SYNTHETIC_FIELDS = {
-    "id": "id",
-    "item": "item",
-    "category": "category",
-    "visitor": "visitor",
-    "timestamp": "timestamp",
-    "ip": "ip",
-    "user_agent": "user_agent",
-}
 
 
 def job_settings(url: str, **sections: dict[str, Any]) -> Settings:
     """Settings for the synthetic dataset at ``url``; ``sections`` override per section."""
     overrides: dict[str, dict[str, Any]] = {
         "api": {"url": url, "page_size": 100},
-        "fields": dict(SYNTHETIC_FIELDS),
+        "fields": dict(FIELDS),
         "crawl": {"slices": 10, "workers": 2, "rate_limit": 100_000, "backoff": 0.01, "backoff_max": 0.2},
         "bots": {"ips": list(BOT_IPS), "user_agents": list(BOT_UA_PATTERNS)},
     }
