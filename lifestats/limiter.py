@@ -61,13 +61,3 @@ class SharedRateLimiter:
             until = time.monotonic() + max(0.0, seconds)
             if until > self._paused_until.value:
                 self._paused_until.value = until
-
-
-class NoLimit:
-    """No rate limit: for code paths where the rate is not the point."""
-
-    def acquire(self) -> None:
-        return None
-
-    def pause(self, seconds: float) -> None:
-        return None

@@ -102,9 +102,6 @@ class Partial:
             self.rejects.extend(other.rejects[:room])
         return self
 
-    def is_empty(self) -> bool:
-        return not self.records and not self.windows and not self.series
-
     def to_bytes(self) -> bytes:
         return orjson.dumps(
             {
