@@ -1,0 +1,102 @@
+"""Crawling slices in-process over respx routes: fast checks of the task logic against the ground truth."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from lifestats.count import PageCounter
+from lifestats.fetch import ApiClient
+from lifestats.merge import Flush
+from lifestats.plan import Slice, discover, plan_slices
+from lifestats.report import build_report
+from lifestats.stats import Partial
+from lifestats.task import Split, Task, crawl_slice
+from mocks.dataset import DatasetSpec, generate, ground_truth
+from mocks.faults import FaultSpec
+from mocks.routes import mock_api
+
+from .conftest import AS_OF, job_settings
+
+URL = "https://api.example.test/events"
+DATA = generate(DatasetSpec(seed=31, records=6_000, empty_share=0.6))
+
+
+class Free:
+    def acquire(self) -> None:
+        return None
+
+    def pause(self, seconds: float) -> None:
+        return None
+
+
+def crawl_all(
+    slices: list[Slice], proposals: Iterator[int | None] | None = None, **api: object
+) -> tuple[dict, list[Flush | Split]]:
+    settings = job_settings(URL, api={"page_size": 77, **api}, crawl={"backoff": 0, "retries": 5})
+    counter = PageCounter(settings, AS_OF)
+    total = Partial()
+    messages: list[Flush | Split] = []
+    queue = list(slices)
+    with ApiClient(settings.api, settings.crawl, Free()) as client:
+        while queue:
+            piece = queue.pop(0)
+            before = len(messages)
+            crawl_slice(
+                Task(piece, 1, piece.begin, piece.begin - 1, 0),
+                client,
+                counter,
+                3,
+                messages.append,
+                (lambda: next(proposals, None)) if proposals else (lambda: None),
+            )
+            for message in messages[before:]:
+                if isinstance(message, Flush):
+                    total.merge(Partial.from_bytes(message.partial))
+                elif message.accepted:  # the rest of the range becomes a slice of its own
+                    queue.append(Slice(len(slices) + len(queue), message.new_end, piece.end))
+    return build_report(total, settings, AS_OF, {}, partial=False), messages
+
+
+def statistics(report: dict) -> dict:
+    return {key: report[key] for key in ("records", "windows", "series")}
+
+
+def test_discovered_slices_count_every_record_once() -> None:
+    with mock_api(DATA, URL):
+        settings = job_settings(URL, api={"page_size": 77})
+        with ApiClient(settings.api, settings.crawl, Free()) as client:
+            bounds = discover(client.get_page, "id", None, None)
+        report, _ = crawl_all(plan_slices(bounds, 9))
+    assert bounds.first_id == DATA.first_id and bounds.estimated_end == DATA.end_id
+    assert statistics(report) == ground_truth(DATA, as_of=AS_OF)
+
+
+def test_split_proposals_hand_over_the_rest_of_a_slice() -> None:
+    middle = int(DATA.ids[3000])
+    # The first proposal comes before the first page (accepted); a second, below the cursor, is refused.
+    proposals = iter([middle, None, None, None, int(DATA.ids[10]), *[None] * 10_000])
+    with mock_api(DATA, URL):
+        report, messages = crawl_all([Slice(0, DATA.first_id, None)], proposals)
+    answers = [(m.new_end, m.accepted) for m in messages if isinstance(m, Split)]
+    assert answers == [(middle, True), (int(DATA.ids[10]), False)]
+    assert statistics(report) == ground_truth(DATA, as_of=AS_OF)
+
+
+def test_transient_faults_and_repeated_records_in_process() -> None:
+    faults = FaultSpec(seed=9, rate=0.3, kinds=frozenset({"500", "truncated", "html", "stuck", "duplicates"}))
+    with mock_api(DATA, URL, faults=faults):
+        report, _ = crawl_all([Slice(0, DATA.first_id, DATA.end_id)])
+    expected = ground_truth(DATA, as_of=AS_OF)
+    duplicates = report["records"]["duplicates"]
+    assert duplicates > 0
+    assert report["windows"] == expected["windows"]
+    assert report["records"]["fetched"] == expected["records"]["fetched"] + duplicates
+
+
+@pytest.mark.parametrize("offset_param", ["after"])
+def test_parameter_names_follow_the_config(offset_param: str) -> None:
+    with mock_api(DATA, URL, offset_param=offset_param):
+        report, _ = crawl_all([Slice(0, DATA.first_id, None)], offset_param=offset_param)
+    assert statistics(report) == ground_truth(DATA, as_of=AS_OF)
