@@ -53,6 +53,11 @@ def test_chaos_every_fault_at_once_still_counts_exactly(state_dir: Path) -> None
     assert "duplicates" in {kind for label in injected for kind in label.split("+")}
     assert outcome.exit_code == 0
     report = outcome.report
+    faulted = sum(1 for entry in log if entry.fault)
+    print(
+        f"\nchaos: {len(log)} requests, {faulted} faulted, {report['run']['retries']} retries, "
+        f"{report['records']['duplicates']} duplicate records, kinds {sorted(injected)}"
+    )
     expected = ground_truth(DATA, as_of=AS_OF)
     assert report["windows"] == expected["windows"]
     assert report["series"] == expected["series"]
