@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
 from collections.abc import Sequence
 from datetime import datetime
@@ -97,7 +98,12 @@ class _ProgressBar:
         self.progress.update(self.task, completed=s.fraction, detail=detail)
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    signal.signal(signal.SIGTERM, _interrupt)  # a scheduler stopping the job: same as Ctrl-C
     console = Console(stderr=False)
     errors = Console(stderr=True)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
