@@ -106,11 +106,14 @@ def test_coordinator_killed_at_random_moments_then_resumed_is_exact(workdir: tup
     assert redone <= len(kills) * (40 + 3 * (4 + 2))
 
 
-def test_ctrl_c_writes_a_partial_report_exits_130_and_resumes_exactly(workdir: tuple[Path, MockServer]) -> None:
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_writes_a_partial_report_exits_130_and_resumes_exactly(
+    workdir: tuple[Path, MockServer], signum: int
+) -> None:
     path, server = workdir
     process = start(path)
     assert server.request_log.wait_for(60, timeout=120)
-    process.send_signal(signal.SIGINT)
+    process.send_signal(signum)
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 130, stderr
     assert "interrupted" in stderr
