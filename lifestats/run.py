@@ -18,7 +18,7 @@ from typing import Any
 
 from .config import Settings, fingerprint
 from .errors import CheckpointMismatch, LifestatsError
-from .executor import Event, Executor, Failed, Flushed, LocalExecutor, Lost, WorkerSetup
+from .executor import Event, Executor, Failed, Finished, Flushed, LocalExecutor, Lost, WorkerSetup
 from .fetch import ApiClient
 from .limiter import SharedRateLimiter
 from .merge import REJECTS_FILE, Aggregator, Checkpoint, SliceState
@@ -249,6 +249,8 @@ class _Job:
             return self._resubmit(event, executor)
         elif isinstance(event, Failed):
             return event
+        elif isinstance(event, Finished) and self.proposal == event.slice:
+            self.proposal = None  # it ended before it read the proposal
         return None
 
     def _resubmit(self, event: Lost, executor: Executor) -> Failed | None:
