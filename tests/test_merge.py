@@ -67,3 +67,20 @@ def test_checkpoint_of_another_job_refuses_to_resume(tmp_path: Path) -> None:
     assert checkpoint.claim({"url": "a", "fields": 1}) is True
     with pytest.raises(CheckpointMismatch, match=r"url changed.*--fresh"):
         checkpoint.claim({"url": "b", "fields": 1})
+
+
+def test_a_proposal_unanswered_because_the_slice_ended_is_forgotten(tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    from lifestats.config import load_settings
+    from lifestats.executor import Finished
+    from lifestats.run import _Job
+
+    settings = load_settings(None, "test", environ={}, overrides={"api": {"url": "http://127.0.0.1:9/x"}})
+    checkpoint = Checkpoint(tmp_path)
+    job = _Job(settings, "test", checkpoint, tmp_path, datetime.now(UTC), None, datetime.now(UTC), False)
+    job.proposal = 3
+    job._handle(Finished(4, 1), executor=None)  # type: ignore[arg-type]
+    assert job.proposal == 3
+    job._handle(Finished(3, 1), executor=None)  # type: ignore[arg-type]
+    assert job.proposal is None
