@@ -121,13 +121,21 @@ class Checkpoint:
         return True
 
     # -- slices -------------------------------------------------------------------------------------
-    def save_plan(self, slices: list[Slice]) -> None:
-        self._db.execute("BEGIN IMMEDIATE")
-        self._db.executemany(
-            "INSERT INTO slices (idx, begin_id, end_id, cursor, high_water) VALUES (?, ?, ?, ?, ?)",
-            [(s.index, s.begin, s.end, s.begin, s.begin - 1) for s in slices],
-        )
-        self._db.execute("COMMIT")
+    def save_plan(self, slices: list[Slice], meta: dict[str, Any]) -> None:
+        """Store the slices and what was learnt making them (``meta``) in one transaction."""
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.executemany(
+                "INSERT INTO slices (idx, begin_id, end_id, cursor, high_water) VALUES (?, ?, ?, ?, ?)",
+                [(s.index, s.begin, s.end, s.begin, s.begin - 1) for s in slices],
+            )
+            for key, value in meta.items():
+                self.put(key, value)
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
 
     _COLUMNS = "idx, begin_id, end_id, cursor, high_water, seq, attempt, done, pages"
 

@@ -9,6 +9,7 @@ marked partial; the same command run again resumes.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -182,9 +183,7 @@ class _Job:
             self.tally.requests += client.counts.requests
             self.tally.retries += client.counts.retries
         slices = plan_slices(bounds, self.settings.crawl.slices)
-        self.checkpoint.save_plan(slices)
-        self.checkpoint.put("bounds", bounds.__dict__)
-        self.checkpoint.put("planned_slices", len(slices))
+        self.checkpoint.save_plan(slices, {"bounds": dataclasses.asdict(bounds), "planned_slices": len(slices)})
         return bounds
 
     # -- the loop -----------------------------------------------------------------------------------

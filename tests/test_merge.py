@@ -29,7 +29,7 @@ def open_state(tmp_path: Path) -> tuple[Checkpoint, Aggregator]:
     checkpoint = Checkpoint(tmp_path)
     checkpoint.claim({"job": 1})
     if not checkpoint.states():
-        checkpoint.save_plan([Slice(0, 0, 100), Slice(1, 100, None)])
+        checkpoint.save_plan([Slice(0, 0, 100), Slice(1, 100, None)], {"planned_slices": 2})
     return checkpoint, Aggregator(checkpoint, tmp_path / REJECTS_FILE)
 
 
