@@ -177,3 +177,14 @@ def test_weeks_start_on_monday() -> None:
     report, _ = count(records, stats={"series": "week"})
     starts = [p["start"] for p in report["series"]["points"]]
     assert starts == ["2025-12-29T00:00:00+00:00", "2026-01-05T00:00:00+00:00"]
+
+
+def test_known_crawlers_come_from_the_community_list() -> None:
+    records = [
+        {"id": 1, "item": 1, "ua": "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)"},
+        {"id": 2, "item": 1, "ua": "Mozilla/5.0 (X11; Linux x86_64; rv:123.0) Gecko/20100101 Firefox/123.0"},
+    ]
+    off, _ = count(records)
+    on, _ = count(records, bots={"ips": [], "user_agents": [], "known_crawlers": True})
+    assert (off["records"]["bots"], off["records"]["counted"]) == (0, 2)
+    assert (on["records"]["bots"], on["records"]["counted"]) == (1, 1)
