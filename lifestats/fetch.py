@@ -107,6 +107,7 @@ class ApiClient:
         self.crawl = crawl
         self.limiter = limiter
         self.counts = RequestCounts()
+        self._url = httpx.URL(api.url)  # its own query parameters are kept
         self._backoff = wait_random_exponential(multiplier=crawl.backoff, max=crawl.backoff_max)
         headers = {"User-Agent": USER_AGENT, "Accept": "application/json"}
         if token:
@@ -165,11 +166,11 @@ class ApiClient:
         self.counts.retries += 1
 
     def _get_once(self, offset: int) -> Page:
-        params = {self.api.offset_param: offset, self.api.limit_param: self.api.page_size}
+        url = self._url.copy_merge_params({self.api.offset_param: offset, self.api.limit_param: self.api.page_size})
         self.limiter.acquire()
         self.counts.requests += 1
         try:
-            with self._http.stream("GET", self.api.url, params=params) as response:
+            with self._http.stream("GET", url) as response:
                 body = self._read_capped(response)
         except httpx.TimeoutException as exc:
             raise TransientApiError(f"timed out ({type(exc).__name__})") from None

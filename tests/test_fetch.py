@@ -145,3 +145,12 @@ def test_a_next_offset_that_never_moves_forward_ends_with_a_clear_error() -> Non
     respx.get(URL).mock(return_value=page(70, [70, 71], 70))
     with pytest.raises(ApiError, match="next_offset 70 does not move forward from offset 70"):
         client(RecordingLimiter()).get_page(70)
+
+
+@respx.mock
+def test_query_parameters_of_the_configured_url_are_kept() -> None:
+    route = respx.get(url__startswith=URL).mock(return_value=page(0, [1], None))
+    api = client(RecordingLimiter(), url=f"{URL}?kind=visit")
+    api.get_page(0)
+    params = route.calls.last.request.url.params
+    assert (params["kind"], params["offset"], params["limit"]) == ("visit", "0", "100")
