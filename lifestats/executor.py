@@ -71,9 +71,11 @@ class Executor(Protocol):
         """Workers with nothing to do and no task waiting for them."""
         ...
 
-    def pids(self) -> list[int]:
-        """The worker processes' ids (for operators and tests that need to signal one)."""
-        return [w.process.pid for w in self._workers if w.process.pid is not None]
+    def pids(self, *, busy_only: bool = False) -> list[int]:
+        """The worker processes' ids, or only those holding a task (for operators and tests that signal one)."""
+        return [
+            w.process.pid for w in self._workers if w.process.pid is not None and (w.task is not None or not busy_only)
+        ]
 
     def running(self) -> list[Task]: ...
     def propose_split(self, task: Task, new_end: int) -> None:
@@ -215,9 +217,11 @@ class LocalExecutor:
     def idle(self) -> int:
         return max(0, sum(1 for w in self._workers if w.task is None) - len(self._pending))
 
-    def pids(self) -> list[int]:
-        """The worker processes' ids (for operators and tests that need to signal one)."""
-        return [w.process.pid for w in self._workers if w.process.pid is not None]
+    def pids(self, *, busy_only: bool = False) -> list[int]:
+        """The worker processes' ids, or only those holding a task (for operators and tests that signal one)."""
+        return [
+            w.process.pid for w in self._workers if w.process.pid is not None and (w.task is not None or not busy_only)
+        ]
 
     def running(self) -> list[Task]:
         return [w.task for w in self._workers if w.task is not None]
