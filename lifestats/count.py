@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
-from typing import Any
+from typing import Any, TypeGuard
 from zoneinfo import ZoneInfo
 
 from .config import Settings
@@ -36,7 +36,7 @@ class SliceCursor:
     high_water: int  # ids <= high_water were seen already (begin - 1 at the start)
 
 
-def usable_key(value: Any) -> bool:
+def usable_key(value: Any) -> TypeGuard[Key]:
     """An id-like value: an int (not a bool) or a string."""
     return isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool))
 

@@ -71,12 +71,6 @@ class Executor(Protocol):
         """Workers with nothing to do and no task waiting for them."""
         ...
 
-    def pids(self, *, busy_only: bool = False) -> list[int]:
-        """The worker processes' ids, or only those holding a task (for operators and tests that signal one)."""
-        return [
-            w.process.pid for w in self._workers if w.process.pid is not None and (w.task is not None or not busy_only)
-        ]
-
     def running(self) -> list[Task]: ...
     def propose_split(self, task: Task, new_end: int) -> None:
         """Ask the worker running ``task`` to stop at ``new_end``; it answers with a Split event."""

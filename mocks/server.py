@@ -120,7 +120,7 @@ class _HttpServer(ThreadingHTTPServer):
         with self._connections_lock:
             self._connections.add(connection)
         try:
-            self.RequestHandlerClass(connection, client_address, self)
+            self.RequestHandlerClass(connection, client_address, self)  # type: ignore[arg-type]
         finally:
             with self._connections_lock:
                 self._connections.discard(connection)
