@@ -28,10 +28,11 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
+from pyrate_limiter import Duration, InMemoryBucket, Limiter, Rate
+
 from lifestats.config import Settings, load_settings
 from lifestats.count import PageCounter
 from lifestats.fetch import ApiClient
-from lifestats.limiter import SharedRateLimiter
 from lifestats.plan import Bounds, Slice, plan_slices
 from lifestats.run import run_job
 from lifestats.task import Task, crawl_slice
@@ -46,9 +47,22 @@ def run_lifestats(settings: Settings, state_dir: Path) -> None:
     assert outcome.exit_code == 0, outcome.message
 
 
+class ProcessShare:
+    """The original design's limiter: pyrate-limiter in one process, at that process's share of the limit."""
+
+    def __init__(self, per_second: float) -> None:
+        self.limiter = Limiter(InMemoryBucket([Rate(max(1, int(per_second)), Duration.SECOND)]), buffer_ms=1)
+
+    def acquire(self) -> None:
+        self.limiter.try_acquire("api")
+
+    def pause(self, seconds: float) -> None:
+        time.sleep(seconds)
+
+
 def _original_worker(block: list[Slice], settings: Settings) -> None:
     """One process of the original design: its own block of slices at its own share of the limit."""
-    limiter = SharedRateLimiter(settings.crawl.rate_limit / settings.crawl.workers)
+    limiter = ProcessShare(settings.crawl.rate_limit / settings.crawl.workers)
     counter = PageCounter(settings, AS_OF)
     with ApiClient(settings.api, settings.crawl, limiter) as client:
         for piece in block:
