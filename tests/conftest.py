@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import bisect
+import os
+import subprocess
+import sys
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -14,6 +17,7 @@ from lifestats.config import Settings, load_settings
 from lifestats.run import Outcome, run_job
 from mocks.dataset import BOT_IPS, BOT_UA_PATTERNS, FIELDS
 
+REPO = Path(__file__).resolve().parent.parent
 AS_OF = datetime(2026, 3, 15, 12, 0, tzinfo=UTC)  # the synthetic datasets end here by default
 
 
@@ -32,6 +36,20 @@ def job_settings(url: str, **sections: dict[str, Any]) -> Settings:
 
 def run(settings: Settings, state_dir: Path, as_of: datetime = AS_OF, **kwargs: Any) -> Outcome:
     return run_job(settings, env="test", state_dir=state_dir, as_of=as_of, **kwargs)
+
+
+def main_command(*args: str, env: dict[str, str] | None = None) -> tuple[list[str], dict[str, str]]:
+    """``python main.py ARGS`` and an environment free of the caller's LIFESTATS_* settings."""
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("LIFESTATS_")}
+    environ["PYTHONPATH"] = str(REPO)
+    environ.update(env or {})
+    return [sys.executable, str(REPO / "main.py"), *args], environ
+
+
+def run_main(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run the command line to completion and capture its output."""
+    command, environ = main_command(*args, env=env)
+    return subprocess.run(command, cwd=cwd, env=environ, capture_output=True, text=True, timeout=300, check=False)
 
 
 def statistics(report: dict[str, Any]) -> dict[str, Any]:

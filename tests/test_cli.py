@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,9 +10,8 @@ import pytest
 from mocks.dataset import DatasetSpec, generate, ground_truth
 from mocks.server import MockServer
 
-from .conftest import AS_OF, statistics
+from .conftest import AS_OF, run_main, statistics
 
-REPO = Path(__file__).resolve().parent.parent
 DATA = generate(DatasetSpec(seed=21, records=5_000))
 
 CONFIG = """
@@ -37,21 +33,6 @@ broken:
 """
 
 
-def lifestats(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    environ = {k: v for k, v in os.environ.items() if not k.startswith("LIFESTATS_")}
-    environ["PYTHONPATH"] = str(REPO)
-    environ.update(env or {})
-    return subprocess.run(
-        [sys.executable, str(REPO / "main.py"), *args],
-        cwd=cwd,
-        env=environ,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-
-
 @pytest.fixture
 def server():
     with MockServer(DATA) as running:
@@ -60,7 +41,7 @@ def server():
 
 def test_main_writes_the_report_and_prints_rankings(tmp_path: Path, server: MockServer) -> None:
     (tmp_path / "config.yml").write_text(CONFIG.format(url=server.url))
-    result = lifestats(
+    result = run_main(
         "--env",
         "test",
         "--as-of",
@@ -83,7 +64,7 @@ def test_main_writes_the_report_and_prints_rankings(tmp_path: Path, server: Mock
 
 def test_env_variable_selects_environment_and_overrides_keys(tmp_path: Path, server: MockServer) -> None:
     (tmp_path / "config.yml").write_text(CONFIG.format(url=server.url))
-    result = lifestats(
+    result = run_main(
         "--as-of",
         AS_OF.isoformat(),
         "--report-json",
@@ -112,7 +93,7 @@ def test_bad_usage_exits_2_before_any_request(
     tmp_path: Path, server: MockServer, args: list[str], env: dict[str, str], message: str
 ) -> None:
     (tmp_path / "config.yml").write_text(CONFIG.format(url=server.url))
-    result = lifestats(*args, "--no-progress", cwd=tmp_path, env=env)
+    result = run_main(*args, "--no-progress", cwd=tmp_path, env=env)
     assert result.returncode == 2
     assert message in result.stderr
     assert server.log == []

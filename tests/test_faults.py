@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -15,9 +12,8 @@ from mocks.dataset import DatasetSpec, generate, ground_truth
 from mocks.faults import KINDS, FaultSpec
 from mocks.server import MockServer
 
-from .conftest import AS_OF, job_settings, run, statistics
+from .conftest import AS_OF, job_settings, run, run_main, statistics
 
-REPO = Path(__file__).resolve().parent.parent
 DATA = generate(DatasetSpec(seed=17, records=12_000))
 TOKEN = "tok-5ecret-Zq81-never-print-me"
 
@@ -137,26 +133,16 @@ def test_token_is_sent_but_never_appears_in_any_output_of_a_failing_run(tmp_path
     source = Switchable(DATA, broken_from=int(DATA.ids[11_000]))
     with MockServer(source, token=TOKEN) as server:
         (tmp_path / "config.yml").write_text(CONFIG.format(url=server.url, first=DATA.first_id, last=DATA.end_id))
-        environ = {k: v for k, v in os.environ.items() if not k.startswith("LIFESTATS_")}
-        environ.update(PYTHONPATH=str(REPO), LIFESTATS_API_TOKEN=TOKEN)
-        result = subprocess.run(
-            [
-                sys.executable,
-                str(REPO / "main.py"),
-                "--env",
-                "test",
-                "--no-progress",
-                "--report-json",
-                "r.json",
-                "--as-of",
-                AS_OF.isoformat(),
-            ],
+        result = run_main(
+            "--env",
+            "test",
+            "--no-progress",
+            "--report-json",
+            "r.json",
+            "--as-of",
+            AS_OF.isoformat(),
             cwd=tmp_path,
-            env=environ,
-            capture_output=True,
-            text=True,
-            timeout=300,
-            check=False,
+            env={"LIFESTATS_API_TOKEN": TOKEN},
         )
         statuses = {entry.status for entry in server.log}
     assert result.returncode == 3, result.stderr

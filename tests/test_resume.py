@@ -7,7 +7,6 @@ import os
 import random
 import signal
 import subprocess
-import sys
 import threading
 from pathlib import Path
 
@@ -18,10 +17,9 @@ from lifestats.executor import LocalExecutor, WorkerSetup
 from mocks.dataset import DatasetSpec, generate, ground_truth
 from mocks.server import MockServer
 
-from .conftest import AS_OF, job_settings, run, statistics
+from .conftest import AS_OF, job_settings, main_command, run, statistics
 from .test_faults import Switchable
 
-REPO = Path(__file__).resolve().parent.parent
 DATA = generate(DatasetSpec(seed=23, records=30_000))
 
 CONFIG = """
@@ -35,25 +33,11 @@ test:
 
 
 def start(workdir: Path) -> subprocess.Popen[str]:
-    environ = {k: v for k, v in os.environ.items() if not k.startswith("LIFESTATS_")}
-    environ["PYTHONPATH"] = str(REPO)
+    command, environ = main_command(
+        "--env", "test", "--no-progress", "--as-of", AS_OF.isoformat(), "--report-json", "report.json"
+    )
     return subprocess.Popen(
-        [
-            sys.executable,
-            str(REPO / "main.py"),
-            "--env",
-            "test",
-            "--no-progress",
-            "--as-of",
-            AS_OF.isoformat(),
-            "--report-json",
-            "report.json",
-        ],
-        cwd=workdir,
-        env=environ,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+        command, cwd=workdir, env=environ, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
 
 
