@@ -107,8 +107,13 @@ def run_job(
     token: str | None = None,
     on_progress: Callable[[Snapshot], None] | None = None,
     executor_factory: ExecutorFactory = local_executor,
+    deliver: Callable[[dict[str, Any]], None] | None = None,
 ) -> Outcome:
-    """Run (or resume) the job and return its report with the exit code the command line uses."""
+    """Run (or resume) the job and return its report with the exit code the command line uses.
+
+    ``deliver`` receives the final report before the checkpoint is marked finished (write it to disk
+    there): if it raises, the run is not marked finished and the same command can produce it again.
+    """
     started = datetime.now(UTC)
     if fresh:
         Checkpoint.remove(state_dir)
@@ -123,7 +128,7 @@ def run_job(
         with api_url(settings, as_of) as url:
             run_settings = settings.model_copy(update={"api": settings.api.model_copy(update={"url": url})})
             job = _Job(run_settings, env, checkpoint, state_dir, as_of, token, started, resumed)
-            return job.run(executor_factory, on_progress)
+            return job.run(executor_factory, on_progress, deliver)
     finally:
         checkpoint.close()
 
@@ -187,13 +192,17 @@ class _Job:
         return bounds
 
     # -- the loop -----------------------------------------------------------------------------------
-    def run(self, executor_factory: ExecutorFactory, on_progress: Callable[[Snapshot], None] | None) -> Outcome:
+    def run(
+        self,
+        executor_factory: ExecutorFactory,
+        on_progress: Callable[[Snapshot], None] | None,
+        deliver: Callable[[dict[str, Any]], None] | None = None,
+    ) -> Outcome:
         planned = self.checkpoint.get("bounds") is not None
         todo = [s for s in self.checkpoint.states() if not s.done]
         if planned and not todo:
             self.bounds = self._plan()
-            self.checkpoint.put("finished", True)
-            return Outcome(self.report(partial=False))
+            return self._finish(deliver)
         # Workers start up while the coordinator discovers the id range.
         setup = WorkerSetup(settings=self.settings, as_of=self.as_of, limiter=self.limiter, token=self.token)
         workers = min(self.settings.crawl.workers, len(todo)) if planned else self.settings.crawl.workers
@@ -225,8 +234,15 @@ class _Job:
             message = f"{failure.message}\nprogress is checkpointed in {self.state_dir}: run the same command to resume"
             return Outcome(self.report(partial=True), failure.exit_code, message)
         executor.close()
+        return self._finish(deliver)
+
+    def _finish(self, deliver: Callable[[dict[str, Any]], None] | None) -> Outcome:
+        """The final report, handed to ``deliver`` before the checkpoint says the run finished."""
+        report = self.report(partial=False)
+        if deliver is not None:
+            deliver(report)
         self.checkpoint.put("finished", True)
-        return Outcome(self.report(partial=False))
+        return Outcome(report)
 
     def _handle(self, event: Event, executor: Executor) -> Failed | None:
         if isinstance(event, Flushed):
