@@ -88,6 +88,7 @@ class StatsConfig(_Section):
     top_categories: int = Field(10, ge=0)
     mode: Literal["exact", "approx"] = "exact"
     series: Bucket = "day"
+    series_max_points: int = Field(5000, ge=1, description="longest series; older buckets are cut")
     timezone: str = "UTC"
 
     @field_validator("timezone")

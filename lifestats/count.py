@@ -7,17 +7,19 @@ one page at a time.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
-from functools import lru_cache
-from typing import Any, TypeGuard
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final, TypeGuard
 from zoneinfo import ZoneInfo
+
+import orjson
 
 from .config import Settings
 from .stats import Key, Partial
-from .timeline import Buckets, Windows
+from .timeline import END_INSTANT, FIRST_INSTANT, Buckets, Clock, Windows
 
 MAX_REJECT_SAMPLES = 100
 _MS_THRESHOLD = 10**11
@@ -36,35 +38,95 @@ class SliceCursor:
     high_water: int  # ids <= high_water were seen already (begin - 1 at the start)
 
 
+_INT64_MIN: Final = -(2**63)
+_INT64_END: Final = 2**63  # ids, items, categories and visitors are signed 64-bit integers or strings
+
+
 def usable_key(value: Any) -> TypeGuard[Key]:
-    """An id-like value: an int (not a bool) or a string."""
-    return isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool))
+    """An id-like value: a string, or an int (not a bool) in the signed 64-bit range."""
+    if isinstance(value, str):
+        return True
+    return isinstance(value, int) and not isinstance(value, bool) and _INT64_MIN <= value < _INT64_END
 
 
 def parse_timestamp(value: Any) -> float | None:
-    """Epoch seconds of a record's timestamp; None when it has none. Raises :class:`Rejected`."""
+    """Epoch seconds of a record's timestamp; None when it has none. Raises :class:`Rejected`.
+
+    A number above 10^11 is milliseconds; any other number, negative ones included, is seconds. The
+    instant must lie between the years 1 and 9999 in UTC (whether it does in the stats time zone too is
+    the caller's check, see :meth:`PageCounter._count`).
+    """
     if value is None:
         return None
-    if isinstance(value, bool):
-        raise Rejected("timestamp is a boolean")
-    if isinstance(value, int | float):
-        if value != value or value in (float("inf"), float("-inf")):
-            raise Rejected("timestamp is not a finite number")
-        return value / 1000 if value > _MS_THRESHOLD else float(value)
     if isinstance(value, str):
         return _parse_iso(value)
+    if isinstance(value, bool):
+        raise Rejected("timestamp is a boolean")
+    if isinstance(value, int):
+        # Compared as integers first: a huge int does not fit a float.
+        if value > _MS_THRESHOLD:
+            if value >= END_INSTANT * 1000:
+                raise Rejected(f"timestamp {value:.6g} ms is after the year 9999")
+            return value / 1000
+        if value < FIRST_INSTANT:
+            raise Rejected(f"timestamp {value:.6g} s is before the year 1")
+        return float(value)
+    if isinstance(value, float):
+        if value != value or value in (math.inf, -math.inf):
+            raise Rejected("timestamp is not a finite number")
+        seconds = value / 1000 if value > _MS_THRESHOLD else value
+        if not FIRST_INSTANT <= seconds < END_INSTANT:
+            raise Rejected(f"timestamp {value!r} is outside the years 1 to 9999")
+        return seconds
     raise Rejected(f"timestamp has type {type(value).__name__}")
 
 
-@lru_cache(maxsize=65_536)
+_UTC_SUFFIX: Final = "+00:00"
+_UNKNOWN_OFFSET: Final = timedelta(days=1)  # a sentinel that no valid offset equals
+_offsets: dict[str, timedelta | None] = {}  # "+05:30" -> its offset; None: not a valid offset
+
+
 def _parse_iso(text: str) -> float:
+    """Exactly ``datetime.fromisoformat(text).timestamp()``, with the instant required to lie in the
+    years 1 to 9999 in UTC. The usual ``±HH:MM`` suffix is read once per distinct text and the rest parsed
+    as UTC, which spares building a time zone object per record; any other form is left to datetime whole."""
+    moment: datetime | None = None
+    offset: timedelta | None = None
+    if len(text) > 6 and text[-6] in "+-" and text[-3] == ":":
+        offset = _offsets.get(text[-6:], _UNKNOWN_OFFSET)
+        if offset is _UNKNOWN_OFFSET:
+            offset = _offset_of(text[-6:])
+        if offset is not None:
+            moment = _fromisoformat(text[:-6] + _UTC_SUFFIX)
+            if moment is not None and moment.tzinfo is not UTC:  # the rest carried an offset of its own
+                moment = None
+    if moment is None:
+        offset = None
+        moment = _fromisoformat(text)
+        if moment is None:
+            raise Rejected(f"timestamp {text[:40]!r} is not ISO 8601")
+        if moment.tzinfo is None:
+            raise Rejected(f"timestamp {text[:40]!r} has no UTC offset")
     try:
-        moment = datetime.fromisoformat(text)
+        utc = moment - offset if offset else moment.astimezone(UTC)
+    except OverflowError:
+        raise Rejected(f"timestamp {text[:40]!r} is outside the years 1 to 9999 in UTC") from None
+    return utc.timestamp()
+
+
+def _offset_of(suffix: str) -> timedelta | None:
+    moment = _fromisoformat("2000-01-01T00:00:00" + suffix)
+    offset = moment.utcoffset() if moment is not None else None
+    if len(_offsets) < 10_000:
+        _offsets[suffix] = offset
+    return offset
+
+
+def _fromisoformat(text: str) -> datetime | None:
+    try:
+        return datetime.fromisoformat(text)
     except ValueError:
-        raise Rejected(f"timestamp {text[:40]!r} is not ISO 8601") from None
-    if moment.tzinfo is None:
-        raise Rejected(f"timestamp {text[:40]!r} has no UTC offset")
-    return moment.timestamp()
+        return None
 
 
 class BotFilter:
@@ -81,7 +143,8 @@ class BotFilter:
         return bool(self.ips or self.patterns or self.known_crawlers)
 
     def is_bot(self, ip: Any, user_agent: Any) -> bool:
-        if ip is not None and ip in self.ips:
+        """An ip or user agent that is not a string (a list, a number) is no evidence either way."""
+        if isinstance(ip, str) and ip in self.ips:
             return True
         if not isinstance(user_agent, str):
             return False
@@ -111,7 +174,10 @@ class PageCounter:
         self.ip_field = f.ip
         self.ua_field = f.user_agent
         self.windows = Windows.around(as_of, tz)
-        self.buckets = Buckets(settings.stats.series, tz)
+        self.clock = Clock(tz)
+        self.buckets = Buckets(settings.stats.series, self.clock)
+        # Records in buckets before this one cannot be in the series: they are counted, not kept.
+        self.series_floor = self.buckets.floor(self.buckets.key_of(as_of), settings.stats.series_max_points)
         bots = settings.bots
         self.bots = BotFilter(bots.ips, bots.user_agents, bots.known_crawlers)
 
@@ -119,21 +185,22 @@ class PageCounter:
         """Add the records of one page (requested at ``offset``) that belong to the slice at ``cursor``.
 
         A record counts when ``begin <= id < end`` and its id is above the slice's high-water mark (a
-        lower id inside the range was counted already: a duplicate). A record without a usable id is
-        placed just after the previous record of the page (or at ``offset`` when it leads the page) and
-        is rejected when that place is new to the slice.
+        lower id inside the range was counted already: a duplicate). A record without a usable id (an
+        integer from -2**63 to 2**63-1) is placed just after the previous record of the page (or at
+        ``offset`` when it leads the page) and is rejected when that place is new to the slice.
         """
         begin, end = cursor.begin, cursor.end
         high_water = cursor.high_water
+        partial.floor_series(self.series_floor)
         # Whether the place of the next id-less record is new to the slice (not a re-served copy).
         fresh_place = begin <= offset and offset > high_water and (end is None or offset < end)
         tally = partial.records
         for record in records:
             rid = record.get(self.id_field) if isinstance(record, dict) else None
-            if not (isinstance(rid, int) and not isinstance(rid, bool)):
+            if not (isinstance(rid, int) and not isinstance(rid, bool) and _INT64_MIN <= rid < _INT64_END):
                 if fresh_place:
                     tally["fetched"] += 1
-                    self._reject(partial, record, "id is missing or not an integer")
+                    self._reject(partial, record, _key_problem("id", rid))
                 continue
             fresh_place = False
             if rid < begin or (end is not None and rid >= end):
@@ -153,13 +220,22 @@ class PageCounter:
     def _reject(self, partial: Partial, record: Any, reason: str) -> None:
         partial.records["rejected"] += 1
         if len(partial.rejects) < MAX_REJECT_SAMPLES:
-            partial.rejects.append({"reason": reason, "record": record})
+            partial.rejects.append({"reason": reason, "record": _storable(record)})
 
     def _count(self, partial: Partial, record: dict[str, Any]) -> None:
+        """Validate (every check that can reject comes before the bot check), then count."""
         item = record.get(self.item_field)
         if not usable_key(item):
-            raise Rejected("item is missing" if item is None else f"item has type {type(item).__name__}")
-        t = parse_timestamp(record.get(self.timestamp_field)) if self.timestamp_field else None
+            raise Rejected(_key_problem("item", item))
+        t: float | None = None
+        if self.timestamp_field:
+            value = record.get(self.timestamp_field)
+            t = parse_timestamp(value)
+            if t is not None:
+                whole = math.floor(t)
+                offset = self.clock.offset(whole)
+                if offset is None:
+                    raise Rejected(f"timestamp {str(value)[:40]!r} is outside the years 1 to 9999 in {self.clock.tz.key}")
         if self.bots.active and self.bots.is_bot(
             record.get(self.ip_field) if self.ip_field else None,
             record.get(self.ua_field) if self.ua_field else None,
@@ -175,13 +251,37 @@ class PageCounter:
             category = None
         names: tuple[str, ...] = ("all",)
         if t is not None:
-            names += self.windows.of(t)
-            point = partial.point(self.buckets.key(t))
-            point.visits += 1
-            if visitor is not None:
-                point.visitors.add(visitor)
+            if t > self.windows.as_of:
+                partial.records["future"] += 1  # in `all` only, and out of the series
+            else:
+                names += self.windows.of(t)
+                key = self.buckets.key(whole, offset)
+                if self.series_floor is not None and key < self.series_floor:
+                    partial.series_cut += 1
+                else:
+                    point = partial.point(key)
+                    point.visits += 1
+                    if visitor is not None:
+                        point.visitors.add(visitor)
         for name in names:
             _add(partial, name, item, category, visitor)
+
+
+def _key_problem(name: str, value: Any) -> str:
+    if value is None:
+        return f"{name} is missing"
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"{name} is an integer outside the 64-bit range"
+    return f"{name} has type {type(value).__name__}"
+
+
+def _storable(record: Any) -> Any:
+    """The record as a JSON value, for the sample of rejects; its text when JSON cannot hold it as it is."""
+    try:
+        orjson.dumps(record)
+    except (TypeError, orjson.JSONEncodeError):
+        return repr(record)[:2000]
+    return record
 
 
 def _add(partial: Partial, window: str, item: Key, category: Key | None, visitor: Key | None) -> None:

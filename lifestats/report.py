@@ -19,7 +19,7 @@ from rich.table import Table
 
 from .config import Settings
 from .stats import RECORD_COUNTS, Key, Partial, WindowStats
-from .timeline import WINDOWS, Buckets
+from .timeline import WINDOWS, Buckets, Clock
 
 SCHEMA = "lifestats.report/1"
 
@@ -48,33 +48,45 @@ def window_report(stats: WindowStats, settings: Settings) -> dict[str, Any]:
     }
 
 
-def series_report(total: Partial, settings: Settings) -> dict[str, Any]:
+def series_report(total: Partial, settings: Settings, as_of: datetime) -> dict[str, Any]:
+    """Visits and distinct visitors per bucket, from the earliest counted record's bucket (not after
+    ``as_of``) to the bucket that holds ``as_of``: at most ``stats.series_max_points`` points, the oldest
+    cut (``truncated_before`` then names the first start kept). Only the points shown are built."""
     unit = settings.stats.series
-    points: list[dict[str, Any]] = []
-    if total.series:
-        buckets = Buckets(unit, ZoneInfo(settings.stats.timezone))
-        has_visitors = settings.fields.visitor is not None
-        for key in buckets.span(min(total.series), max(total.series)):
-            point = total.series.get(key)
-            visits = point.visits if point else 0
-            visitors = len(point.visitors) if point else 0
-            points.append(
-                {"start": buckets.start(key), "visits": visits, "distinct_visitors": visitors if has_visitors else None}
-            )
-    return {"bucket": unit, "points": points}
+    report: dict[str, Any] = {"bucket": unit, "points": []}
+    if not total.series and not total.series_cut:
+        return report
+    buckets = Buckets(unit, Clock(ZoneInfo(settings.stats.timezone)))
+    earliest = min(total.series) if total.series else None
+    limit = settings.stats.series_max_points
+    keys = buckets.run(buckets.key_of(as_of), earliest, total.series_floor, limit)
+    has_visitors = settings.fields.visitor is not None
+    points = report["points"]
+    for key in keys:
+        point = total.series.get(key)
+        visits = point.visits if point else 0
+        visitors = len(point.visitors) if point else 0
+        points.append(
+            {"start": buckets.start(key), "visits": visits, "distinct_visitors": visitors if has_visitors else None}
+        )
+    if total.series_cut or (earliest is not None and earliest < keys[0]):
+        report["truncated_before"] = points[0]["start"]
+    return report
 
 
 def build_report(
     total: Partial, settings: Settings, as_of: datetime, run: dict[str, Any], *, partial: bool
 ) -> dict[str, Any]:
     names = WINDOWS if settings.fields.timestamp is not None else ("all",)
+    records = {name: total.records.get(name, 0) for name in RECORD_COUNTS}
+    records["future"] = total.records.get("future", 0)
     return {
         "schema": SCHEMA,
         "partial": partial,
         "run": run,
-        "records": {name: total.records.get(name, 0) for name in RECORD_COUNTS},
+        "records": records,
         "windows": {name: window_report(total.windows.get(name) or WindowStats(), settings) for name in names},
-        "series": series_report(total, settings),
+        "series": series_report(total, settings, as_of),
     }
 
 

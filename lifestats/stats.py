@@ -16,6 +16,7 @@ import orjson
 Key = int | str  # an item, category or visitor id keeps the JSON type the API gave it
 
 RECORD_COUNTS = ("fetched", "counted", "rejected", "bots", "duplicates")
+# `future`, a part of `counted`: records stamped after as_of (in the window `all` only, not in the series).
 
 
 @dataclass
@@ -78,6 +79,16 @@ class Partial:
     windows: dict[str, WindowStats] = field(default_factory=dict)
     series: dict[int, SeriesPoint] = field(default_factory=dict)
     rejects: list[dict[str, Any]] = field(default_factory=list)  # a sample, with reasons
+    # Records whose series bucket lies before ``series_floor`` were counted but not kept in ``series``
+    # (they are older than the longest series the report can show): ``series_cut`` says how many.
+    series_floor: int | None = None
+    series_cut: int = 0
+
+    def floor_series(self, floor: int | None) -> None:
+        """Keep no series point before ``floor`` from now on (the latest floor wins, so that a merge
+        never shows a bucket as complete that one of its parts cut)."""
+        if floor is not None and (self.series_floor is None or floor > self.series_floor):
+            self.series_floor = floor
 
     def window(self, name: str) -> WindowStats:
         stats = self.windows.get(name)
@@ -97,6 +108,8 @@ class Partial:
             self.window(name).merge(stats)
         for key, point in other.series.items():
             self.point(key).merge(point)
+        self.floor_series(other.series_floor)
+        self.series_cut += other.series_cut
         room = keep_rejects - len(self.rejects)
         if room > 0:
             self.rejects.extend(other.rejects[:room])
@@ -109,6 +122,8 @@ class Partial:
                 "windows": {name: stats.to_plain() for name, stats in self.windows.items()},
                 "series": [[k, p.visits, list(p.visitors)] for k, p in self.series.items()],
                 "rejects": self.rejects,
+                "series_floor": self.series_floor,
+                "series_cut": self.series_cut,
             }
         )
 
@@ -120,4 +135,6 @@ class Partial:
             windows={name: WindowStats.from_plain(w) for name, w in data["windows"].items()},
             series={k: SeriesPoint(visits, set(visitors)) for k, visits, visitors in data["series"]},
             rejects=data["rejects"],
+            series_floor=data.get("series_floor"),
+            series_cut=data.get("series_cut", 0),
         )

@@ -1,26 +1,85 @@
 """Time in the report: window bounds around ``as_of`` and series buckets, both in the stats time zone.
 
-Bucket keys are integers: the bucket's start as seconds since 1970-01-01 in local wall-clock time
-(naive local time, not UTC), so that they sort, merge and serialise as plain numbers.
+Instants are epoch seconds. Every instant the report deals with lies between the years 1 and 9999 both in
+UTC and in the stats time zone (:class:`Clock` says which do); nothing here raises for one that does not.
+
+Series buckets come in two kinds, and their integer keys say which:
+
+- ``minute`` and ``hour`` buckets are real stretches of elapsed time. A bucket starts where the local clock
+  shows a whole minute (hour), or where the zone's UTC offset changes, whichever comes later; so no start
+  names a local time that did not exist, and after a fall-back ``02:00+02:00`` and ``02:00+01:00`` are two
+  buckets. Their key is the start as an epoch second (UTC).
+- ``day``, ``week``, ``month`` and ``year`` buckets follow the local calendar. Their key is the start as
+  seconds since 1970-01-01 in local wall-clock time (naive local time, not UTC).
+
+Either way keys sort, merge and serialise as plain integers.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import math
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Final
 from zoneinfo import ZoneInfo
 
 WINDOWS: Final = ("all", "yesterday", "last_7_days", "last_30_days", "this_year")
+FIRST_INSTANT: Final = -62_135_596_800  # 0001-01-01T00:00:00Z
+END_INSTANT: Final = 253_402_300_800  # 10000-01-01T00:00:00Z: the first instant past the year 9999
 _EPOCH: Final = datetime(1970, 1, 1)
 _DAY: Final = 86_400
-_OFFSET_GRAIN: Final = 900  # every real UTC offset change happens on a quarter hour
+_GRAIN: Final = 900  # offsets are looked up once per quarter hour of UTC time (and checked at both ends)
+_MAX_GRAINS: Final = 1 << 18
+_ELAPSED: Final = {"minute": 60, "hour": 3600}
+_LONGEST: Final = {"day": _DAY, "week": 7 * _DAY, "month": 31 * _DAY, "year": 366 * _DAY}
+_UNKNOWN: Final = object()
+
+
+class Clock:
+    """The UTC offsets of one zone, cached per quarter hour of UTC time.
+
+    A quarter hour whose two ends share an offset is taken to have that offset throughout (no zone changes
+    its offset twice within fifteen minutes); one whose ends differ (a change inside it, e.g. from a local
+    mean time of ``+01:12:12``) is looked up per instant.
+    """
+
+    def __init__(self, tz: ZoneInfo) -> None:
+        self.tz = tz
+        self._grains: dict[int, int | None] = {}  # None: the offset changes inside that quarter hour
+
+    def exact(self, t: int) -> int | None:
+        """The UTC offset (seconds) at the instant ``t``; None when its local time is outside years 1-9999."""
+        if not FIRST_INSTANT <= t < END_INSTANT:
+            return None
+        try:
+            offset = datetime.fromtimestamp(t, self.tz).utcoffset()
+        except (OverflowError, ValueError, OSError):
+            return None
+        return offset // timedelta(seconds=1) if offset is not None else 0
+
+    def offset(self, t: int) -> int | None:
+        """Like :meth:`exact`, from the cache."""
+        grain = t // _GRAIN
+        known = self._grains.get(grain, _UNKNOWN)
+        if known is _UNKNOWN:
+            first = self.exact(grain * _GRAIN)
+            known = first if first is not None and first == self.exact(grain * _GRAIN + _GRAIN - 1) else None
+            if len(self._grains) >= _MAX_GRAINS:
+                self._grains.clear()
+            self._grains[grain] = known
+        if known is None:
+            return self.exact(t)
+        return known  # type: ignore[return-value]
+
+    def holds(self, moment: datetime) -> bool:
+        """Whether ``moment`` (aware) lies between the years 1 and 9999 both in UTC and in this zone."""
+        t = math.floor(moment.timestamp())
+        return self.exact(t) is not None
 
 
 @dataclass(frozen=True)
 class Windows:
-    """Epoch-second bounds of the dated windows; ``all`` has none."""
+    """Epoch-second bounds of the dated windows; ``all`` has none. A bound before the year 1 is -inf."""
 
     as_of: float
     today: float  # D: start of the local day that contains as_of
@@ -31,19 +90,24 @@ class Windows:
 
     @classmethod
     def around(cls, as_of: datetime, tz: ZoneInfo) -> Windows:
-        local = as_of.astimezone(tz)
-        day = local.date()
+        if not Clock(tz).holds(as_of):
+            raise ValueError(f"as_of {as_of.isoformat()} is outside the years 1 to 9999 in {tz.key}")
+        day = as_of.astimezone(tz).date()
 
-        def midnight(d: date) -> float:
+        def midnight(days_before: int) -> float:
+            try:
+                d = day - timedelta(days=days_before)
+            except OverflowError:
+                return -math.inf
             return datetime(d.year, d.month, d.day, tzinfo=tz).timestamp()
 
         return cls(
             as_of=as_of.timestamp(),
-            today=midnight(day),
-            yesterday=midnight(day - timedelta(days=1)),
-            week=midnight(day - timedelta(days=7)),
-            month=midnight(day - timedelta(days=30)),
-            year=midnight(date(day.year, 1, 1)),
+            today=midnight(0),
+            yesterday=midnight(1),
+            week=midnight(7),
+            month=midnight(30),
+            year=datetime(day.year, 1, 1, tzinfo=tz).timestamp(),
         )
 
     def of(self, t: float) -> tuple[str, ...]:
@@ -61,31 +125,41 @@ class Windows:
 
 
 class Buckets:
-    """Maps instants to series buckets (local wall-clock floors) and renders them back."""
+    """Maps instants to series bucket keys, steps back from one bucket to the one before, and names them."""
 
-    def __init__(self, unit: str, tz: ZoneInfo) -> None:
+    def __init__(self, unit: str, clock: Clock) -> None:
         self.unit = unit
-        self.tz = tz
-        self._offsets: dict[int, int] = {}
+        self.clock = clock
+        self.tz = clock.tz
+        self._step = _ELAPSED.get(unit)
 
-    def _local_seconds(self, t: float) -> int:
-        grain = int(t // _OFFSET_GRAIN)
-        offset = self._offsets.get(grain)
-        if offset is None:
-            utcoffset = datetime.fromtimestamp(grain * _OFFSET_GRAIN, self.tz).utcoffset()
-            offset = int(utcoffset.total_seconds()) if utcoffset else 0
-            self._offsets[grain] = offset
-        return int(t // 1) + offset
+    def key(self, t: int, offset: int) -> int:
+        """The bucket of the instant ``t`` (whole epoch seconds), whose UTC offset is ``offset``."""
+        local = t + offset
+        step = self._step
+        if step is None:
+            return self._calendar(local)
+        into = local % step
+        if into == 0:
+            return t
+        start = t - into
+        if self.clock.offset(start) != offset:  # the offset changed since the last whole local unit
+            start = self._change(start, t, offset)
+        return start
 
-    def key(self, t: float) -> int:
-        """The bucket of the instant ``t`` (epoch seconds)."""
-        local = self._local_seconds(t)
-        unit = self.unit
-        if unit == "minute":
-            return local - local % 60
-        if unit == "hour":
-            return local - local % 3600
+    def _change(self, before: int, at: int, offset: int) -> int:
+        """The instant in ``(before, at]`` from which the offset is ``offset`` (it is not at ``before``)."""
+        while at - before > 1:
+            middle = (before + at) // 2
+            if self.clock.offset(middle) == offset:
+                at = middle
+            else:
+                before = middle
+        return at
+
+    def _calendar(self, local: int) -> int:
         day_start = local - local % _DAY
+        unit = self.unit
         if unit == "day":
             return day_start
         days = day_start // _DAY
@@ -95,21 +169,48 @@ class Buckets:
         start = date(d.year, d.month, 1) if unit == "month" else date(d.year, 1, 1)
         return (start.toordinal() - _EPOCH.toordinal()) * _DAY
 
+    def key_of(self, moment: datetime) -> int:
+        """The bucket of an aware datetime that :meth:`Clock.holds`."""
+        t = math.floor(moment.timestamp())
+        offset = self.clock.offset(t)
+        if offset is None:
+            raise ValueError(f"{moment.isoformat()} is outside the years 1 to 9999 in {self.tz.key}")
+        return self.key(t, offset)
+
+    def before(self, key: int) -> int | None:
+        """The bucket just before bucket ``key``; None before the year 1."""
+        if self._step is None:
+            return self._calendar(key - 1) if key - 1 >= FIRST_INSTANT else None
+        offset = self.clock.offset(key - 1)
+        return None if offset is None else self.key(key - 1, offset)
+
+    def floor(self, end: int, points: int) -> int | None:
+        """A bucket at or before the first of the ``points`` buckets that end with bucket ``end``, and close to
+        it (a bucket is never longer than its unit, a month than 31 days): records in earlier buckets can be
+        dropped while counting. None when that reaches back before the year 1."""
+        reach = points * (self._step or _LONGEST[self.unit])
+        if self._step is None:
+            return self._calendar(end - reach) if end - reach >= FIRST_INSTANT else None
+        offset = self.clock.offset(end - reach)
+        return None if offset is None else self.key(end - reach, offset)
+
+    def run(self, end: int, earliest: int | None, floor: int | None, points: int) -> list[int]:
+        """The keys of the series, oldest first: from the bucket ``earliest`` (None: as far as allowed) to
+        ``end``, but at most ``points`` of them and none before ``floor``."""
+        keys = [end]
+        while len(keys) < points:
+            last = keys[-1]
+            if (earliest is not None and last <= earliest) or (floor is not None and last <= floor):
+                break
+            previous = self.before(last)
+            if previous is None or (floor is not None and previous < floor):
+                break
+            keys.append(previous)
+        keys.reverse()
+        return keys
+
     def start(self, key: int) -> str:
-        """ISO 8601 start of a bucket, with the zone's offset at that wall-clock time."""
+        """ISO 8601 start of a bucket, with the zone's offset at that time."""
+        if self._step is not None:
+            return datetime.fromtimestamp(key, self.tz).isoformat()
         return (_EPOCH + timedelta(seconds=key)).replace(tzinfo=self.tz).isoformat()
-
-    def span(self, first: int, last: int) -> Iterator[int]:
-        """Every bucket key from ``first`` to ``last`` inclusive."""
-        key = first
-        while key <= last:
-            yield key
-            key = self._next(key)
-
-    def _next(self, key: int) -> int:
-        step = {"minute": 60, "hour": 3600, "day": _DAY, "week": 7 * _DAY}.get(self.unit)
-        if step is not None:
-            return key + step
-        d = (_EPOCH + timedelta(seconds=key)).date()
-        nxt = date(d.year + 1, 1, 1) if self.unit == "year" or d.month == 12 else date(d.year, d.month + 1, 1)
-        return (nxt.toordinal() - _EPOCH.toordinal()) * _DAY

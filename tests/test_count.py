@@ -31,11 +31,14 @@ def settings(**sections: dict) -> object:
     return load_settings(None, "test", environ={}, overrides=overrides)
 
 
-def count(records: list, begin: int = 0, end: int | None = None, **sections: dict) -> tuple[dict, Partial]:
+def count(
+    records: list, begin: int = 0, end: int | None = None, as_of: datetime = AS_OF, **sections: dict
+) -> tuple[dict, Partial]:
     s = settings(**sections)
     partial = Partial()
-    PageCounter(s, AS_OF).count_page(partial, records, begin, SliceCursor(begin, end, begin - 1))
-    return build_report(partial, s, AS_OF, {}, partial=False), partial
+    PageCounter(s, as_of).count_page(partial, records, begin, SliceCursor(begin, end, begin - 1))
+    # Through the checkpoint's bytes, as the aggregator sees it.
+    return build_report(Partial.from_bytes(partial.to_bytes()), s, as_of, {}, partial=False), partial
 
 
 def test_timestamps_in_every_accepted_form() -> None:
@@ -73,7 +76,7 @@ def test_validity_bots_and_windows() -> None:
         {"id": 15, "item": 10, "ts": "2026-03-01T00:00:00+00:00", "category": ["no"], "visitor": {"no": 1}},
     ]
     report, partial = count(records)
-    assert report["records"] == {"fetched": 15, "counted": 8, "rejected": 5, "bots": 2, "duplicates": 0}
+    assert report["records"] == {"fetched": 15, "counted": 8, "rejected": 5, "bots": 2, "duplicates": 0, "future": 0}
     windows = report["windows"]
     assert windows["all"]["visits"] == 8
     assert windows["all"]["distinct_visitors"] == 4  # u1, u2, 7, u3
@@ -94,7 +97,7 @@ def test_validity_bots_and_windows() -> None:
         "item has type float",
         "timestamp 'soon' is not ISO 8601",
         "item has type bool",
-        "id is missing or not an integer",
+        "id has type str",
     ]
 
 
@@ -102,7 +105,7 @@ def test_slice_bounds_duplicates_and_records_below_the_offset() -> None:
     # A page that starts below the slice (as the Lifesum server answers) and repeats ids.
     records = [{"id": i, "item": 1} for i in (5, 8, 10, 10, 11, 9, 14, 15)]
     report, _ = count(records, begin=8, end=15)
-    assert report["records"] == {"fetched": 6, "counted": 4, "rejected": 0, "bots": 0, "duplicates": 2}
+    assert report["records"] == {"fetched": 6, "counted": 4, "rejected": 0, "bots": 0, "duplicates": 2, "future": 0}
 
 
 def test_ranking_ties_break_by_id_numbers_before_strings() -> None:
@@ -125,7 +128,8 @@ def test_series_fills_empty_buckets_in_the_time_zone() -> None:
         {"id": 2, "item": 1, "visitor": "b", "ts": "2026-03-29T22:30:00+00:00"},  # 2026-03-30 00:30 CEST
         {"id": 3, "item": 1, "visitor": "b", "ts": "2026-04-01T10:00:00+00:00"},
     ]
-    report, _ = count(records, stats={"timezone": "Europe/Stockholm"})
+    as_of = datetime(2026, 4, 1, 12, tzinfo=UTC)
+    report, _ = count(records, as_of=as_of, stats={"timezone": "Europe/Stockholm"})
     assert report["series"]["points"] == [
         {"start": "2026-03-29T00:00:00+01:00", "visits": 1, "distinct_visitors": 1},
         {"start": "2026-03-30T00:00:00+02:00", "visits": 1, "distinct_visitors": 1},
@@ -145,7 +149,7 @@ def test_series_fills_empty_buckets_in_the_time_zone() -> None:
 )
 def test_series_buckets(bucket: str, starts: list[str]) -> None:
     records = [{"id": 1, "item": 1, "ts": "2025-12-31T23:10:00Z"}, {"id": 2, "item": 1, "ts": "2026-01-01T00:10:00Z"}]
-    report, _ = count(records, stats={"series": bucket})
+    report, _ = count(records, as_of=datetime(2026, 1, 1, 0, 10, tzinfo=UTC), stats={"series": bucket})
     assert [p["start"] for p in report["series"]["points"]] == starts
 
 
@@ -174,7 +178,7 @@ def test_merge_of_split_pages_equals_counting_at_once(records: list[dict], cut: 
 
 def test_weeks_start_on_monday() -> None:
     records = [{"id": 1, "item": 1, "ts": "2026-01-04T23:59:59Z"}, {"id": 2, "item": 1, "ts": "2026-01-05T00:00:00Z"}]
-    report, _ = count(records, stats={"series": "week"})
+    report, _ = count(records, as_of=datetime(2026, 1, 5, 1, tzinfo=UTC), stats={"series": "week"})
     starts = [p["start"] for p in report["series"]["points"]]
     assert starts == ["2025-12-29T00:00:00+00:00", "2026-01-05T00:00:00+00:00"]
 
