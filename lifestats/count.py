@@ -66,10 +66,10 @@ def parse_timestamp(value: Any) -> float | None:
         # Compared as integers first: a huge int does not fit a float.
         if value > _MS_THRESHOLD:
             if value >= END_INSTANT * 1000:
-                raise Rejected(f"timestamp {value:.6g} ms is after the year 9999")
+                raise Rejected("timestamp is a number of milliseconds after the year 9999")
             return value / 1000
         if value < FIRST_INSTANT:
-            raise Rejected(f"timestamp {value:.6g} s is before the year 1")
+            raise Rejected("timestamp is a number of seconds before the year 1")
         return float(value)
     if isinstance(value, float):
         if value != value or value in (math.inf, -math.inf):
@@ -87,9 +87,11 @@ _offsets: dict[str, timedelta | None] = {}  # "+05:30" -> its offset; None: not 
 
 
 def _parse_iso(text: str) -> float:
-    """Exactly ``datetime.fromisoformat(text).timestamp()``, with the instant required to lie in the
-    years 1 to 9999 in UTC. The usual ``±HH:MM`` suffix is read once per distinct text and the rest parsed
+    """Exactly ``datetime.fromisoformat(text).timestamp()`` of a printable ``text``, with the instant
+    required to lie in the years 1 to 9999 in UTC. The usual ``±HH:MM`` suffix is read once per distinct text and the rest parsed
     as UTC, which spares building a time zone object per record; any other form is left to datetime whole."""
+    if not text.isprintable():  # datetime reads up to a NUL and ignores the rest
+        raise Rejected(f"timestamp {text[:40]!r} holds control characters")
     moment: datetime | None = None
     offset: timedelta | None = None
     if len(text) > 6 and text[-6] in "+-" and text[-3] == ":":
@@ -279,8 +281,11 @@ def _storable(record: Any) -> Any:
     """The record as a JSON value, for the sample of rejects; its text when JSON cannot hold it as it is."""
     try:
         orjson.dumps(record)
-    except (TypeError, orjson.JSONEncodeError):
-        return repr(record)[:2000]
+    except TypeError:  # orjson.JSONEncodeError included
+        try:
+            return repr(record)[:2000]
+        except ValueError:  # an integer with more digits than Python will print
+            return f"a {type(record).__name__} that JSON cannot hold"
     return record
 
 

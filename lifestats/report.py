@@ -57,7 +57,8 @@ def series_report(total: Partial, settings: Settings, as_of: datetime) -> dict[s
     if not total.series and not total.series_cut:
         return report
     buckets = Buckets(unit, Clock(ZoneInfo(settings.stats.timezone)))
-    earliest = min(total.series) if total.series else None
+    # Records cut while counting lie before every point kept: then the series reaches back as far as allowed.
+    earliest = min(total.series) if total.series and not total.series_cut else None
     limit = settings.stats.series_max_points
     keys = buckets.run(buckets.key_of(as_of), earliest, total.series_floor, limit)
     has_visitors = settings.fields.visitor is not None

@@ -70,22 +70,38 @@ _ISO_ZONES: Final[dict[int, tzinfo]] = {
 # Optional-field states.
 PRESENT, NULL, MISSING = 0, 1, 2
 
-# Malformed record kinds: (field, replacement); _DROP removes the key. Every kind is rejected.
+# Malformed record kinds: (field, replacement, outcome); _DROP removes the key. A _REJECTED kind makes the
+# record rejected; a _MISSING kind only leaves the record out of what that field feeds (the record counts).
 _DROP: Final = object()
-_MALFORMED: Final[tuple[tuple[str, Callable[[Any], Any]], ...]] = (
-    ("item", lambda v: _DROP),
-    ("item", lambda v: None),
-    ("item", lambda v: float(v) if isinstance(v, int) else 7.0),
-    ("item", lambda v: [v]),
-    ("item", lambda v: True),
-    ("item", lambda v: False),
-    ("item", lambda v: {"id": v}),
-    ("timestamp", lambda v: "not a date"),
-    ("timestamp", lambda v: "2025-02-30T10:00:00+00:00"),
-    ("timestamp", lambda v: "2025-03-01T10:00:00"),
-    ("timestamp", lambda v: True),
-    ("timestamp", lambda v: [1]),
-    ("timestamp", lambda v: ""),
+_REJECTED, _MISSING = "rejected", "missing"
+_MALFORMED: Final[tuple[tuple[str, Callable[[Any], Any], str], ...]] = (
+    ("item", lambda v: _DROP, _REJECTED),
+    ("item", lambda v: None, _REJECTED),
+    ("item", lambda v: float(v) if isinstance(v, int) else 7.0, _REJECTED),
+    ("item", lambda v: [v], _REJECTED),
+    ("item", lambda v: True, _REJECTED),
+    ("item", lambda v: False, _REJECTED),
+    ("item", lambda v: {"id": v}, _REJECTED),
+    ("item", lambda v: 2**63 + 7, _REJECTED),  # an integer outside the signed 64-bit range
+    ("timestamp", lambda v: "not a date", _REJECTED),
+    ("timestamp", lambda v: "2025-02-30T10:00:00+00:00", _REJECTED),
+    ("timestamp", lambda v: "2025-03-01T10:00:00", _REJECTED),
+    ("timestamp", lambda v: True, _REJECTED),
+    ("timestamp", lambda v: [1], _REJECTED),
+    ("timestamp", lambda v: "", _REJECTED),
+    ("timestamp", lambda v: 10**15, _REJECTED),  # milliseconds in the year 33658
+    ("timestamp", lambda v: -1e12, _REJECTED),  # seconds in the year -29719
+    ("timestamp", lambda v: "9999-12-31T23:30:00-05:00", _REJECTED),  # the year 10000 in UTC
+    ("timestamp", lambda v: "0001-01-01T00:30:00+01:00", _REJECTED),  # the year 0 in UTC
+    ("timestamp", lambda v: "2026-03-14T10:00:00\x00+00:00", _REJECTED),  # a control character
+    ("id", lambda v: f"{v}a", _REJECTED),  # a string with letters
+    ("id", lambda v: 2**63 + 7, _REJECTED),  # outside the signed 64-bit range
+    ("ip", lambda v: [v], _MISSING),  # unhashable: not a bot by ip
+    ("ip", lambda v: {"v4": v}, _MISSING),
+    ("user_agent", lambda v: [v], _MISSING),
+    ("visitor", lambda v: [v], _MISSING),
+    ("visitor", lambda v: 2**63 + 5, _MISSING),
+    ("category", lambda v: {"id": v}, _MISSING),
 )
 
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
@@ -227,7 +243,7 @@ class Dataset:
         lo, hi = np.searchsorted(self.malformed_index, [start, stop])
         for idx, kind in zip(self.malformed_index[lo:hi].tolist(), self.malformed_kind[lo:hi].tolist(), strict=True):
             rec = out[idx - start]
-            field, breaker = _MALFORMED[kind]
+            field, breaker, _ = _MALFORMED[kind]
             value = breaker(rec.get(field) if field != "item" else rec["item"])
             if value is _DROP:
                 rec.pop(field, None)
@@ -497,44 +513,63 @@ def ground_truth(
     bot_user_agents: Iterable[str] = BOT_UA_PATTERNS,
     begin: int | None = None,
     end: int | None = None,
+    max_points: int = 5000,
 ) -> dict[str, Any]:
     """The report sections ``records``, ``windows`` and ``series`` for the records with begin <= id < end."""
     if as_of.tzinfo is None or as_of.utcoffset() is None:
         raise ValueError("as_of must be timezone-aware")
     if bucket not in BUCKETS:
         raise ValueError(f"bucket must be one of {BUCKETS}, got {bucket!r}")
+    if max_points < 1:
+        raise ValueError(f"max_points must be >= 1, got {max_points}")
     tz = ZoneInfo(timezone)
     lo = ds._index_of(begin)
     hi = max(lo, ds._index_of(end)) if end is not None else len(ds)
     sl = slice(lo, hi)
 
-    rejected = np.zeros(hi - lo, dtype=bool)
-    m_lo, m_hi = np.searchsorted(ds.malformed_index, [lo, hi])
-    rejected[ds.malformed_index[m_lo:m_hi] - lo] = True
-    bot = _bot_mask(ds, sl, set(bot_ips), tuple(bot_user_agents)) & ~rejected
+    broken = _broken_fields(ds, lo, hi)
+    rejected = broken.pop(_REJECTED)
+    bot = _bot_mask(ds, sl, set(bot_ips), tuple(bot_user_agents), broken) & ~rejected
     counted = ~(rejected | bot)
+    cols = _Counted.of(ds, sl, counted, broken, as_of)
     records = {
         "fetched": hi - lo,
         "counted": int(np.count_nonzero(counted)),
         "rejected": int(np.count_nonzero(rejected)),
         "bots": int(np.count_nonzero(bot)),
         "duplicates": 0,
+        "future": int(np.count_nonzero(cols.future)),
     }
-
-    cols = _Counted.of(ds, sl, counted)
     windows = {
         name: _window_stats(ds, cols, mask, top_items, top_categories)
         for name, mask in _window_masks(cols, as_of, tz).items()
     }
-    series = _series(cols, bucket, tz, 2 * ds.spec.visitors)
+    series = _series(cols, bucket, tz, as_of, max_points, 2 * ds.spec.visitors)
     return {"records": records, "windows": windows, "series": series}
 
 
-def _bot_mask(ds: Dataset, sl: slice, ips: set[str], patterns: tuple[str, ...]) -> np.ndarray:
-    """Bot by ip or user agent, evaluated once per distinct rendered value."""
+def _broken_fields(ds: Dataset, lo: int, hi: int) -> dict[str, np.ndarray]:
+    """Per field, which records of [lo, hi) carry a value of the wrong kind there (the record counts without
+    it); under _REJECTED, which records are rejected."""
+    masks = {name: np.zeros(hi - lo, dtype=bool) for name in (_REJECTED, "ip", "user_agent", "visitor", "category")}
+    m_lo, m_hi = np.searchsorted(ds.malformed_index, [lo, hi])
+    for at, kind in zip(
+        (ds.malformed_index[m_lo:m_hi] - lo).tolist(), ds.malformed_kind[m_lo:m_hi].tolist(), strict=True
+    ):
+        field, _, outcome = _MALFORMED[kind]
+        masks[_REJECTED if outcome == _REJECTED else field][at] = True
+    return masks
+
+
+def _bot_mask(
+    ds: Dataset, sl: slice, ips: set[str], patterns: tuple[str, ...], broken: dict[str, np.ndarray]
+) -> np.ndarray:
+    """Bot by ip or user agent, evaluated once per distinct rendered value; an ip or user agent of the wrong
+    kind is no evidence."""
     ip_bot = np.array([v in ips for v in ds.ip_values], dtype=bool)
     ua_bot = np.array([any(re.search(p, v) for p in patterns) for v in ds.ua_values] + [False], dtype=bool)
-    return ip_bot[ds.ip[sl]] | ua_bot[ds.ua[sl]]  # ua -1 (missing) hits the trailing False
+    # ua -1 (missing) hits the trailing False
+    return (ip_bot[ds.ip[sl]] & ~broken["ip"]) | (ua_bot[ds.ua[sl]] & ~broken["user_agent"])
 
 
 @dataclass
@@ -546,13 +581,21 @@ class _Counted:
     category: np.ndarray
     has_ts: np.ndarray
     ts_ms: np.ndarray
+    future: np.ndarray  # stamped after as_of
 
     @classmethod
-    def of(cls, ds: Dataset, sl: slice, counted: np.ndarray) -> _Counted:
+    def of(
+        cls, ds: Dataset, sl: slice, counted: np.ndarray, broken: dict[str, np.ndarray], as_of: datetime
+    ) -> _Counted:
         item = ds.item[sl][counted]
-        visitor = np.where(ds.visitor_state[sl][counted] == PRESENT, ds.visitor[sl][counted], -1)
-        category = np.where(ds.category_state[sl][counted] == PRESENT, ds.item_category[item], -1)
-        return cls(item, visitor, category, ds.ts_state[sl][counted] == PRESENT, ds.ts_ms[sl][counted])
+        present = ds.visitor_state[sl][counted] == PRESENT
+        visitor = np.where(present & ~broken["visitor"][counted], ds.visitor[sl][counted], -1)
+        present = ds.category_state[sl][counted] == PRESENT
+        category = np.where(present & ~broken["category"][counted], ds.item_category[item], -1)
+        has_ts = ds.ts_state[sl][counted] == PRESENT
+        ts_ms = ds.ts_ms[sl][counted]
+        future = has_ts & (ts_ms * 1000 > _to_us(as_of))
+        return cls(item, visitor, category, has_ts, ts_ms, future)
 
 
 def _to_us(when: datetime) -> int:
@@ -664,30 +707,81 @@ def _unique(values: np.ndarray) -> np.ndarray:
     return values[np.concatenate(([True], values[1:] != values[:-1]))] if values.size else values
 
 
-def _series(cols: _Counted, bucket: str, tz: ZoneInfo, visitors: int) -> dict[str, Any]:
-    timed = int(np.count_nonzero(cols.has_ts))
-    if timed == 0:
+def _series(
+    cols: _Counted, bucket: str, tz: ZoneInfo, as_of: datetime, max_points: int, visitors: int
+) -> dict[str, Any]:
+    """Points from the earliest timed record's bucket (records after as_of left out) to the bucket that holds
+    as_of, at most max_points of them (the older ones cut, with truncated_before)."""
+    timed = cols.has_ts & ~cols.future
+    if not np.any(timed):
         return {"bucket": bucket, "points": []}
-    lowest = int(np.min(cols.ts_ms, where=cols.has_ts, initial=np.iinfo(np.int64).max))
-    highest = int(np.max(cols.ts_ms, where=cols.has_ts, initial=np.iinfo(np.int64).min))
-    table = _OffsetTable(tz, lowest // 1000, highest // 1000)
-    keys = np.empty(timed, dtype=np.int64)
-    filled = 0
-    for start in range(0, len(cols.ts_ms), _CHUNK):
-        sl = slice(start, start + _CHUNK)
-        sec = cols.ts_ms[sl][cols.has_ts[sl]] // 1000
-        keys[filled : filled + len(sec)] = _bucket_keys(table.local(sec), bucket)
-        filled += len(sec)
-    first = int(keys.min())
-    keys -= first
-    span = int(keys.max()) + 1
-    visits = np.bincount(keys, minlength=span).tolist()
-    distinct = _distinct_per_group(lambda sl: keys[sl], cols.visitor[cols.has_ts], span, visitors).tolist()
+    sec = cols.ts_ms[timed] // 1000
+    end_sec = _to_us(as_of) // 1_000_000
+    if bucket in ("minute", "hour"):
+        starts = _elapsed_starts(tz, 60 if bucket == "minute" else 3600, end_sec, max_points)
+        index = np.searchsorted(starts, sec, side="right") - 1  # -1: before every start listed (cut)
+        offset, count = 0, len(starts)
+    else:
+        index = _bucket_keys(_OffsetTable(tz, int(sec.min()), int(sec.max())).local(sec), bucket)
+        last = int(_bucket_keys(np.array([end_sec + _utc_offset(tz, end_sec)]), bucket)[0])
+        offset, count = last - max_points + 1, max_points  # bucket number of the first point allowed
+        index = index - offset
+    first = int(index.min())
+    cut = first < 0
+    first = max(first, 0)
+    keep = index >= first
+    visits = np.bincount(index[keep] - first, minlength=count - first).tolist()
+    group = index - first
+    group[~keep] = -1
+    distinct = _distinct_per_group(lambda part: group[part], cols.visitor[timed], count - first, visitors).tolist()
+    if bucket in ("minute", "hour"):
+        names = [datetime.fromtimestamp(s, tz).isoformat() for s in starts[first:].tolist()]
+    else:
+        names = [_bucket_wall(offset + j, bucket).replace(tzinfo=tz).isoformat() for j in range(first, count)]
     points = [
-        {"start": _bucket_wall(first + j, bucket).replace(tzinfo=tz).isoformat(), "visits": v, "distinct_visitors": d}
-        for j, (v, d) in enumerate(zip(visits, distinct, strict=True))
+        {"start": name, "visits": v, "distinct_visitors": d} for name, v, d in zip(names, visits, distinct, strict=True)
     ]
-    return {"bucket": bucket, "points": points}
+    series: dict[str, Any] = {"bucket": bucket, "points": points}
+    if cut:
+        series["truncated_before"] = points[0]["start"]
+    return series
+
+
+def _elapsed_starts(tz: ZoneInfo, unit: int, end_sec: int, count: int) -> np.ndarray:
+    """The last `count` starts (epoch seconds) of minute or hour buckets up to the one that holds end_sec.
+
+    Buckets of elapsed time start at each instant whose local time is a whole unit, and at each change of
+    the UTC offset: between two changes the starts are an arithmetic progression."""
+    lo = end_sec - (count + 1) * unit  # at least count + 1 starts lie in [lo, end_sec]
+    changes = _offset_changes(tz, lo, end_sec)
+    starts: list[np.ndarray] = []
+    for seg_start, seg_end in zip([lo, *changes], [*changes, end_sec + 1], strict=True):
+        offset = _utc_offset(tz, seg_start)
+        aligned = seg_start + (-(seg_start + offset)) % unit
+        if seg_start != lo and aligned != seg_start:
+            starts.append(np.array([seg_start], dtype=np.int64))
+        starts.append(np.arange(aligned, seg_end, unit, dtype=np.int64))
+    every = np.concatenate(starts)
+    return every[-count:]
+
+
+def _offset_changes(tz: ZoneInfo, lo: int, hi: int) -> list[int]:
+    """Instants in (lo, hi] at which the zone's UTC offset changes (at most one per hour), to the second."""
+    changes = []
+    before, before_offset = lo, _utc_offset(tz, lo)
+    for probe in range(lo + 3600, hi + 3600, 3600):
+        probe = min(probe, hi)
+        offset = _utc_offset(tz, probe)
+        if offset != before_offset:
+            a, b = before, probe  # offset(a) == before_offset != offset(b)
+            while b - a > 1:
+                mid = (a + b) // 2
+                a, b = (mid, b) if _utc_offset(tz, mid) == before_offset else (a, mid)
+            changes.append(b)
+        before, before_offset = probe, offset
+        if probe == hi:
+            break
+    return changes
 
 
 def _utc_offset(tz: ZoneInfo, sec: int) -> int:
@@ -721,11 +815,7 @@ class _OffsetTable:
 
 
 def _bucket_keys(local: np.ndarray, bucket: str) -> np.ndarray:
-    """Consecutive integer bucket numbers of local wall-clock seconds."""
-    if bucket == "minute":
-        return local // 60
-    if bucket == "hour":
-        return local // 3600
+    """Consecutive integer numbers of the calendar buckets (day, week, month, year) of local wall-clock seconds."""
     days = local // 86_400
     if bucket == "day":
         return days
@@ -736,11 +826,7 @@ def _bucket_keys(local: np.ndarray, bucket: str) -> np.ndarray:
 
 
 def _bucket_wall(key: int, bucket: str) -> datetime:
-    """Naive local wall-clock start of bucket number `key`."""
-    if bucket == "minute":
-        return _EPOCH_NAIVE + timedelta(minutes=key)
-    if bucket == "hour":
-        return _EPOCH_NAIVE + timedelta(hours=key)
+    """Naive local wall-clock start of calendar bucket number `key`."""
     if bucket == "day":
         return _EPOCH_NAIVE + timedelta(days=key)
     if bucket == "week":

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from hypothesis import given
@@ -192,3 +192,313 @@ def test_known_crawlers_come_from_the_community_list() -> None:
     on, _ = count(records, bots={"ips": [], "user_agents": [], "known_crawlers": True})
     assert (off["records"]["bots"], off["records"]["counted"]) == (0, 2)
     assert (on["records"]["bots"], on["records"]["counted"]) == (1, 1)
+
+
+# ------------------------------------------------------------------------ hostile values: never an exception
+
+FAR_AHEAD = "2036-03-15T12:00:00+00:00"  # ten years after AS_OF
+
+
+@pytest.mark.parametrize(
+    ("record", "outcome"),
+    [
+        ({"ip": ["6.6.6.6"]}, "counted"),  # an unhashable ip: not a bot by ip (was a TypeError)
+        ({"ip": {"v4": "6.6.6.6"}}, "counted"),
+        ({"ip": 6}, "counted"),
+        ({"ua": ["BadBot"]}, "counted"),
+        ({"visitor": 2**64, "category": [1]}, "counted"),  # optional keys of the wrong kind: missing
+        ({"visitor": {"id": 1}, "category": 1.5}, "counted"),
+        ({"ts": 10**15}, "rejected"),  # milliseconds in the year 33658
+        ({"ts": 1e15}, "rejected"),
+        ({"ts": -(10**12)}, "rejected"),  # seconds (a negative number is seconds): the year -29719
+        ({"ts": -1e12}, "rejected"),
+        ({"ts": 10**400}, "rejected"),  # too big for a float
+        ({"ts": -(10**400)}, "rejected"),
+        ({"ts": float("nan")}, "rejected"),
+        ({"ts": float("inf")}, "rejected"),
+        ({"ts": "9999-12-31T23:30:00-05:00"}, "rejected"),  # the year 10000 in UTC
+        ({"ts": "0001-01-01T00:30:00+01:00"}, "rejected"),  # the year 0 in UTC
+        ({"ts": "2026-03-14T10:00:00\x00+00:00"}, "rejected"),
+        ({"ts": "\x1b[2J"}, "rejected"),
+        ({"ts": "2026-03-14T10:00:00+24:00"}, "rejected"),
+        ({"ts": {"$date": 1}}, "rejected"),
+        ({"item": 1.0}, "rejected"),
+        ({"item": 2**63}, "rejected"),  # an integer outside the 64-bit range
+        ({"item": [1]}, "rejected"),
+        ({"item": {"id": 1}}, "rejected"),
+        ({"item": False}, "rejected"),
+        ({"item": None, "ip": "6.6.6.6"}, "rejected"),  # unusable and a bot: rejected
+        ({"ts": "soon", "ua": "BadBot"}, "rejected"),
+        ({"id": 2**63}, "rejected"),
+        ({"id": -(2**63) - 1}, "rejected"),
+        ({"id": 10**30}, "rejected"),
+        ({"id": "12a"}, "rejected"),
+        ({"id": 1.0}, "rejected"),
+        ({"ts": "9999-12-31T23:30:00+00:00"}, "future"),
+        ({"ts": 253_402_300_799_999}, "future"),  # ... in milliseconds
+        ({"ts": FAR_AHEAD}, "future"),
+        ({"ts": "0001-01-01T00:30:00+00:00"}, "counted"),  # long ago, but a real instant
+        ({"ts": -86_400}, "counted"),  # 1969-12-31
+    ],
+)
+def test_every_hostile_value_ends_counted_rejected_or_missing(record: dict, outcome: str) -> None:
+    record = {"id": 7, "item": 3, **record}
+    report, partial = count([{"id": 1, "item": 3, "visitor": "u"}, record], begin=-(2**63))
+    records = report["records"]
+    assert records["fetched"] == 2
+    assert records["fetched"] == records["counted"] + records["rejected"] + records["bots"] + records["duplicates"]
+    expected = {"counted": 1, "rejected": 0, "future": 0}
+    expected["counted" if outcome != "rejected" else "rejected"] += 1
+    expected["future"] += outcome == "future"
+    assert {k: records[k] for k in expected} == expected
+    assert records["bots"] == 0
+    if outcome == "rejected":
+        assert len(partial.rejects) == 1 and partial.rejects[0]["reason"]
+    else:
+        assert report["windows"]["all"]["top_items"] == [{"id": 3, "visits": 2, "distinct_visitors": 1}]
+    assert len(report["series"]["points"]) <= 5000
+
+
+@pytest.mark.parametrize(
+    ("timezone", "stamp", "outcome"),
+    [
+        ("UTC", "9999-12-31T23:30:00+00:00", "future"),
+        ("Asia/Kolkata", "9999-12-31T23:30:00+00:00", "rejected"),  # 10000-01-01T05:00 local
+        ("UTC", "0001-01-01T00:30:00+00:00", "counted"),
+        ("America/New_York", "0001-01-01T00:30:00+00:00", "rejected"),  # the year 0 in local mean time
+        ("America/New_York", "0001-01-01T04:56:02+00:00", "counted"),  # 0001-01-01T00:00:00-04:56:02
+        ("America/New_York", "0001-01-01T04:56:01+00:00", "rejected"),
+    ],
+)
+def test_a_timestamp_must_name_an_instant_in_the_time_zone_too(timezone: str, stamp: str, outcome: str) -> None:
+    report, _ = count([{"id": 1, "item": 1, "ts": stamp}], stats={"timezone": timezone})
+    records = report["records"]
+    assert (records["counted"], records["rejected"], records["future"]) == (
+        outcome != "rejected",
+        outcome == "rejected",
+        outcome == "future",
+    )
+
+
+def test_epoch_numbers_seconds_or_milliseconds() -> None:
+    assert parse_timestamp(10**11) == 1e11  # not above 10^11: seconds (the year 5138)
+    assert parse_timestamp(10**11 + 1) == 100_000_000.001  # above: milliseconds (1973)
+    assert parse_timestamp(-1) == -1.0  # negative numbers are seconds before 1970
+    assert parse_timestamp(-62_135_596_800) == -62_135_596_800.0  # 0001-01-01T00:00:00Z
+    assert parse_timestamp("2026-03-14T15:30:00.000001+05:30") == 1773482400.000001
+    for bad in (-62_135_596_801, 253_402_300_800_000, 2.534023008e14, -1e12, "0001-01-01T00:00:00+00:01"):
+        with pytest.raises(Rejected):
+            parse_timestamp(bad)
+
+
+def test_ids_across_the_signed_64_bit_range() -> None:
+    records = [{"id": i, "item": 1} for i in (-(2**63), -1, 0, 2**63 - 1)] + [{"id": 2**63, "item": 1}]
+    partial = Partial()
+    cursor = SliceCursor(-(2**63), None, -(2**63) - 1)
+    PageCounter(settings(), AS_OF).count_page(partial, records, -(2**63), cursor)
+    assert dict(partial.records) == {"fetched": 5, "counted": 4, "rejected": 1}
+    assert partial.rejects[0]["reason"] == "id is an integer outside the 64-bit range"
+    assert cursor.high_water == 2**63 - 1
+    assert Partial.from_bytes(partial.to_bytes()).records == partial.records
+
+
+def test_rejected_samples_survive_the_checkpoint_whatever_they_hold() -> None:
+    hostile = {"id": 1, "item": [2**70, float("nan")], "ts": "\x1b[2J"}
+    _, partial = count([hostile])
+    again = Partial.from_bytes(partial.to_bytes())
+    assert again.records["rejected"] == 1
+    assert "1180591620717411303424" in str(again.rejects[0]["record"])
+
+
+# ------------------------------------------------------------------------ the series: bounded and honest
+
+
+def starts(report: dict) -> list[str]:
+    return [p["start"] for p in report["series"]["points"]]
+
+
+def test_an_outlier_far_ahead_is_future_and_allocates_nothing_large() -> None:
+    import tracemalloc
+
+    records = [{"id": 1, "item": 1, "ts": "2026-03-15T11:58:30Z"}, {"id": 2, "item": 1, "ts": FAR_AHEAD}]
+    tracemalloc.start()
+    try:
+        report, partial = count(records, stats={"series": "minute"})
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert report["records"]["counted"] == 2 and report["records"]["future"] == 1
+    assert report["windows"]["all"]["visits"] == 2 and report["windows"]["this_year"]["visits"] == 1
+    assert starts(report) == ["2026-03-15T11:58:00+00:00", "2026-03-15T11:59:00+00:00", "2026-03-15T12:00:00+00:00"]
+    assert "truncated_before" not in report["series"]
+    assert peak < 20_000_000  # before: 5.3 million points
+
+
+def test_an_outlier_long_ago_cuts_the_series_at_max_points() -> None:
+    records = [{"id": 1, "item": 1, "ts": "2016-03-15T12:00:00Z"}, {"id": 2, "item": 1, "ts": "2026-03-15T11:00:00Z"}]
+    report, partial = count(records, stats={"series": "minute"})
+    points = report["series"]["points"]
+    first = datetime(2026, 3, 15, 12, tzinfo=UTC) - timedelta(minutes=4999)
+    assert len(points) == 5000 and points[0]["start"] == first.isoformat() == "2026-03-12T00:41:00+00:00"
+    assert report["series"]["truncated_before"] == points[0]["start"]
+    assert sum(p["visits"] for p in points) == 1 and report["windows"]["all"]["visits"] == 2
+    assert len(partial.series) == 1 and partial.series_cut == 1  # the old record was never kept as a point
+
+
+@pytest.mark.parametrize(
+    ("limit", "expected", "truncated"),
+    [
+        (1, ["2026-03-10"], True),
+        (3, ["2026-03-08", "2026-03-09", "2026-03-10"], True),
+        (10, [f"2026-03-{d:02d}" for d in range(1, 11)], False),
+        (11, [f"2026-03-{d:02d}" for d in range(1, 11)], False),
+    ],
+)
+def test_series_max_points(limit: int, expected: list[str], truncated: bool) -> None:
+    records = [{"id": d, "item": 1, "ts": f"2026-03-{d:02d}T10:00:00Z"} for d in range(1, 11)]
+    as_of = datetime(2026, 3, 10, 12, tzinfo=UTC)
+    report, _ = count(records, as_of=as_of, stats={"series_max_points": limit})
+    assert starts(report) == [f"{d}T00:00:00+00:00" for d in expected]
+    assert [p["visits"] for p in report["series"]["points"]] == [1] * len(expected)
+    assert report["series"].get("truncated_before") == (f"{expected[0]}T00:00:00+00:00" if truncated else None)
+
+
+def test_a_series_counted_with_fewer_points_never_shows_what_it_dropped() -> None:
+    """A checkpoint counted with series_max_points 3, reported with 10: the report starts where the counts
+    start, and says it was cut."""
+    records = [{"id": d, "item": 1, "ts": f"2026-03-{d:02d}T10:00:00Z"} for d in range(1, 11)]
+    as_of = datetime(2026, 3, 10, 12, tzinfo=UTC)
+    _, partial = count(records, as_of=as_of, stats={"series_max_points": 3})
+    wide = settings(stats={"series_max_points": 10})
+    report = build_report(Partial.from_bytes(partial.to_bytes()), wide, as_of, {}, partial=False)
+    assert starts(report)[0] == report["series"]["truncated_before"]
+    assert [p["visits"] for p in report["series"]["points"]] == [1] * len(report["series"]["points"])
+
+
+def test_the_series_runs_to_the_bucket_of_as_of_with_empty_buckets() -> None:
+    records = [{"id": 1, "item": 1, "ts": "2026-03-12T10:00:00Z"}]
+    report, _ = count(records)
+    assert starts(report) == [f"2026-03-{d}T00:00:00+00:00" for d in (12, 13, 14, 15)]
+    assert [p["visits"] for p in report["series"]["points"]] == [1, 0, 0, 0]
+
+
+@pytest.mark.parametrize(
+    ("bucket", "as_of", "stamps", "expected"),
+    [
+        (
+            "month",
+            datetime(9999, 12, 31, 23, 59, tzinfo=UTC),
+            ["9999-11-15T00:00:00Z", "9999-12-31T23:30:00Z"],
+            ["9999-11-01T00:00:00+00:00", "9999-12-01T00:00:00+00:00"],
+        ),
+        (
+            "year",
+            datetime(9999, 12, 31, 23, 59, tzinfo=UTC),
+            ["9998-06-01T00:00:00Z"],
+            ["9998-01-01T00:00:00+00:00", "9999-01-01T00:00:00+00:00"],
+        ),
+        ("month", AS_OF, ["2026-03-01T00:00:00Z", "9999-12-31T23:30:00Z"], ["2026-03-01T00:00:00+00:00"]),
+        (
+            "hour",
+            datetime(1, 1, 1, 1, 30, tzinfo=UTC),
+            ["0001-01-01T00:00:00Z"],
+            ["0001-01-01T00:00:00+00:00", "0001-01-01T01:00:00+00:00"],
+        ),
+        (
+            "week",
+            datetime(1, 1, 10, tzinfo=UTC),
+            ["0001-01-01T00:00:00Z"],
+            ["0001-01-01T00:00:00+00:00", "0001-01-08T00:00:00+00:00"],
+        ),
+    ],
+)
+def test_series_at_the_ends_of_the_calendar(
+    bucket: str, as_of: datetime, stamps: list[str], expected: list[str]
+) -> None:
+    records = [{"id": i, "item": 1, "ts": t} for i, t in enumerate(stamps)]
+    report, _ = count(records, as_of=as_of, stats={"series": bucket})
+    assert starts(report) == expected
+
+
+def test_as_of_in_the_year_1_counts_and_reports() -> None:
+    as_of = datetime(1, 1, 2, tzinfo=UTC)
+    report, _ = count([{"id": 1, "item": 1, "ts": "0001-01-01T12:00:00Z"}], as_of=as_of)
+    assert report["windows"]["yesterday"]["visits"] == 1 and report["windows"]["last_30_days"]["visits"] == 1
+    assert starts(report) == ["0001-01-01T00:00:00+00:00", "0001-01-02T00:00:00+00:00"]
+    with pytest.raises(ValueError, match="outside the years 1 to 9999 in America/New_York"):
+        PageCounter(settings(stats={"timezone": "America/New_York"}), datetime(1, 1, 1, tzinfo=UTC))
+
+
+# Europe/Stockholm moves to summer time on the last Sunday of March (2026-03-29, 01:00 UTC: 02:00 local
+# becomes 03:00) and back on the last Sunday of October (2026-10-25, 01:00 UTC: 03:00 local becomes 02:00).
+@pytest.mark.parametrize(
+    ("bucket", "stamps", "as_of", "expected"),
+    [
+        (
+            "hour",
+            ["2026-03-29T00:30:00Z", "2026-03-29T01:30:00Z"],
+            "2026-03-29T02:00:00Z",
+            [("2026-03-29T01:00:00+01:00", 1), ("2026-03-29T03:00:00+02:00", 1), ("2026-03-29T04:00:00+02:00", 0)],
+        ),
+        (
+            "hour",
+            ["2026-10-25T00:15:00Z", "2026-10-25T01:15:00Z"],
+            "2026-10-25T02:30:00Z",
+            [("2026-10-25T02:00:00+02:00", 1), ("2026-10-25T02:00:00+01:00", 1), ("2026-10-25T03:00:00+01:00", 0)],
+        ),
+        (
+            "minute",
+            ["2026-03-29T00:59:30Z", "2026-03-29T01:00:10Z"],
+            "2026-03-29T01:01:00Z",
+            [("2026-03-29T01:59:00+01:00", 1), ("2026-03-29T03:00:00+02:00", 1), ("2026-03-29T03:01:00+02:00", 0)],
+        ),
+        (
+            "minute",
+            ["2026-10-25T00:59:30Z", "2026-10-25T01:00:30Z"],
+            "2026-10-25T01:01:30Z",
+            [("2026-10-25T02:59:00+02:00", 1), ("2026-10-25T02:00:00+01:00", 1), ("2026-10-25T02:01:00+01:00", 0)],
+        ),
+    ],
+)
+def test_hour_and_minute_buckets_are_elapsed_time_around_offset_changes(
+    bucket: str, stamps: list[str], as_of: str, expected: list[tuple[str, int]]
+) -> None:
+    records = [{"id": i, "item": 1, "ts": t} for i, t in enumerate(stamps)]
+    report, _ = count(
+        records, as_of=datetime.fromisoformat(as_of), stats={"series": bucket, "timezone": "Europe/Stockholm"}
+    )
+    assert [(p["start"], p["visits"]) for p in report["series"]["points"]] == expected
+
+
+@pytest.mark.parametrize(
+    ("timezone", "stamps", "as_of", "expected"),
+    [
+        # whole local hours in a half-hour zone
+        (
+            "Asia/Kolkata",
+            ["2026-03-15T00:10:00Z"],
+            "2026-03-15T00:40:00Z",
+            ["2026-03-15T05:00:00+05:30", "2026-03-15T06:00:00+05:30"],
+        ),
+        # Lord Howe Island moves from +10:30 to +11:00 at 15:30 UTC (02:00 local becomes 02:30): a half-hour bucket
+        (
+            "Australia/Lord_Howe",
+            ["2025-10-04T15:10:00Z", "2025-10-04T15:40:00Z"],
+            "2025-10-04T16:05:00Z",
+            ["2025-10-05T01:00:00+10:30", "2025-10-05T02:30:00+11:00", "2025-10-05T03:00:00+11:00"],
+        ),
+        # ... and back at 15:00 UTC on 2026-04-05 (02:00 local becomes 01:30)
+        (
+            "Australia/Lord_Howe",
+            ["2026-04-04T14:50:00Z", "2026-04-04T15:10:00Z"],
+            "2026-04-04T15:40:00Z",
+            ["2026-04-05T01:00:00+11:00", "2026-04-05T01:30:00+10:30", "2026-04-05T02:00:00+10:30"],
+        ),
+    ],
+)
+def test_hour_buckets_start_on_whole_local_hours(
+    timezone: str, stamps: list[str], as_of: str, expected: list[str]
+) -> None:
+    records = [{"id": i, "item": 1, "ts": t} for i, t in enumerate(stamps)]
+    report, _ = count(records, as_of=datetime.fromisoformat(as_of), stats={"series": "hour", "timezone": timezone})
+    assert starts(report) == expected

@@ -29,6 +29,7 @@ from mocks.dataset import (
     BROWSER_UAS,
     Dataset,
     DatasetSpec,
+    _MALFORMED,
     _OffsetTable,
     generate,
     ground_truth,
@@ -56,37 +57,52 @@ def rendered(ds: Dataset) -> tuple[dict[str, Any], ...]:
 # ------------------------------------------------------------------------------------------ naive reference
 
 
-def parse_timestamp(value: Any) -> datetime | object | None:
-    """An aware UTC datetime, None (no time) or REJECT."""
+FIRST_SECOND = datetime(1, 1, 1, tzinfo=UTC)
+LAST_SECOND = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)
+
+
+def parse_timestamp(value: Any, tz: ZoneInfo) -> datetime | object | None:
+    """An aware UTC datetime, None (no time) or REJECT: what cannot be read, or names no instant of the
+    years 1 to 9999 in UTC and in `tz`."""
     if value is None:
         return None
     if isinstance(value, bool):
         return REJECT
     if isinstance(value, str):
         try:
-            parsed = datetime.fromisoformat(value)
+            parsed = datetime.fromisoformat(value) if value.isprintable() else None
         except ValueError:
             return REJECT
-        return REJECT if parsed.tzinfo is None else parsed.astimezone(UTC)
-    if isinstance(value, int | float):
-        return EPOCH + (timedelta(milliseconds=value) if value > 10**11 else timedelta(seconds=value))
-    return REJECT
+        if parsed is None or parsed.tzinfo is None:
+            return REJECT
+        try:
+            when = parsed.astimezone(UTC)
+        except OverflowError:
+            return REJECT
+    elif isinstance(value, int | float):
+        try:
+            when = EPOCH + (timedelta(milliseconds=value) if value > 10**11 else timedelta(seconds=value))
+        except OverflowError:
+            return REJECT
+    else:
+        return REJECT
+    try:
+        when.astimezone(tz)
+    except OverflowError:
+        return REJECT
+    return when
 
 
 def usable(value: Any) -> bool:
-    return not isinstance(value, bool) and isinstance(value, int | str)
+    return isinstance(value, str) or (type(value) is int and -(2**63) <= value < 2**63)
 
 
 def ranked(counts: dict[Any, int], k: int) -> list[Any]:
     return sorted(counts, key=lambda v: (-counts[v], isinstance(v, str), v))[:k]
 
 
-def local_floor(when: datetime, bucket: str, tz: ZoneInfo) -> datetime:
+def calendar_floor(when: datetime, bucket: str, tz: ZoneInfo) -> datetime:
     wall = when.astimezone(tz).replace(tzinfo=None, fold=0)
-    if bucket == "minute":
-        return wall.replace(second=0, microsecond=0)
-    if bucket == "hour":
-        return wall.replace(minute=0, second=0, microsecond=0)
     day = datetime(wall.year, wall.month, wall.day)
     if bucket == "day":
         return day
@@ -95,15 +111,34 @@ def local_floor(when: datetime, bucket: str, tz: ZoneInfo) -> datetime:
     return datetime(wall.year, wall.month if bucket == "month" else 1, 1)
 
 
-def next_bucket(wall: datetime, bucket: str) -> datetime:
-    steps = {"minute": timedelta(minutes=1), "hour": timedelta(hours=1), "day": timedelta(days=1)}
-    if bucket in steps:
-        return wall + steps[bucket]
+def calendar_before(wall: datetime, bucket: str) -> datetime:
+    if bucket == "day":
+        return wall - timedelta(days=1)
     if bucket == "week":
-        return wall + timedelta(weeks=1)
+        return wall - timedelta(weeks=1)
     if bucket == "month":
-        return datetime(wall.year + wall.month // 12, wall.month % 12 + 1, 1)
-    return datetime(wall.year + 1, 1, 1)
+        return datetime(wall.year - (wall.month == 1), (wall.month - 2) % 12 + 1, 1)
+    return datetime(wall.year - 1, 1, 1)
+
+
+def offset_at(moment: datetime, tz: ZoneInfo) -> timedelta:
+    return moment.astimezone(tz).utcoffset()  # type: ignore[return-value]
+
+
+def elapsed_floor(when: datetime, unit: timedelta, tz: ZoneInfo) -> datetime:
+    """The start (UTC) of the minute or hour of elapsed time that holds `when`: the last instant at or before
+    it where the local clock showed a whole unit or the UTC offset changed."""
+    offset = offset_at(when, tz)
+    local = when + offset
+    whole = local.replace(second=0, microsecond=0, minute=0 if unit == timedelta(hours=1) else local.minute)
+    start = whole - offset
+    if offset_at(start, tz) != offset:  # the offset changed in between: find the second it did
+        a, b = start, when.replace(microsecond=0)
+        while b - a > timedelta(seconds=1):
+            middle = a + timedelta(seconds=int((b - a).total_seconds()) // 2)
+            a, b = (a, middle) if offset_at(middle, tz) == offset else (middle, b)
+        start = b
+    return start
 
 
 def window_bounds(as_of: datetime, tz: ZoneInfo) -> dict[str, tuple[datetime, datetime] | None]:
@@ -156,24 +191,27 @@ def reference(
     bot_user_agents: Iterable[str] = BOT_UA_PATTERNS,
     begin: int | None = None,
     end: int | None = None,
+    max_points: int = 5000,
 ) -> dict[str, Any]:
     tz = ZoneInfo(timezone)
     ips, patterns = set(bot_ips), list(bot_user_agents)
-    records = dict.fromkeys(("fetched", "counted", "rejected", "bots", "duplicates"), 0)
+    records = dict.fromkeys(("fetched", "counted", "rejected", "bots", "duplicates", "future"), 0)
     counted: list[tuple[Any, Any, Any, datetime | None]] = []
-    for rec in rendered(ds):
-        if (begin is not None and rec["id"] < begin) or (end is not None and rec["id"] >= end):
+    for index, rec in enumerate(rendered(ds)):
+        rid = int(ds.ids[index])  # where the record sits, even when its id field is broken
+        if (begin is not None and rid < begin) or (end is not None and rid >= end):
             continue
         records["fetched"] += 1
-        when = parse_timestamp(rec.get("timestamp"))
-        if not usable(rec.get("item")) or when is REJECT:
+        when = parse_timestamp(rec.get("timestamp"), tz)
+        if not (type(rec.get("id")) is int and usable(rec["id"])) or not usable(rec.get("item")) or when is REJECT:
             records["rejected"] += 1
             continue
-        ua = rec.get("user_agent")
-        if rec.get("ip") in ips or (isinstance(ua, str) and any(re.search(p, ua) for p in patterns)):
+        ip, ua = rec.get("ip"), rec.get("user_agent")
+        if (isinstance(ip, str) and ip in ips) or (isinstance(ua, str) and any(re.search(p, ua) for p in patterns)):
             records["bots"] += 1
             continue
         records["counted"] += 1
+        records["future"] += when is not None and when > as_of  # type: ignore[operator]
         counted.append((rec["item"], rec.get("category"), rec.get("visitor"), when))  # type: ignore[arg-type]
 
     windows = {}
@@ -184,22 +222,47 @@ def reference(
             if bounds is None or (t is not None and bounds[0] <= t < bounds[1])  # type: ignore[operator]
         ]
         windows[name] = window_report(rows, top_items, top_categories)
+    return {"records": records, "windows": windows, "series": reference_series(counted, bucket, tz, as_of, max_points)}
+
+
+def reference_series(
+    counted: list[tuple[Any, Any, Any, datetime | None]], bucket: str, tz: ZoneInfo, as_of: datetime, max_points: int
+) -> dict[str, Any]:
+    units = {"minute": timedelta(minutes=1), "hour": timedelta(hours=1)}
+
+    def floor(when: datetime) -> datetime:
+        if bucket in units:
+            return elapsed_floor(when.astimezone(UTC), units[bucket], tz)
+        return calendar_floor(when, bucket, tz)
+
+    def before(start: datetime) -> datetime:
+        if bucket in units:
+            return elapsed_floor(start - timedelta(seconds=1), units[bucket], tz)
+        return calendar_before(start, bucket)
+
+    def name(start: datetime) -> str:
+        return start.astimezone(tz).isoformat() if bucket in units else start.replace(tzinfo=tz).isoformat()
 
     per_bucket: defaultdict[datetime, list[Any]] = defaultdict(list)
     for _, _, visitor, when in counted:
-        if when is not None:
-            per_bucket[local_floor(when, bucket, tz)].append(visitor)
+        if when is not None and when <= as_of:
+            per_bucket[floor(when)].append(visitor)
+    if not per_bucket:
+        return {"bucket": bucket, "points": []}
+    earliest = min(per_bucket)
+    starts = [floor(as_of)]
+    while len(starts) < max_points and starts[-1] > earliest:
+        starts.append(before(starts[-1]))
+    starts.reverse()
     points = []
-    if per_bucket:
-        wall, last = min(per_bucket), max(per_bucket)
-        while wall <= last:
-            seen = per_bucket.get(wall, [])
-            distinct = {(type(v), v) for v in seen if usable(v)}
-            points.append(
-                {"start": wall.replace(tzinfo=tz).isoformat(), "visits": len(seen), "distinct_visitors": len(distinct)}
-            )
-            wall = next_bucket(wall, bucket)
-    return {"records": records, "windows": windows, "series": {"bucket": bucket, "points": points}}
+    for start in starts:
+        seen = per_bucket.get(start, [])
+        distinct = {(type(v), v) for v in seen if usable(v)}
+        points.append({"start": name(start), "visits": len(seen), "distinct_visitors": len(distinct)})
+    series: dict[str, Any] = {"bucket": bucket, "points": points}
+    if earliest < starts[0]:
+        series["truncated_before"] = points[0]["start"]
+    return series
 
 
 def assert_matches(ds: Dataset, **kwargs: Any) -> dict[str, Any]:
@@ -556,11 +619,22 @@ def test_records_cover_every_format_and_defect() -> None:
         assert any(key not in r for r in recs), key
     for key in ("category", "visitor", "timestamp"):
         assert any(key in r and r[key] is None for r in recs), key
-    visitors = {r.get("visitor") for r in recs}
-    ints = {v for v in visitors if type(v) is int}
+    visitors = {v for r in recs if isinstance(v := r.get("visitor"), int | str)}
+    ints = {v for v in visitors if type(v) is int and v < 2**63}
     assert ints and any(f"v{v:06d}" in visitors for v in ints)  # int 5 and "v000005" both occur
-    assert {r["ip"] for r in recs} >= set(BOT_IPS) and "203.0.113.70" in {r["ip"] for r in recs}
-    uas = {r.get("user_agent") for r in recs}
+    ips = {r["ip"] for r in recs if isinstance(r["ip"], str)}
+    assert ips >= set(BOT_IPS) and "203.0.113.70" in ips
+    # hostile values, each counted, rejected or treated as missing by the ground truth
+    for bad in (10**15, -1e12, "9999-12-31T23:30:00-05:00", "0001-01-01T00:30:00+01:00"):
+        assert bad in stamps, bad
+    assert any(isinstance(s, str) and "\x00" in s for s in stamps)
+    assert any(isinstance(r["ip"], list) for r in recs) and any(isinstance(r["ip"], dict) for r in recs)
+    assert any(isinstance(r.get("user_agent"), list) for r in recs)
+    assert any(isinstance(r.get("visitor"), list) for r in recs) and any(r.get("visitor") == 2**63 + 5 for r in recs)
+    assert any(isinstance(r.get("category"), dict) for r in recs)
+    assert any(isinstance(r["id"], str) for r in recs) and any(r["id"] == 2**63 + 7 for r in recs)
+    assert 2**63 + 7 in items
+    uas = {ua for r in recs if isinstance(ua := r.get("user_agent"), str)}
     assert set(BROWSER_UAS) <= uas
     assert all(not any(re.search(p, ua) for p in BOT_UA_PATTERNS) for ua in BROWSER_UAS)
 
@@ -570,7 +644,8 @@ def test_shares_and_midnights() -> None:
     ds = generate(spec)
     truth = ground_truth(ds, as_of=END)["records"]
     assert abs(truth["bots"] / len(ds) - spec.bot_share) < 0.005
-    assert abs(truth["rejected"] / len(ds) - spec.malformed_share) < 0.002
+    rejecting = sum(outcome == "rejected" for _, _, outcome in _MALFORMED) / len(_MALFORMED)
+    assert abs(truth["rejected"] / len(ds) - spec.malformed_share * rejecting) < 0.001
     ms = ds.ts_ms[ds.ts_state == 0]
     assert ms.max() == int(END.timestamp() * 1000)
     assert ms.min() >= int(END.timestamp() * 1000) - 396 * 86_400_000
@@ -590,3 +665,17 @@ def test_spec_validation() -> None:
     ):
         with pytest.raises(ValueError):
             generate(DatasetSpec(**bad))
+
+
+def test_series_cut_at_max_points_and_future_records_left_out() -> None:
+    ds = dataset(seed=3, records=1_000, items=50, visitors=80, **DIRTY)
+    as_of = datetime(2025, 12, 1, 9, 30, tzinfo=UTC)  # inside the data: later records are future
+    for bucket, limit in [("minute", 7), ("hour", 50), ("day", 10), ("week", 3), ("month", 2), ("month", 1)]:
+        truth = assert_matches(ds, as_of=as_of, bucket=bucket, max_points=limit, timezone="Europe/Stockholm")
+        series = truth["series"]
+        assert len(series["points"]) == limit and series["truncated_before"] == series["points"][0]["start"]
+        assert 0 < truth["records"]["future"] < truth["records"]["counted"]
+    far = datetime(2036, 3, 15, 12, tzinfo=UTC)  # ten years after the data, minute buckets
+    truth = assert_matches(ds, as_of=far, bucket="minute")
+    assert len(truth["series"]["points"]) == 5000 and truth["records"]["future"] == 0
+    assert truth["series"]["points"][-1]["start"] == "2036-03-15T12:00:00+00:00"
