@@ -88,8 +88,9 @@ _offsets: dict[str, timedelta | None] = {}  # "+05:30" -> its offset; None: not 
 
 def _parse_iso(text: str) -> float:
     """Exactly ``datetime.fromisoformat(text).timestamp()`` of a printable ``text``, with the instant
-    required to lie in the years 1 to 9999 in UTC. The usual ``±HH:MM`` suffix is read once per distinct text and the rest parsed
-    as UTC, which spares building a time zone object per record; any other form is left to datetime whole."""
+    required to lie in the years 1 to 9999 in UTC. The usual ``±HH:MM`` suffix is read once per distinct
+    text and the rest parsed as UTC, which spares building a time zone object per record; any other form
+    is left to datetime whole."""
     if not text.isprintable():  # datetime reads up to a NUL and ignores the rest
         raise Rejected(f"timestamp {text[:40]!r} holds control characters")
     moment: datetime | None = None
@@ -230,14 +231,17 @@ class PageCounter:
         if not usable_key(item):
             raise Rejected(_key_problem("item", item))
         t: float | None = None
+        whole = offset = 0  # the instant's whole second and its UTC offset in the stats time zone
         if self.timestamp_field:
             value = record.get(self.timestamp_field)
             t = parse_timestamp(value)
             if t is not None:
                 whole = math.floor(t)
-                offset = self.clock.offset(whole)
-                if offset is None:
-                    raise Rejected(f"timestamp {str(value)[:40]!r} is outside the years 1 to 9999 in {self.clock.tz.key}")
+                local = self.clock.offset(whole)
+                if local is None:
+                    zone = self.clock.tz.key
+                    raise Rejected(f"timestamp {str(value)[:40]!r} is outside the years 1 to 9999 in {zone}")
+                offset = local
         if self.bots.active and self.bots.is_bot(
             record.get(self.ip_field) if self.ip_field else None,
             record.get(self.ua_field) if self.ua_field else None,

@@ -24,12 +24,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mocks.dataset import (
+    _MALFORMED,
     BOT_IPS,
     BOT_UA_PATTERNS,
     BROWSER_UAS,
     Dataset,
     DatasetSpec,
-    _MALFORMED,
     _OffsetTable,
     generate,
     ground_truth,

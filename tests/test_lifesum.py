@@ -47,7 +47,14 @@ def test_lifesum_top_foods_and_categories(tmp_path: Path, slices: int, workers: 
         outcome = run(settings, tmp_path / "state")
     report = outcome.report
     foods, categories = expected_rankings()
-    assert report["records"] == {"fetched": 2000, "counted": 2000, "rejected": 0, "bots": 0, "duplicates": 0, "future": 0}
+    assert report["records"] == {
+        "fetched": 2000,
+        "counted": 2000,
+        "rejected": 0,
+        "bots": 0,
+        "duplicates": 0,
+        "future": 0,
+    }
     assert list(report["windows"]) == ["all"]
     assert report["windows"]["all"]["visits"] == 2000
     assert report["windows"]["all"]["top_items"] == foods

@@ -8,6 +8,7 @@ subject here. ``LIFESTATS_PROPERTY_EXAMPLES`` raises the number of examples (500
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import re
@@ -158,7 +159,7 @@ def pages(draw: st.DrawFn, as_of: datetime) -> list[list[Any]]:
                 records.append(draw(JSON.filter(lambda v: not isinstance(v, dict))))
     cuts = sorted(draw(st.lists(st.integers(0, len(records)), max_size=2)))
     bounds = [0, *cuts, len(records)]
-    return [records[a:b] for a, b in zip(bounds, bounds[1:], strict=False)]
+    return [records[a:b] for a, b in itertools.pairwise(bounds)]
 
 
 # ------------------------------------------------------------------------------------------ reference
