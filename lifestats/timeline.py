@@ -132,6 +132,7 @@ class Buckets:
         self.clock = clock
         self.tz = clock.tz
         self._step = _ELAPSED.get(unit)
+        self._last_start, self._last_offset, self._last_key = FIRST_INSTANT - 1, 0, 0  # the last elapsed bucket
 
     def key(self, t: int, offset: int) -> int:
         """The bucket of the instant ``t`` (whole epoch seconds), whose UTC offset is ``offset``."""
@@ -143,9 +144,13 @@ class Buckets:
         if into == 0:
             return t
         start = t - into
+        if start == self._last_start and offset == self._last_offset:  # records come mostly in time order
+            return self._last_key
+        key = start
         if self.clock.offset(start) != offset:  # the offset changed since the last whole local unit
-            start = self._change(start, t, offset)
-        return start
+            key = self._change(start, t, offset)  # (at most one change in a unit: the same for any t)
+        self._last_start, self._last_offset, self._last_key = start, offset, key
+        return key
 
     def _change(self, before: int, at: int, offset: int) -> int:
         """The instant in ``(before, at]`` from which the offset is ``offset`` (it is not at ``before``)."""
