@@ -1,6 +1,7 @@
 """The aggregator: apply each flush exactly once, and keep the checkpoint that makes a run resumable.
 
-State lives in one SQLite file under the state dir. A flush carries the slice's new cursor and the
+State lives in one SQLite file under the state dir. A flush carries the slice's new position (a JSON
+value: where the crawl of the slice goes on, e.g. the next offset; None when the slice is done) and the
 partial statistics counted since the previous flush; both are committed in one transaction, and only
 when the flush continues the slice's committed state (same attempt, next sequence number). A flush
 that arrives twice, late, or from an attempt that was given up is ignored, so no record is counted
@@ -21,7 +22,7 @@ from .errors import CheckpointMismatch
 from .plan import Slice
 from .stats import Partial
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 CHECKPOINT_FILE = "checkpoint.sqlite"
 REJECTS_FILE = "rejects.jsonl"
 
@@ -31,8 +32,8 @@ CREATE TABLE IF NOT EXISTS slices (
     idx INTEGER PRIMARY KEY,
     begin_id INTEGER NOT NULL,
     end_id INTEGER,
-    cursor INTEGER,
-    high_water INTEGER NOT NULL,
+    position TEXT NOT NULL,  -- JSON; 'null' when the slice is done
+    high_water INTEGER,
     seq INTEGER NOT NULL DEFAULT 0,
     attempt INTEGER NOT NULL DEFAULT 0,
     done INTEGER NOT NULL DEFAULT 0,
@@ -54,8 +55,8 @@ class Flush:
     slice: int
     attempt: int
     seq: int  # this flush's number in the slice's history; it continues seq - 1
-    cursor: int | None  # the next offset to request; None when the slice is done
-    high_water: int
+    position: Any  # where the slice's crawl goes on (a JSON value, e.g. the next offset); None when done
+    high_water: int | None  # the highest id counted in the slice so far, when the API's ids are ordered
     pages: int
     requests: int
     retries: int
@@ -65,8 +66,8 @@ class Flush:
 @dataclass(frozen=True)
 class SliceState:
     slice: Slice
-    cursor: int | None
-    high_water: int
+    position: Any  # a JSON value; None when the slice is done
+    high_water: int | None
     seq: int
     attempt: int
     done: bool
@@ -127,8 +128,8 @@ class Checkpoint:
         db.execute("BEGIN IMMEDIATE")
         try:
             db.executemany(
-                "INSERT INTO slices (idx, begin_id, end_id, cursor, high_water) VALUES (?, ?, ?, ?, ?)",
-                [(s.index, s.begin, s.end, s.begin, s.begin - 1) for s in slices],
+                "INSERT INTO slices (idx, begin_id, end_id, position, high_water) VALUES (?, ?, ?, ?, ?)",
+                [(s.index, s.begin, s.end, _json(s.begin), s.begin - 1) for s in slices],
             )
             for key, value in meta.items():
                 self.put(key, value)
@@ -137,12 +138,12 @@ class Checkpoint:
             db.execute("ROLLBACK")
             raise
 
-    _COLUMNS = "idx, begin_id, end_id, cursor, high_water, seq, attempt, done, pages"
+    _COLUMNS = "idx, begin_id, end_id, position, high_water, seq, attempt, done, pages"
 
     @staticmethod
     def _state(row: tuple[Any, ...]) -> SliceState:
-        i, begin, end, cursor, high_water, seq, attempt, done, pages = row
-        return SliceState(Slice(i, begin, end), cursor, high_water, seq, attempt, bool(done), pages)
+        i, begin, end, position, high_water, seq, attempt, done, pages = row
+        return SliceState(Slice(i, begin, end), orjson.loads(position), high_water, seq, attempt, bool(done), pages)
 
     def states(self) -> list[SliceState]:
         rows = self._db.execute(f"SELECT {self._COLUMNS} FROM slices ORDER BY idx").fetchall()
@@ -168,8 +169,8 @@ class Checkpoint:
             (new_index,) = db.execute("SELECT COALESCE(MAX(idx), -1) + 1 FROM slices").fetchone()
             db.execute("UPDATE slices SET end_id = ? WHERE idx = ?", (new_end, index))
             db.execute(
-                "INSERT INTO slices (idx, begin_id, end_id, cursor, high_water) VALUES (?, ?, ?, ?, ?)",
-                (new_index, new_end, old_end, new_end, new_end - 1),
+                "INSERT INTO slices (idx, begin_id, end_id, position, high_water) VALUES (?, ?, ?, ?, ?)",
+                (new_index, new_end, old_end, _json(new_end), new_end - 1),
             )
             db.execute("COMMIT")
         except BaseException:
@@ -191,8 +192,15 @@ class Checkpoint:
                 (flush.slice, flush.seq, flush.partial),
             )
             db.execute(
-                "UPDATE slices SET cursor = ?, high_water = ?, seq = ?, done = ?, pages = pages + ? WHERE idx = ?",
-                (flush.cursor, flush.high_water, flush.seq, flush.cursor is None, flush.pages, flush.slice),
+                "UPDATE slices SET position = ?, high_water = ?, seq = ?, done = ?, pages = pages + ? WHERE idx = ?",
+                (
+                    _json(flush.position),
+                    flush.high_water,
+                    flush.seq,
+                    flush.position is None,
+                    flush.pages,
+                    flush.slice,
+                ),
             )
             db.execute("COMMIT")
         except BaseException:
@@ -234,6 +242,11 @@ class Aggregator:
             for reject in sample:
                 out.write(orjson.dumps({"slice": index, **reject}) + b"\n")
         self._rejects_written += len(sample)
+
+
+def _json(value: Any) -> str:
+    """A position as the JSON text the ``slices`` table stores."""
+    return orjson.dumps(value).decode()
 
 
 def _count_lines(path: Path) -> int:

@@ -295,15 +295,17 @@ class _Job:
             state = self.checkpoint.state(task.slice.index)
             if state.done or state.attempt != task.attempt or state.slice.index in self.unsplittable:
                 continue
-            assert state.cursor is not None
+            offset = _offset(state)
+            if offset is None:  # only a crawl by id offsets can be cut at an id
+                continue
             end = state.slice.end if state.slice.end is not None else self._estimated_end()
-            left = end - state.cursor
+            left = end - offset
             if left < 2:
                 continue
-            crawled = state.cursor - state.slice.begin
+            crawled = offset - state.slice.begin
             pages_left = left * state.pages / crawled if state.pages and crawled > 0 else 0.0
             if pages_left >= minimum and (best is None or pages_left > best[0]):
-                best = (pages_left, task, state.cursor + left // 2)
+                best = (pages_left, task, offset + left // 2)
         if best is not None:
             _, task, new_end = best
             self.proposal = task.slice.index
@@ -314,8 +316,8 @@ class _Job:
 
     @staticmethod
     def _task(state: SliceState) -> Task:
-        assert state.cursor is not None
-        return Task(state.slice, state.attempt, state.cursor, state.high_water, state.seq)
+        assert state.position is not None
+        return Task(state.slice, state.attempt, state.position, state.high_water, state.seq)
 
     # -- output -------------------------------------------------------------------------------------
     def _notify(self, on_progress: Callable[[Snapshot], None] | None) -> None:
@@ -327,8 +329,14 @@ class _Job:
             end = state.slice.end if state.slice.end is not None else self._estimated_end()
             width = max(end - state.slice.begin, 1)
             total += width
-            cursor = end if state.done or state.cursor is None else min(state.cursor, end)
-            done += max(cursor - state.slice.begin, 0)
+            if state.done:
+                reached = end
+            else:
+                offset = _offset(state)
+                if offset is None and state.high_water is not None:
+                    offset = state.high_water + 1
+                reached = min(offset, end) if offset is not None else state.slice.begin
+            done += max(reached - state.slice.begin, 0)
         on_progress(
             Snapshot(
                 fraction=min(done / max(total, 1), 1.0),
@@ -361,3 +369,11 @@ class _Job:
             "slices_split": tally.splits,
         }
         return build_report(self.aggregator.total, self.settings, self.as_of, run, partial=partial)
+
+
+def _offset(state: SliceState) -> int | None:
+    """The slice's position when it is an id offset (the crawl by id offsets), else None."""
+    position = state.position
+    if state.done or not isinstance(position, int) or isinstance(position, bool):
+        return None
+    return position

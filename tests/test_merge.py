@@ -21,8 +21,8 @@ def partial(fetched: int, item: int = 1, rejects: int = 0) -> bytes:
     return p.to_bytes()
 
 
-def flush(slice_: int, attempt: int, seq: int, cursor: int | None, fetched: int, rejects: int = 0) -> Flush:
-    return Flush(slice_, attempt, seq, cursor, cursor or 0, 1, 1, 0, partial(fetched, rejects=rejects))
+def flush(slice_: int, attempt: int, seq: int, position: int | None, fetched: int, rejects: int = 0) -> Flush:
+    return Flush(slice_, attempt, seq, position, position or 0, 1, 1, 0, partial(fetched, rejects=rejects))
 
 
 def open_state(tmp_path: Path) -> tuple[Checkpoint, Aggregator]:
@@ -46,7 +46,7 @@ def test_duplicate_late_and_stale_flushes_are_ignored(tmp_path: Path) -> None:
     assert not aggregator.apply(flush(0, newer, 4, None, 6))  # the slice is done
     assert aggregator.total.records == Counter(fetched=13)
     state = checkpoint.state(0)
-    assert (state.cursor, state.seq, state.done) == (None, 3, True)
+    assert (state.position, state.seq, state.done) == (None, 3, True)
 
 
 def test_reopened_checkpoint_holds_every_committed_flush(tmp_path: Path) -> None:
@@ -57,8 +57,20 @@ def test_reopened_checkpoint_holds_every_committed_flush(tmp_path: Path) -> None
     checkpoint, reopened = open_state(tmp_path)
     assert reopened.total.records == Counter(fetched=7)
     assert reopened.total.window("all").items == Counter({1: 7})
-    assert checkpoint.state(1).cursor == 150
+    assert checkpoint.state(1).position == 150
     assert len((tmp_path / REJECTS_FILE).read_text().splitlines()) == 2
+
+
+@pytest.mark.parametrize("position", ["c2xpY2U=", {"page": 4, "url": "https://x.test/e?after=9"}, [1, "a"], 10**15])
+def test_a_position_is_any_json_value_and_survives_reopening(tmp_path: Path, position: object) -> None:
+    checkpoint, aggregator = open_state(tmp_path)
+    a = checkpoint.begin_attempt(0).attempt
+    assert aggregator.apply(Flush(0, a, 1, position, None, 1, 1, 0, partial(2)))
+    checkpoint.close()
+    checkpoint, _ = open_state(tmp_path)
+    state = checkpoint.state(0)
+    assert (state.position, state.high_water, state.done) == (position, None, False)
+    assert checkpoint.state(1).position == 100  # a fresh slice starts at its first id
 
 
 def test_checkpoint_of_another_job_refuses_to_resume(tmp_path: Path) -> None:
