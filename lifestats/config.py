@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import ssl
 import types
 import typing
 from collections.abc import Mapping
@@ -86,6 +87,17 @@ class ApiConfig(_Section):
     def _url(cls, value: str) -> str:
         if value != "embedded" and not re.match(r"^https?://[^\s/]+", value):
             raise ValueError("must be 'embedded' or an http(s):// URL")
+        return value
+
+    @field_validator("ca_bundle")
+    @classmethod
+    def _ca_bundle(cls, value: str | None) -> str | None:
+        """A bundle that cannot be loaded is a config mistake, found before any request."""
+        if value is not None:
+            try:
+                ssl.create_default_context().load_verify_locations(cafile=value)
+            except (OSError, ssl.SSLError) as exc:
+                raise ValueError(f"cannot load {value} as PEM certificates ({exc})") from None
         return value
 
     @model_validator(mode="after")

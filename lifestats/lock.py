@@ -57,7 +57,7 @@ class StateLock:
             if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
                 who = f"pid {holder}" if holder else "a process whose pid is not known yet"
                 raise StateDirBusy(
-                    f"another run ({who}) is using the state dir {self.state_dir}: a state dir belongs to "
+                    f"another run ({who}) is using the state dir {self.state_dir.absolute()}: a state dir belongs to "
                     "one run at a time; wait for it to finish or point --state-dir elsewhere"
                 ) from None
             raise _unusable(self.state_dir, exc) from None

@@ -198,10 +198,13 @@ class Checkpoint:
                 with contextlib.suppress(sqlite3.Error):
                     db.execute("ROLLBACK")
             if isinstance(exc, sqlite3.Error):
+                advice = (
+                    "point --state-dir at a writable directory with free space"
+                    if on_error_exit == 2
+                    else "nothing was half-written: free space or make it writable, then run the same command to resume"
+                )
                 raise StateDirError(
-                    f"cannot write the checkpoint in {self.state_dir} ({exc}); nothing was half-written: "
-                    "free space or make it writable, then run the same command to resume",
-                    exit_code=on_error_exit,
+                    f"cannot write the checkpoint in {self.state_dir} ({exc}); {advice}", exit_code=on_error_exit
                 ) from None
             raise
         finally:
