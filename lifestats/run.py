@@ -497,6 +497,13 @@ class _Job:
             )
         )
 
+    def _planned_slices(self) -> int | None:
+        try:
+            planned = self.checkpoint.get("planned_slices")
+        except sqlite3.Error:  # a broken state dir: the partial report is written all the same
+            return None
+        return planned if isinstance(planned, int) else None
+
     def report(self, *, partial: bool) -> dict[str, Any]:
         elapsed = max(time.monotonic() - self.t0, 1e-9)
         tally = self.tally
@@ -506,7 +513,7 @@ class _Job:
             "as_of": self.as_of.isoformat(),
             "started_at": self.started.isoformat(timespec="seconds"),
             "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
-            "slices": self.checkpoint.get("planned_slices"),
+            "slices": self._planned_slices(),
             "workers": self.settings.crawl.workers,
             "requests": tally.requests,
             "retries": tally.retries,

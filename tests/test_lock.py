@@ -109,9 +109,9 @@ def test_two_overlapping_runs_the_second_refuses_at_once_the_first_is_exact(tmp_
     message = " ".join(second.stderr.split())  # as one line, whatever the terminal's width
     print(f"\nsecond run refused in {refused_in:.2f} s (a whole process start included), {during} requests of the")
     print(f"first run meanwhile: {message}")
+    assert second.returncode == 2, second.stderr
     assert overlapped
     assert first.returncode == 0, stderr
-    assert second.returncode == 2, second.stderr
     assert str(tmp_path / "state") in "".join(second.stderr.split())
     assert f"pid {first.pid}" in message and holder == str(first.pid)
     assert "Traceback" not in second.stderr
