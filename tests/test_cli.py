@@ -58,7 +58,7 @@ def test_main_writes_the_report_and_prints_rankings(tmp_path: Path, server: Mock
     assert report["run"]["as_of"] == "2026-03-15T12:00:00+00:00"
     assert statistics(report) == ground_truth(DATA, as_of=AS_OF)
     top = report["windows"]["all"]["top_items"][0]
-    assert "Top 100 items" in result.stdout and str(top["id"]) in result.stdout
+    assert "Top 20 of 100 items" in result.stdout and str(top["id"]) in result.stdout
     assert (tmp_path / ".lifestats" / "checkpoint.sqlite").exists()
 
 
