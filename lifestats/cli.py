@@ -223,7 +223,7 @@ class Targets:
 
 
 def _error(console: Console, message: str) -> None:
-    console.print(Text("error: ", style="red") + Text(visible_lines(message)), highlight=False)
+    console.print(Text("error: ", style="red") + Text(visible_lines(message)), highlight=False, soft_wrap=True)
 
 
 def visible_lines(message: str) -> str:
@@ -309,7 +309,7 @@ def _show_outcome(errors: Console, outcome: Outcome) -> None:
     if not outcome.message:
         return
     if outcome.exit_code == EXIT_INTERRUPTED:
-        errors.print(Text(visible_lines(outcome.message)), highlight=False)
+        errors.print(Text(visible_lines(outcome.message)), highlight=False, soft_wrap=True)
     else:
         _error(errors, outcome.message)
 
