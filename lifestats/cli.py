@@ -232,13 +232,22 @@ def visible_lines(message: str) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """The program. Called without ``argv`` it is the process itself: once its work is done, further
+    Ctrl-C and SIGTERM are ignored, so that one arriving while Python shuts down cannot turn exit code 130
+    (the partial report written) into death by signal. Called with ``argv`` the caller's handlers come back.
+    """
     arguments = list(sys.argv[1:] if argv is None else argv)
+    previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
     signals = _Signals()
     signals.install()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    if arguments[:1] == ["report"]:
-        return report_command(arguments[1:])
-    return run_command(arguments, signals)
+    try:
+        if arguments[:1] == ["report"]:
+            return report_command(arguments[1:])
+        return run_command(arguments, signals)
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, signal.SIG_IGN if argv is None else handler)
 
 
 def run_command(arguments: list[str], signals: _Signals) -> int:
@@ -274,7 +283,7 @@ def run_command(arguments: list[str], signals: _Signals) -> int:
             if bar:
                 bar.progress.stop()
     except KeyboardInterrupt:
-        errors.print("interrupted before the crawl started")
+        errors.print("interrupted: run the same command to resume")
         return EXIT_INTERRUPTED
     except LifestatsError as exc:
         _error(errors, str(exc))
