@@ -85,11 +85,7 @@ def _bar(value: Any, bounds: Any, top: float, kind: str) -> str:
     if isinstance(bounds, list) and len(bounds) == 2 and all(isinstance(b, int | float) for b in bounds):
         lo, hi = (max(min(b / top * 100, 100), 0) for b in bounds)
         parts.append(f'<path d="M{lo:.2f} 4H{hi:.2f}M{lo:.2f} 1V7M{hi:.2f} 1V7"/>')
-    return (
-        '<svg class="bar" viewBox="0 0 100 8" preserveAspectRatio="none" role="img" aria-hidden="true">'
-        + "".join(parts)
-        + "</svg>"
-    )
+    return '<svg class="bar" viewBox="0 0 100 8" preserveAspectRatio="none">' + "".join(parts) + "</svg>"
 
 
 def _top(rows: Sequence[dict[str, Any]], key: str) -> float:
@@ -156,9 +152,15 @@ def _windows(report: dict[str, Any]) -> str:
     rows = [{"name": name, **(w or {})} for name, w in windows.items()]
     visitors = any(r.get("distinct_visitors") is not None for r in rows)
     top_v, top_d = _top(rows, "visits"), _top(rows, "distinct_visitors")
-    head = '<th>window</th><th class="n">visits</th><th class="chart"><span class="legend-key v"></span> visits</th>'
+    head = (
+        '<th>window</th><th class="n">visits</th>'
+        '<th class="chart"><span class="legend-key v" title="visits"></span></th>'
+    )
     if visitors:
-        head += '<th class="n">distinct visitors</th><th class="chart"><span class="legend-key d"></span> visitors</th>'
+        head += (
+            '<th class="n">distinct visitors</th>'
+            '<th class="chart"><span class="legend-key d" title="distinct visitors"></span></th>'
+        )
     body = []
     for r in rows:
         cells = [
@@ -207,7 +209,7 @@ def _series(report: dict[str, Any]) -> str:
     peak = max(visits) if visits else 0
     notes = [
         f'<span data-field="points">{len(points):,}</span> points'
-        f" from <b>{_t(labels[0])}</b> to <b>{_t(labels[-1])}</b>",
+        f" from <b>{_t(short_label(labels[0], bucket))}</b> to <b>{_t(short_label(labels[-1], bucket))}</b>",
         f'peak <span data-field="peak">{_count(peak)}</span> visits per {_t(bucket)}',
         f'total <span data-field="series-visits">{_count(sum(visits))}</span> visits',
     ]
@@ -221,7 +223,11 @@ def _series(report: dict[str, Any]) -> str:
     )
 
 
+SHOWN_ROWS = 20
+
+
 def _ranking(rows: list[dict[str, Any]], name: str, label: str, caption: str, *, with_visitors: bool) -> str:
+    """A ranking table with a bar per row; past the first rows, the rest folds away under a summary."""
     if not rows:
         return f'<p class="small">No {escape(label)} counted.</p>'
     visitors = with_visitors and any(r.get("distinct_visitors") is not None for r in rows)
@@ -229,7 +235,7 @@ def _ranking(rows: list[dict[str, Any]], name: str, label: str, caption: str, *,
     head = f'<th class="n">#</th><th>{escape(label)}</th><th class="n">visits</th>'
     if visitors:
         head += '<th class="n">distinct visitors</th>'
-    head += '<th class="chart"><span class="legend-key v"></span> visits</th>'
+    head += '<th class="chart"><span class="legend-key v" title="visits"></span></th>'
     body = []
     for rank, r in enumerate(rows, start=1):
         cells = [
@@ -244,11 +250,18 @@ def _ranking(rows: list[dict[str, Any]], name: str, label: str, caption: str, *,
             )
         cells.append(f'<td class="chart">{_bar(r.get("visits"), r.get("visits_bounds"), top_v, "v")}</td>')
         body.append(f"<tr>{''.join(cells)}</tr>")
-    return (
-        f'<div class="scroll"><table class="ranking" data-ranking="{escape(name)}">'
-        f"<caption>{escape(caption)}</caption><thead><tr>{head}</tr></thead>"
-        f"<tbody>{''.join(body)}</tbody></table></div>"
-    )
+
+    def table(part: list[str], title: str) -> str:
+        return (
+            f'<div class="scroll"><table class="ranking" data-ranking="{escape(name)}">'
+            f"{title}<thead><tr>{head}</tr></thead><tbody>{''.join(part)}</tbody></table></div>"
+        )
+
+    out = table(body[:SHOWN_ROWS], f"<caption>{escape(caption)}</caption>")
+    if len(body) > SHOWN_ROWS:
+        rest = len(body) - SHOWN_ROWS
+        out += f'<details class="more"><summary>{rest} more</summary>{table(body[SHOWN_ROWS:], "")}</details>'
+    return out
 
 
 def _rankings(report: dict[str, Any]) -> str:
