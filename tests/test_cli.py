@@ -8,9 +8,11 @@ import json
 import signal
 import subprocess
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
+from lifestats.cli import progress_detail
 from mocks.dataset import FIELDS, DatasetSpec, generate, ground_truth
 from mocks.server import MockServer
 from mocks.source import ListSource
@@ -64,6 +66,7 @@ def test_main_writes_the_report_and_prints_rankings(tmp_path: Path, server: Mock
     assert statistics(report) == ground_truth(DATA, as_of=AS_OF)
     top = report["windows"]["all"]["top_items"][0]
     assert "Top 20 of 100 items" in result.stdout and str(top["id"]) in result.stdout
+    assert max(len(line) for line in result.stdout.splitlines()) <= 80  # nothing wraps on an 80-column terminal
     assert (tmp_path / ".lifestats" / "checkpoint.sqlite").exists()
 
 
@@ -286,3 +289,11 @@ def test_ctrl_c_pressed_again_and_again_still_writes_the_partial_report(tmp_path
     assert report["partial"] is True and report["records"]["fetched"] < len(DATA)
     assert report["partial_reason"].startswith("interrupted")
     assert "PARTIAL: interrupted" in out.decode()
+
+
+def test_the_progress_line_says_when_the_api_asked_for_a_pause() -> None:
+    figures = {"fraction": 0.5, "pages": 10, "records": 1000, "requests": 12, "elapsed": 2.0}
+    running = SimpleNamespace(**figures, slices_done=1, slices=4, waiting=0.0)
+    assert progress_detail(running) == "10 pages · 1,000 records · 6.0 req/s · 1/4 slices"  # type: ignore[arg-type]
+    held = SimpleNamespace(**figures, slices_done=1, slices=4, waiting=42.2)
+    assert progress_detail(held).startswith("waiting 42 s: the API asked for a pause")  # type: ignore[arg-type]
