@@ -189,11 +189,17 @@ def _summary(report: dict[str, Any], console: Console, rejects_file: Path | None
         extras.append(f"{run['records_per_second']:,.0f} records/s")
     if extras:
         lines.append(", ".join(extras))
-    shown = [f"{number(records[k], records.get(f'{k}_bounds'))} {k}" for k in RECORD_NAMES if k in records]
-    if shown:
-        lines.append("records: " + ", ".join(shown))
     for line in lines:
         console.print(Text(line), overflow="fold")
+    names = [k for k in RECORD_NAMES if k in records]
+    if names:
+        # One column per count, names above numbers: fits 80 columns for counts in the billions.
+        counts = Table(box=None, padding=(0, 1), pad_edge=False, show_edge=False)
+        counts.add_column("records")
+        for name in names:
+            counts.add_column(name, justify="right")
+        counts.add_row("", *(number(records[k], records.get(f"{k}_bounds")) for k in names))
+        console.print(counts)
     rejected = records.get("rejected") or 0
     if rejects_file is not None and rejected:
         console.print(Text(f"rejected records: a sample is in {visible(str(rejects_file))}"), overflow="fold")
