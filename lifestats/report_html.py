@@ -261,7 +261,7 @@ def _ranking(rows: list[dict[str, Any]], name: str, label: str, caption: str, *,
     if len(body) > SHOWN_ROWS:
         rest = len(body) - SHOWN_ROWS
         out += f'<details class="more"><summary>{rest} more</summary>{table(body[SHOWN_ROWS:], "")}</details>'
-    return out
+    return f"<div>{out}</div>"
 
 
 def _rankings(report: dict[str, Any]) -> str:
