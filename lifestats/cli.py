@@ -16,7 +16,7 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -39,6 +39,7 @@ from .terminal import DEFAULT_ROWS, render, visible
 EXIT_OK = 0
 EXIT_USAGE = 2
 EXIT_API = 3
+EXIT_DATA = 4
 # The configuration that applies when no file is named and the working directory has no config.yml:
 # the repository's own config.yml, shipped inside the package (its development environment is the default).
 BUILT_IN_CONFIG = Path(__file__).with_name("config.yml")
@@ -47,7 +48,7 @@ LOCAL_CONFIG = "config.yml"
 PARTIAL_REASONS = {
     EXIT_INTERRUPTED: "interrupted (Ctrl-C or SIGTERM)",
     EXIT_API: "the API failed",
-    4: "the data does not look right",
+    EXIT_DATA: "the data does not look right",
     1: "the run failed",
 }
 
@@ -210,16 +211,29 @@ class Targets:
             check_dir(self.csv, csv_flag)
 
     def write(self, report: dict[str, Any]) -> None:
-        """JSON first (the record of the run), then the renderings of it."""
-        if self.json == STDOUT:
-            sys.stdout.buffer.write(report_json(report))
-            sys.stdout.flush()
-        elif self.json is not None:
-            write_atomic(self.json, report_json(report))
-        if self.html is not None:
-            write_atomic(self.html, render_html(report).encode("utf-8"))
-        if self.csv is not None:
-            write_csv(report, self.csv)
+        """JSON first (the record of the run), then the renderings of it; a failed write is one clear line."""
+        path = ""
+        try:
+            if self.json == STDOUT:
+                path = "standard output"
+                sys.stdout.buffer.write(report_json(report))
+                sys.stdout.flush()
+            elif self.json is not None:
+                path = self.json
+                write_atomic(self.json, report_json(report))
+            if self.html is not None:
+                path = self.html
+                write_atomic(self.html, render_html(report).encode("utf-8"))
+            if self.csv is not None:
+                path = self.csv
+                write_csv(report, self.csv)
+        except OSError as exc:
+            raise ReportNotWritten(f"cannot write the report to {path}: {exc.strerror or exc}") from None
+
+
+class ReportNotWritten(LifestatsError):
+    """A report file could not be written after the crawl (disk full, removed directory): the run is not
+    marked finished, so the same command writes it again from the checkpoint without crawling."""
 
 
 def _error(console: Console, message: str) -> None:
@@ -265,6 +279,7 @@ def run_command(arguments: list[str], signals: _Signals) -> int:
         console = errors if targets.json == STDOUT else Console()
         token = os.environ.get(TOKEN_VARIABLE) or None
         state_dir = Path(args.state_dir)
+        delivery = _Delivery(targets, signals)
         bar = _ProgressBar(errors) if args.progress else None
         if bar:
             bar.progress.start()
@@ -277,7 +292,7 @@ def run_command(arguments: list[str], signals: _Signals) -> int:
                 fresh=args.fresh,
                 token=token,
                 on_progress=bar,
-                deliver=_deliver(targets, signals),
+                deliver=delivery,
             )
         finally:
             if bar:
@@ -291,6 +306,7 @@ def run_command(arguments: list[str], signals: _Signals) -> int:
     report = outcome.report
     if report.get("partial"):
         report = partial_report(outcome)
+    if not delivery.done:  # a partial report (the run never hands those over) is written here
         with signals.held():
             targets.write(report)
     rejects = state_dir / REJECTS_FILE
@@ -299,12 +315,18 @@ def run_command(arguments: list[str], signals: _Signals) -> int:
     return outcome.exit_code
 
 
-def _deliver(targets: Targets, signals: _Signals) -> Callable[[dict[str, Any]], None]:
-    def deliver(report: dict[str, Any]) -> None:
-        with signals.held():
-            targets.write(report)
+class _Delivery:
+    """Writes the final report's files for the run (before it marks itself finished), and remembers it did."""
 
-    return deliver
+    def __init__(self, targets: Targets, signals: _Signals) -> None:
+        self.targets = targets
+        self.signals = signals
+        self.done = False
+
+    def __call__(self, report: dict[str, Any]) -> None:
+        with self.signals.held():
+            self.targets.write(report)
+        self.done = True
 
 
 def partial_report(outcome: Outcome) -> dict[str, Any]:
@@ -319,6 +341,9 @@ def _show_outcome(errors: Console, outcome: Outcome) -> None:
         return
     if outcome.exit_code == EXIT_INTERRUPTED:
         errors.print(Text(visible_lines(outcome.message)), highlight=False, soft_wrap=True)
+    elif outcome.exit_code == EXIT_DATA:
+        text = Text("warning: ", style="yellow") + Text(visible_lines(outcome.message))
+        errors.print(text, highlight=False, soft_wrap=True)
     else:
         _error(errors, outcome.message)
 

@@ -9,6 +9,7 @@ Skipped only when Chromium is absent and this is not CI; in CI (``CI=true``) ``.
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import shutil
@@ -83,18 +84,20 @@ def _int(text: str) -> int:
     return int(text.strip().replace(",", ""))
 
 
-def _synthetic_report(tmp_path: Path) -> dict[str, Any]:
+@pytest.fixture(scope="module")
+def synthetic_report(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """The report of a real run over a small synthetic dataset."""
     data = generate(DatasetSpec(seed=33, records=4_000))
     with MockServer(data) as server:
-        outcome = run(job_settings(server.url), tmp_path / "state")
+        outcome = run(job_settings(server.url), tmp_path_factory.mktemp("state"))
     assert outcome.exit_code == 0
     return outcome.report
 
 
 def test_the_html_report_of_a_real_run_loads_offline_draws_and_shows_the_json_numbers(
-    tmp_path: Path, browser: Browser
+    tmp_path: Path, browser: Browser, synthetic_report: dict[str, Any]
 ) -> None:
-    report = _synthetic_report(tmp_path)
+    report = synthetic_report
     path = tmp_path / "report.html"
     path.write_text(render_html(report), encoding="utf-8")
     visit = Visit(browser, path, 1280)
@@ -205,3 +208,34 @@ def test_names_from_the_api_are_shown_as_text_never_run(tmp_path: Path, browser:
     assert sorted(_id(text) for text in shown) == sorted(HOSTILE)  # type: ignore[type-var]
     assert visit.page.locator("img").count() == 0  # no element was made from a name
     assert visit.page.locator("svg:not(.bar)").count() == 0
+
+
+def _with_bounds(value: int) -> list[int]:
+    return [value - value // 10, value + value // 10 + 1]
+
+
+def test_approx_bounds_are_drawn_as_ranges(tmp_path: Path, browser: Browser, synthetic_report: dict[str, Any]) -> None:
+    """Bounds as approx mode writes them (a ``<name>_bounds`` sibling) show as ranges and whiskers, and as bands."""
+    report = copy.deepcopy(synthetic_report)
+    report["run"]["mode"] = "approx"
+    for window in report["windows"].values():
+        window["distinct_visitors_bounds"] = _with_bounds(window["distinct_visitors"])
+        for row in window["top_items"]:
+            row["visits_bounds"] = _with_bounds(row["visits"])
+    for point in report["series"]["points"]:
+        point["distinct_visitors_bounds"] = _with_bounds(point["distinct_visitors"])
+    path = tmp_path / "approx.html"
+    path.write_text(render_html(report), encoding="utf-8")
+    visit = Visit(browser, path, 1280)
+    visit.page.wait_for_selector("#series-chart canvas")
+    assert visit.errors == [] and visit.requests == [visit.url]
+    ranges = visit.page.evaluate(
+        """() => [...document.querySelectorAll('details[data-window=all] table[data-ranking=top_items] tbody tr')]
+             .map(tr => tr.querySelector('[data-field=visits] small').textContent)"""
+    )
+    expected = [row["visits_bounds"] for row in report["windows"]["all"]["top_items"]]
+    assert [[_int(x) for x in text.removeprefix("range ").split(" - ")] for text in ranges] == expected
+    whiskers = visit.page.locator("details[data-window=all] table[data-ranking=top_items] svg.bar path")
+    assert whiskers.count() == len(expected)
+    legend = visit.page.locator(".u-legend").inner_text()
+    assert "distinct visitors lower" in legend and "distinct visitors upper" in legend

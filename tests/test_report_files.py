@@ -148,3 +148,16 @@ def test_a_writable_path_passes_the_check_and_leaves_nothing_behind(tmp_path: Pa
     check_file(str(tmp_path / "new" / "r.json"), "--report-json")
     check_dir(str(tmp_path / "csv"), "--report-csv")
     assert sorted(p.name for p in tmp_path.rglob("*")) == ["csv", "new"]
+
+
+def test_a_report_that_cannot_be_written_after_the_crawl_is_one_clear_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lifestats import cli
+
+    def full_disk(path: Any, data: bytes) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(cli, "write_atomic", full_disk)
+    with pytest.raises(cli.ReportNotWritten, match=r"cannot write the report to .*r\.json: No space left on device"):
+        cli.Targets(json=str(tmp_path / "r.json")).write(report())
