@@ -19,7 +19,7 @@
   var bands = [];
   function add(name, values, color, fill, bounds) {
     columns.push(values);
-    series.push({ label: name, stroke: color, fill: fill, width: 1.5, value: count });
+    series.push({ label: name, stroke: color, fill: fill, width: n > 1000 ? 1 : 1.5, value: count });
     if (bounds) {
       var at = columns.length - 1;
       columns.push(bounds[0], bounds[1]);
@@ -42,7 +42,7 @@
   opts.cursor = { drag: { x: true, y: false } };
   opts.axes = [
     {
-      space: 90,
+      space: Math.max(70, data.short[0].length * 7 + 28),
       incrs: [1, 2, 3, 4, 6, 7, 12, 14, 24, 28, 30, 48, 60, 90, 120, 168, 180, 365, 500, 730, 1000, 1440,
               2000, 2500, 5000, 10000, 20000, 50000],
       values: function (u, splits) {
