@@ -306,13 +306,18 @@ def run_command(arguments: list[str], signals: _Signals) -> int:
     report = outcome.report
     if report.get("partial"):
         report = partial_report(outcome)
+    exit_code = outcome.exit_code
     if not delivery.done:  # a partial report (the run never hands those over) is written here
-        with signals.held():
-            targets.write(report)
+        try:
+            with signals.held():
+                targets.write(report)
+        except LifestatsError as exc:
+            _error(errors, str(exc))
+            exit_code = exit_code or exc.exit_code
     rejects = state_dir / REJECTS_FILE
     render(report, console, rows=args.rows, rejects_file=rejects if rejects.exists() else None)
     _show_outcome(errors, outcome)
-    return outcome.exit_code
+    return exit_code
 
 
 class _Delivery:
