@@ -39,7 +39,8 @@ EXIT_INTERRUPTED = 130
 # A straggler is split only when its estimated remaining pages are at least this many flushes' worth.
 MIN_SPLIT_FLUSHES = 2
 # With no request sent or ended by any worker for this long (and no pause asked by the API), the job
-# stops: max(STALL_TIMEOUTS x api.timeout, STALL_MIN_SECONDS), plus a few request intervals of the limit.
+# stops: max(STALL_TIMEOUTS x api.timeout, STALL_MIN_SECONDS, two retry waits), plus a few request
+# intervals of the rate limit (at 0.01/s a healthy job sends one request every 100 s).
 STALL_TIMEOUTS = 3
 STALL_MIN_SECONDS = 60.0
 STALL_INTERVALS = 3
@@ -71,7 +72,8 @@ def stall_seconds(settings: Settings) -> float:
     crawl = settings.crawl
     if crawl.stall_timeout is not None:
         return crawl.stall_timeout
-    return max(STALL_TIMEOUTS * settings.api.timeout, STALL_MIN_SECONDS) + STALL_INTERVALS / crawl.rate_limit
+    longest_wait = max(STALL_TIMEOUTS * settings.api.timeout, STALL_MIN_SECONDS, 2 * crawl.backoff_max)
+    return longest_wait + STALL_INTERVALS / crawl.rate_limit
 
 
 def check_as_of(settings: Settings, as_of: datetime) -> None:
@@ -275,6 +277,9 @@ class _Job:
             return self._stop(executor, EXIT_INTERRUPTED, "interrupted: run the same command to resume")
         except StateDirError as exc:
             return self._stop(executor, exc.exit_code, str(exc))
+        except sqlite3.Error as exc:  # a read of the checkpoint failed (writes raise StateDirError)
+            message = f"cannot read the checkpoint in {self.state_dir} ({exc}); run the same command to resume"
+            return self._stop(executor, 1, message)
         except LifestatsError as exc:  # the API failed while the id range was being discovered
             resumable = exc.resumable if isinstance(exc, ApiError) else True
             status = exc.status if isinstance(exc, ApiError) else None
