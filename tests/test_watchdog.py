@@ -90,14 +90,15 @@ def test_workers_that_die_at_start_up_are_not_respawned_for_ever(
     starts: list[int] = []
 
     def broken_workers(workers: int, setup: WorkerSetup) -> LocalExecutor:
-        # Workers whose windows cannot be computed: each one fails in PageCounter at start-up.
+        # Workers whose windows cannot be computed: each one fails in PageCounter at start-up (the year 1
+        # begins at 00:00 UTC, before any time of America/New_York's local mean time).
         bad = dataclasses.replace(setup, as_of=datetime(1, 1, 1, tzinfo=UTC))
         executor = LocalExecutor(workers, bad, context="spawn")  # spawn: their stderr is this test's
         starts.append(workers)
         return executor
 
     with MockServer(DATA) as server:
-        settings = job_settings(server.url, crawl={"slices": 4, "workers": 2})
+        settings = job_settings(server.url, crawl={"slices": 4, "workers": 2}, stats={"timezone": "America/New_York"})
         outcome = run(settings, state_dir, executor_factory=broken_workers)
     err = capfd.readouterr().err
     print(f"\nstart-up deaths: exit {outcome.exit_code}: {outcome.message}")
