@@ -20,9 +20,18 @@ class CheckpointMismatch(ConfigError):
 
 
 class ApiError(LifestatsError):
-    """The API failed past every retry (exit 3). The message names the URL and the offset."""
+    """The API failed past every retry (exit 3). The message names the URL and the position.
+
+    ``permanent``: running the same command again will not help until something changes (a refused
+    token, a wrong URL: HTTP 4xx). ``status``: the HTTP status behind it, when there was one.
+    """
 
     exit_code = 3
+
+    def __init__(self, message: str, *, permanent: bool = False, status: int | None = None) -> None:
+        super().__init__(message)
+        self.permanent = permanent
+        self.status = status
 
 
 class TransientApiError(Exception):

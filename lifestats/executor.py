@@ -142,7 +142,9 @@ def worker_main(conn: Connection, setup: WorkerSetup) -> None:
         return new_end
 
     try:
-        with ApiClient(settings.api, settings.crawl, setup.limiter, token=setup.token) as client:
+        with ApiClient(
+            settings.api, settings.crawl, setup.limiter, token=setup.token, id_field=settings.fields.id
+        ) as client:
             while (task := conn.recv()) is not None:
                 if isinstance(task, Task):  # a split proposal that came after the slice ended is dropped
                     outbox.send(_run(task, client, counter, settings.crawl.flush_every, outbox.send, proposals))

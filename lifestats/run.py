@@ -23,12 +23,14 @@ from .executor import Event, Executor, Failed, Finished, Flushed, LocalExecutor,
 from .fetch import ApiClient
 from .limiter import SharedRateLimiter
 from .merge import REJECTS_FILE, Aggregator, Checkpoint, SliceState
-from .plan import Bounds, discover, plan_slices
+from .plan import Bounds, find_bounds, plan_slices, slice_alignment
 from .report import build_report
+from .sanity import data_warnings
 from .task import Split, Task
 
 MAX_LOSSES_PER_SLICE = 3
 EXIT_INTERRUPTED = 130
+EXIT_DATA_SUSPECT = 4
 # A straggler is split only when its estimated remaining pages are at least this many flushes' worth.
 MIN_SPLIT_FLUSHES = 2
 
@@ -183,11 +185,12 @@ class _Job:
         if stored is not None:
             return Bounds(**stored)
         api = self.settings.api
-        with ApiClient(api, self.settings.crawl, self.limiter, token=self.token) as client:
-            bounds = discover(client.get_page, self.settings.fields.id, api.first_id, api.last_id)
+        id_field = self.settings.fields.id
+        with ApiClient(api, self.settings.crawl, self.limiter, token=self.token, id_field=id_field) as client:
+            bounds = find_bounds(client.get_page, client.paginator, api.first_id, api.last_id)
             self.tally.requests += client.counts.requests
             self.tally.retries += client.counts.retries
-        slices = plan_slices(bounds, self.settings.crawl.slices)
+        slices = plan_slices(bounds, self.settings.crawl.slices, slice_alignment(client.paginator))
         self.checkpoint.save_plan(slices, {"bounds": dataclasses.asdict(bounds), "planned_slices": len(slices)})
         return bounds
 
@@ -239,9 +242,14 @@ class _Job:
     def _finish(self, deliver: Callable[[dict[str, Any]], None] | None) -> Outcome:
         """The final report, handed to ``deliver`` before the checkpoint says the run finished."""
         report = self.report(partial=False)
+        # The data check of SPEC section 1: a crawl that found nothing to count, or mostly rejects (exit 4).
+        warnings = report.setdefault("warnings", [])
+        warnings += data_warnings(self.aggregator.total.records, self.settings.crawl.max_rejected_share)
         if deliver is not None:
             deliver(report)
         self.checkpoint.put("finished", True)
+        if warnings:
+            return Outcome(report, EXIT_DATA_SUSPECT, "the data does not look right:\n  " + "\n  ".join(warnings))
         return Outcome(report)
 
     def _handle(self, event: Event, executor: Executor) -> Failed | None:

@@ -185,7 +185,7 @@ def test_server_caps_page_size(source: ListSource, client: httpx.Client) -> None
         {"limit": 10},
         {"offset": 0},
         {"offset": "abc", "limit": 10},
-        {"offset": -1, "limit": 10},
+        {"offset": "-", "limit": 10},
         {"offset": 0, "limit": 0},
         {"offset": "1.5", "limit": 10},
         {"offset": 0, "limit": ""},
