@@ -81,7 +81,9 @@ def test_string_ids_are_read_as_integers_in_the_id_styles(state_dir: Path) -> No
 
 
 def test_records_in_any_order_inside_a_page(state_dir: Path) -> None:
-    outcome, _ = crawl("offset_id, unsorted pages", MockStyle("offset_id", unsorted=True), {}, state_dir / "a", slices=7)
+    outcome, _ = crawl(
+        "offset_id, unsorted pages", MockStyle("offset_id", unsorted=True), {}, state_dir / "a", slices=7
+    )
     assert statistics(outcome.report) == TRUTH
     style = MockStyle("keyset", unsorted=True, upper_param=None)
     outcome, _ = crawl("keyset, unsorted pages", style, KEYSET, state_dir / "b", slices=7)
