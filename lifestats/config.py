@@ -9,27 +9,62 @@ from __future__ import annotations
 
 import os
 import re
+import ssl
+import types
+import typing
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from .errors import ConfigError
+from .redact import redact_url
 
 DEFAULT_ENV = "development"
 TOKEN_VARIABLE = "LIFESTATS_API_TOKEN"
 ENV_PREFIX = "LIFESTATS_"
 # Variables with the prefix that are not overrides of a config key.
 RESERVED_VARIABLES = {TOKEN_VARIABLE, "LIFESTATS_ENV"}
+# Ids are signed 64-bit integers; an exclusive end may be one past the largest.
+MIN_ID = -(2**63)
+MAX_END = 2**63
+MIN_RATE_LIMIT = 0.01  # requests per second: below it a job of any size would never end
 
 Bucket = Literal["minute", "hour", "day", "week", "month", "year"]
 
 
+def _takes_bool(annotation: Any) -> bool:
+    """Whether a field of this type accepts a boolean (``bool``, ``bool | None``, ``Any``...)."""
+    if annotation is bool or annotation is Any:
+        return True
+    if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
+        return any(_takes_bool(arg) for arg in typing.get_args(annotation))
+    return False
+
+
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # No infinities or NaN: a rate, a timeout or a size must be a real number.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_stray_booleans(cls, value: Any, info: ValidationInfo) -> Any:
+        """``page_size: true`` is a mistake, not 1: a boolean only where the key is a yes/no switch."""
+        name = info.field_name
+        if isinstance(value, bool) and name is not None and not _takes_bool(cls.model_fields[name].annotation):
+            raise ValueError("must be a number or text, not true/false")
+        return value
 
 
 Paginator = Literal["offset_id", "keyset", "offset", "page_number", "cursor", "next_url", "link_header"]
@@ -40,8 +75,8 @@ _NEXT_PATH_KEYS = {"offset_id": "next_offset_path", "cursor": "cursor_path", "ne
 class ApiConfig(_Section):
     url: str = "embedded"
     page_size: int = Field(100, gt=0)
-    first_id: int | None = Field(None, ge=-(2**63), lt=2**63)
-    last_id: int | None = Field(None, ge=-(2**63), le=2**63)
+    first_id: int | None = Field(None, ge=MIN_ID, lt=MAX_END, description="smallest id (signed 64-bit)")
+    last_id: int | None = Field(None, gt=MIN_ID, le=MAX_END, description="one past the largest id")
     timeout: float = Field(10.0, gt=0, description="seconds for a whole request, from sending it to the last byte")
     connect_timeout: float = Field(5.0, gt=0)
     # How the API pages (SPEC section 1); every name below is the API's own.
@@ -91,6 +126,17 @@ class ApiConfig(_Section):
     def _records_path(cls, value: str) -> str:
         if value and any(not part for part in value.split(".")):
             raise ValueError("must be a dotted path of keys (e.g. data.items), or '' for a body that is the list")
+        return value
+
+    @field_validator("ca_bundle")
+    @classmethod
+    def _ca_bundle(cls, value: str | None) -> str | None:
+        """A bundle that cannot be loaded is a config mistake, found before any request."""
+        if value is not None:
+            try:
+                ssl.create_default_context().load_verify_locations(cafile=value)
+            except (OSError, ssl.SSLError) as exc:
+                raise ValueError(f"cannot load {value} as PEM certificates ({exc})") from None
         return value
 
     @model_validator(mode="after")
@@ -145,7 +191,7 @@ class FieldsConfig(_Section):
 class CrawlConfig(_Section):
     slices: int = Field(100, gt=0)
     workers: int = Field(4, gt=0, le=256)
-    rate_limit: float = Field(100.0, gt=0, description="requests per second for the whole job")
+    rate_limit: float = Field(100.0, ge=MIN_RATE_LIMIT, description="requests per second for the whole job")
     flush_every: int = Field(10, gt=0, description="pages between two flushes of a worker")
     retries: int = Field(8, ge=0, description="retries of one page before the job fails")
     retry_max_seconds: float = Field(300.0, gt=0, description="time budget for the retries of one page")
@@ -155,6 +201,12 @@ class CrawlConfig(_Section):
     max_retry_after: float = Field(300.0, ge=0, description="longest pause honoured from a Retry-After header")
     max_rejected_share: float = Field(
         0.5, ge=0, le=1, description="above this share of rejected records the data does not look right (exit 4)"
+    )
+    stall_timeout: float | None = Field(
+        None,
+        gt=0,
+        description="seconds with no request sent or answered before the job stops "
+        "(default: max(3 x api.timeout, 60) plus three request intervals of rate_limit)",
     )
 
 
@@ -287,7 +339,10 @@ def _env_overrides(environ: Mapping[str, str]) -> dict[str, dict[str, Any]]:
             continue
         section, _, key = name[len(ENV_PREFIX) :].lower().partition("_")
         if section not in SECTIONS:
-            continue
+            raise ConfigError(
+                f"environment variable {name}: there is no section {section!r} "
+                f"(sections: {', '.join(SECTIONS)}; other variables: {', '.join(sorted(RESERVED_VARIABLES))})"
+            )
         model = Settings.model_fields[section].annotation
         if key not in model.model_fields:  # type: ignore[union-attr]
             raise ConfigError(f"environment variable {name}: {section} has no key {key!r}")
@@ -306,7 +361,10 @@ def _describe(exc: ValidationError, where: str) -> str:
         message = error["msg"].removeprefix("Value error, ")
         if error["type"] == "extra_forbidden":
             message = "unknown key"
-        shown = "" if error["type"] in ("extra_forbidden", "missing") else f" (got {error['input']!r})"
+        value = error["input"]
+        if isinstance(value, str) and "://" in value:
+            value = redact_url(value)  # a URL's credentials never reach a message
+        shown = "" if error["type"] in ("extra_forbidden", "missing") else f" (got {value!r})"
         lines.append(f"{key}: {message}{shown}")
     return f"bad configuration in {where}:\n  " + "\n  ".join(lines)
 
@@ -315,7 +373,7 @@ def fingerprint(settings: Settings) -> dict[str, Any]:
     """The settings that change what a run counts: a checkpoint only resumes a run with equal ones."""
     api = settings.api
     return {
-        "url": api.url,
+        "url": redact_url(api.url),  # credentials never reach the checkpoint (a changed one still resumes)
         "mock": settings.mock.model_dump() if api.url == "embedded" else None,
         "first_id": api.first_id,
         "last_id": api.last_id,

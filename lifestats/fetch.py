@@ -186,7 +186,7 @@ class ApiClient:
                 raise ApiError(
                     f"the TLS certificate of {self._shown_url} was not trusted ({_root(exc)}); "
                     "set api.ca_bundle to a PEM file of the authority that signed it",
-                    permanent=True,
+                    resumable=False,
                 ) from None
             raise TransientApiError(f"connection failed ({type(exc).__name__})") from None
         document = self._parse(response, body, url)
@@ -252,4 +252,4 @@ class ApiClient:
             reason = f"the API answered HTTP 404 (not found) at {shown}: check api.url"
         else:
             reason = f"the API answered HTTP {status} at {shown}"
-        return ApiError(reason, permanent=True, status=status)
+        return ApiError(reason, status=status)

@@ -216,7 +216,7 @@ def test_a_refused_or_missing_token_names_the_variable_never_the_token(status: i
     with pytest.raises(ApiError) as refused:
         client(limiter).get_page(0)
     assert "refused the token in LIFESTATS_API_TOKEN" in str(refused.value) and TOKEN not in str(refused.value)
-    assert refused.value.permanent and refused.value.status == status
+    assert not refused.value.resumable and refused.value.status == status
     assert limiter.acquired == 1  # not retried
     settings = load_settings(None, "test", environ={}, overrides={"api": {"url": URL}})
     with pytest.raises(ApiError) as missing:
@@ -230,7 +230,7 @@ def test_a_404_names_the_url_and_is_permanent() -> None:
     with pytest.raises(ApiError) as info:
         client(RecordingLimiter()).get_page(7)
     assert "HTTP 404" in str(info.value) and f"{URL}?offset=7&limit=100" in str(info.value)
-    assert info.value.permanent
+    assert not info.value.resumable
 
 
 @respx.mock

@@ -86,7 +86,7 @@ def test_an_api_that_refuses_negative_offsets_is_probed_from_zero() -> None:
     def strict(offset: int) -> Page:
         asked.append(offset)
         if offset < 0:
-            raise ApiError("HTTP 400", permanent=True, status=400)
+            raise ApiError("HTTP 400", status=400)
         return probe(offset)
 
     bounds = discover(strict, "id", None, None)
