@@ -382,6 +382,13 @@ class PageNumberPaginator(Paginator):
         else:
             rows = self._total(document, response)
             pages = None if rows is None else math.ceil(rows / api.page_size)
+            last = None if pages is None else api.first_page + pages - 1
+            if last is not None and position < last and len(records) != api.page_size:
+                # Page numbers counted from the total at another page size would stop the crawl early.
+                raise ConfigError(
+                    f"the API served {len(records)} records on page {position} of {pages}, not api.page_size "
+                    f"({api.page_size}): set api.page_size to the size the API serves, or use api.total_pages_path"
+                )
         return Page(position, records, position + 1 if records else None, pages)
 
     def finished(self, page: Page, end: int | None) -> bool:
