@@ -106,7 +106,7 @@ class Params:
 
 
 class MockApi:
-    """Answers `GET <path>?<offset_param>=O&<limit_param>=N` from a `PageSource`."""
+    """Answers `GET <path>?<offset_param>=O&<limit_param>=N` from a `PageSource`, or pages in `style`."""
 
     def __init__(
         self,

@@ -4,9 +4,14 @@
         httpx.get(server.url, params={"offset": 0, "limit": 100})
         server.log  # [LoggedRequest(t, offset, limit, status, fault), ...]
 
+It pages the original way (`?offset=<id>&limit=n`) unless given a `style=MockStyle(...)` (`mocks.styles`):
+keyset, row offsets, page numbers, cursors, next URLs or Link headers, bare arrays, shuffled pages, string or
+negative ids.
+
 CLI (prints the URL on one line, serves until SIGTERM/SIGINT, or stdin EOF with --watch-stdin):
 
     python -m mocks.server --seed 7 --records 100000 --rate-limit 100 --latency 0.02 --port 0 [--replay]
+    python -m mocks.server --records 5000 --style-json '{"name": "cursor"}'
 """
 
 from __future__ import annotations
