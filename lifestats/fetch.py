@@ -13,9 +13,12 @@ to that maximum (and said so). Neither the bearer token nor credentials in ``api
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
 import logging
+import socket
 import ssl
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -85,6 +88,44 @@ def _root(exc: BaseException) -> str:
         if isinstance(e, ssl.SSLCertVerificationError):
             return e.verify_message or str(e)
     return str(exc)
+
+
+class _Deadline:
+    """Shuts the connection down when the request's deadline passes while its body is being read.
+
+    httpx bounds each read, not the whole answer: a server that sends a byte now and then, or goes
+    silent for a while after some bytes, would hold the request for far longer than ``api.timeout``.
+    The body loop checks the deadline after every chunk; this timer also ends a read that blocks past
+    it (shutting the socket down wakes a blocked ``recv``). Where the transport has no socket (tests'
+    mocked transports) only the per-chunk check applies.
+    """
+
+    def __init__(self, response: httpx.Response, deadline: float) -> None:
+        stream = response.extensions.get("network_stream")
+        self._socket = stream.get_extra_info("socket") if stream is not None else None
+        self._lock = threading.Lock()
+        self._done = False
+        self._timer: threading.Timer | None = None
+        if isinstance(self._socket, socket.socket):
+            self._timer = threading.Timer(max(deadline - time.monotonic(), 0.0), self._expire)
+            self._timer.daemon = True
+
+    def _expire(self) -> None:
+        with self._lock:
+            if not self._done and self._socket is not None:
+                with contextlib.suppress(OSError):
+                    self._socket.shutdown(socket.SHUT_RDWR)
+
+    def __enter__(self) -> _Deadline:
+        if self._timer is not None:
+            self._timer.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        with self._lock:
+            self._done = True
+        if self._timer is not None:
+            self._timer.cancel()
 
 
 class ApiClient:
@@ -177,11 +218,15 @@ class ApiClient:
         self.counts.requests += 1
         deadline = time.monotonic() + self.api.timeout
         try:
-            with self._http.stream("GET", url) as response:
+            with self._http.stream("GET", url) as response, _Deadline(response, deadline):
                 body = self._read_capped(response, deadline)
         except httpx.TimeoutException as exc:
             raise TransientApiError(f"timed out ({type(exc).__name__})") from None
         except httpx.TransportError as exc:
+            if time.monotonic() >= deadline:  # the deadline closed the connection mid-answer
+                raise TransientApiError(
+                    f"timed out: no whole answer within api.timeout ({self.api.timeout:g} s)"
+                ) from None
             if _certificate_refused(exc):
                 raise ApiError(
                     f"the TLS certificate of {self._shown_url} was not trusted ({_root(exc)}); "
