@@ -167,9 +167,16 @@ class Checkpoint:
     @staticmethod
     def remove(state_dir: Path) -> None:
         """Delete the checkpoint files (the caller holds the state dir's lock)."""
-        for suffix in ("", "-wal", "-shm"):
-            (state_dir / (CHECKPOINT_FILE + suffix)).unlink(missing_ok=True)
-        (state_dir / REJECTS_FILE).unlink(missing_ok=True)
+        try:
+            for suffix in ("", "-wal", "-shm"):
+                (state_dir / (CHECKPOINT_FILE + suffix)).unlink(missing_ok=True)
+            (state_dir / REJECTS_FILE).unlink(missing_ok=True)
+        except OSError as exc:
+            raise StateDirError(
+                f"cannot remove the checkpoint in {state_dir} ({exc.strerror or exc}); "
+                "point --state-dir at a writable directory",
+                exit_code=2,
+            ) from None
 
     # -- the one way to write -----------------------------------------------------------------------
     @contextlib.contextmanager

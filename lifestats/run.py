@@ -41,7 +41,8 @@ EXIT_DATA_SUSPECT = 4
 # A straggler is split only when its estimated remaining pages are at least this many flushes' worth.
 MIN_SPLIT_FLUSHES = 2
 # With no request sent or ended by any worker for this long (and no pause asked by the API), the job
-# stops: max(STALL_TIMEOUTS x api.timeout, STALL_MIN_SECONDS), plus a few request intervals of the limit.
+# stops: max(STALL_TIMEOUTS x api.timeout, STALL_MIN_SECONDS, two retry waits), plus a few request
+# intervals of the rate limit (at 0.01/s a healthy job sends one request every 100 s).
 STALL_TIMEOUTS = 3
 STALL_MIN_SECONDS = 60.0
 STALL_INTERVALS = 3
@@ -73,7 +74,8 @@ def stall_seconds(settings: Settings) -> float:
     crawl = settings.crawl
     if crawl.stall_timeout is not None:
         return crawl.stall_timeout
-    return max(STALL_TIMEOUTS * settings.api.timeout, STALL_MIN_SECONDS) + STALL_INTERVALS / crawl.rate_limit
+    longest_wait = max(STALL_TIMEOUTS * settings.api.timeout, STALL_MIN_SECONDS, 2 * crawl.backoff_max)
+    return longest_wait + STALL_INTERVALS / crawl.rate_limit
 
 
 def check_as_of(settings: Settings, as_of: datetime) -> None:
@@ -278,6 +280,9 @@ class _Job:
             return self._stop(executor, EXIT_INTERRUPTED, "interrupted: run the same command to resume")
         except StateDirError as exc:
             return self._stop(executor, exc.exit_code, str(exc))
+        except sqlite3.Error as exc:  # a read of the checkpoint failed (writes raise StateDirError)
+            message = f"cannot read the checkpoint in {self.state_dir} ({exc}); run the same command to resume"
+            return self._stop(executor, 1, message)
         except LifestatsError as exc:  # the API failed while the id range was being discovered
             resumable = exc.resumable if isinstance(exc, ApiError) else True
             status = exc.status if isinstance(exc, ApiError) else None
@@ -505,6 +510,13 @@ class _Job:
             )
         )
 
+    def _planned_slices(self) -> int | None:
+        try:
+            planned = self.checkpoint.get("planned_slices")
+        except sqlite3.Error:  # a broken state dir: the partial report is written all the same
+            return None
+        return planned if isinstance(planned, int) else None
+
     def report(self, *, partial: bool) -> dict[str, Any]:
         elapsed = max(time.monotonic() - self.t0, 1e-9)
         tally = self.tally
@@ -514,7 +526,7 @@ class _Job:
             "as_of": self.as_of.isoformat(),
             "started_at": self.started.isoformat(timespec="seconds"),
             "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
-            "slices": self.checkpoint.get("planned_slices"),
+            "slices": self._planned_slices(),
             "workers": self.settings.crawl.workers,
             "requests": tally.requests,
             "retries": tally.retries,

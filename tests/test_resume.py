@@ -290,3 +290,41 @@ def test_a_full_state_dir_mid_run_is_one_line_and_resumes_exactly(
         again = run(settings, state_dir)
     assert again.exit_code == 0 and again.report["run"]["resumed"] is True
     assert statistics(again.report) == ground_truth(DATA, as_of=AS_OF)
+
+
+class Idle(Recorder):
+    """An executor with one running task and a worker to spare; it records split proposals."""
+
+    def __init__(self, running: list[Task]) -> None:
+        super().__init__()
+        self._running = running
+        self.proposals: list[tuple[int, int]] = []
+
+    def idle(self) -> int:
+        return 1
+
+    def running(self) -> list[Task]:
+        return self._running
+
+    def propose_split(self, task: Task, new_end: int) -> None:
+        self.proposals.append((task.slice.index, new_end))
+
+
+def test_negative_id_ranges_are_planned_split_and_shown_like_any_other(state_dir: Path) -> None:
+    settings = job_settings("http://127.0.0.1:9/events", crawl={"flush_every": 1})
+    checkpoint = Checkpoint(state_dir)
+    checkpoint.claim({"job": 1})
+    checkpoint.save_plan([Slice(0, -(2**63), -1000), Slice(1, -1000, 2**63)], {"planned_slices": 2})
+    job = _Job(settings, "test", checkpoint, state_dir, AS_OF, None, AS_OF, False)
+    a = checkpoint.begin_attempt(1).attempt
+    job.aggregator.apply(Flush(1, a, 1, -900, -901, 4, 4, 0, Partial().to_bytes()))
+    state = checkpoint.state(1)
+    executor = Idle([job._task(state)])
+    job._maybe_split(executor)  # type: ignore[arg-type]
+    assert executor.proposals == [(1, -900 + (2**63 + 900) // 2)]
+    job._handle(Split(1, a, executor.proposals[0][1], True), executor)  # type: ignore[arg-type]
+    assert [(t.slice.begin, t.slice.end) for t in executor.submitted] == [(executor.proposals[0][1], 2**63)]
+    snapshots: list[Any] = []
+    job._notify(snapshots.append)
+    assert 0 < snapshots[0].fraction < 1e-9  # 100 ids of a range of 2**64
+    checkpoint.close()

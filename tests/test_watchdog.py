@@ -119,3 +119,13 @@ def test_an_as_of_whose_windows_cannot_be_computed_is_refused_before_any_request
     assert result.returncode == 2
     assert "--as-of" in result.stderr and "Traceback" not in result.stderr
     assert requests == 0
+
+
+def test_the_stall_limit_leaves_room_for_slow_answers_retry_waits_and_low_rates() -> None:
+    from lifestats.run import stall_seconds
+
+    assert stall_seconds(job_settings("http://x.test/e", api={"timeout": 10}, crawl={"rate_limit": 100})) >= 60
+    assert stall_seconds(job_settings("http://x.test/e", api={"timeout": 50}, crawl={"rate_limit": 100})) >= 150
+    assert stall_seconds(job_settings("http://x.test/e", crawl={"backoff_max": 90, "rate_limit": 100})) >= 180
+    assert stall_seconds(job_settings("http://x.test/e", crawl={"rate_limit": 0.01})) >= 3 * 100
+    assert stall_seconds(job_settings("http://x.test/e", crawl={"stall_timeout": 5})) == 5
