@@ -6,10 +6,12 @@ reads the same events as from the local process pool. What runs where:
 - **The coordinator's machine**: the checkpoint (the state dir), the aggregator, this executor and its
   ``distributed.Client``. It submits one Dask task per slice attempt and reads the tasks' events.
 - **The Dask scheduler**: a run's event queue (a ``distributed.Queue`` the tasks put their flushes,
-  split answers and a "started" note on), its control variable (split proposals and "stop" orders, a
-  ``distributed.Variable`` the tasks poll between pages), and the Lifestats scheduler extension: the
-  cluster-wide rate limit's slot book and the claims that keep Dask from running one task twice
-  (see :mod:`lifestats.cluster_limiter`).
+  split answers and a "started" note on) and the Lifestats extension (:class:`LifestatsScheduler`, a
+  scheduler plugin): the cluster-wide rate limit's slot book (:mod:`lifestats.cluster_limiter`), the
+  claims that keep Dask from running one task twice, and the split proposals. A task polls it between
+  pages (at most every ``CONTROL_POLL_SECONDS``) for a proposal, and stops when the coordinator no
+  longer wants it: its future was cancelled (the slice went to a new attempt) or the coordinator is
+  gone (killed: its futures are released, so its tasks stop instead of crawling for nobody).
 - **The Dask workers**: :func:`run_task`, which builds an ``ApiClient`` and a ``PageCounter`` from the
   settings (once per thread and run) and calls :func:`lifestats.task.crawl_slice`, the same code as the
   local pool. Requests go straight from the workers to the API.
@@ -38,6 +40,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from .cluster_limiter import LeasedRateLimiter, RedisSlots, SchedulerSlots, SlotBook, scheduler_call
 from .config import Settings
 from .count import PageCounter
 from .errors import ConfigError, LifestatsError
@@ -55,6 +58,7 @@ CONTROL_POLL_SECONDS = 0.25
 LIVENESS_SECONDS = 0.5
 CONNECT_TIMEOUT = "10s"
 LIMITER_SCHEDULER = "scheduler"
+EXTENSION = "lifestats"
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +79,6 @@ class _WorkerRun:
     """What the tasks of one run share in one worker process."""
 
     events: Any  # distributed.Queue
-    control: Any  # distributed.Variable
     tools: threading.local = field(default_factory=threading.local)
     clients: list[ApiClient] = field(default_factory=list)
 
@@ -85,13 +88,12 @@ _RUNS_LOCK = threading.Lock()
 
 
 def _worker_run(run: str) -> _WorkerRun:
-    from distributed import Queue, Variable, get_client
+    from distributed import Queue, get_client
 
     with _RUNS_LOCK:
         state = _RUNS.get(run)
         if state is None:
-            client = get_client()
-            state = _RUNS[run] = _WorkerRun(Queue(f"{run}-events", client=client), Variable(f"{run}-control", client))
+            state = _RUNS[run] = _WorkerRun(Queue(f"{run}-events", client=get_client()))
         return state
 
 
@@ -124,10 +126,10 @@ def forget_run(run: str) -> None:
 
 
 class _Control:
-    """The ``proposals`` callback of :func:`crawl_slice`: polls the run's control variable."""
+    """The ``proposals`` callback of :func:`crawl_slice`: asks the scheduler for a split proposal, and
+    stops the task when the coordinator no longer wants it."""
 
-    def __init__(self, variable: Any, key: str) -> None:
-        self.variable = variable
+    def __init__(self, key: str) -> None:
         self.key = key
         self.polled = 0.0
         self.answered = 0
@@ -137,10 +139,9 @@ class _Control:
         if now - self.polled < CONTROL_POLL_SECONDS:
             return None
         self.polled = now
-        state = self.variable.get(timeout=30)
-        if self.key in state.get("stop", ()):
+        wanted, proposal = scheduler_call("lifestats_control", key=self.key)
+        if not wanted:
             raise _Stopped
-        proposal = state.get("splits", {}).get(self.key)
         if proposal is not None and proposal[0] > self.answered:
             self.answered = proposal[0]
             return int(proposal[1])
@@ -155,10 +156,10 @@ def run_task(task: Task, setup: WorkerSetup, run: str, key: str) -> dict[str, An
     """
     from distributed import get_worker
 
-    from .cluster_limiter import claim_task
-
     token = uuid.uuid4().hex
-    if not claim_task(key, token):  # Dask runs it again because the worker that had it died
+    if not scheduler_call(
+        "lifestats_claim", key=key, token=token
+    ):  # Dask runs it again because the worker that had it died
         return {"token": token, "events": 0, "outcome": "rerun"}
     state = _worker_run(run)
     sent = 0
@@ -179,7 +180,7 @@ def run_task(task: Task, setup: WorkerSetup, run: str, key: str) -> dict[str, An
     outcome: dict[str, Any] = {"outcome": "finished"}
     try:
         client, counter = _tools(state, setup)
-        crawl_slice(task, client, counter, setup.settings.crawl.flush_every, emit, _Control(state.control, key))
+        crawl_slice(task, client, counter, setup.settings.crawl.flush_every, emit, _Control(key))
     except _Stopped:
         outcome = {"outcome": "stopped"}
     except LifestatsError as exc:
@@ -187,6 +188,88 @@ def run_task(task: Task, setup: WorkerSetup, run: str, key: str) -> dict[str, An
     except Exception as exc:
         outcome = {"outcome": "failed", "message": f"unexpected {type(exc).__name__}: {exc}", "exit_code": 1}
     return {"token": token, "events": sent, **outcome}
+
+
+# ------------------------------------------------------------------------------------ in the scheduler
+
+
+class SchedulerExtension:
+    """Lifestats state in the Dask scheduler, for every run on the cluster: the rate limit's slot books,
+    which run of each task may crawl, and the split proposals waiting for their task."""
+
+    def __init__(self, scheduler: Any) -> None:
+        self.scheduler = scheduler
+        self.books: dict[str, SlotBook] = {}
+        self.claims: dict[str, str] = {}  # task key -> token of the run that claimed it
+        self.proposals: dict[str, tuple[int, int]] = {}  # task key -> (number, new end)
+        self.proposed = 0
+
+    def _book(self, name: str, per_second: float) -> SlotBook:
+        book = self.books.get(name)
+        if book is None:
+            book = self.books[name] = SlotBook(per_second)
+        return book
+
+    def lease(self, name: str, per_second: float, count: int, spacing: float) -> dict[str, Any]:
+        lease = self._book(name, per_second).lease(count, spacing)
+        return {"delays": lease.delays, "paused": lease.paused}
+
+    def pause(self, name: str, per_second: float, seconds: float) -> None:
+        self._book(name, per_second).pause(seconds)
+
+    def claim(self, key: str, token: str) -> bool:
+        """True for the first run of a task; False when Dask runs it again (its first worker died)."""
+        return self.claims.setdefault(key, token) == token
+
+    def propose(self, key: str, new_end: int) -> None:
+        self.proposed += 1
+        self.proposals[key] = (self.proposed, new_end)
+
+    def control(self, key: str) -> tuple[bool, tuple[int, int] | None]:
+        """Whether a client still wants task ``key`` (else it should stop), and its latest proposal."""
+        task = self.scheduler.tasks.get(key)
+        wanted = task is not None and bool(task.who_wants)
+        return wanted, self.proposals.get(key)
+
+    def forget(self, name: str) -> None:
+        self.books.pop(name, None)
+        prefix = name + "-"
+        for table in (self.claims, self.proposals):
+            for key in [k for k in table if k.startswith(prefix)]:
+                del table[key]
+
+
+try:
+    from distributed.diagnostics.plugin import SchedulerPlugin
+except ImportError:  # pragma: no cover - only the cluster needs distributed
+    SchedulerPlugin = object  # type: ignore[assignment,misc]
+
+
+class LifestatsScheduler(SchedulerPlugin):  # type: ignore[misc,valid-type]
+    """Installs :class:`SchedulerExtension` and its handlers in the scheduler, once per cluster (the
+    scheduler needs Lifestats installed to load it)."""
+
+    name = "lifestats"
+    idempotent = True
+
+    async def start(self, scheduler: Any) -> None:
+        extension = scheduler.extensions.get(EXTENSION)
+        if not isinstance(extension, SchedulerExtension):
+            extension = scheduler.extensions[EXTENSION] = SchedulerExtension(scheduler)
+        scheduler.handlers.update(
+            {
+                "lifestats_lease": extension.lease,
+                "lifestats_pause": extension.pause,
+                "lifestats_claim": extension.claim,
+                "lifestats_propose": extension.propose,
+                "lifestats_control": extension.control,
+                "lifestats_forget": extension.forget,
+            }
+        )
+
+
+def new_run_name() -> str:
+    return f"lifestats-{uuid.uuid4().hex[:12]}"
 
 
 # ---------------------------------------------------------------------------------- the coordinator
@@ -214,9 +297,7 @@ class DaskExecutor:
         limiter: str = LIMITER_SCHEDULER,
         cluster: Any = None,
     ) -> None:
-        from distributed import Queue, Variable
-
-        from .cluster_limiter import LeasedRateLimiter, LifestatsScheduler, RedisSlots, SchedulerSlots, new_run_name
+        from distributed import Queue
 
         self._client = client
         self._cluster = cluster  # a LocalCluster this executor started, closed with it
@@ -232,10 +313,6 @@ class DaskExecutor:
             raise ClusterError(f"unknown cluster limiter {limiter!r}: use 'scheduler' or a redis:// URL")
         self.limiter = LeasedRateLimiter(self.run, rate, source)
         self._setup = dataclasses.replace(setup, limiter=self.limiter)
-        self._control_state: dict[str, Any] = {"splits": {}, "stop": []}
-        self._proposals = 0
-        self._control = Variable(f"{self.run}-control", client=client)
-        self._control.set(self._control_state)
         self._events = Queue(f"{self.run}-events", client=client)
         self._inbox: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
         self._tracked: dict[str, _Tracked] = {}
@@ -247,7 +324,9 @@ class DaskExecutor:
         self._reader.start()
 
     @classmethod
-    def connect(cls, address: str, workers: int, setup: WorkerSetup, *, limiter: str = LIMITER_SCHEDULER) -> DaskExecutor:
+    def connect(
+        cls, address: str, workers: int, setup: WorkerSetup, *, limiter: str = LIMITER_SCHEDULER
+    ) -> DaskExecutor:
         """Connect to the scheduler at ``address`` (``local``: start a LocalCluster of ``workers`` processes)."""
         try:
             from distributed import Client, LocalCluster
@@ -295,9 +374,7 @@ class DaskExecutor:
     # -- the Executor protocol ----------------------------------------------------------------------
     def submit(self, task: Task) -> None:
         key = f"{self.run}-s{task.slice.index}-a{task.attempt}"
-        future = self._client.submit(
-            run_task, task, self._setup, self.run, key, key=key, pure=False, retries=0
-        )
+        future = self._client.submit(run_task, task, self._setup, self.run, key, key=key, pure=False, retries=0)
         self._tracked[key] = _Tracked(task, future)
         future.add_done_callback(lambda _: self._inbox.put(("done", key)))
 
@@ -317,9 +394,8 @@ class DaskExecutor:
     def propose_split(self, task: Task, new_end: int) -> None:
         for key, tracked in self._tracked.items():
             if tracked.task == task:
-                self._proposals += 1
-                self._control_state["splits"][key] = [self._proposals, new_end]
-                self._publish()
+                client = self._client
+                client.sync(client.scheduler.lifestats_propose, key=key, new_end=new_end)
 
     def events(self, timeout: float) -> list[Event]:
         out: list[Event] = []
@@ -351,9 +427,6 @@ class DaskExecutor:
 
     def terminate(self) -> None:
         """Stop at once (Ctrl-C, a failure): the running tasks are told to stop between two pages."""
-        self._control_state["stop"] = list(self._tracked)
-        with contextlib.suppress(Exception):
-            self._publish()
         for tracked in self._tracked.values():
             with contextlib.suppress(Exception):
                 tracked.future.cancel()
@@ -362,18 +435,19 @@ class DaskExecutor:
 
     # -- events ---------------------------------------------------------------------------------------
     def _read(self) -> None:
-        """Move the run's events from the scheduler's queue to the local inbox, in order."""
-        while not self._stopping.is_set():
+        """Move the run's events from the scheduler's queue to the local inbox, in order, until the
+        executor puts its own "end" on the queue."""
+        while True:
             try:
-                first = self._events.get(timeout=0.5)
+                first = self._events.get()
                 rest = self._events.get(batch=True)
-            except TimeoutError:
-                continue
-            except Exception as exc:
+            except BaseException as exc:  # the thread must not end silently: events() would wait for ever
                 if not self._stopping.is_set():
                     self._inbox.put(("error", f"{type(exc).__name__}: {exc}"))
                 return
             for message in (first, *rest):
+                if message.get("kind") == "end":
+                    return
                 self._inbox.put(("message", message))
 
     def _message(self, message: dict[str, Any], out: list[Event]) -> None:
@@ -395,7 +469,6 @@ class DaskExecutor:
             out.append(Flushed(Flush(**message["flush"])))
         elif kind == "split":
             out.append(Split(**message["split"]))
-            self._control_state["splits"].pop(key, None)
         self._maybe_end(key, out)
 
     def _done(self, key: str, out: list[Event]) -> None:
@@ -435,7 +508,6 @@ class DaskExecutor:
         if result is None or tracked.received < result["events"]:
             return
         del self._tracked[key]
-        self._control_state["splits"].pop(key, None)
         task = tracked.task
         if result["outcome"] == "failed":
             out.append(Failed(task.slice.index, task.attempt, result["message"], result["exit_code"]))
@@ -446,17 +518,10 @@ class DaskExecutor:
 
     def _lose(self, key: str, out: list[Event]) -> None:
         tracked = self._tracked.pop(key)
-        self._control_state["splits"].pop(key, None)
-        self._control_state["stop"] = [*self._control_state["stop"][-100:], key]
         with contextlib.suppress(Exception):
-            self._publish()
-        with contextlib.suppress(Exception):
-            tracked.future.cancel()
+            tracked.future.cancel()  # a run of it still going stops at its next poll
         log.info("slice %s lost its Dask worker %s", tracked.task.slice.index, tracked.worker)
         out.append(Lost(tracked.task, None))
-
-    def _publish(self) -> None:
-        self._control.set(self._control_state)
 
     def _refresh_workers(self) -> None:
         info = self._client.scheduler_info(n_workers=-1)
@@ -465,6 +530,8 @@ class DaskExecutor:
 
     def _shutdown(self) -> None:
         self._stopping.set()
+        with contextlib.suppress(Exception):
+            self._events.put({"kind": "end"})
         self._reader.join(timeout=5)
         client = self._client
         with contextlib.suppress(Exception):
@@ -473,8 +540,6 @@ class DaskExecutor:
             client.sync(client.scheduler.lifestats_forget, name=self.run)
         if self._redis is not None:
             self._redis.forget()
-        with contextlib.suppress(Exception):
-            self._control.delete()
         with contextlib.suppress(Exception):
             self._events.close()
         client.close()
@@ -490,7 +555,9 @@ def _is_loopback_address(address: str) -> bool:
         return host == "localhost"
 
 
-def cluster_executor_factory(address: str, *, limiter: str = LIMITER_SCHEDULER) -> Callable[[int, WorkerSetup], Executor]:
+def cluster_executor_factory(
+    address: str, *, limiter: str = LIMITER_SCHEDULER
+) -> Callable[[int, WorkerSetup], Executor]:
     """An ``executor_factory`` for :func:`lifestats.run.run_job` that runs the slices on a Dask cluster.
 
     ``address`` is the scheduler's (``tcp://host:8786``), or ``local`` to start a LocalCluster of

@@ -8,8 +8,9 @@ every slot: it **leases a few at a time** and sleeps until each, so there is no 
 What runs where:
 
 - **The slot book** (:class:`SlotBook`): the timeline and the pause, in one place for the cluster. By
-  default it lives in the Dask **scheduler**, as an extension that :class:`LifestatsScheduler` (a
-  scheduler plugin the coordinator registers) installs with three handlers: lease, pause and claim. The
+  default it lives in the Dask **scheduler**, in the Lifestats extension that
+  :class:`lifestats.cluster.LifestatsScheduler` (a scheduler plugin the coordinator registers) installs,
+  and workers reach it through two handlers, lease and pause (:class:`SchedulerSlots`). The
   scheduler is already the one process every worker reaches and the one the whole cluster dies with, so
   keeping the book there adds no new process that can fail. The alternatives, measured by
   ``bench/cluster.py``: the same book as a Dask **actor** on one worker (:class:`ActorSlots`; it dies
@@ -39,7 +40,6 @@ import contextlib
 import math
 import threading
 import time
-import uuid
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -56,8 +56,7 @@ MAX_LEASE = 32
 STALE_SECONDS = 0.01
 # Slots are asked for this much wider than the measured work between two requests, so that a slightly
 # slower page still meets its next slot.
-SPACING_SLACK = 1.25
-EXTENSION = "lifestats"
+SPACING_SLACK = 0.9
 
 
 @dataclass(frozen=True)
@@ -213,65 +212,8 @@ def forget_limiter(name: str) -> None:
 # ------------------------------------------------------------------------------------ in the scheduler
 
 
-class SchedulerExtension:
-    """The books of every run on this cluster, and which task runs each (slice, attempt)."""
-
-    def __init__(self) -> None:
-        self.books: dict[str, SlotBook] = {}
-        self.claims: dict[str, str] = {}  # task key -> token of the run that claimed it
-
-    def lease(self, name: str, per_second: float, count: int, spacing: float) -> dict[str, Any]:
-        book = self.books.get(name)
-        if book is None:
-            book = self.books[name] = SlotBook(per_second)
-        lease = book.lease(count, spacing)
-        return {"delays": lease.delays, "paused": lease.paused}
-
-    def pause(self, name: str, per_second: float, seconds: float) -> None:
-        book = self.books.get(name)
-        if book is None:
-            book = self.books[name] = SlotBook(per_second)
-        book.pause(seconds)
-
-    def claim(self, key: str, token: str) -> bool:
-        """True for the first run of a task; False when Dask runs it again (its first worker died)."""
-        return self.claims.setdefault(key, token) == token
-
-    def forget(self, name: str) -> None:
-        self.books.pop(name, None)
-        prefix = name + "-"
-        for key in [k for k in self.claims if k.startswith(prefix)]:
-            del self.claims[key]
-
-
-try:
-    from distributed.diagnostics.plugin import SchedulerPlugin
-except ImportError:  # pragma: no cover - only the cluster needs distributed
-    SchedulerPlugin = object  # type: ignore[assignment,misc]
-
-
-class LifestatsScheduler(SchedulerPlugin):  # type: ignore[misc,valid-type]
-    """Installs :class:`SchedulerExtension` and its handlers in the scheduler (once per cluster)."""
-
-    name = "lifestats"
-    idempotent = True
-
-    async def start(self, scheduler: Any) -> None:
-        extension = scheduler.extensions.get(EXTENSION)
-        if not isinstance(extension, SchedulerExtension):
-            extension = scheduler.extensions[EXTENSION] = SchedulerExtension()
-        scheduler.handlers.update(
-            {
-                "lifestats_lease": extension.lease,
-                "lifestats_pause": extension.pause,
-                "lifestats_claim": extension.claim,
-                "lifestats_forget": extension.forget,
-            }
-        )
-
-
-def _scheduler_call(handler: str, **arguments: Any) -> Any:
-    """Call a handler of the scheduler from a task thread of a Dask worker."""
+def scheduler_call(handler: str, **arguments: Any) -> Any:
+    """Call a Lifestats handler of the scheduler (see ``cluster.LifestatsScheduler``) from a task thread."""
     from distributed import get_worker
     from distributed.utils import sync
 
@@ -281,24 +223,19 @@ def _scheduler_call(handler: str, **arguments: Any) -> Any:
 
 @dataclass(frozen=True)
 class SchedulerSlots:
-    """Leases from the book in the Dask scheduler (the default)."""
+    """Leases from the run's book in the Dask scheduler (the default)."""
 
     name: str
     per_second: float
 
     def lease(self, count: int, spacing: float) -> Lease:
-        answer = _scheduler_call(
+        answer = scheduler_call(
             "lifestats_lease", name=self.name, per_second=self.per_second, count=count, spacing=spacing
         )
         return Lease(list(answer["delays"]), float(answer["paused"]))
 
     def pause(self, seconds: float) -> None:
-        _scheduler_call("lifestats_pause", name=self.name, per_second=self.per_second, seconds=seconds)
-
-
-def claim_task(key: str, token: str) -> bool:
-    """On a worker: is this the first run of task ``key``? (Dask re-runs a task whose worker died.)"""
-    return bool(_scheduler_call("lifestats_claim", key=key, token=token))
+        scheduler_call("lifestats_pause", name=self.name, per_second=self.per_second, seconds=seconds)
 
 
 # ------------------------------------------------------------------------------------ as a Dask actor
@@ -420,7 +357,3 @@ class RedisSlots:
         self._connect()
         with contextlib.suppress(Exception):
             self._redis.delete(*self._keys())
-
-
-def new_run_name() -> str:
-    return f"lifestats-{uuid.uuid4().hex[:12]}"
