@@ -338,7 +338,7 @@ class DaskExecutor:
         try:
             if address == "local":
                 cluster = LocalCluster(
-                    n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None
+                    n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=":0"
                 )
                 client = Client(cluster)
             else:

@@ -167,21 +167,21 @@ class LeasedRateLimiter:
             reservoir.slots.clear()
 
     def _next_slot(self, reservoir: _Reservoir) -> float:
-        now = time.monotonic()
-        while reservoir.slots:
-            slot = reservoir.slots.popleft()
-            if slot >= now - STALE_SECONDS:
-                return slot
-            self.wasted += 1
-        spacing = 0.0 if reservoir.work is None else reservoir.work * SPACING_SLACK
-        count = 1 if reservoir.work is None else int(LEASE_SECONDS / max(spacing, self.interval))
-        lease = self.source.lease(min(max(count, 1), MAX_LEASE), spacing)
-        self.leases += 1
-        arrived = time.monotonic()
-        if lease.paused > 0:
-            self._paused_until = max(self._paused_until, arrived + lease.paused)
-        reservoir.slots.extend(arrived + delay for delay in lease.delays)
-        return reservoir.slots.popleft()
+        while True:
+            now = time.monotonic()
+            while reservoir.slots:
+                slot = reservoir.slots.popleft()
+                if slot >= now - STALE_SECONDS:
+                    return slot
+                self.wasted += 1  # its moment passed while this thread was busy: never send it late
+            spacing = 0.0 if reservoir.work is None else reservoir.work * SPACING_SLACK
+            count = 1 if reservoir.work is None else int(LEASE_SECONDS / max(spacing, self.interval))
+            lease = self.source.lease(min(max(count, 1), MAX_LEASE), spacing)
+            self.leases += 1
+            arrived = time.monotonic()
+            if lease.paused > 0:
+                self._paused_until = max(self._paused_until, arrived + lease.paused)
+            reservoir.slots.extend(arrived + delay for delay in lease.delays)
 
     def pause(self, seconds: float) -> None:
         self._paused_until = max(self._paused_until, time.monotonic() + max(0.0, seconds))

@@ -21,7 +21,7 @@ from mocks.dataset import DatasetSpec, generate, ground_truth
 from mocks.server import MockServer, read_log, serve_in_subprocess
 
 from .conftest import AS_OF, job_settings, peak_per_second, run, statistics
-from .dask_cluster import DaskCluster
+from .dask_cluster import DaskCluster, redis_server
 from .test_faults import Switchable
 
 SPEC = {"seed": 29, "records": 30_000}
@@ -41,12 +41,14 @@ def serve(tmp_path: Path, limit: float) -> tuple[str, Any, Path]:
     return url, stop, log_file
 
 
-def check_log(log_file: Path, limit: float, report: dict[str, Any]) -> int:
+def check_log(log_file: Path, limit: float, report: dict[str, Any], unreported: int = 0) -> int:
+    """The server saw no more than ``limit`` requests in any second, refused none, and every request
+    the report counts (a killed worker's requests since its last flush never reach the report)."""
     log = read_log(log_file)
     peak = peak_per_second(entry.t for entry in log)
     assert {entry.status for entry in log} == {200}  # the server's own limiter never had to refuse one
     assert peak <= limit
-    assert len(log) == report["run"]["requests"]
+    assert report["run"]["requests"] <= len(log) <= report["run"]["requests"] + unreported
     return peak
 
 
@@ -65,6 +67,23 @@ def test_report_exact_and_one_rate_limit_for_the_whole_cluster(
     assert statistics(outcome.report) == ground_truth(DATA, as_of=AS_OF)
     peak = check_log(log_file, limit, outcome.report)
     print(f"\ncluster rate: {outcome.report['run']['requests']} requests, peak {peak} in one second (limit {limit})")
+
+
+def test_the_rate_limit_kept_in_redis(dask: DaskCluster, state_dir: Path, tmp_path: Path) -> None:
+    limit = 100
+    url, stop, log_file = serve(tmp_path, limit)
+    try:
+        with redis_server() as redis_url:
+            settings = job_settings(url, api={"page_size": 150}, crawl={"slices": 9, "workers": 3, "rate_limit": limit})
+            outcome = run(
+                settings, state_dir, executor_factory=cluster_executor_factory(dask.address, limiter=redis_url)
+            )
+    finally:
+        stop()
+    assert outcome.exit_code == 0, outcome.message
+    assert statistics(outcome.report) == ground_truth(DATA, as_of=AS_OF)
+    peak = check_log(log_file, limit, outcome.report)
+    print(f"\nredis limiter: {outcome.report['run']['requests']} requests, peak {peak} in one second (limit {limit})")
 
 
 def test_worker_killed_mid_run_its_slice_runs_again_exactly_once(
@@ -97,7 +116,7 @@ def test_worker_killed_mid_run_its_slice_runs_again_exactly_once(
     assert outcome.exit_code == 0, outcome.message
     assert outcome.report["run"]["workers_lost"] == 1
     assert statistics(outcome.report) == ground_truth(DATA, as_of=AS_OF)
-    peak = check_log(log_file, limit, outcome.report)
+    peak = check_log(log_file, limit, outcome.report, unreported=settings.crawl.flush_every)
     dask.wait_for_workers(3, timeout=60)  # the nanny restarted it: the next test has three again
     print(f"\nkilled worker {killed[0]}: {outcome.report['run']['requests']} requests, peak {peak} (limit {limit})")
 
