@@ -210,7 +210,7 @@ def main() -> None:
     parser.add_argument("--only", choices=["limiter", "scaling", "kill", "fast"], action="append")
     parser.add_argument("--seconds", type=float, default=4.0, help="limiter: seconds of sending per design")
     parser.add_argument("--rates", type=float, nargs="+", default=[100.0, 1000.0])
-    parser.add_argument("--scaling-rate", type=float, default=60.0)
+    parser.add_argument("--scaling-rate", type=float, default=30.0)
     parser.add_argument("--scaling-records", type=int, default=300_000)
     args = parser.parse_args()
     print(f"{os.cpu_count()} cores on this machine (shared with everything else running)")

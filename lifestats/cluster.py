@@ -303,7 +303,13 @@ class DaskExecutor:
         self._cluster = cluster  # a LocalCluster this executor started, closed with it
         self.run = new_run_name()
         rate = setup.settings.crawl.rate_limit
-        client.register_plugin(LifestatsScheduler())
+        try:
+            client.register_plugin(LifestatsScheduler())
+        except Exception as exc:
+            raise ClusterError(
+                f"the Dask scheduler could not load the Lifestats extension ({type(exc).__name__}: {exc}); "
+                "install Lifestats, the same version, on the scheduler's machine and every worker's"
+            ) from None
         self._redis: RedisSlots | None = None
         if limiter == LIMITER_SCHEDULER:
             source: Any = SchedulerSlots(self.run, rate)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ from lifestats.run import Snapshot
 from mocks.dataset import DatasetSpec, generate, ground_truth
 from mocks.server import MockServer, read_log, serve_in_subprocess
 
-from .conftest import AS_OF, job_settings, peak_per_second, run, statistics
+from .conftest import AS_OF, REPO, job_settings, main_command, peak_per_second, run, statistics
 from .dask_cluster import DaskCluster, redis_server
 from .test_faults import Switchable
 
@@ -119,6 +120,37 @@ def test_worker_killed_mid_run_its_slice_runs_again_exactly_once(
     peak = check_log(log_file, limit, outcome.report, unreported=settings.crawl.flush_every)
     dask.wait_for_workers(3, timeout=60)  # the nanny restarted it: the next test has three again
     print(f"\nkilled worker {killed[0]}: {outcome.report['run']['requests']} requests, peak {peak} (limit {limit})")
+
+
+COORDINATOR = """
+import sys
+from pathlib import Path
+from lifestats.cluster import cluster_executor_factory
+from tests.conftest import job_settings, run
+settings = job_settings(sys.argv[1], api={"page_size": 100}, crawl={"slices": 9, "rate_limit": 150, "flush_every": 3})
+run(settings, Path(sys.argv[2]), executor_factory=cluster_executor_factory(sys.argv[3]))
+"""
+
+
+def test_coordinator_killed_then_resumed_on_the_cluster_is_exact(dask: DaskCluster, state_dir: Path) -> None:
+    with MockServer(DATA) as server:
+        command, environ = main_command()
+        command = [command[0], "-c", COORDINATOR, server.url, str(state_dir), dask.address]
+        coordinator = subprocess.Popen(command, env=environ, cwd=REPO)
+        try:
+            assert server.request_log.wait_for(150, timeout=120)  # past discovery, with flushes committed
+        finally:
+            coordinator.send_signal(signal.SIGKILL)
+            coordinator.wait(timeout=30)
+        settings = job_settings(
+            server.url, api={"page_size": 100}, crawl={"slices": 9, "rate_limit": 150, "flush_every": 3}
+        )
+        outcome = run(settings, state_dir, executor_factory=cluster_executor_factory(dask.address))
+        requests = len(server.log)
+    assert outcome.exit_code == 0, outcome.message
+    assert outcome.report["run"]["resumed"] is True
+    assert statistics(outcome.report) == ground_truth(DATA, as_of=AS_OF)
+    print(f"\ncoordinator killed after 150 requests, then resumed: {requests} requests in all, 300 pages of data")
 
 
 def test_a_straggling_slice_is_split_across_the_cluster(dask: DaskCluster, state_dir: Path) -> None:
