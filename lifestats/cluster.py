@@ -67,6 +67,10 @@ class ClusterError(ConfigError):
     """The cluster cannot be reached or cannot run the job (exit 2, before any request)."""
 
 
+class ClusterLost(LifestatsError):
+    """The connection to the Dask scheduler broke mid-run (exit 1; the checkpoint stays resumable)."""
+
+
 # ------------------------------------------------------------------------------------ on the workers
 
 
@@ -420,7 +424,7 @@ class DaskExecutor:
             elif kind == "done":
                 self._done(item, out)
             else:  # the reader thread failed: the scheduler is gone
-                raise ClusterError(f"lost the Dask scheduler: {item}")
+                raise ClusterLost(f"lost the Dask scheduler: {item}")
         if time.monotonic() - self._checked >= LIVENESS_SECONDS:
             self._refresh_workers()
             for key, tracked in list(self._tracked.items()):
