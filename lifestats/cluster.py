@@ -56,6 +56,8 @@ if TYPE_CHECKING:
 CONTROL_POLL_SECONDS = 0.25
 # The coordinator checks which workers are still in the cluster this often.
 LIVENESS_SECONDS = 0.5
+# A run with tasks to do and no worker in the cluster for this long stops (resumable) instead of waiting.
+NO_WORKERS_SECONDS = 120.0
 CONNECT_TIMEOUT = "10s"
 LIMITER_SCHEDULER = "scheduler"
 EXTENSION = "lifestats"
@@ -161,9 +163,8 @@ def run_task(task: Task, setup: WorkerSetup, run: str, key: str) -> dict[str, An
     from distributed import get_worker
 
     token = uuid.uuid4().hex
-    if not scheduler_call(
-        "lifestats_claim", key=key, token=token
-    ):  # Dask runs it again because the worker that had it died
+    claimed = scheduler_call("lifestats_claim", key=key, token=token)
+    if not claimed:  # Dask runs it again because the worker that had it died: the coordinator decides
         return {"token": token, "events": 0, "outcome": "rerun"}
     state = _worker_run(run)
     sent = 0
@@ -329,6 +330,7 @@ class DaskExecutor:
         self._workers: dict[str, int] = {}  # live worker address -> threads
         self._checked = 0.0
         self._refresh_workers()
+        self._seen_workers = time.monotonic()
         self._stopping = threading.Event()
         self._reader = threading.Thread(target=self._read, name="dask-events", daemon=True)
         self._reader.start()
@@ -430,6 +432,10 @@ class DaskExecutor:
             for key, tracked in list(self._tracked.items()):
                 if tracked.worker is not None and tracked.result is None and tracked.worker not in self._workers:
                     self._lose(key, out)
+            if self._workers:
+                self._seen_workers = time.monotonic()
+            elif self._tracked and time.monotonic() - self._seen_workers > NO_WORKERS_SECONDS:
+                raise ClusterLost(f"the Dask cluster has had no workers for {NO_WORKERS_SECONDS:.0f} s")
         return out
 
     def close(self) -> None:
