@@ -158,10 +158,10 @@ def bench_scaling(work: Path, args: argparse.Namespace) -> None:
                 seconds = time.monotonic() - started
         finally:
             stop()
-        count, _, peak, _ = served(log_file)
+        count, typical, peak, _ = served(log_file)
         exact = statistics(outcome.report) == truth
         print(
-            f"{workers:>7} {seconds:>8.1f} {count / seconds:>8.1f} {records / seconds:>10,.0f} {peak:>7} {exact!s:>6}"
+            f"{workers:>7} {seconds:>8.1f} {count / seconds:>8.1f} {typical:>10.0f} {peak:>7} {exact!s:>6}"
         )
 
 

@@ -25,8 +25,9 @@ What runs where:
 
 Why it holds: a slot is a moment on the cluster's timeline, not a token. A lease is returned as delays
 from the book's "now", which the worker adds to its own clock when the answer arrives (so machines
-need no common clock; a slower answer only moves its slots later). A slot not used within
-``STALE_SECONDS`` after its moment is dropped, never sent late in a burst, so a worker that dies or
+need no common clock; a slower answer only moves its slots later, by at most its round trip). A slot
+not sent within ``STALE_SECONDS`` of its moment, less that round trip, is dropped (a thread that was
+busy, or woke up late on a loaded machine), never sent late in a burst; so a worker that dies or
 stalls while holding a lease costs the cluster at most its lease: nobody waits for it, the timeline
 moves on. In any one-second window at most ``(1 + STALE_SECONDS) * rate / 1.02 + 1`` requests leave,
 which is the rate or less from 100 per second up. A 429 pauses the book: leases start after the pause,
@@ -115,9 +116,9 @@ class SlotSource(Protocol):
 
 @dataclass
 class _Reservoir:
-    """One thread's leased slots, as moments of this process's monotonic clock."""
+    """One thread's leased slots, in this process's monotonic clock."""
 
-    slots: deque[float] = field(default_factory=deque)
+    slots: deque[tuple[float, float]] = field(default_factory=deque)  # (moment, last moment to use it)
     work: float | None = None  # seconds the thread works between two requests (moving average)
     returned: float | None = None
 
@@ -155,10 +156,13 @@ class LeasedRateLimiter:
             work = now - reservoir.returned
             reservoir.work = work if reservoir.work is None else 0.7 * reservoir.work + 0.3 * work
         while True:
-            slot = self._next_slot(reservoir)
+            slot, deadline = self._next_slot(reservoir)
             delay = slot - time.monotonic()
             if delay > 0:
                 time.sleep(delay)
+            if time.monotonic() > deadline:  # woke up too late (a loaded machine): never send late
+                self.wasted += 1
+                continue
             if self._paused_until <= slot:
                 reservoir.returned = time.monotonic()
                 return
@@ -166,22 +170,27 @@ class LeasedRateLimiter:
             self.wasted += len(reservoir.slots) + 1
             reservoir.slots.clear()
 
-    def _next_slot(self, reservoir: _Reservoir) -> float:
+    def _next_slot(self, reservoir: _Reservoir) -> tuple[float, float]:
+        """The thread's next usable slot and the last moment it may still be used."""
         while True:
             now = time.monotonic()
             while reservoir.slots:
-                slot = reservoir.slots.popleft()
-                if slot >= now - STALE_SECONDS:
-                    return slot
+                slot, deadline = reservoir.slots.popleft()
+                if deadline >= now:
+                    return slot, deadline
                 self.wasted += 1  # its moment passed while this thread was busy: never send it late
             spacing = 0.0 if reservoir.work is None else reservoir.work * SPACING_SLACK
             count = 1 if reservoir.work is None else int(LEASE_SECONDS / max(spacing, self.interval))
+            sent = time.monotonic()
             lease = self.source.lease(min(max(count, 1), MAX_LEASE), spacing)
             self.leases += 1
             arrived = time.monotonic()
+            # The book's "now" was somewhere between sent and arrived: placing the slots from arrived
+            # may put them up to the round trip late, which uses up that much of the lateness allowed.
+            allowed = max(0.0, STALE_SECONDS - (arrived - sent))
             if lease.paused > 0:
                 self._paused_until = max(self._paused_until, arrived + lease.paused)
-            reservoir.slots.extend(arrived + delay for delay in lease.delays)
+            reservoir.slots.extend((arrived + delay, arrived + delay + allowed) for delay in lease.delays)
 
     def pause(self, seconds: float) -> None:
         self._paused_until = max(self._paused_until, time.monotonic() + max(0.0, seconds))

@@ -11,6 +11,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -134,23 +135,27 @@ def redis_server() -> Iterator[str]:
     server = shutil.which("redis-server")
     if server is None:
         pytest.skip("redis-server is not installed (apt-get install redis-server)")
-    redis = pytest.importorskip("redis")
+    pytest.importorskip("redis")
     port = free_port()
     process = subprocess.Popen(
         [server, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no"],
-        stdout=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        text=True,
     )
-    client = redis.Redis(port=port, socket_connect_timeout=1)
+    watchdog = threading.Timer(60, process.kill)  # a server that never gets ready ends the wait below
+    watchdog.start()
     try:
-        for _ in range(200):  # until it answers PING (each try waits for the connection, up to 1 s)
-            try:
-                client.ping()
+        assert process.stdout is not None
+        for line in process.stdout:  # its log: ready once it says so
+            if "Ready to accept connections" in line:
                 break
-            except redis.ConnectionError:
-                if process.poll() is not None:
-                    raise RuntimeError("redis-server exited") from None
+        else:
+            raise RuntimeError(f"redis-server exited (code {process.wait()}) before it was ready")
+        watchdog.cancel()
+        drain = threading.Thread(target=process.stdout.read, daemon=True)  # its later log lines, unread
+        drain.start()
         yield f"redis://127.0.0.1:{port}/0"
     finally:
-        client.close()
+        watchdog.cancel()
         process.terminate()
         process.wait(timeout=10)
