@@ -26,7 +26,8 @@ What runs where:
 Why it holds: a slot is a moment on the cluster's timeline, not a token. A lease is returned as delays
 from the book's "now", which the worker adds to its own clock when the answer arrives (so machines
 need no common clock; a slower answer only moves its slots later, by at most its round trip). A slot
-not sent within ``STALE_SECONDS`` of its moment, less that round trip, is dropped (a thread that was
+not sent within ``STALE_SECONDS`` of its moment, less that round trip (the bound below assumes
+workers reach the book within a few milliseconds, as on a LAN), is dropped (a thread that was
 busy, or woke up late on a loaded machine), never sent late in a burst; so a worker that dies or
 stalls while holding a lease costs the cluster at most its lease: nobody waits for it, the timeline
 moves on. In any one-second window at most ``(1 + STALE_SECONDS) * rate / 1.02 + 1`` requests leave,
@@ -186,8 +187,9 @@ class LeasedRateLimiter:
             self.leases += 1
             arrived = time.monotonic()
             # The book's "now" was somewhere between sent and arrived: placing the slots from arrived
-            # may put them up to the round trip late, which uses up that much of the lateness allowed.
-            allowed = max(0.0, STALE_SECONDS - (arrived - sent))
+            # may put them up to the round trip late, which uses up that much of the lateness allowed
+            # (at most half of it: across a slow link the bound loosens rather than every slot expiring).
+            allowed = max(STALE_SECONDS / 2, STALE_SECONDS - (arrived - sent))
             if lease.paused > 0:
                 self._paused_until = max(self._paused_until, arrived + lease.paused)
             reservoir.slots.extend((arrived + delay, arrived + delay + allowed) for delay in lease.delays)
