@@ -1,8 +1,8 @@
 """One request rate for a whole Dask cluster, retries and 429 pauses included.
 
 Dask has no rate limit across workers (a ``Semaphore`` bounds concurrency, not rate), so Lifestats
-brings one. It keeps the same schedule as :class:`~lifestats.limiter.SharedRateLimiter`, a timeline of
-send slots ``1.02 / rate`` seconds apart of which each request takes one, but a worker does not ask for
+brings one. It keeps the kind of schedule :class:`~lifestats.limiter.SharedRateLimiter` keeps, a
+timeline of send slots ``1.03 / rate`` seconds apart of which each request takes one, but a worker does not ask for
 every slot: it **leases a few at a time** and sleeps until each, so there is no round trip per request.
 
 What runs where:
@@ -30,10 +30,11 @@ not sent within ``STALE_SECONDS`` of its moment, less that round trip (the bound
 workers reach the book within a few milliseconds, as on a LAN), is dropped (a thread that was
 busy, or woke up late on a loaded machine), never sent late in a burst; so a worker that dies or
 stalls while holding a lease costs the cluster at most its lease: nobody waits for it, the timeline
-moves on. In any one-second window at most ``(1 + STALE_SECONDS) * rate / 1.02 + 1`` requests leave,
-which is the rate or less from 100 per second up. A 429 pauses the book: leases start after the pause,
-and a worker learns of it at its next lease, so each other worker may send what is left of its current
-lease (a few requests, at most ``LEASE_SECONDS`` worth) into the pause.
+moves on. In any one-second window at most ``(1 + STALE_SECONDS) * rate / 1.03 + 1`` requests leave,
+which is the rate or less from 100 per second up, with 10 ms to spare for the way to the API. A 429
+pauses the book: leases start after the pause, and a worker learns of it at its next lease, so each
+other worker may send what is left of its current lease (a few requests, at most ``LEASE_SECONDS``
+worth) into the pause.
 """
 
 from __future__ import annotations
@@ -47,14 +48,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from .limiter import SPACING_MARGIN
-
+# Slots are this much wider than 1/rate: 1% more than on one machine (limiter.SPACING_MARGIN), because
+# on a cluster a request's way to the API and the lease's way back from the book vary more.
+CLUSTER_MARGIN = 1.03
 # A lease covers about this much of the worker's own time: longer means fewer round trips, shorter
 # means less sent into a pause and less wasted when a worker dies.
 LEASE_SECONDS = 0.1
 MAX_LEASE = 32
-# A slot is usable this long after its moment. The window bound above needs it at most the spacing
-# margin (2% of a second).
+# A slot is usable this long after its moment. The window bound above needs it well under the spacing
+# margin (3% of a second), the rest being left for the way to the API.
 STALE_SECONDS = 0.01
 # Slots are asked for this much wider than the measured work between two requests, so that a slightly
 # slower page still meets its next slot.
@@ -71,7 +73,7 @@ class SlotBook:
     """The cluster's send timeline: slot ``i`` is the moment ``origin + i * interval``; each is given once."""
 
     def __init__(
-        self, per_second: float, margin: float = SPACING_MARGIN, clock: Callable[[], float] = time.monotonic
+        self, per_second: float, margin: float = CLUSTER_MARGIN, clock: Callable[[], float] = time.monotonic
     ) -> None:
         if not per_second > 0:
             raise ValueError(f"the rate limit must be positive, not {per_second}")
@@ -131,7 +133,7 @@ class LeasedRateLimiter:
     one pause time), each thread its own lease.
     """
 
-    def __init__(self, name: str, per_second: float, source: SlotSource, margin: float = SPACING_MARGIN) -> None:
+    def __init__(self, name: str, per_second: float, source: SlotSource, margin: float = CLUSTER_MARGIN) -> None:
         self.name = name
         self.per_second = per_second
         self.source = source
@@ -327,7 +329,7 @@ REDIS_TTL_MS = 3_600_000  # a run's keys vanish an hour after its last lease
 class RedisSlots:
     """Leases from a Redis server (``redis://host:port/db``), the book in two keys per run."""
 
-    def __init__(self, url: str, name: str, per_second: float, margin: float = SPACING_MARGIN) -> None:
+    def __init__(self, url: str, name: str, per_second: float, margin: float = CLUSTER_MARGIN) -> None:
         self.url = url
         self.name = name
         self.per_second = per_second

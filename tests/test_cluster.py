@@ -15,9 +15,17 @@ import pytest
 pytest.importorskip("distributed")
 
 from lifestats import cluster
-from lifestats.cluster import ClusterError, DaskExecutor, cluster_executor_factory
+from lifestats.cluster import (
+    ClusterError,
+    DaskExecutor,
+    LifestatsScheduler,
+    cluster_executor_factory,
+    new_run_name,
+    run_task,
+)
 from lifestats.executor import WorkerSetup
 from lifestats.run import Snapshot
+from lifestats.task import Task
 from mocks.dataset import DatasetSpec, generate, ground_truth
 from mocks.server import MockServer, read_log, serve_in_subprocess
 
@@ -151,6 +159,34 @@ def test_coordinator_killed_then_resumed_on_the_cluster_is_exact(dask: DaskClust
     assert outcome.report["run"]["resumed"] is True
     assert statistics(outcome.report) == ground_truth(DATA, as_of=AS_OF)
     print(f"\ncoordinator killed after 150 requests, then resumed: {requests} requests in all, 300 pages of data")
+
+
+def test_a_second_run_of_a_task_sends_nothing(dask: DaskCluster) -> None:
+    """Dask runs a task again when its worker dies: that run must not crawl the slice a second time
+    under the same attempt. It asks the scheduler to claim the task, is refused, and returns at once."""
+    from distributed import Queue
+
+    from lifestats.cluster_limiter import LeasedRateLimiter, SchedulerSlots
+    from lifestats.plan import Slice
+
+    client = dask.client()
+    client.register_plugin(LifestatsScheduler())
+    name = new_run_name()
+    events = Queue(f"{name}-events", client=client)
+    with MockServer(DATA) as server:
+        settings = job_settings(server.url, api={"page_size": 1000}, crawl={"flush_every": 1})
+        limiter = LeasedRateLimiter(name, 1000, SchedulerSlots(name, 1000))
+        setup = WorkerSetup(settings=settings, as_of=AS_OF, limiter=limiter, token=None)
+        task = Task(Slice(0, DATA.first_id, None), attempt=1, cursor=DATA.first_id, high_water=DATA.first_id - 1, seq=0)
+        key = f"{name}-s0-a1"
+        first = client.submit(run_task, task, setup, name, key, key=key, pure=False).result()
+        pages = len(server.log)
+        again = client.submit(run_task, task, setup, name, key, key=key + "-again", pure=False).result()
+        assert len(server.log) == pages  # not one request
+    assert first["outcome"] == "finished" and first["events"] == 1 + pages  # started, then a flush per page
+    assert again == {"token": again["token"], "events": 0, "outcome": "rerun"}
+    events.close()
+    client.close()
 
 
 def test_a_straggling_slice_is_split_across_the_cluster(dask: DaskCluster, state_dir: Path) -> None:
