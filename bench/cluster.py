@@ -160,9 +160,7 @@ def bench_scaling(work: Path, args: argparse.Namespace) -> None:
             stop()
         count, typical, peak, _ = served(log_file)
         exact = statistics(outcome.report) == truth
-        print(
-            f"{workers:>7} {seconds:>8.1f} {count / seconds:>8.1f} {typical:>10.0f} {peak:>7} {exact!s:>6}"
-        )
+        print(f"{workers:>7} {seconds:>8.1f} {count / seconds:>8.1f} {typical:>10.0f} {peak:>7} {exact!s:>6}")
 
 
 def bench_kill(work: Path, args: argparse.Namespace) -> None:

@@ -43,8 +43,8 @@ from urllib.parse import urlsplit
 from .cluster_limiter import LeasedRateLimiter, RedisSlots, SchedulerSlots, SlotBook, scheduler_call
 from .config import Settings
 from .count import PageCounter
-from .errors import ConfigError, LifestatsError
-from .executor import Event, Failed, Finished, Flushed, Lost, WorkerSetup
+from .errors import ApiError, ConfigError, LifestatsError
+from .executor import HEARTBEAT_SECONDS, Event, Failed, Finished, Flushed, Lost, Progress, WorkerSetup
 from .fetch import ApiClient
 from .merge import Flush
 from .task import Split, Task, crawl_slice
@@ -183,16 +183,41 @@ def run_task(task: Task, setup: WorkerSetup, run: str, key: str) -> dict[str, An
     worker = get_worker()
     put("started", worker=worker.address, pid=os.getpid())
     outcome: dict[str, Any] = {"outcome": "finished"}
+    stop = threading.Event()
+    heartbeat: threading.Thread | None = None
     try:
         client, counter = _tools(state, setup)
+        heartbeat = threading.Thread(target=_heartbeat, args=(state, key, client, stop), daemon=True)
+        heartbeat.start()
         crawl_slice(task, client, counter, setup.settings.crawl.flush_every, emit, _Control(key))
     except _Stopped:
         outcome = {"outcome": "stopped"}
+    except ApiError as exc:
+        outcome = {"outcome": "failed", "message": str(exc), "exit_code": exc.exit_code}
+        outcome |= {"resumable": exc.resumable, "status": exc.status}
     except LifestatsError as exc:
         outcome = {"outcome": "failed", "message": str(exc), "exit_code": exc.exit_code}
     except Exception as exc:
         outcome = {"outcome": "failed", "message": f"unexpected {type(exc).__name__}: {exc}", "exit_code": 1}
+    finally:
+        stop.set()
+        if heartbeat is not None:
+            heartbeat.join()
     return {"token": token, "events": sent, **outcome}
+
+
+def _heartbeat(state: _WorkerRun, key: str, client: ApiClient, stop: threading.Event) -> None:
+    """Tell the coordinator, at most every HEARTBEAT_SECONDS, that this task's requests are moving (or
+    that the cluster waits out a 429 pause), so that its stall watchdog can tell slow from stuck.
+    Heartbeats are not counted among the task's events."""
+    last = -1
+    paused_for = getattr(client.limiter, "paused_for", None)
+    while not stop.wait(HEARTBEAT_SECONDS):
+        moved = client.counts.requests + client.counts.retries
+        if moved != last or (paused_for is not None and paused_for() > 0):
+            last = moved
+            with contextlib.suppress(Exception):
+                state.events.put({"kind": "progress", "key": key})
 
 
 # ------------------------------------------------------------------------------------ in the scheduler
@@ -472,6 +497,9 @@ class DaskExecutor:
         if tracked is None:
             return  # a lost or ended task
         kind = message["kind"]
+        if kind == "progress":
+            out.append(Progress())
+            return
         if kind == "started":
             if tracked.token is not None:
                 return
@@ -526,7 +554,16 @@ class DaskExecutor:
         del self._tracked[key]
         task = tracked.task
         if result["outcome"] == "failed":
-            out.append(Failed(task.slice.index, task.attempt, result["message"], result["exit_code"]))
+            out.append(
+                Failed(
+                    task.slice.index,
+                    task.attempt,
+                    result["message"],
+                    result["exit_code"],
+                    result.get("resumable", True),
+                    result.get("status"),
+                )
+            )
         elif result["outcome"] == "finished":
             out.append(Finished(task.slice.index, task.attempt))
         else:  # stopped: only this executor stops tasks, and only lost ones
