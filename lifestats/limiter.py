@@ -23,9 +23,9 @@ limit of 50. Consecutive sends are never closer than one interval, ``SPACING_MAR
 second holds more than the limit while the requests' trip to the server varies by less than the
 margin (20 ms at any rate).
 
-The last short stretch before a send is spun rather than slept (``SPIN_SECONDS``): ``time.sleep``
-wakes 0.1 ms late or more, and a send held to "one interval after the previous one" would otherwise
-pay that lateness on every request once the schedule runs behind.
+A worker held back to one interval after the previous send spins the last stretch of that wait
+(``SPIN_SECONDS``) instead of sleeping it: ``time.sleep`` wakes 0.1 ms late or more, and once the
+schedule runs behind every send would otherwise add that lateness to the spacing.
 
 Surviving SIGKILL
 -----------------
