@@ -80,10 +80,18 @@ def test_a_pause_from_one_process_holds_back_the_others() -> None:
     child = CTX.Process(target=_pause, args=(limiter, 0.3))
     child.start()
     assert _joined(child)
-    assert 0.0 < limiter.paused_for() <= 0.3
     limiter.acquire()
     assert time.monotonic() >= start + 0.3
     assert limiter.paused_for() == 0.0
+
+
+def test_paused_for_is_what_is_left_of_the_longest_pause_any_process_asked_for() -> None:
+    limiter = SharedRateLimiter(1000)
+    child = CTX.Process(target=_pause, args=(limiter, 600.0))
+    child.start()
+    assert _joined(child)
+    limiter.pause(1.0)  # a shorter pause does not cut the longer one short
+    assert 1.0 < limiter.paused_for() <= 600.0
 
 
 def test_sends_from_processes_and_threads_are_at_least_one_interval_apart() -> None:
