@@ -39,14 +39,15 @@ which the kernel releases when its holder dies, however it dies. Each update is 
 reservation made but never used is a slot left empty, a send recorded but never made is one interval
 lost, never a wedge or a burst.
 
-The options weighed (``python bench/limiter.py --locks`` measures them on this machine): a
-``multiprocessing`` lock, about 0.4 µs per uncontended acquire and release, is not released by a dead
-holder; ``flock`` and ``lockf``, about 1 µs, are (``flock`` belongs to an open file description,
-which a forked worker would share with its parent unless it reopened the file, so ``lockf``, which
-belongs to the process, fits processes started by forkserver better); a lock-free compare-and-swap
-would need a native extension (the standard library has no atomic operations on shared memory) and
-still a protocol to update three values together. Two ``lockf`` round trips per request cost a few
-microseconds, against 10 ms between requests at 100/s.
+The options weighed (``python bench/limiter.py --locks`` measures them): a ``multiprocessing`` lock
+is not released by a dead holder; ``flock`` and ``lockf`` are (0.9, 2.2 and 3.6 µs per uncontended
+lock and unlock on a busy 2-core machine). ``flock`` belongs to an open file description, which a
+worker would share with its parent unless it reopened the file; ``lockf`` belongs to the process, which
+fits workers started by forkserver. A lock-free compare-and-swap would need a native extension (the
+standard library has no atomic operations on shared memory) and still a protocol to update three values
+together. Two ``lockf`` round trips per request cost microseconds, against 10 ms between requests at
+100/s. Waking every worker one interval before its slot, so that whoever is ready sends first, was
+tried too: no measurable gain with busy processes beside the job, and more spinning.
 
 Test hook: the environment variable ``LIFESTATS_LIMITER_TEST_STOP=POINT:PATH``, read when the limiter
 is built, makes the first process other than the builder that reaches POINT (``reserve`` or
