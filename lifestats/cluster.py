@@ -374,8 +374,14 @@ class DaskExecutor:
         cluster = None
         try:
             if address == "local":
+                logging.getLogger("distributed").setLevel(logging.WARNING)  # its INFO lines would drown the job's
                 cluster = LocalCluster(
-                    n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=":0"
+                    n_workers=workers,
+                    threads_per_worker=1,
+                    processes=True,
+                    host="127.0.0.1",
+                    dashboard_address=":0",
+                    silence_logs=logging.WARNING,
                 )
                 client = Client(cluster)
             else:
