@@ -26,15 +26,20 @@ from __future__ import annotations
 
 import heapq
 import math
-from collections.abc import Sequence
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
 import datasketches as ds
+import numpy as np
+import numpy.typing as npt
 
 from .statistics import (
     FUTURE,
     NO_TIME,
+    BinaryReader,
+    BinaryWriter,
     CategoryRow,
     Columns,
     DayRange,
@@ -42,11 +47,9 @@ from .statistics import (
     ItemRow,
     Key,
     Point,
-    _check_header,
-    _Reader,
-    _Writer,
+    as_list,
+    check_header,
     decode_key,
-    encode_key,
     rank_key,
 )
 
@@ -54,6 +57,7 @@ _HLL_TYPE: Final = ds.tgt_hll_type.HLL_4
 _NO_FALSE_NEGATIVES: Final = ds.frequent_items_error_type.NO_FALSE_NEGATIVES
 _NEVER_A_KEY: Final = "?"  # encoded keys start with "i" or "s": this one's upper bound is the sketch's max error
 _STD_DEVS: Final = 3
+_INT_HLL_LIMIT: Final = 2**56
 
 
 @dataclass(frozen=True)
@@ -89,13 +93,19 @@ def _copy_hll(sketch: ds.hll_sketch) -> ds.hll_sketch:
     return ds.hll_sketch.deserialize(sketch.serialize_updatable())
 
 
-def _union(sketches: Sequence[ds.hll_sketch], lg_k: int) -> ds.hll_sketch:
-    if len(sketches) == 1:
-        return sketches[0]  # read-only use: a lone sketch keeps its (more accurate) HIP estimate
-    union = ds.hll_union(lg_k)
+def _union(sketches: Iterable[ds.hll_sketch], lg_k: int) -> ds.hll_sketch | None:
+    """The union of the sketches; a lone sketch itself (read-only), which keeps its more accurate HIP estimate."""
+    first = None
+    union = None
     for sketch in sketches:
+        if first is None:
+            first = sketch
+            continue
+        if union is None:
+            union = ds.hll_union(lg_k)
+            union.update(first)
         union.update(sketch)
-    return union.get_result(_HLL_TYPE)
+    return union.get_result(_HLL_TYPE) if union is not None else first
 
 
 def _distinct(sketch: ds.hll_sketch | None) -> Estimate:
@@ -104,6 +114,33 @@ def _distinct(sketch: ds.hll_sketch | None) -> Estimate:
     lower = max(0, math.floor(sketch.get_lower_bound(_STD_DEVS)))
     upper = math.ceil(sketch.get_upper_bound(_STD_DEVS))
     return Estimate(min(max(round(sketch.get_estimate()), lower), upper), lower, upper)
+
+
+def hll_key(key: Key) -> int | str:
+    """What a visitor key feeds to an HLL, so that no two keys hash alike.
+
+    An HLL hashes an int as its 8 little-endian bytes and a string as its UTF-8 bytes (and ignores the
+    empty string), so 5 and "\\x05\\0\\0\\0\\0\\0\\0\\0" would be one visitor. Ints in
+    ``[0, 2**56)`` go in as ints (fast; their last byte is 0); every other key goes in as a string tagged
+    by its kind that never ends in a 0 byte: ``i<decimal>``, ``s<text>``, or ``n<text>\\x01`` for a text
+    that ends in NUL.
+    """
+    if isinstance(key, int):
+        return key if 0 <= key < _INT_HLL_LIMIT else f"i{key}"
+    return "s" + key if not key.endswith("\x00") else "n" + key + "\x01"
+
+
+def _hll_keys(values: npt.NDArray[np.int64]) -> list[int | str]:
+    """:func:`hll_key` of every value of an integer array."""
+    if len(values) == 0 or (int(values.min()) >= 0 and int(values.max()) < _INT_HLL_LIMIT):
+        return values.tolist()  # type: ignore[no-any-return]
+    return [hll_key(v) for v in values.tolist()]
+
+
+def _int_column(column: Any) -> npt.NDArray[np.int64] | None:
+    """The column as an int64 array when every entry is an int (no None, no str); else None."""
+    array = column if isinstance(column, np.ndarray) else np.asarray(column)
+    return array.astype(np.int64, copy=False) if array.dtype.kind == "i" and array.ndim == 1 else None
 
 
 class _Tracked:
@@ -129,71 +166,112 @@ class _Day:
         self.categories = ds.frequent_strings_sketch(config.frequent_lg_max_map_size)
         self.tracked: dict[str, _Tracked] = {}
 
-    def add(self, items: list[Key], categories: list[Key | None], visitors: list[Key | None]) -> None:
+    # -- counting -------------------------------------------------------------------------------------
+    def add_lists(self, items: list[Key], visitors: list[Key | None]) -> None:
+        """Any keys: one pass groups the records by item, with each item's distinct visitors."""
         self.visits += len(items)
-        # One pass groups the page by item: its visits and its distinct visitors (encoded once each).
-        groups: dict[str, tuple[list[int], set[str]]] = {}
-        everyone: set[str] = set()
+        index: dict[str, int] = {}
+        codes: list[str] = []
+        counts: list[int] = []
+        visitor_sets: list[set[int | str]] = []
+        everyone: set[int | str] = set()
+        limit = _INT_HLL_LIMIT
         for item, visitor in zip(items, visitors, strict=True):
             code = f"i{item}" if isinstance(item, int) else "s" + item
-            group = groups.get(code)
-            if group is None:
-                group = groups[code] = ([0], set())
-            group[0][0] += 1
+            j = index.get(code)
+            if j is None:
+                j = index[code] = len(codes)
+                codes.append(code)
+                counts.append(0)
+                visitor_sets.append(set())
+            counts[j] += 1
             if visitor is not None:
-                who = f"i{visitor}" if isinstance(visitor, int) else "s" + visitor
-                group[1].add(who)
+                who = visitor if visitor.__class__ is int and 0 <= visitor < limit else hll_key(visitor)
+                visitor_sets[j].add(who)
                 everyone.add(who)
+        self._feed(everyone, codes, counts, visitor_sets.__getitem__)
+
+    def add_arrays(self, items: npt.NDArray[np.int64], visitors: npt.NDArray[np.int64]) -> None:
+        """Integer items and visitors (every record has one): numpy groups them, Python only feeds sketches."""
+        self.visits += len(items)
+        unique, inverse, counts = np.unique(items, return_inverse=True, return_counts=True)
+        order = np.lexsort((visitors, inverse))
+        owner, who = inverse[order], visitors[order]
+        fresh = np.ones(len(owner), dtype=bool)
+        fresh[1:] = (owner[1:] != owner[:-1]) | (who[1:] != who[:-1])
+        owner, who_keys = owner[fresh], _hll_keys(who[fresh])
+        edges = np.searchsorted(owner, np.arange(len(unique) + 1)).tolist()
+
+        def visitors_of(j: int) -> list[int | str]:
+            return who_keys[edges[j] : edges[j + 1]]
+
+        codes = [f"i{k}" for k in unique.tolist()]
+        self._feed(_hll_keys(np.unique(visitors)), codes, counts.tolist(), visitors_of)
+
+    def add_categories(self, categories: list[Key | None] | npt.NDArray[np.int64]) -> None:
+        update = self.categories.update
+        if isinstance(categories, np.ndarray):
+            unique, counts = np.unique(categories, return_counts=True)
+            for key, n in zip(unique.tolist(), counts.tolist(), strict=True):
+                update(f"i{key}", n)
+            return
+        counted: dict[str, int] = {}
+        for category in categories:
+            if category is not None:
+                code = f"i{category}" if isinstance(category, int) else "s" + category
+                counted[code] = counted.get(code, 0) + 1
+        for code, n in counted.items():
+            update(code, n)
+
+    def _feed(
+        self,
+        everyone: Iterable[int | str],
+        codes: list[str],
+        counts: list[int],
+        visitors_of: Callable[[int], Iterable[int | str]],
+    ) -> None:
         update = self.visitors.update
         for who in everyone:
             update(who)
         update_item = self.items.update
-        for code, (count, _) in groups.items():
-            update_item(code, count[0])
-        counted: dict[str, int] = {}
-        for category in categories:
-            if category is not None:
-                code = encode_key(category)
-                counted[code] = counted.get(code, 0) + 1
-        update_category = self.categories.update
-        for code, n in counted.items():
-            update_category(code, n)
-        self.track(groups)
+        for code, count in zip(codes, counts, strict=True):
+            update_item(code, count)
+        self._track(codes, counts, visitors_of)
 
-    def track(self, groups: dict[str, tuple[list[int], set[str]]]) -> None:
+    def _track(self, codes: list[str], counts: list[int], visitors_of: Callable[[int], Iterable[int | str]]) -> None:
         """Feed the tracked items' HLLs; start tracking new items while there is room, or in place of a
         tracked item that the frequent-items sketch shows less than half as visited (the margin keeps
         evenly visited items from displacing each other page after page)."""
         tracked, cap, lg_k = self.tracked, self.config.tracked_items, self.config.item_hll_lg_k
-        waiting: list[tuple[int, str]] = []
-        for code, (count, visitors) in groups.items():
+        waiting: list[int] = []
+        for j, code in enumerate(codes):
             entry = tracked.get(code)
             if entry is None:
                 if len(tracked) >= cap:
-                    waiting.append((0, code))
+                    waiting.append(j)
                     continue
                 entry = tracked[code] = _Tracked(ds.hll_sketch(lg_k, _HLL_TYPE))
-            entry.visits += count[0]
+            entry.visits += counts[j]
             update = entry.hll.update
-            for who in visitors:
+            for who in visitors_of(j):
                 update(who)
         if not waiting or cap == 0:
             return
         estimate = self.items.get_estimate
-        contenders = sorted(((estimate(code), code) for _, code in waiting), reverse=True)
+        contenders = sorted(((estimate(codes[j]), codes[j], j) for j in waiting), reverse=True)
         weakest = [(estimate(code), code) for code in tracked]
         heapq.heapify(weakest)
-        for strength, code in contenders:
+        for strength, code, j in contenders:
             if strength <= 2 * weakest[0][0]:
                 break
             _, victim = heapq.heapreplace(weakest, (strength, code))
             del tracked[victim]
-            count, visitors = groups[code]
-            entry = tracked[code] = _Tracked(ds.hll_sketch(lg_k, _HLL_TYPE), count[0])
+            entry = tracked[code] = _Tracked(ds.hll_sketch(lg_k, _HLL_TYPE), counts[j])
             update = entry.hll.update
-            for who in visitors:
+            for who in visitors_of(j):
                 update(who)
 
+    # -- combining ------------------------------------------------------------------------------------
     def merge(self, other: _Day) -> None:
         self.visits += other.visits
         union = ds.hll_union(self.config.hll_lg_k)
@@ -218,18 +296,22 @@ class _Day:
             for _, code in heapq.nsmallest(excess, ((estimate(c), c) for c in self.tracked)):
                 del self.tracked[code]
 
-    def write(self, out: _Writer) -> None:
+    # -- transport ------------------------------------------------------------------------------------
+    def encode(self) -> bytes:
+        out = BinaryWriter()
         out.i64(self.visits)
-        out.blob(self.visitors.serialize_compact())
+        out.blob(self.visitors.serialize_updatable())
         out.blob(self.items.serialize())
         out.blob(self.categories.serialize())
         out.strings(list(self.tracked))
         for entry in self.tracked.values():
             out.i64(entry.visits)
-            out.blob(entry.hll.serialize_compact())
+            out.blob(entry.hll.serialize_updatable())
+        return out.getvalue()
 
     @classmethod
-    def read(cls, reader: _Reader, config: SketchConfig) -> _Day:
+    def decode(cls, body: bytes, config: SketchConfig) -> _Day:
+        reader = BinaryReader(body)
         day = cls(config)
         day.visits = reader.i64()
         day.visitors = ds.hll_sketch.deserialize(reader.blob())
@@ -238,13 +320,14 @@ class _Day:
         for code in reader.strings():
             visits = reader.i64()
             day.tracked[code] = _Tracked(ds.hll_sketch.deserialize(reader.blob()), visits)
+        reader.end()
         return day
 
     def nbytes(self) -> int:
-        """Serialized sizes plus a fixed overhead per object: the in-memory form is of the same order."""
-        size = 200 + self.visitors.get_updatable_serialization_bytes()
-        size += 2 * (self.items.get_serialized_size_bytes() + self.categories.get_serialized_size_bytes())
-        size += sum(150 + entry.hll.get_updatable_serialization_bytes() for entry in self.tracked.values())
+        """Measured in-memory sizes: about 4x the serialised frequent-items map, 1.4x an HLL, plus objects."""
+        size = 300 + self.visitors.get_updatable_serialization_bytes()
+        size += 4 * (self.items.get_serialized_size_bytes() + self.categories.get_serialized_size_bytes())
+        size += sum(200 + int(1.4 * entry.hll.get_updatable_serialization_bytes()) for entry in self.tracked.values())
         return size
 
 
@@ -257,40 +340,81 @@ class _Bucket:
 
 
 class ApproxStatistics:
-    """The :class:`~lifestats.statistics.Statistics` protocol over DataSketches, per day."""
+    """The :class:`~lifestats.statistics.Statistics` protocol over DataSketches, per day.
+
+    Only the ``live_days`` most recently updated days are kept as sketch objects; the others wait in their
+    serialised form (several times smaller), and :meth:`from_bytes` leaves every day serialised until it
+    is needed. A crawl in time order updates a few days at a time, so memory stays that of a few live days
+    plus the compact rest, however many days the statistics hold. Reads decode one day at a time.
+    """
 
     MAGIC: Final = b"LSAP"
     VERSION: Final = 1
 
-    def __init__(self, config: SketchConfig | None = None) -> None:
+    def __init__(self, config: SketchConfig | None = None, *, live_days: int = 8) -> None:
         self.config = config or SketchConfig()
-        self._days: dict[int, _Day] = {}
+        self.live_days = max(1, live_days)
+        self._days: dict[int, _Day | bytes] = {}
+        self._live: OrderedDict[int, None] = OrderedDict()  # live days, least recently updated first
         self._buckets: dict[int, _Bucket] = {}
+
+    # -- days, live or serialised ---------------------------------------------------------------------
+    def _updating(self, day: int) -> _Day:
+        state = self._days.get(day)
+        if not isinstance(state, _Day):
+            state = self._days[day] = _Day(self.config) if state is None else _Day.decode(state, self.config)
+        self._live[day] = None
+        self._live.move_to_end(day)
+        while len(self._live) > self.live_days:
+            old, _ = self._live.popitem(last=False)
+            kept = self._days[old]
+            if isinstance(kept, _Day):
+                self._days[old] = kept.encode()
+        return state
+
+    def _reading(self, days: DayRange) -> Iterator[_Day]:
+        """The days in the range, oldest first, each decoded only while it is being read."""
+        for day in sorted(d for d in self._days if days.first <= d <= days.last):
+            state = self._days[day]
+            yield state if isinstance(state, _Day) else _Day.decode(state, self.config)
 
     # -- writes ---------------------------------------------------------------------------------------
     def add(self, columns: Columns) -> None:
-        for day, items, categories, visitors in columns.groups():
-            state = self._days.get(day)
-            if state is None:
-                state = self._days[day] = _Day(self.config)
-            state.add(items, categories, visitors)
-        for bucket, visitors in columns.bucket_groups():
+        categories: list[Key | None] | npt.NDArray[np.int64] | None = _int_column(columns.categories)
+        if categories is None:
+            categories = as_list(columns.categories)
+        items, visitors = _int_column(columns.items), _int_column(columns.visitors)
+        if items is not None and visitors is not None:  # integer keys, none missing: numpy groups them
+            for day, where in columns.day_indices():
+                state = self._updating(day)
+                if where is None:
+                    state.add_arrays(items, visitors)
+                else:
+                    state.add_arrays(items[where], visitors[where])
+                state.add_categories(_pick(categories, where))
+        else:
+            item_list, visitor_list = as_list(columns.items), as_list(columns.visitors)
+            for day, where in columns.day_indices():
+                state = self._updating(day)
+                state.add_lists(_pick(item_list, where), _pick(visitor_list, where))
+                state.add_categories(_pick(categories, where))
+        for bucket, who in columns.bucket_groups():
             point = self._buckets.get(bucket)
             if point is None:
                 point = self._buckets[bucket] = _Bucket(self.config.hll_lg_k)
-            point.visits += len(visitors)
+            point.visits += len(who)
             update = point.visitors.update
-            for who in {encode_key(v) for v in visitors if v is not None}:
-                update(who)
+            for key in {hll_key(v) for v in who if v is not None}:
+                update(key)
 
     def merge(self, other: ApproxStatistics) -> ApproxStatistics:
         if other.config != self.config:
             raise ValueError(f"cannot merge sketches of different sizes ({self.config} and {other.config})")
-        for day, theirs in other._days.items():
-            mine = self._days.get(day)
-            if mine is None:
-                mine = self._days[day] = _Day(self.config)
-            mine.merge(theirs)
+        for day, theirs in sorted(other._days.items()):
+            if day not in self._days:  # a copy keeps a lone sketch's own (HIP) estimator
+                self._days[day] = theirs.encode() if isinstance(theirs, _Day) else theirs
+                continue
+            self._updating(day).merge(theirs if isinstance(theirs, _Day) else _Day.decode(theirs, self.config))
         for bucket, their_point in other._buckets.items():
             point = self._buckets.get(bucket)
             if point is None:
@@ -303,53 +427,57 @@ class ApproxStatistics:
         return self
 
     # -- reads ----------------------------------------------------------------------------------------
-    def _in(self, days: DayRange) -> list[_Day]:
-        return [state for day, state in sorted(self._days.items()) if days.first <= day <= days.last]
-
     def visits(self, days: DayRange) -> Estimate:
-        return Estimate(sum(state.visits for state in self._in(days)))  # counted exactly
+        return Estimate(sum(state.visits for state in self._reading(days)))  # counted exactly
 
     def distinct_visitors(self, days: DayRange) -> Estimate:
-        chosen = self._in(days)
-        return _distinct(_union([s.visitors for s in chosen], self.config.hll_lg_k) if chosen else None)
+        return _distinct(_union((s.visitors for s in self._reading(days)), self.config.hll_lg_k))
 
-    def _frequent(self, chosen: list[_Day], which: str) -> ds.frequent_strings_sketch:
-        if len(chosen) == 1:
-            return getattr(chosen[0], which)
-        merged = ds.frequent_strings_sketch(self.config.frequent_lg_max_map_size)
-        for state in chosen:
-            merged.merge(getattr(state, which))
+    def _frequent(self, days: DayRange, which: str) -> ds.frequent_strings_sketch | None:
+        merged = None
+        for state in self._reading(days):
+            sketch = getattr(state, which)
+            if merged is None:
+                merged = ds.frequent_strings_sketch.deserialize(sketch.serialize())
+            else:
+                merged.merge(sketch)
         return merged
 
     def rank_error(self, days: DayRange) -> int:
         """The most visits an item missing from the rankings of ``days`` may have; also the widest
         ``visits_bounds`` of a ranked item (the frequent-items sketch's maximum error)."""
-        chosen = self._in(days)
-        return int(self._frequent(chosen, "items").get_upper_bound(_NEVER_A_KEY)) if chosen else 0
+        merged = self._frequent(days, "items")
+        return 0 if merged is None else int(merged.get_upper_bound(_NEVER_A_KEY))
 
     def top_items(self, days: DayRange, k: int) -> list[ItemRow]:
-        chosen = self._in(days)
-        if not chosen or k <= 0:
+        merged = self._frequent(days, "items")
+        if merged is None or k <= 0:
             return []
-        ranked = _ranked(self._frequent(chosen, "items"), k)
-        rows = []
-        for key, code, visits in ranked:
-            sketches = []
-            seen = 0
-            for state in chosen:
+        ranked = _ranked(merged, k)
+        unions = {code: ds.hll_union(self.config.item_hll_lg_k) for _, code, _ in ranked}
+        seen = dict.fromkeys(unions, 0)
+        lone: dict[str, list[ds.hll_sketch]] = {code: [] for code in unions}
+        for state in self._reading(days):
+            for code in unions:
                 entry = state.tracked.get(code)
                 if entry is not None:
-                    sketches.append(entry.hll)
-                    seen += entry.visits
-            hll = _distinct(_union(sketches, self.config.item_hll_lg_k) if sketches else None)
-            rows.append(ItemRow(key, visits, _item_visitors(hll, visits, seen)))
+                    unions[code].update(entry.hll)
+                    seen[code] += entry.visits
+                    lone[code].append(entry.hll)
+        rows = []
+        for key, code, visits in ranked:
+            if not lone[code]:
+                hll = _distinct(None)
+            else:  # a lone sketch keeps its own (HIP) estimator; a union answers otherwise
+                hll = _distinct(lone[code][0] if len(lone[code]) == 1 else unions[code].get_result(_HLL_TYPE))
+            rows.append(ItemRow(key, visits, _item_visitors(hll, visits, seen[code])))
         return rows
 
     def top_categories(self, days: DayRange, k: int) -> list[CategoryRow]:
-        chosen = self._in(days)
-        if not chosen or k <= 0:
+        merged = self._frequent(days, "categories")
+        if merged is None or k <= 0:
             return []
-        return [CategoryRow(key, visits) for key, _, visits in _ranked(self._frequent(chosen, "categories"), k)]
+        return [CategoryRow(key, visits) for key, _, visits in _ranked(merged, k)]
 
     def dated_days(self) -> DayRange | None:
         dated = [day for day in self._days if day not in (NO_TIME, FUTURE)]
@@ -369,12 +497,12 @@ class ApproxStatistics:
         }
 
     def nbytes(self) -> int:
-        total = sum(state.nbytes() for state in self._days.values())
-        return total + sum(200 + b.visitors.get_updatable_serialization_bytes() for b in self._buckets.values())
+        total = sum(s.nbytes() if isinstance(s, _Day) else 100 + len(s) for s in self._days.values())
+        return total + sum(300 + b.visitors.get_updatable_serialization_bytes() for b in self._buckets.values())
 
     # -- transport ------------------------------------------------------------------------------------
     def to_bytes(self) -> bytes:
-        out = _Writer()
+        out = BinaryWriter()
         out.raw(self.MAGIC + self.VERSION.to_bytes(2, "little"))
         c = self.config
         for value in (c.hll_lg_k, c.item_hll_lg_k, c.frequent_lg_max_map_size, c.tracked_items):
@@ -382,23 +510,27 @@ class ApproxStatistics:
         out.u32(len(self._days))
         for day, state in sorted(self._days.items()):
             out.i64(day)
-            state.write(out)
+            out.blob(state.encode() if isinstance(state, _Day) else state)
         out.u32(len(self._buckets))
         for bucket, point in sorted(self._buckets.items()):
             out.i64(bucket)
             out.i64(point.visits)
-            out.blob(point.visitors.serialize_compact())
+            out.blob(point.visitors.serialize_updatable())
         return out.getvalue()
 
     @classmethod
     def from_bytes(cls, body: bytes) -> ApproxStatistics:
-        reader = _Reader(body)
-        _check_header(reader, cls.MAGIC, cls.VERSION, "approximate statistics")
-        config = SketchConfig(reader.u32(), reader.u32(), reader.u32(), reader.u32())
+        """The statistics that :meth:`to_bytes` wrote; each day stays serialised until it is used."""
+        reader = BinaryReader(body)
+        check_header(reader, cls.MAGIC, cls.VERSION, "approximate statistics")
+        try:
+            config = SketchConfig(reader.u32(), reader.u32(), reader.u32(), reader.u32())
+        except ValueError as exc:
+            raise ValueError(f"approximate statistics with impossible sketch sizes: {exc}") from None
         stats = cls(config)
         for _ in range(reader.u32()):
             day = reader.i64()
-            stats._days[day] = _Day.read(reader, config)
+            stats._days[day] = reader.blob()
         for _ in range(reader.u32()):
             bucket = reader.i64()
             point = stats._buckets[bucket] = _Bucket(config.hll_lg_k)
@@ -406,6 +538,15 @@ class ApproxStatistics:
             point.visitors = ds.hll_sketch.deserialize(reader.blob())
         reader.end()
         return stats
+
+
+def _pick(column: Any, where: npt.NDArray[np.intp] | None) -> Any:
+    """The records of a column at ``where`` (all of them when None), as the column's own kind."""
+    if where is None:
+        return column
+    if isinstance(column, np.ndarray):
+        return column[where]
+    return [column[i] for i in where.tolist()]
 
 
 def _ranked(sketch: ds.frequent_strings_sketch, k: int) -> list[tuple[Key, str, Estimate]]:

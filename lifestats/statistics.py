@@ -26,7 +26,7 @@ import struct
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from typing import Any, Final, Protocol, Self, TypeGuard
 from zoneinfo import ZoneInfo
 
@@ -111,38 +111,41 @@ class Columns:
     def __len__(self) -> int:
         return len(self.days)
 
-    def groups(self) -> Iterator[tuple[int, list[Key], list[Key | None], list[Key | None]]]:
-        """The page split by day: (day, items, categories, visitors), as Python lists."""
+    def day_indices(self) -> Iterator[tuple[int, npt.NDArray[np.intp] | None]]:
+        """The page split by day: (day, the records' positions), positions None when the whole page is one day."""
         days = np.asarray(self.days)
-        items, categories, visitors = _as_list(self.items), _as_list(self.categories), _as_list(self.visitors)
         if len(days) == 0:
             return
         first = int(days[0])
         if bool((days == first).all()):  # the common case: a page within one day
-            yield first, items, categories, visitors
+            yield first, None
             return
         for day in np.unique(days).tolist():
-            where = np.flatnonzero(days == day).tolist()
-            yield (
-                int(day),
-                [items[i] for i in where],
-                [categories[i] for i in where],
-                [visitors[i] for i in where],
-            )
+            yield int(day), np.flatnonzero(days == day)
+
+    def groups(self) -> Iterator[tuple[int, list[Key], list[Key | None], list[Key | None]]]:
+        """The page split by day: (day, items, categories, visitors), as Python lists."""
+        items, categories, visitors = as_list(self.items), as_list(self.categories), as_list(self.visitors)
+        for day, where in self.day_indices():
+            if where is None:
+                yield day, items, categories, visitors
+            else:
+                at = where.tolist()
+                yield day, [items[i] for i in at], [categories[i] for i in at], [visitors[i] for i in at]
 
     def bucket_groups(self) -> Iterator[tuple[int, list[Key | None]]]:
         """The page's visitors split by fine series bucket (records without a bucket left out)."""
         if self.buckets is None:
             return
         buckets = np.asarray(self.buckets)
-        visitors = _as_list(self.visitors)
+        visitors = as_list(self.visitors)
         for bucket in np.unique(buckets).tolist():
             if bucket == NO_BUCKET:
                 continue
             yield int(bucket), [visitors[i] for i in np.flatnonzero(buckets == bucket).tolist()]
 
 
-def _as_list(column: Sequence[Any] | npt.NDArray[Any]) -> list[Any]:
+def as_list(column: Sequence[Any] | npt.NDArray[Any]) -> list[Any]:
     return column.tolist() if isinstance(column, np.ndarray) else list(column)
 
 
@@ -387,9 +390,9 @@ class ExactStatistics:
 
         Keys are written in rank order (numbers first), so equal statistics give equal bytes."""
         keys = _KeyTable()
-        out = _Writer()
+        out = BinaryWriter()
         out.raw(self.MAGIC + struct.pack("<H", self.VERSION))
-        body = _Writer()
+        body = BinaryWriter()
 
         def indices(members: Iterable[Key]) -> npt.NDArray[np.uint32]:
             return np.array([keys.index(k) for k in _ordered(members)], dtype=np.uint32)
@@ -425,8 +428,8 @@ class ExactStatistics:
 
     @classmethod
     def from_bytes(cls, body: bytes) -> ExactStatistics:
-        reader = _Reader(body)
-        _check_header(reader, cls.MAGIC, cls.VERSION, "exact statistics")
+        reader = BinaryReader(body)
+        check_header(reader, cls.MAGIC, cls.VERSION, "exact statistics")
         keys = _KeyTable.read(reader)
         stats = cls()
         for _ in range(reader.u32()):
@@ -500,17 +503,17 @@ class _KeyTable:
     def __getitem__(self, index: int) -> Key:
         return self.keys[index]
 
-    def write(self, out: _Writer) -> None:
+    def write(self, out: BinaryWriter) -> None:
         out.strings([encode_key(key) for key in self.keys])
 
     @classmethod
-    def read(cls, reader: _Reader) -> _KeyTable:
+    def read(cls, reader: BinaryReader) -> _KeyTable:
         table = cls()
         table.keys = [decode_key(text) for text in reader.strings()]
         return table
 
 
-class _Writer:
+class BinaryWriter:
     """Little-endian framing: fixed-width numbers, length-prefixed blobs, arrays and string lists."""
 
     def __init__(self) -> None:
@@ -541,7 +544,7 @@ class _Writer:
         return b"".join(self._parts)
 
 
-class _Reader:
+class BinaryReader:
     def __init__(self, body: bytes) -> None:
         self._view = memoryview(body)
         self._at = 0
@@ -582,7 +585,7 @@ class _Reader:
             raise ValueError("statistics body has trailing bytes")
 
 
-def _check_header(reader: _Reader, magic: bytes, version: int, what: str) -> None:
+def check_header(reader: BinaryReader, magic: bytes, version: int, what: str) -> None:
     found = reader.raw(len(magic))
     if found != magic:
         raise ValueError(f"not {what}: the body starts with {found!r}, not {magic!r}")
