@@ -12,7 +12,7 @@ Per local day (and per fine series bucket) :class:`ApproxStatistics` keeps:
 A window is the merge of its days' sketches. The per-item HLLs are what makes distinct visitors per top
 item affordable: keeping one per item would grow with the items, so a day keeps them for its leading
 items only (the first ones seen, then whichever the frequent-items sketch shows clearly ahead of the
-weakest one tracked; see :meth:`_Day.track`). An item's visitors seen while it was not tracked are
+weakest one tracked; see :meth:`_Day._rebalance`). An item's visitors seen while it was not tracked are
 not in its HLL, so its bounds widen by what was missed: with ``v`` its visits (at most the sketch's
 upper bound ``V``) and ``t`` the visits seen while tracked, at most ``V - t`` visits went unseen, so
 its distinct visitors lie in ``[hll_lower, min(V, hll_upper + V - t)]``. HLL bounds are three standard
@@ -58,6 +58,7 @@ _NO_FALSE_NEGATIVES: Final = ds.frequent_items_error_type.NO_FALSE_NEGATIVES
 _NEVER_A_KEY: Final = "?"  # encoded keys start with "i" or "s": this one's upper bound is the sketch's max error
 _STD_DEVS: Final = 3
 _INT_HLL_LIMIT: Final = 2**56
+_REBALANCE_EVERY: Final = 4  # pages of a day between two reviews of its tracked items
 
 
 @dataclass(frozen=True)
@@ -156,10 +157,11 @@ class _Tracked:
 class _Day:
     """The sketches of one day key."""
 
-    __slots__ = ("categories", "config", "items", "tracked", "visitors", "visits")
+    __slots__ = ("categories", "config", "items", "pages", "tracked", "visitors", "visits")
 
     def __init__(self, config: SketchConfig) -> None:
         self.config = config
+        self.pages = 0  # pages added since this object was made (when to rebalance the tracked items)
         self.visits = 0
         self.visitors = ds.hll_sketch(config.hll_lg_k, _HLL_TYPE)
         self.items = ds.frequent_strings_sketch(config.frequent_lg_max_map_size)
@@ -239,37 +241,40 @@ class _Day:
         self._track(codes, counts, visitors_of)
 
     def _track(self, codes: list[str], counts: list[int], visitors_of: Callable[[int], Iterable[int | str]]) -> None:
-        """Feed the tracked items' HLLs; start tracking new items while there is room, or in place of a
-        tracked item that the frequent-items sketch shows less than half as visited (the margin keeps
-        evenly visited items from displacing each other page after page)."""
+        """Feed the tracked items' HLLs, and start tracking new items while there is room."""
         tracked, cap, lg_k = self.tracked, self.config.tracked_items, self.config.item_hll_lg_k
-        waiting: list[int] = []
         for j, code in enumerate(codes):
             entry = tracked.get(code)
             if entry is None:
                 if len(tracked) >= cap:
-                    waiting.append(j)
                     continue
                 entry = tracked[code] = _Tracked(ds.hll_sketch(lg_k, _HLL_TYPE))
             entry.visits += counts[j]
             update = entry.hll.update
             for who in visitors_of(j):
                 update(who)
-        if not waiting or cap == 0:
-            return
-        estimate = self.items.get_estimate
-        contenders = sorted(((estimate(codes[j]), codes[j], j) for j in waiting), reverse=True)
-        weakest = [(estimate(code), code) for code in tracked]
+        self.pages += 1
+        if cap and len(tracked) >= cap and self.pages % _REBALANCE_EVERY == 0:
+            self._rebalance()
+
+    def _rebalance(self) -> None:
+        """Track, in place of the weakest tracked items, the untracked ones that the frequent-items sketch
+        shows more than twice as visited (the margin keeps evenly visited items from displacing each other
+        again and again; a displaced item's HLL is dropped, and its bounds widen by what it then misses)."""
+        tracked = self.tracked
+        leaders = self.items.get_frequent_items(_NO_FALSE_NEGATIVES)  # by estimate, highest first
+        estimates = {code: estimate for code, estimate, _, _ in leaders}
+        weakest = [(estimates.get(code, 0), code) for code in tracked]
         heapq.heapify(weakest)
-        for strength, code, j in contenders:
-            if strength <= 2 * weakest[0][0]:
+        lg_k = self.config.item_hll_lg_k
+        for code, estimate, _, _ in leaders:
+            if estimate <= 2 * weakest[0][0]:
                 break
-            _, victim = heapq.heapreplace(weakest, (strength, code))
+            if code in tracked:
+                continue
+            _, victim = heapq.heapreplace(weakest, (estimate, code))
             del tracked[victim]
-            entry = tracked[code] = _Tracked(ds.hll_sketch(lg_k, _HLL_TYPE), counts[j])
-            update = entry.hll.update
-            for who in visitors_of(j):
-                update(who)
+            tracked[code] = _Tracked(ds.hll_sketch(lg_k, _HLL_TYPE))
 
     # -- combining ------------------------------------------------------------------------------------
     def merge(self, other: _Day) -> None:
