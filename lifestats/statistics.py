@@ -174,6 +174,17 @@ class Estimate:
         return self.lower <= truth <= self.upper
 
 
+def report_fields(name: str, estimate: Estimate | None) -> dict[str, Any]:
+    """The JSON report's ``name`` (and, when estimated, ``<name>_bounds``) for an estimate (SPEC section 6).
+
+    None (e.g. distinct visitors without a ``visitor`` field) gives ``name: null``.
+    """
+    if estimate is None:
+        return {name: None}
+    bounds = estimate.bounds
+    return {name: estimate.value} if bounds is None else {name: estimate.value, f"{name}_bounds": bounds}
+
+
 @dataclass(frozen=True)
 class ItemRow:
     id: Key

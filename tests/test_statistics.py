@@ -21,6 +21,7 @@ from lifestats.statistics import (
     ExactStatistics,
     decode_key,
     encode_key,
+    report_fields,
     window_days,
 )
 from tests import stat_truth
@@ -204,3 +205,9 @@ def test_exact_merge_is_associative_commutative_and_equals_counting_everything_a
     assert snapshot(_copy(sa).merge(ExactStatistics())) == snapshot(sa)
     assert snapshot(_copy(whole)) == snapshot(whole)
     assert _copy(whole).to_bytes() == whole.to_bytes()
+
+
+def test_report_fields_add_bounds_only_to_estimates() -> None:
+    assert report_fields("visits", Estimate(412)) == {"visits": 412}
+    assert report_fields("visits", Estimate(412, 405, 412)) == {"visits": 412, "visits_bounds": [405, 412]}
+    assert report_fields("distinct_visitors", None) == {"distinct_visitors": None}
