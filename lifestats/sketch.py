@@ -18,8 +18,14 @@ upper bound ``V``) and ``t`` the visits seen while tracked, at most ``V - t`` vi
 its distinct visitors lie in ``[hll_lower, min(V, hll_upper + V - t)]``. HLL bounds are three standard
 deviations (SPEC section 6); frequent-items bounds are guaranteed.
 
-Keys travel through the sketches as strings that keep their type (:func:`~lifestats.statistics.encode_key`),
-so 5 and "5" stay two keys and the empty string counts.
+Item and category keys travel through the frequent-items sketches as strings that keep their type
+(:func:`~lifestats.statistics.encode_key`), and visitor keys reach the HLLs through :func:`hll_key`, so
+5 and "5" stay two keys and the empty string counts.
+
+Memory: a day's sketches fill up and then stop growing, so memory is bounded by the number of days
+held, not by the records; and only a few days are live objects at a time (the rest stay serialised,
+several times smaller). Counting speed: integer item and visitor columns take a numpy path (grouping by
+item in numpy, one sketch call per distinct key of the page); other columns a single Python pass.
 """
 
 from __future__ import annotations

@@ -21,6 +21,7 @@ from lifestats.statistics import (
     ExactStatistics,
     decode_key,
     encode_key,
+    local_days,
     report_fields,
     window_days,
 )
@@ -211,3 +212,17 @@ def test_report_fields_add_bounds_only_to_estimates() -> None:
     assert report_fields("visits", Estimate(412)) == {"visits": 412}
     assert report_fields("visits", Estimate(412, 405, 412)) == {"visits": 412, "visits_bounds": [405, 412]}
     assert report_fields("distinct_visitors", None) == {"distinct_visitors": None}
+
+
+def test_local_days_of_instants_follow_the_zone() -> None:
+    zone = ZoneInfo("America/New_York")
+    moments = [
+        datetime(2026, 3, 8, 4, 59, tzinfo=UTC),  # 23:59 on 7 March in New York
+        datetime(2026, 3, 8, 5, 0, tzinfo=UTC),  # midnight, 8 March
+        datetime(2026, 3, 8, 7, 30, tzinfo=UTC),  # 03:30 EDT, just after the clocks went forward
+        datetime(1969, 12, 31, 23, 0, tzinfo=UTC),  # before the epoch: a negative day
+    ]
+    seconds = np.array([m.timestamp() for m in moments])
+    offsets = np.array([int(m.astimezone(zone).utcoffset().total_seconds()) for m in moments], dtype=np.int64)
+    expected = [(m.astimezone(zone).date() - date(1970, 1, 1)).days for m in moments]
+    assert local_days(seconds, offsets).tolist() == expected
