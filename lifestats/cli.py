@@ -1,28 +1,56 @@
-"""Command line: flags -> settings -> run -> report. ``python main.py`` and ``lifestats`` are this."""
+"""Command line: flags -> settings -> run -> report files -> terminal. ``python main.py`` and ``lifestats`` are this.
+
+``lifestats [flags]`` runs (or resumes) the job; ``lifestats report REPORT.json [--html PATH] [--csv DIR]``
+renders a saved JSON report again without crawling. Report files are checked before the first request
+and written before anything is printed, and the checkpoint is marked finished only once they are on
+disk; a partial report (Ctrl-C, SIGTERM, the API failing) is written with further signals ignored, so
+pressing Ctrl-C twice still leaves it behind.
+"""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
 import logging
 import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 from rich.console import Console
-from rich.markup import escape
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.text import Text
 
 from .config import TOKEN_VARIABLE, choose_env, load_settings
 from .errors import ConfigError, LifestatsError
-from .report import render, write_json
-from .run import EXIT_INTERRUPTED, Snapshot, run_job
+from .merge import REJECTS_FILE
+from .outputs import STDOUT, check_dir, check_file, report_json, write_atomic
+from .report_csv import write_csv
+from .report_html import render_html
+from .run import EXIT_INTERRUPTED, Outcome, Snapshot, run_job
+from .terminal import DEFAULT_ROWS, render, visible
 
 EXIT_OK = 0
 EXIT_USAGE = 2
+EXIT_API = 3
+EXIT_DATA = 4
+# The configuration that applies when no file is named and the working directory has no config.yml:
+# the repository's own config.yml, shipped inside the package (its development environment is the default).
+BUILT_IN_CONFIG = Path(__file__).with_name("config.yml")
+LOCAL_CONFIG = "config.yml"
+# Why a report is partial, by exit code, as written into the report for every renderer to show.
+PARTIAL_REASONS = {
+    EXIT_INTERRUPTED: "interrupted (Ctrl-C or SIGTERM)",
+    EXIT_API: "the API failed",
+    EXIT_DATA: "the data does not look right",
+    1: "the run failed",
+}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -30,25 +58,46 @@ class _Parser(argparse.ArgumentParser):
         raise ConfigError(f"{self.prog}: {message}")
 
 
+def _rows(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must not be negative")
+    return value
+
+
 def parser() -> argparse.ArgumentParser:
     p = _Parser(
         prog="lifestats",
-        description="Crawl a paginated, rate-limited events API and report usage statistics.",
+        description="Crawl a paginated, rate-limited events API and report usage statistics. "
+        "'lifestats report REPORT.json' renders a saved report again.",
     )
-    p.add_argument("--config", default="config.yml", help="config file (default ./config.yml)")
+    p.add_argument("--config", help="config file (default ./config.yml, else the built-in defaults)")
     p.add_argument("--env", help="environment in the config file (default: $LIFESTATS_ENV, $ENV, development)")
     p.add_argument("--as-of", dest="as_of", help="reference time for the windows, ISO 8601 (default now)")
-    p.add_argument("--report-json", dest="report_json", help="write the JSON report to this path")
+    p.add_argument("--report-json", dest="report_json", help="write the JSON report to this path ('-': stdout)")
+    p.add_argument("--report-html", dest="report_html", help="write the HTML report (one self-contained file)")
+    p.add_argument("--report-csv", dest="report_csv", help="write CSV files into this directory")
     p.add_argument("--state-dir", dest="state_dir", default=".lifestats", help="checkpoint directory")
     p.add_argument("--fresh", action="store_true", help="ignore an earlier checkpoint and start over")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     p.add_argument("--cluster", help="Dask scheduler address (not available in this version)")
-    p.add_argument("--report-html", dest="report_html", help="HTML report (not available in this version)")
     p.add_argument("--workers", type=int, help="worker processes (crawl.workers)")
     p.add_argument("--slices", type=int, help="slices of the id space (crawl.slices)")
     p.add_argument("--rate-limit", dest="rate_limit", type=float, help="requests per second (crawl.rate_limit)")
     p.add_argument("--url", help="API URL (api.url), or 'embedded'")
-    p.add_argument("--rows", type=int, help="ranking rows to print (default: all)")
+    p.add_argument("--rows", type=_rows, default=DEFAULT_ROWS, help=f"ranking rows to print (default {DEFAULT_ROWS})")
+    return p
+
+
+def report_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="lifestats report", description="Render a saved JSON report again, without crawling.")
+    p.add_argument("report", help="a JSON report written by --report-json")
+    p.add_argument("--html", help="write the HTML report here")
+    p.add_argument("--csv", help="write the CSV files into this directory")
+    p.add_argument("--rows", type=_rows, default=DEFAULT_ROWS, help=f"ranking rows to print (default {DEFAULT_ROWS})")
     return p
 
 
@@ -63,6 +112,14 @@ def _overrides(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
         if value is not None:
             out.setdefault(section, {})[key] = value
     return out
+
+
+def config_path(flag: str | None) -> Path:
+    """``--config``, else ``./config.yml``, else the built-in defaults (so the job runs from any directory)."""
+    if flag is not None:
+        return Path(flag)
+    local = Path(LOCAL_CONFIG)
+    return local if local.exists() else BUILT_IN_CONFIG
 
 
 def _as_of(text: str | None) -> datetime | None:
@@ -83,7 +140,7 @@ class _ProgressBar:
             TextColumn("[bold]crawl"),
             BarColumn(),
             TextColumn("{task.percentage:>5.1f}%"),
-            TextColumn("{task.fields[detail]}"),
+            TextColumn("{task.fields[detail]}", markup=False),
             TimeElapsedColumn(),
             TextColumn("eta"),
             TimeRemainingColumn(),
@@ -93,29 +150,136 @@ class _ProgressBar:
         self.task: TaskID = self.progress.add_task("crawl", total=1.0, detail="starting")
 
     def __call__(self, s: Snapshot) -> None:
-        rate = s.requests / s.elapsed if s.elapsed > 0 else 0.0
-        detail = f"{s.pages:,} pages · {s.records:,} records · {rate:,.1f} req/s · {s.slices_done}/{s.slices} slices"
-        self.progress.update(self.task, completed=s.fraction, detail=detail)
+        self.progress.update(self.task, completed=s.fraction, detail=progress_detail(s))
 
 
-def _interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
+def progress_detail(s: Snapshot) -> str:
+    """The figures beside the bar; while the API holds the whole job back, that is what it says."""
+    waiting = getattr(s, "waiting", 0.0) or 0.0
+    if waiting > 0:
+        return f"waiting {waiting:,.0f} s: the API asked for a pause · {s.slices_done}/{s.slices} slices"
+    rate = s.requests / s.elapsed if s.elapsed > 0 else 0.0
+    return f"{s.pages:,} pages · {s.records:,} records · {rate:,.1f} req/s · {s.slices_done}/{s.slices} slices"
+
+
+class _Signals:
+    """SIGINT and SIGTERM: the first one stops the run (as KeyboardInterrupt), later ones are ignored.
+
+    The run answers the first signal by stopping its workers and returning a partial report, which is then
+    written; a second Ctrl-C pressed in impatience must not abort that, or the partial report is lost.
+    While ``quiet`` (the report files being written) even the first signal only stops what comes after.
+    """
+
+    def __init__(self) -> None:
+        self.received = 0
+        self.quiet = False
+
+    def install(self) -> None:
+        signal.signal(signal.SIGINT, self)
+        signal.signal(signal.SIGTERM, self)  # a scheduler stopping the job: same as Ctrl-C
+
+    def __call__(self, signum: int, frame: FrameType | None) -> None:
+        self.received += 1
+        if self.received == 1 and not self.quiet:
+            raise KeyboardInterrupt
+
+    @contextlib.contextmanager
+    def held(self) -> Iterator[None]:
+        """Signals received inside this block do not interrupt it."""
+        before, self.quiet = self.quiet, True
+        try:
+            yield
+        finally:
+            self.quiet = before
+
+
+@dataclass(frozen=True)
+class Targets:
+    """Where the report files go; each None when not asked for."""
+
+    json: str | None = None
+    html: str | None = None
+    csv: str | None = None
+
+    def check(self, *, json_flag: str, html_flag: str, csv_flag: str) -> None:
+        """Refuse (exit 2) any path that cannot be written, before the first request."""
+        if self.json is not None and self.json != STDOUT:
+            check_file(self.json, json_flag)
+        if self.html is not None:
+            check_file(self.html, html_flag)
+        if self.csv is not None:
+            check_dir(self.csv, csv_flag)
+
+    def write(self, report: dict[str, Any]) -> None:
+        """JSON first (the record of the run), then the renderings of it; a failed write is one clear line."""
+        path = ""
+        try:
+            if self.json == STDOUT:
+                path = "standard output"
+                sys.stdout.buffer.write(report_json(report))
+                sys.stdout.flush()
+            elif self.json is not None:
+                path = self.json
+                write_atomic(self.json, report_json(report))
+            if self.html is not None:
+                path = self.html
+                write_atomic(self.html, render_html(report).encode("utf-8"))
+            if self.csv is not None:
+                path = self.csv
+                write_csv(report, self.csv)
+        except OSError as exc:
+            raise ReportNotWritten(f"cannot write the report to {path}: {exc.strerror or exc}") from None
+
+
+class ReportNotWritten(LifestatsError):
+    """A report file could not be written after the crawl (disk full, removed directory): the run is not
+    marked finished, so the same command writes it again from the checkpoint without crawling."""
+
+
+def _error(console: Console, message: str) -> None:
+    console.print(Text("error: ", style="red") + Text(visible_lines(message)), highlight=False, soft_wrap=True)
+
+
+def visible_lines(message: str) -> str:
+    """A message for the terminal: its own line breaks kept, every other control character made visible."""
+    return "\n".join(visible(line) for line in message.split("\n"))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    signal.signal(signal.SIGTERM, _interrupt)  # a scheduler stopping the job: same as Ctrl-C
-    console = Console(stderr=False)
-    errors = Console(stderr=True)
+    """The program. Called without ``argv`` it is the process itself: once its work is done, further
+    Ctrl-C and SIGTERM are ignored, so that one arriving while Python shuts down cannot turn exit code 130
+    (the partial report written) into death by signal. Called with ``argv`` the caller's handlers come back.
+    """
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    signals = _Signals()
+    signals.install()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
-        args = parser().parse_args(argv)
-        if args.cluster or args.report_html:
-            raise ConfigError("--cluster and --report-html are not available in this version")
+        if arguments[:1] == ["report"]:
+            return report_command(arguments[1:])
+        return run_command(arguments, signals)
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, signal.SIG_IGN if argv is None else handler)
+
+
+def run_command(arguments: list[str], signals: _Signals) -> int:
+    errors = Console(stderr=True)
+    try:
+        args = parser().parse_args(arguments)
+        if args.cluster:
+            raise ConfigError("--cluster is not available in this version")
         env = choose_env(args.env, os.environ)
-        config_path = Path(args.config)
-        settings = load_settings(config_path, env, overrides=_overrides(args))
+        settings = load_settings(config_path(args.config), env, overrides=_overrides(args))
         as_of = _as_of(args.as_of)
+        targets = Targets(args.report_json, args.report_html, args.report_csv)
+        targets.check(json_flag="--report-json", html_flag="--report-html", csv_flag="--report-csv")
+        # With the JSON report on standard output, everything meant for people goes to standard error.
+        console = errors if targets.json == STDOUT else Console()
         token = os.environ.get(TOKEN_VARIABLE) or None
+        state_dir = Path(args.state_dir)
+        delivery = _Delivery(targets, signals)
         bar = _ProgressBar(errors) if args.progress else None
         if bar:
             bar.progress.start()
@@ -123,27 +287,111 @@ def main(argv: Sequence[str] | None = None) -> int:
             outcome = run_job(
                 settings,
                 env=env,
-                state_dir=Path(args.state_dir),
+                state_dir=state_dir,
                 as_of=as_of,
                 fresh=args.fresh,
                 token=token,
                 on_progress=bar,
+                deliver=delivery,
             )
         finally:
             if bar:
                 bar.progress.stop()
     except KeyboardInterrupt:
-        errors.print("interrupted before the crawl started")
+        errors.print("interrupted: run the same command to resume")
         return EXIT_INTERRUPTED
     except LifestatsError as exc:
-        errors.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
+        _error(errors, str(exc))
         return exc.exit_code
-    if args.report_json:
-        write_json(outcome.report, args.report_json)
-    render(outcome.report, console, rows=args.rows)
-    if outcome.message:
-        errors.print(f"[red]error:[/red] {escape(outcome.message)}", highlight=False)
-    return outcome.exit_code
+    report = outcome.report
+    if report.get("partial"):
+        report = partial_report(outcome)
+    exit_code = outcome.exit_code
+    if not delivery.done:  # a partial report (the run never hands those over) is written here
+        try:
+            with signals.held():
+                targets.write(report)
+        except LifestatsError as exc:
+            _error(errors, str(exc))
+            exit_code = exit_code or exc.exit_code
+    rejects = state_dir / REJECTS_FILE
+    render(report, console, rows=args.rows, rejects_file=rejects if rejects.exists() else None)
+    _show_outcome(errors, outcome)
+    return exit_code
+
+
+class _Delivery:
+    """Writes the final report's files for the run (before it marks itself finished), and remembers it did."""
+
+    def __init__(self, targets: Targets, signals: _Signals) -> None:
+        self.targets = targets
+        self.signals = signals
+        self.done = False
+
+    def __call__(self, report: dict[str, Any]) -> None:
+        with self.signals.held():
+            self.targets.write(report)
+        self.done = True
+
+
+def partial_report(outcome: Outcome) -> dict[str, Any]:
+    """The partial report with the reason it is partial, so that every rendering of it can say why."""
+    reason = PARTIAL_REASONS.get(outcome.exit_code, "the run stopped early")
+    return {**outcome.report, "partial_reason": reason}
+
+
+def _show_outcome(errors: Console, outcome: Outcome) -> None:
+    """The run's own message, as it is: the run knows whether running again can help."""
+    if not outcome.message:
+        return
+    if outcome.exit_code == EXIT_INTERRUPTED:
+        errors.print(Text(visible_lines(outcome.message)), highlight=False, soft_wrap=True)
+    elif outcome.exit_code == EXIT_DATA:
+        text = Text("warning: ", style="yellow") + Text(visible_lines(outcome.message))
+        errors.print(text, highlight=False, soft_wrap=True)
+    else:
+        _error(errors, outcome.message)
+
+
+def report_command(arguments: list[str]) -> int:
+    """``lifestats report REPORT.json``: the terminal tables, or the HTML and CSV files, of a saved report."""
+    errors = Console(stderr=True)
+    try:
+        args = report_parser().parse_args(arguments)
+        targets = Targets(html=args.html, csv=args.csv)
+        targets.check(json_flag="", html_flag="--html", csv_flag="--csv")
+        report = load_report(args.report)
+        if targets.html is None and targets.csv is None:
+            render(report, Console(), rows=args.rows)
+        else:
+            targets.write(report)
+    except KeyboardInterrupt:
+        errors.print("interrupted")
+        return EXIT_INTERRUPTED
+    except LifestatsError as exc:
+        _error(errors, str(exc))
+        return exc.exit_code
+    return EXIT_OK
+
+
+def load_report(path: str) -> dict[str, Any]:
+    """A saved JSON report, or a one-line refusal naming what is wrong with the file."""
+    try:
+        data = Path(path).read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(f"report not found: {path}") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read the report {path}: {exc.strerror or exc}") from None
+    try:
+        report = json.loads(data)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"{path} is not JSON: {exc}") from None
+    schema = report.get("schema") if isinstance(report, dict) else None
+    if not isinstance(schema, str) or not schema.startswith("lifestats.report/"):
+        raise ConfigError(f"{path} is not a Lifestats JSON report (no 'schema': 'lifestats.report/1')")
+    if not isinstance(report.get("windows", {}), dict) or not isinstance(report.get("run", {}), dict):
+        raise ConfigError(f"{path} is not a Lifestats JSON report ('run' and 'windows' must be objects)")
+    return report
 
 
 def run() -> None:

@@ -1,21 +1,16 @@
-"""The report: statistics -> the JSON document of SPEC section 6, and that document -> terminal tables.
+"""The report: statistics -> the JSON document of SPEC section 6.
 
-:func:`build_report` is the only place that turns counts into rankings. Rendering (:func:`render`) is a
-pure function of the JSON report, so a saved report can be shown again without crawling.
+:func:`build_report` is the only place that turns counts into rankings. Every rendering of the document
+(terminal, HTML, CSV: :mod:`lifestats.terminal`, :mod:`lifestats.report_html`, :mod:`lifestats.report_csv`)
+is a pure function of it, so a saved report can be shown again without crawling.
 """
 
 from __future__ import annotations
 
 import heapq
-import os
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
-
-import orjson
-from rich.console import Console
-from rich.table import Table
 
 from .config import Settings
 from .stats import RECORD_COUNTS, Key, Partial, WindowStats
@@ -76,66 +71,3 @@ def build_report(
         "windows": {name: window_report(total.windows.get(name) or WindowStats(), settings) for name in names},
         "series": series_report(total, settings),
     }
-
-
-def write_json(report: dict[str, Any], path: str | Path) -> None:
-    """Write atomically: a reader never sees half a report."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    temporary.write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2) + b"\n")
-    temporary.replace(target)
-
-
-_TITLES = {
-    "all": "all time",
-    "yesterday": "yesterday",
-    "last_7_days": "last 7 days",
-    "last_30_days": "last 30 days",
-    "this_year": "this year",
-}
-
-
-def render(report: dict[str, Any], console: Console, *, rows: int | None = None) -> None:
-    """Print the report as tables: the windows at a glance, then the rankings of all time."""
-    run, records = report["run"], report["records"]
-    state = "PARTIAL (interrupted; run the same command to resume)" if report["partial"] else "complete"
-    console.print(f"[bold]Lifestats[/bold] {run['env']} · {state}")
-    console.print(f"started {run['started_at']}  finished {run['finished_at']}  as of {run['as_of']}")
-    console.print(
-        f"{run['requests']:,} requests ({run['retries']:,} retries) at {run['achieved_rate']:.1f}/s "
-        f"(limit {run['rate_limit']:g}/s), {run['slices']} slices, {run['workers']} workers"
-    )
-    console.print("records: " + ", ".join(f"{records[k]:,} {k}" for k in RECORD_COUNTS))
-
-    overview = Table(title="Windows", title_justify="left")
-    for column in ("window", "visits", "distinct visitors", "top item"):
-        overview.add_column(column, justify="left" if column in ("window", "top item") else "right")
-    for name, window in report["windows"].items():
-        leader = window["top_items"][0] if window["top_items"] else None
-        overview.add_row(
-            _TITLES.get(name, name),
-            f"{window['visits']:,}",
-            _number(window["distinct_visitors"]),
-            f"{leader['id']} ({leader['visits']:,})" if leader else "-",
-        )
-    console.print(overview)
-
-    everything = report["windows"]["all"]
-    items = Table(title=f"Top {len(everything['top_items'])} items (all time)", title_justify="left")
-    for column in ("#", "item", "visits", "distinct visitors"):
-        items.add_column(column, justify="left" if column == "item" else "right")
-    for rank, row in enumerate(everything["top_items"][:rows], start=1):
-        items.add_row(str(rank), str(row["id"]), f"{row['visits']:,}", _number(row["distinct_visitors"]))
-    console.print(items)
-
-    categories = Table(title=f"Top {len(everything['top_categories'])} categories (all time)", title_justify="left")
-    for column in ("#", "category", "visits"):
-        categories.add_column(column, justify="left" if column == "category" else "right")
-    for rank, row in enumerate(everything["top_categories"], start=1):
-        categories.add_row(str(rank), str(row["id"]), f"{row['visits']:,}")
-    console.print(categories)
-
-
-def _number(value: int | None) -> str:
-    return "-" if value is None else f"{value:,}"

@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
+import csv
 import json
+import signal
+import subprocess
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
-from mocks.dataset import DatasetSpec, generate, ground_truth
+from lifestats.cli import progress_detail
+from mocks.dataset import FIELDS, DatasetSpec, generate, ground_truth
 from mocks.server import MockServer
+from mocks.source import ListSource
 
-from .conftest import AS_OF, run_main, statistics
+from .conftest import AS_OF, REPO, main_command, run_main, statistics
 
 DATA = generate(DatasetSpec(seed=21, records=5_000))
 
@@ -58,7 +65,8 @@ def test_main_writes_the_report_and_prints_rankings(tmp_path: Path, server: Mock
     assert report["run"]["as_of"] == "2026-03-15T12:00:00+00:00"
     assert statistics(report) == ground_truth(DATA, as_of=AS_OF)
     top = report["windows"]["all"]["top_items"][0]
-    assert "Top 100 items" in result.stdout and str(top["id"]) in result.stdout
+    assert "Top 20 of 100 items" in result.stdout and str(top["id"]) in result.stdout
+    assert max(len(line) for line in result.stdout.splitlines()) <= 80  # nothing wraps on an 80-column terminal
     assert (tmp_path / ".lifestats" / "checkpoint.sqlite").exists()
 
 
@@ -97,3 +105,195 @@ def test_bad_usage_exits_2_before_any_request(
     assert result.returncode == 2
     assert message in result.stderr
     assert server.log == []
+
+
+def _ls(root: Path) -> set[str]:
+    return {str(p.relative_to(root)) for p in root.rglob("*")}
+
+
+@pytest.mark.parametrize(
+    ("flag", "target", "message"),
+    [
+        ("--report-json", "adir", "is a directory"),
+        ("--report-html", "afile/report.html", "not a directory"),
+        ("--report-csv", "afile", "is a file"),
+        ("--report-json", "afile/deeper/r.json", "not a directory"),
+    ],
+)
+def test_a_report_path_that_cannot_be_written_exits_2_before_any_request(
+    tmp_path: Path, server: MockServer, flag: str, target: str, message: str
+) -> None:
+    (tmp_path / "config.yml").write_text(CONFIG.format(url=server.url))
+    (tmp_path / "adir").mkdir()
+    (tmp_path / "afile").write_text("not a directory\n")
+    before = _ls(tmp_path)
+    result = run_main("--env", "test", flag, target, "--no-progress", cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert f"{flag} {target}" in result.stderr and message in result.stderr
+    assert "Traceback" not in result.stderr
+    assert server.log == []
+    assert _ls(tmp_path) == before  # no stray file, no state dir
+
+
+def test_report_json_dash_writes_the_report_to_stdout_and_the_tables_to_stderr(
+    tmp_path: Path, server: MockServer
+) -> None:
+    (tmp_path / "config.yml").write_text(CONFIG.format(url=server.url))
+    result = run_main(
+        "--env", "test", "--as-of", AS_OF.isoformat(), "--report-json", "-", "--no-progress", cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert statistics(report) == ground_truth(DATA, as_of=AS_OF)
+    assert "Top 20 of 100 items (all time)" in result.stderr
+    assert not (tmp_path / "-").exists()
+
+
+def test_lifestats_report_renders_what_the_run_wrote(tmp_path: Path, server: MockServer) -> None:
+    (tmp_path / "config.yml").write_text(CONFIG.format(url=server.url))
+    run = run_main(
+        "--env",
+        "test",
+        "--as-of",
+        AS_OF.isoformat(),
+        "--report-json",
+        "r.json",
+        "--report-html",
+        "html/run.html",
+        "--report-csv",
+        "run-csv",
+        "--no-progress",
+        cwd=tmp_path,
+    )
+    assert run.returncode == 0, run.stderr
+    again = run_main("report", "r.json", "--html", "again.html", "--csv", "again-csv", cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert (tmp_path / "again.html").read_bytes() == (tmp_path / "html" / "run.html").read_bytes()
+    names = sorted(p.name for p in (tmp_path / "run-csv").iterdir())
+    assert names == ["series.csv", "summary.csv", "top_categories.csv", "top_items.csv", "windows.csv"]
+    for name in names:
+        assert (tmp_path / "again-csv" / name).read_bytes() == (tmp_path / "run-csv" / name).read_bytes()
+    tables = run_main("report", "r.json", cwd=tmp_path)
+    assert tables.returncode == 0, tables.stderr
+    shown_by_run = [line for line in run.stdout.splitlines() if "a sample is in" not in line]
+    assert tables.stdout.splitlines() == shown_by_run
+    # The CSV's top items are the ground truth's, ids with their JSON type.
+    truth = ground_truth(DATA, as_of=AS_OF)["windows"]["all"]["top_items"]
+    with (tmp_path / "run-csv" / "top_items.csv").open(newline="") as handle:
+        rows = [r for r in csv.DictReader(handle) if r["window"] == "all"]
+    assert [r["id"] for r in rows] == [str(t["id"]) for t in truth]
+    assert [r["id_type"] for r in rows] == ["int" if isinstance(t["id"], int) else "string" for t in truth]
+    assert [int(r["visits"]) for r in rows] == [t["visits"] for t in truth]
+
+
+def test_lifestats_report_refuses_what_is_not_a_report(tmp_path: Path) -> None:
+    (tmp_path / "x.json").write_text('{"hello": 1}')
+    (tmp_path / "bad.json").write_text("{")
+    for name, message in (
+        ("x.json", "not a Lifestats JSON report"),
+        ("bad.json", "is not JSON"),
+        ("no.json", "not found"),
+    ):
+        result = run_main("report", name, cwd=tmp_path)
+        assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
+
+
+HOSTILE = ["[/bold]", "[bold red]x[/bold red]", "\x1b[2J", "<script>alert(1)</script>", 123, "123", "a\rb"]
+
+
+def test_hostile_names_from_the_api_are_shown_as_text(tmp_path: Path) -> None:
+    records = [
+        {
+            "id": 1000 + i,
+            "item": HOSTILE[i % len(HOSTILE)],
+            "category": HOSTILE[(i + 1) % len(HOSTILE)],
+            "visitor": f"v{i % 5}",
+            "timestamp": f"2026-03-{1 + i % 14:02d}T10:00:00+00:00",
+            "ip": "192.0.2.1",
+            "user_agent": "Mozilla/5.0",
+        }
+        for i in range(70)
+    ]
+    with MockServer(ListSource(records)) as hostile:
+        (tmp_path / "config.yml").write_text(CONFIG.format(url=hostile.url))
+        result = run_main(
+            "--env", "test", "--as-of", AS_OF.isoformat(), "--report-json", "r.json", "--no-progress", cwd=tmp_path
+        )
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "[/bold]" in out and "[bold red]x[/bold red]" in out and "\\x1b[2J" in out and "a\\x0db" in out
+    assert "\x1b" not in out and "\r" not in out
+    assert '"123"' in out and " 123 " in out
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert {row["id"] for row in report["windows"]["all"]["top_items"]} == set(HOSTILE)
+
+
+def test_without_a_config_file_the_built_in_development_defaults_apply(tmp_path: Path, server: MockServer) -> None:
+    result = run_main(
+        "--url", server.url, "--as-of", AS_OF.isoformat(), "--report-json", "r.json", "--no-progress", cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["run"]["env"] == "development"
+    assert statistics(report) == ground_truth(DATA, as_of=AS_OF)  # the field names and bot lists of the defaults
+    missing = run_main("--config", "nowhere.yml", "--no-progress", cwd=tmp_path)
+    assert missing.returncode == 2 and "nowhere.yml" in missing.stderr
+
+
+def test_the_built_in_defaults_are_the_development_environment_of_config_yml() -> None:
+    from lifestats.cli import BUILT_IN_CONFIG
+    from lifestats.config import load_settings
+
+    assert BUILT_IN_CONFIG.read_bytes() == (REPO / "config.yml").read_bytes()
+    settings = load_settings(BUILT_IN_CONFIG, "development", environ={})
+    assert settings.api.url == "embedded"
+    assert settings.fields.model_dump() == {name: name for name in FIELDS}
+
+
+def test_the_api_failing_says_so_not_interrupted(tmp_path: Path) -> None:
+    with MockServer(ListSource([{"id": 1, "item": 1}]), token="right-token") as locked:
+        (tmp_path / "config.yml").write_text(CONFIG.format(url=locked.url))
+        result = run_main(
+            "--env", "test", "--report-json", "r.json", "--no-progress", cwd=tmp_path,
+            env={"LIFESTATS_API_TOKEN": "wrong-token"},
+        )  # fmt: skip
+    assert result.returncode == 3, result.stderr
+    header = result.stdout.splitlines()[0]
+    assert "PARTIAL: the API failed" in header and "interrupted" not in result.stdout
+    assert "error:" in result.stderr and "wrong-token" not in result.stdout + result.stderr
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["partial"] is True and report["partial_reason"] == "the API failed"
+
+
+def test_ctrl_c_pressed_again_and_again_still_writes_the_partial_report(tmp_path: Path) -> None:
+    with MockServer(DATA, latency=0.02) as slow:
+        (tmp_path / "config.yml").write_text(CONFIG.format(url=slow.url))
+        command, environ = main_command(
+            "--env", "test", "--as-of", AS_OF.isoformat(), "--report-json", "r.json", "--rate-limit", "40",
+            "--no-progress",
+        )  # fmt: skip
+        process = subprocess.Popen(command, cwd=tmp_path, env=environ, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            assert slow.api.log.wait_for(40, timeout=60), process.stderr  # the crawl is under way
+            # An impatient user: Ctrl-C again and again until the job has exited.
+            while process.poll() is None:
+                process.send_signal(signal.SIGINT)
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    process.wait(timeout=0.01)
+            out, err = process.communicate(timeout=120)
+        finally:
+            if process.poll() is None:
+                process.kill()
+    assert process.returncode == 130, err.decode()
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["partial"] is True and report["records"]["fetched"] < len(DATA)
+    assert report["partial_reason"].startswith("interrupted")
+    assert "PARTIAL: interrupted" in out.decode()
+
+
+def test_the_progress_line_says_when_the_api_asked_for_a_pause() -> None:
+    figures = {"fraction": 0.5, "pages": 10, "records": 1000, "requests": 12, "elapsed": 2.0}
+    running = SimpleNamespace(**figures, slices_done=1, slices=4, waiting=0.0)
+    assert progress_detail(running) == "10 pages · 1,000 records · 6.0 req/s · 1/4 slices"  # type: ignore[arg-type]
+    held = SimpleNamespace(**figures, slices_done=1, slices=4, waiting=42.2)
+    assert progress_detail(held).startswith("waiting 42 s: the API asked for a pause")  # type: ignore[arg-type]

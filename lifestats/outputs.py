@@ -1,0 +1,89 @@
+"""Report files: checked before the first request, written atomically after the last.
+
+A report path that cannot be written must stop the job before it crawls (exit 2), not after an hour
+of crawling; and a reader (or a crash) must never see half a file, so every file is written to a
+temporary name in its own directory and renamed over the target.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from .errors import ConfigError
+
+STDOUT = "-"
+
+
+def report_json(report: dict[str, Any]) -> bytes:
+    """The JSON report as written to disk: indented, UTF-8, one trailing newline.
+
+    orjson is fast but refuses integers beyond 64 bits; an id like that (which the API may send as an item)
+    is written by the standard library instead of failing the report.
+    """
+    try:
+        return orjson.dumps(report, option=orjson.OPT_INDENT_2) + b"\n"
+    except orjson.JSONEncodeError:
+        return json.dumps(report, indent=2, ensure_ascii=False).encode("utf-8") + b"\n"
+
+
+def write_atomic(path: str | Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file in the same directory and a rename."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    temporary = target.with_name(f".{target.name}.{secrets.token_hex(4)}.tmp")
+    try:
+        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        with os.fdopen(descriptor, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            temporary.unlink()
+        raise
+
+
+def check_file(path: str, flag: str) -> None:
+    """Refuse (exit 2) a file path that cannot be written: a directory, a parent that cannot exist, no permission."""
+    target = Path(path)
+    if target.is_dir():
+        raise ConfigError(f"{flag} {path}: is a directory; give a file name")
+    if target.exists() and not os.access(target, os.W_OK):
+        raise ConfigError(f"{flag} {path}: the file is not writable")
+    _probe(target.parent, flag, path)
+
+
+def check_dir(path: str, flag: str) -> None:
+    """Refuse (exit 2) a directory for report files that cannot be created or written into."""
+    target = Path(path)
+    if target.exists() and not target.is_dir():
+        raise ConfigError(f"{flag} {path}: is a file; give a directory")
+    _probe(target, flag, path)
+
+
+def _probe(directory: Path, flag: str, shown: str) -> None:
+    """Create ``directory`` if needed and a file in it, then remove the file: the one test that does not lie."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        if not directory.is_dir():
+            raise NotADirectoryError(directory)
+        probe = directory / f".lifestats-probe.{secrets.token_hex(4)}"
+        descriptor = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        os.close(descriptor)
+        probe.unlink()
+    except FileExistsError:
+        raise ConfigError(f"{flag} {shown}: {directory} exists and is not a directory") from None
+    except NotADirectoryError:
+        raise ConfigError(f"{flag} {shown}: a part of the path is a file, not a directory") from None
+    except PermissionError:
+        raise ConfigError(f"{flag} {shown}: no permission to write in {directory}") from None
+    except OSError as exc:
+        raise ConfigError(f"{flag} {shown}: cannot write in {directory}: {exc.strerror or exc}") from None

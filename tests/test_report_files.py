@@ -1,0 +1,163 @@
+"""HTML and CSV renderings of a JSON report, and the atomic writing of report files."""
+
+from __future__ import annotations
+
+import csv
+import html
+import io
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lifestats.errors import ConfigError
+from lifestats.outputs import check_dir, check_file, report_json, write_atomic
+from lifestats.report_csv import csv_files
+from lifestats.report_html import embed_json, render_html
+
+from .test_terminal import report
+
+
+def rows(data: bytes) -> list[dict[str, str]]:
+    return list(csv.DictReader(io.StringIO(data.decode("utf-8"))))
+
+
+def test_csv_keeps_ids_as_the_api_gave_them_with_their_type() -> None:
+    doc = report()
+    doc["windows"]["all"]["top_items"] = [
+        {"id": 123, "visits": 5, "distinct_visitors": 2},
+        {"id": "123", "visits": 4, "distinct_visitors": None},
+        {"id": 'a,b\n"c"', "visits": 3, "distinct_visitors": 1},
+    ]
+    files = csv_files(doc)
+    assert sorted(files) == ["series.csv", "summary.csv", "top_categories.csv", "top_items.csv", "windows.csv"]
+    items = [r for r in rows(files["top_items.csv"]) if r["window"] == "all"]
+    assert [(r["rank"], r["id"], r["id_type"], r["visits"], r["distinct_visitors"]) for r in items] == [
+        ("1", "123", "int", "5", "2"),
+        ("2", "123", "string", "4", ""),
+        ("3", 'a,b\n"c"', "string", "3", "1"),
+    ]
+    categories = rows(files["top_categories.csv"])
+    assert [(r["id"], r["id_type"]) for r in categories] == [("c1", "string"), ("7", "int")]
+    series = rows(files["series.csv"])
+    assert [int(r["visits"]) for r in series] == [p["visits"] for p in doc["series"]["points"]]
+    assert series[0]["start"] == "2026-03-01T00:00:00+00:00"
+    windows = rows(files["windows.csv"])
+    assert [(r["window"], r["visits"]) for r in windows] == [("all", "1900"), ("yesterday", "0")]
+    summary = {(r["section"], r["key"]): r["value"] for r in rows(files["summary.csv"])}
+    assert summary[("records", "rejected")] == "50" and summary[("run", "requests")] == "1234"
+    assert summary[("report", "partial")] == "false"
+
+
+def test_csv_gains_lower_and_upper_columns_in_approx_mode() -> None:
+    doc = report()
+    doc["windows"]["all"]["distinct_visitors_bounds"] = [300, 340]
+    doc["windows"]["all"]["top_items"][0]["visits_bounds"] = [95, 100]
+    files = csv_files(doc)
+    windows = rows(files["windows.csv"])
+    assert (windows[0]["distinct_visitors_lower"], windows[0]["distinct_visitors_upper"]) == ("300", "340")
+    assert windows[1]["distinct_visitors_lower"] == ""
+    first = rows(files["top_items.csv"])[0]
+    assert (first["visits_lower"], first["visits_upper"]) == ("95", "100")
+    assert "visits_lower" not in rows(files["series.csv"])[0]
+
+
+def test_html_is_a_pure_function_of_the_report() -> None:
+    assert render_html(report()) == render_html(json.loads(json.dumps(report())))
+    changed = report()
+    changed["records"]["bots"] = 41
+    assert render_html(changed) != render_html(report())
+
+
+def test_html_shows_names_as_text_and_embeds_data_that_cannot_close_its_script() -> None:
+    doc = report()
+    evil = "</script><script>alert(1)</script>"
+    doc["windows"]["all"]["top_items"][0]["id"] = evil
+    doc["windows"]["all"]["top_items"][1]["id"] = "<img src=x onerror=alert(2)>"
+    doc["series"]["bucket"] = "day"
+    doc["series"]["points"][0]["start"] = "</script><b>x</b>&amp;"
+    doc["warnings"] = ["<b>bold</b> & \x1b[2J"]
+    page = render_html(doc)
+    assert "&lt;/script&gt;&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert "&lt;img src=x onerror=alert(2)&gt;" in page
+    assert "<img" not in page and "<b>bold</b>" not in page and "\x1b" not in page
+    # Three script elements: the JSON block, uPlot and the page's own; no name opened another.
+    assert len(re.findall(r"<script\b", page)) == 3
+    data = re.search(r'<script type="application/json" id="series-data">(.*?)</script>', page, re.S)
+    assert data is not None and "<" not in data.group(1) and ">" not in data.group(1)
+    assert json.loads(data.group(1))["labels"][0] == "</script><b>x</b>&amp;"
+    assert embed_json(["<&>"]) == '["\\u003c\\u0026\\u003e"]'
+
+
+def test_html_loads_nothing_from_elsewhere() -> None:
+    page = render_html(report())
+    policy = re.search(r'http-equiv="Content-Security-Policy" content="([^"]+)"', page)
+    assert policy is not None and "default-src 'none'" in html.unescape(policy.group(1))
+    assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", page)
+    assert "@import" not in page and "url(http" not in page and "@font-face" not in page
+
+
+def test_html_shows_approx_bounds() -> None:
+    doc = report()
+    doc["windows"]["all"]["distinct_visitors_bounds"] = [300, 340]
+    doc["windows"]["all"]["top_items"][0]["visits_bounds"] = [95, 100]
+    page = render_html(doc)
+    assert "range 300 - 340" in page and "range 95 - 100" in page
+    assert page.count("<path d=") == 2  # the two whiskers
+
+
+def test_write_atomic_leaves_only_the_target(tmp_path: Path) -> None:
+    target = tmp_path / "deep" / "r.json"
+    write_atomic(target, b"one")
+    write_atomic(target, b"two")
+    assert target.read_bytes() == b"two"
+    assert [p.name for p in target.parent.iterdir()] == ["r.json"]
+
+
+def test_report_json_keeps_ids_beyond_64_bits() -> None:
+    doc: dict[str, Any] = {"windows": {"all": {"top_items": [{"id": 2**70}, {"id": "7"}]}}}
+    assert json.loads(report_json(doc)) == doc
+
+
+@pytest.mark.parametrize(
+    ("make", "check", "message"),
+    [
+        (lambda p: (p / "d").mkdir(), lambda p: check_file(str(p / "d"), "--report-json"), "is a directory"),
+        (lambda p: (p / "f").write_text(""), lambda p: check_dir(str(p / "f"), "--report-csv"), "is a file"),
+        (
+            lambda p: (p / "f").write_text(""),
+            lambda p: check_file(str(p / "f" / "x.html"), "--report-html"),
+            "not a directory",
+        ),
+    ],
+)
+def test_unwritable_report_paths_are_refused_with_the_flag_and_path(
+    tmp_path: Path, make: Any, check: Any, message: str
+) -> None:
+    make(tmp_path)
+    before = sorted(tmp_path.rglob("*"))
+    with pytest.raises(ConfigError, match=message) as caught:
+        check(tmp_path)
+    assert str(tmp_path) in str(caught.value) and "--report-" in str(caught.value)
+    assert sorted(tmp_path.rglob("*")) == before
+
+
+def test_a_writable_path_passes_the_check_and_leaves_nothing_behind(tmp_path: Path) -> None:
+    check_file(str(tmp_path / "new" / "r.json"), "--report-json")
+    check_dir(str(tmp_path / "csv"), "--report-csv")
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["csv", "new"]
+
+
+def test_a_report_that_cannot_be_written_after_the_crawl_is_one_clear_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lifestats import cli
+
+    def full_disk(path: Any, data: bytes) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(cli, "write_atomic", full_disk)
+    with pytest.raises(cli.ReportNotWritten, match=r"cannot write the report to .*r\.json: No space left on device"):
+        cli.Targets(json=str(tmp_path / "r.json")).write(report())
