@@ -35,7 +35,7 @@ import math
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import datasketches as ds
 import numpy as np
@@ -50,9 +50,11 @@ from .statistics import (
     Columns,
     DayRange,
     Estimate,
+    ExactStatistics,
     ItemRow,
     Key,
     Point,
+    Statistics,
     as_list,
     check_header,
     decode_key,
@@ -579,3 +581,8 @@ def _item_visitors(hll: Estimate, visits: Estimate, seen: int) -> Estimate:
     ratio = hll.value / seen if seen else 1.0  # the unseen visits' share of new visitors, as in the seen ones
     value = round(hll.value + ratio * unseen_guess)
     return Estimate(min(max(value, lower), upper), lower, upper)
+
+
+if TYPE_CHECKING:  # both implementations keep to the protocol (checked by mypy, free at run time)
+    _exact_fits: type[Statistics] = ExactStatistics
+    _approx_fits: type[Statistics] = ApproxStatistics
