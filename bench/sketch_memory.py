@@ -3,9 +3,9 @@
 Each measurement runs in a fresh process (so its peak RSS is its own): it generates synthetic counted
 records page by page (1,000 a page; Zipf-distributed items over 100,000 ids, visitors uniform over 10^6,
 20 categories, 400 local days in crawl order, 3% without a timestamp), adds them into the statistics,
-then serialises them. Reported: peak RSS, RSS of the same process before the first record (imports and
-generator), serialised size, and CPU microseconds per record spent in ``add`` alone (CPU time, not wall time: the
-machine may be shared).
+then serialises them. Reported: peak RSS; peak RSS before the final ``to_bytes`` (counting only); RSS
+before the first record (imports and generator); serialised size; and CPU microseconds per record spent
+in ``add`` alone (CPU time, not wall time: the machine may be shared).
 
     python bench/sketch_memory.py                      # approx at 10^6 and 10^7, exact at 10^6
     python bench/sketch_memory.py --approx 1e6 1e7 1e8 --exact 1e6 1e7
@@ -72,6 +72,7 @@ def measure(mode: str, n: int) -> dict[str, object]:
         t = time.process_time()  # CPU time: the machine is shared, wall time would measure the neighbours
         stats.add(columns)
         adding += time.process_time() - t
+    counting_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     t = time.process_time()
     body = stats.to_bytes()
     serialise = time.process_time() - t
@@ -79,6 +80,7 @@ def measure(mode: str, n: int) -> dict[str, object]:
         "mode": mode,
         "records": n,
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "peak_rss_counting_mb": round(counting_peak / 1024, 1),  # before the one big to_bytes
         "rss_before_records_mb": round(start_rss / 2**20, 1),
         "serialised_mb": round(len(body) / 2**20, 2),
         "nbytes_mb": round(stats.nbytes() / 2**20, 1),
@@ -96,7 +98,10 @@ def main() -> None:
     if args.child:
         print(json.dumps(measure(args.child[0], int(float(args.child[1])))))
         return
-    print(f"{'mode':<7} {'records':>12} {'peak RSS':>10} {'RSS at start':>13} {'serialised':>11} {'CPU µs/record':>14}")
+    print(
+        f"{'mode':<7} {'records':>12} {'peak RSS':>10} {'counting':>10} {'at start':>10} {'serialised':>11} "
+        f"{'CPU µs/record':>14}"
+    )
     runs = [("approx", n) for n in args.approx] + [("exact", n) for n in args.exact]
     for mode, n in runs:
         out = subprocess.run(
@@ -104,7 +109,8 @@ def main() -> None:
         )
         r = json.loads(out.stdout)
         print(
-            f"{r['mode']:<7} {r['records']:>12,} {r['peak_rss_mb']:>8} MB {r['rss_before_records_mb']:>10} MB "
+            f"{r['mode']:<7} {r['records']:>12,} {r['peak_rss_mb']:>7} MB {r['peak_rss_counting_mb']:>7} MB "
+            f"{r['rss_before_records_mb']:>7} MB "
             f"{r['serialised_mb']:>8} MB {r['us_per_record_add']:>14}",
             flush=True,
         )
