@@ -9,34 +9,69 @@ from __future__ import annotations
 
 import os
 import re
+import ssl
+import types
+import typing
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from .errors import ConfigError
+from .redact import redact_url
 
 DEFAULT_ENV = "development"
 TOKEN_VARIABLE = "LIFESTATS_API_TOKEN"
 ENV_PREFIX = "LIFESTATS_"
 # Variables with the prefix that are not overrides of a config key.
 RESERVED_VARIABLES = {TOKEN_VARIABLE, "LIFESTATS_ENV"}
+# Ids are signed 64-bit integers; an exclusive end may be one past the largest.
+MIN_ID = -(2**63)
+MAX_END = 2**63
+MIN_RATE_LIMIT = 0.01  # requests per second: below it a job of any size would never end
 
 Bucket = Literal["minute", "hour", "day", "week", "month", "year"]
 
 
+def _takes_bool(annotation: Any) -> bool:
+    """Whether a field of this type accepts a boolean (``bool``, ``bool | None``, ``Any``...)."""
+    if annotation is bool or annotation is Any:
+        return True
+    if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
+        return any(_takes_bool(arg) for arg in typing.get_args(annotation))
+    return False
+
+
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # No infinities or NaN: a rate, a timeout or a size must be a real number.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_stray_booleans(cls, value: Any, info: ValidationInfo) -> Any:
+        """``page_size: true`` is a mistake, not 1: a boolean only where the key is a yes/no switch."""
+        name = info.field_name
+        if isinstance(value, bool) and name is not None and not _takes_bool(cls.model_fields[name].annotation):
+            raise ValueError("must be a number or text, not true/false")
+        return value
 
 
 class ApiConfig(_Section):
     url: str = "embedded"
     page_size: int = Field(100, gt=0)
-    first_id: int | None = None
-    last_id: int | None = None
+    first_id: int | None = Field(None, ge=MIN_ID, lt=MAX_END, description="smallest id (signed 64-bit)")
+    last_id: int | None = Field(None, gt=MIN_ID, le=MAX_END, description="one past the largest id")
     timeout: float = Field(10.0, gt=0, description="read timeout, seconds")
     connect_timeout: float = Field(5.0, gt=0)
     offset_param: str = "offset"
@@ -52,6 +87,17 @@ class ApiConfig(_Section):
     def _url(cls, value: str) -> str:
         if value != "embedded" and not re.match(r"^https?://[^\s/]+", value):
             raise ValueError("must be 'embedded' or an http(s):// URL")
+        return value
+
+    @field_validator("ca_bundle")
+    @classmethod
+    def _ca_bundle(cls, value: str | None) -> str | None:
+        """A bundle that cannot be loaded is a config mistake, found before any request."""
+        if value is not None:
+            try:
+                ssl.create_default_context().load_verify_locations(cafile=value)
+            except (OSError, ssl.SSLError) as exc:
+                raise ValueError(f"cannot load {value} as PEM certificates ({exc})") from None
         return value
 
     @model_validator(mode="after")
@@ -74,13 +120,19 @@ class FieldsConfig(_Section):
 class CrawlConfig(_Section):
     slices: int = Field(100, gt=0)
     workers: int = Field(4, gt=0, le=256)
-    rate_limit: float = Field(100.0, gt=0, description="requests per second for the whole job")
+    rate_limit: float = Field(100.0, ge=MIN_RATE_LIMIT, description="requests per second for the whole job")
     flush_every: int = Field(10, gt=0, description="pages between two flushes of a worker")
     retries: int = Field(8, ge=0, description="retries of one page before the job fails")
     retry_max_seconds: float = Field(300.0, gt=0, description="time budget for the retries of one page")
     backoff: float = Field(0.2, ge=0, description="first retry waits up to this many seconds, doubling")
     backoff_max: float = Field(10.0, ge=0, description="longest wait between two retries")
     keep_rejects: int = Field(1000, ge=0, description="rejected records sampled to rejects.jsonl")
+    stall_timeout: float | None = Field(
+        None,
+        gt=0,
+        description="seconds with no request sent or answered before the job stops "
+        "(default: max(3 x api.timeout, 60) plus three request intervals of rate_limit)",
+    )
 
 
 class StatsConfig(_Section):
@@ -212,7 +264,10 @@ def _env_overrides(environ: Mapping[str, str]) -> dict[str, dict[str, Any]]:
             continue
         section, _, key = name[len(ENV_PREFIX) :].lower().partition("_")
         if section not in SECTIONS:
-            continue
+            raise ConfigError(
+                f"environment variable {name}: there is no section {section!r} "
+                f"(sections: {', '.join(SECTIONS)}; other variables: {', '.join(sorted(RESERVED_VARIABLES))})"
+            )
         model = Settings.model_fields[section].annotation
         if key not in model.model_fields:  # type: ignore[union-attr]
             raise ConfigError(f"environment variable {name}: {section} has no key {key!r}")
@@ -231,7 +286,10 @@ def _describe(exc: ValidationError, where: str) -> str:
         message = error["msg"].removeprefix("Value error, ")
         if error["type"] == "extra_forbidden":
             message = "unknown key"
-        shown = "" if error["type"] in ("extra_forbidden", "missing") else f" (got {error['input']!r})"
+        value = error["input"]
+        if isinstance(value, str) and "://" in value:
+            value = redact_url(value)  # a URL's credentials never reach a message
+        shown = "" if error["type"] in ("extra_forbidden", "missing") else f" (got {value!r})"
         lines.append(f"{key}: {message}{shown}")
     return f"bad configuration in {where}:\n  " + "\n  ".join(lines)
 
@@ -240,7 +298,7 @@ def fingerprint(settings: Settings) -> dict[str, Any]:
     """The settings that change what a run counts: a checkpoint only resumes a run with equal ones."""
     api = settings.api
     return {
-        "url": api.url,
+        "url": redact_url(api.url),  # credentials never reach the checkpoint (a changed one still resumes)
         "mock": settings.mock.model_dump() if api.url == "embedded" else None,
         "first_id": api.first_id,
         "last_id": api.last_id,

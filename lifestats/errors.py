@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+# HTTP statuses that the same request will meet again: running the job again does not help.
+PERMANENT_STATUSES = frozenset({400, 401, 403, 404, 405, 410})
+# Statuses that mean the API did not accept the credentials.
+CREDENTIAL_STATUSES = frozenset({401, 403})
+
 
 class LifestatsError(Exception):
     """Base class: a problem that ends the job with a clear message and an exit code."""
@@ -19,10 +24,31 @@ class CheckpointMismatch(ConfigError):
     """The checkpoint belongs to a run whose results would differ; resuming would mix two jobs."""
 
 
+class StateDirError(LifestatsError):
+    """The state dir cannot be used or written (read-only, full, not a checkpoint of this version).
+
+    Exit 2 when it is the user's choice of state dir that is unusable from the start, else 1; either
+    way the checkpoint is left as its last commit made it, so the same command resumes once fixed.
+    """
+
+    def __init__(self, message: str, *, exit_code: int = 1) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
 class ApiError(LifestatsError):
-    """The API failed past every retry (exit 3). The message names the URL and the offset."""
+    """The API failed past every retry (exit 3). The message names the URL and the offset.
+
+    ``status`` is the HTTP status when the API answered one. ``resumable`` says whether running the
+    same command again can help (a server that was down) or not (a 401, 403 or 404 is met again).
+    """
 
     exit_code = 3
+
+    def __init__(self, message: str, *, status: int | None = None, resumable: bool | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.resumable = resumable if resumable is not None else status not in PERMANENT_STATUSES
 
 
 class TransientApiError(Exception):

@@ -13,6 +13,7 @@ import os
 import queue
 import signal
 import threading
+import traceback
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ from typing import Any, Protocol
 
 from .config import Settings
 from .count import PageCounter
-from .errors import LifestatsError
+from .errors import ApiError, LifestatsError
 from .fetch import ApiClient
 from .limiter import RateLimiter
 from .merge import Flush
@@ -31,6 +32,10 @@ from .task import Split, Task, crawl_slice
 # forkserver: a clean single-threaded parent (unlike fork from a coordinator with threads) that starts
 # workers in milliseconds (unlike spawn, which re-imports everything in each).
 WORKER_CONTEXT = "forkserver"
+# A worker tells the coordinator at most this often that its requests are moving (see Progress).
+HEARTBEAT_SECONDS = 1.0
+# Workers that die before they complete anything, in a row, before the executor gives up on them.
+MAX_STARTUP_DEATHS = 3
 
 
 @dataclass(frozen=True)
@@ -46,10 +51,26 @@ class Finished:
 
 @dataclass(frozen=True)
 class Failed:
+    """A task failed for good (or, with ``slice`` -1, the workers themselves cannot run)."""
+
     slice: int
     attempt: int
     message: str
     exit_code: int
+    resumable: bool = True  # whether running the same command again can help
+    status: int | None = None  # the HTTP status of an API failure
+
+
+@dataclass(frozen=True)
+class Progress:
+    """A heartbeat: the worker's requests are moving (one was sent or ended since the last one)."""
+
+
+@dataclass(frozen=True)
+class _StartupError:
+    """A worker could not start (sent once, just before it exits)."""
+
+    message: str
 
 
 @dataclass(frozen=True)
@@ -60,7 +81,7 @@ class Lost:
     exitcode: int | None
 
 
-Event = Flushed | Finished | Failed | Lost | Split
+Event = Flushed | Finished | Failed | Lost | Split | Progress
 
 
 class Executor(Protocol):
@@ -122,13 +143,41 @@ class _Outbox:
 _CLOSE = object()
 
 
+def _heartbeat(client: ApiClient, outbox: _Outbox, stop: threading.Event) -> None:
+    """Send :class:`Progress` whenever a request was sent or ended since the last look, so that the
+    coordinator can tell a slow job from one that waits for an answer that never comes."""
+    last = -1
+    while not stop.wait(HEARTBEAT_SECONDS):
+        moved = client.counts.requests + client.counts.retries
+        if moved != last:
+            last = moved
+            try:
+                outbox.send(Progress())
+            except BrokenPipeError:
+                return
+
+
+def _one_line(exc: BaseException) -> str:
+    """``TypeError: message (file.py:12)``: enough to report a crash once, without a traceback."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    where = f" ({os.path.basename(frames[-1].filename)}:{frames[-1].lineno})" if frames else ""
+    return f"{type(exc).__name__}: {exc}{where}"
+
+
 def worker_main(conn: Connection, setup: WorkerSetup) -> None:
     """A worker process: take tasks from ``conn`` until told to stop or the coordinator goes away."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the coordinator's to handle
     settings = setup.settings
-    counter = PageCounter(settings, setup.as_of)
     parent = os.getppid()
     outbox = _Outbox(conn)
+    try:
+        counter = PageCounter(settings, setup.as_of)
+        client = ApiClient(settings.api, settings.crawl, setup.limiter, token=setup.token)
+    except Exception as exc:  # reported once by the coordinator, instead of a traceback per respawn
+        with contextlib.suppress(BrokenPipeError):
+            outbox.send(_StartupError(_one_line(exc)))
+        outbox.close()
+        raise SystemExit(1) from None
 
     def proposals() -> int | None:
         """The latest split proposal that arrived while crawling, if any. Called between pages."""
@@ -141,13 +190,16 @@ def worker_main(conn: Connection, setup: WorkerSetup) -> None:
                 new_end = message[1]
         return new_end
 
+    stop = threading.Event()
+    threading.Thread(target=_heartbeat, args=(client, outbox, stop), name="heartbeat", daemon=True).start()
     try:
-        with ApiClient(settings.api, settings.crawl, setup.limiter, token=setup.token) as client:
+        with client:
             while (task := conn.recv()) is not None:
                 if isinstance(task, Task):  # a split proposal that came after the slice ended is dropped
                     outbox.send(_run(task, client, counter, settings.crawl.flush_every, outbox.send, proposals))
     except (EOFError, BrokenPipeError, ConnectionResetError):
         return  # the coordinator is gone: stop rather than crawl for nobody
+    stop.set()
     outbox.close()
 
 
@@ -164,12 +216,14 @@ def _run(
 
     try:
         crawl_slice(task, client, counter, flush_every, emit, proposals)
+    except ApiError as exc:
+        return Failed(task.slice.index, task.attempt, str(exc), exc.exit_code, exc.resumable, exc.status)
     except LifestatsError as exc:
         return Failed(task.slice.index, task.attempt, str(exc), exc.exit_code)
     except (EOFError, BrokenPipeError, ConnectionResetError):
         raise
     except Exception as exc:
-        return Failed(task.slice.index, task.attempt, f"unexpected {type(exc).__name__}: {exc}", 1)
+        return Failed(task.slice.index, task.attempt, f"unexpected {_one_line(exc)}", 1)
     return Finished(task.slice.index, task.attempt)
 
 
@@ -182,10 +236,17 @@ class _Worker:
         self.process.start()
         child.close()
         self.task: Task | None = None
+        self.worked = False  # it sent something other than a start-up error
+        self.startup_error: str | None = None
 
 
 class LocalExecutor:
-    """``workers`` processes on this machine; a dead worker is replaced and its task reported lost."""
+    """``workers`` processes on this machine; a dead worker is replaced and its task reported lost.
+
+    Workers that die before they achieve anything (a crash at start-up) are replaced only
+    :data:`MAX_STARTUP_DEATHS` times in a row; then one :class:`Failed` event with the last worker's
+    error ends the job, instead of an endless respawn loop.
+    """
 
     def __init__(self, workers: int, setup: WorkerSetup, context: str = WORKER_CONTEXT) -> None:
         self._ctx = mp.get_context(context)
@@ -194,6 +255,8 @@ class LocalExecutor:
             self._ctx.set_forkserver_preload(["lifestats.executor"])
         self._setup = setup
         self._started = 0
+        self._startup_deaths = 0
+        self._gave_up = False
         self._workers = [self._spawn() for _ in range(workers)]
         self._pending: deque[Task] = deque()
 
@@ -266,7 +329,13 @@ class LocalExecutor:
         try:
             while worker.conn.poll():
                 event = worker.conn.recv()
+                if isinstance(event, _StartupError):
+                    worker.startup_error = event.message
+                    continue
+                worker.worked = True
                 out.append(event)
+                if isinstance(event, Flushed | Finished):
+                    self._startup_deaths = 0
                 if isinstance(event, Finished | Failed):
                     worker.task = None
         except (EOFError, OSError):
@@ -279,6 +348,23 @@ class LocalExecutor:
             out.append(Lost(worker.task, worker.process.exitcode))
         worker.conn.close()
         index = self._workers.index(worker)
+        if not worker.worked:
+            self._startup_deaths += 1
+            if self._startup_deaths >= MAX_STARTUP_DEATHS:
+                if not self._gave_up:
+                    self._gave_up = True
+                    cause = worker.startup_error or f"exit code {worker.process.exitcode}"
+                    out.append(
+                        Failed(
+                            -1,
+                            0,
+                            f"the worker processes died at start-up {self._startup_deaths} times: {cause}",
+                            1,
+                            False,
+                        )
+                    )
+                del self._workers[index]  # not replaced: the job stops
+                return
         self._workers[index] = self._spawn()
 
     def close(self) -> None:

@@ -207,7 +207,7 @@ class ApiClient:
         if status >= 500 or status in (408, 425):
             raise TransientApiError(f"HTTP {status}")
         if status != 200:
-            raise ApiError(f"the API answered HTTP {status} at {self.api.url} offset {offset}")
+            raise ApiError(f"the API answered HTTP {status} at {self.api.url} offset {offset}", status=status)
         try:
             document = orjson.loads(body)
         except orjson.JSONDecodeError:

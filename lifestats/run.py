@@ -2,14 +2,18 @@
 
 It owns the checkpoint (through the :class:`~lifestats.merge.Aggregator`), re-submits a slice whose
 worker died from that slice's last commit, splits the remaining range of a straggling slice when a
-worker would otherwise idle, and on Ctrl-C or an API failure stops the workers and returns a report
-marked partial; the same command run again resumes.
+worker would otherwise idle, and on Ctrl-C, an API failure, a job that stopped moving or a state dir
+that cannot be written stops the workers and returns a report marked partial; the same command run
+again resumes. A run holds its state dir's lock (:mod:`lifestats.lock`) from start to end.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import signal
+import sqlite3
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -18,12 +22,15 @@ from pathlib import Path
 from typing import Any
 
 from .config import Settings, fingerprint
-from .errors import CheckpointMismatch, LifestatsError
-from .executor import Event, Executor, Failed, Finished, Flushed, LocalExecutor, Lost, WorkerSetup
+from .count import PageCounter
+from .errors import CREDENTIAL_STATUSES, ApiError, CheckpointMismatch, ConfigError, LifestatsError, StateDirError
+from .executor import Event, Executor, Failed, Finished, Flushed, LocalExecutor, Lost, Progress, WorkerSetup
 from .fetch import ApiClient
 from .limiter import SharedRateLimiter
+from .lock import state_lock
 from .merge import REJECTS_FILE, Aggregator, Checkpoint, SliceState
 from .plan import Bounds, discover, plan_slices
+from .redact import redact_text
 from .report import build_report
 from .task import Split, Task
 
@@ -31,6 +38,12 @@ MAX_LOSSES_PER_SLICE = 3
 EXIT_INTERRUPTED = 130
 # A straggler is split only when its estimated remaining pages are at least this many flushes' worth.
 MIN_SPLIT_FLUSHES = 2
+# With no request sent or ended by any worker for this long (and no pause asked by the API), the job
+# stops: max(STALL_TIMEOUTS x api.timeout, STALL_MIN_SECONDS, two retry waits), plus a few request
+# intervals of the rate limit (at 0.01/s a healthy job sends one request every 100 s).
+STALL_TIMEOUTS = 3
+STALL_MIN_SECONDS = 60.0
+STALL_INTERVALS = 3
 
 
 @dataclass
@@ -44,6 +57,7 @@ class Snapshot:
     elapsed: float
     slices_done: int
     slices: int
+    waiting: float = 0.0  # seconds the whole job is held back by the API's Retry-After (0 when not)
 
 
 @dataclass
@@ -51,6 +65,26 @@ class Outcome:
     report: dict[str, Any]
     exit_code: int = 0
     message: str | None = None
+
+
+def stall_seconds(settings: Settings) -> float:
+    """How long the job may go without any request sent or ended before it stops (see STALL_*)."""
+    crawl = settings.crawl
+    if crawl.stall_timeout is not None:
+        return crawl.stall_timeout
+    longest_wait = max(STALL_TIMEOUTS * settings.api.timeout, STALL_MIN_SECONDS, 2 * crawl.backoff_max)
+    return longest_wait + STALL_INTERVALS / crawl.rate_limit
+
+
+def check_as_of(settings: Settings, as_of: datetime) -> None:
+    """Refuse, before any request, an ``as_of`` whose windows cannot be computed (years 1 and 9999)."""
+    where = f"--as-of {as_of.isoformat()}"
+    if not 1 < as_of.year < 9999:
+        raise ConfigError(f"{where} is out of range: give a time between the years 2 and 9998")
+    try:
+        PageCounter(settings, as_of)
+    except (ValueError, OverflowError, OSError) as exc:
+        raise ConfigError(f"{where} is out of range: its windows cannot be computed ({exc})") from None
 
 
 @dataclass
@@ -115,22 +149,35 @@ def run_job(
     there): if it raises, the run is not marked finished and the same command can produce it again.
     """
     started = datetime.now(UTC)
-    if fresh:
-        Checkpoint.remove(state_dir)
-    checkpoint = Checkpoint(state_dir)
+    secrets = [settings.api.url]
     try:
-        if checkpoint.get("finished"):  # the last run completed: this one starts anew
-            checkpoint.close()
-            Checkpoint.remove(state_dir)
+        if as_of is not None:
+            check_as_of(settings, as_of)
+        # The lock comes first: nothing in the state dir is read, let alone deleted, under a live run.
+        with state_lock(state_dir):
+            if fresh:
+                Checkpoint.remove(state_dir)
             checkpoint = Checkpoint(state_dir)
-        resumed = checkpoint.claim(fingerprint(settings))
-        as_of = _settle_as_of(checkpoint, as_of, resumed)
-        with api_url(settings, as_of) as url:
-            run_settings = settings.model_copy(update={"api": settings.api.model_copy(update={"url": url})})
-            job = _Job(run_settings, env, checkpoint, state_dir, as_of, token, started, resumed)
-            return job.run(executor_factory, on_progress, deliver)
-    finally:
-        checkpoint.close()
+            try:
+                if checkpoint.get("finished"):  # the last run completed: this one starts anew
+                    checkpoint.close()
+                    Checkpoint.remove(state_dir)
+                    checkpoint = Checkpoint(state_dir)
+                resumed = checkpoint.claim(fingerprint(settings))
+                as_of = _settle_as_of(checkpoint, as_of, resumed)
+                with api_url(settings, as_of) as url:
+                    api = settings.api.model_copy(update={"url": url})
+                    run_settings = settings.model_copy(update={"api": api})
+                    job = _Job(run_settings, env, checkpoint, state_dir, as_of, token, started, resumed)
+                    outcome = job.run(executor_factory, on_progress, deliver)
+            finally:
+                checkpoint.close()
+    except LifestatsError as exc:
+        exc.args = (redact_text(str(exc), secrets),)  # credentials in api.url never reach a message
+        raise
+    if outcome.message:
+        outcome.message = redact_text(outcome.message, [*secrets, url])
+    return outcome
 
 
 def _settle_as_of(checkpoint: Checkpoint, as_of: datetime | None, resumed: bool) -> datetime:
@@ -177,6 +224,8 @@ class _Job:
         self.records_before = self.aggregator.total.records["fetched"]
         self.proposal: int | None = None  # the slice asked to split, awaiting its answer
         self.unsplittable: set[int] = set()  # refused a split since its last flush
+        self.stall_limit = stall_seconds(settings)
+        self.last_moved = time.monotonic()  # when a worker last sent or ended a request
 
     def _plan(self) -> Bounds:
         stored = self.checkpoint.get("bounds")
@@ -206,45 +255,136 @@ class _Job:
         # Workers start up while the coordinator discovers the id range.
         setup = WorkerSetup(settings=self.settings, as_of=self.as_of, limiter=self.limiter, token=self.token)
         workers = min(self.settings.crawl.workers, len(todo)) if planned else self.settings.crawl.workers
-        executor = executor_factory(workers, setup)
+        executor: Executor | None = None
         failure: Failed | None = None
         try:
+            executor = executor_factory(workers, setup)
             self.bounds = self._plan()
             todo = [s for s in self.checkpoint.states() if not s.done]
             for state in todo:
                 executor.submit(self._task(self.checkpoint.begin_attempt(state.slice.index)))
+            self.last_moved = time.monotonic()
             self._notify(on_progress)
             while executor.busy() and failure is None:
                 for event in executor.events(timeout=0.25):
                     failure = self._handle(event, executor) or failure
                 if failure is None:
+                    failure = self._stalled()
+                if failure is None:
                     self._maybe_split(executor)
                 self._notify(on_progress)
         except KeyboardInterrupt:
-            executor.terminate()
-            return Outcome(self.report(partial=True), EXIT_INTERRUPTED, "interrupted: run the same command to resume")
+            return self._stop(executor, EXIT_INTERRUPTED, "interrupted: run the same command to resume")
+        except StateDirError as exc:
+            return self._stop(executor, exc.exit_code, str(exc))
+        except sqlite3.Error as exc:  # a read of the checkpoint failed (writes raise StateDirError)
+            message = f"cannot read the checkpoint in {self.state_dir} ({exc}); run the same command to resume"
+            return self._stop(executor, 1, message)
         except LifestatsError as exc:  # the API failed while the id range was being discovered
-            executor.terminate()
-            return Outcome(self.report(partial=True), exc.exit_code, f"{exc}\nrun the same command to try again")
+            resumable = exc.resumable if isinstance(exc, ApiError) else True
+            status = exc.status if isinstance(exc, ApiError) else None
+            return self._stop(executor, exc.exit_code, self._advice(str(exc), resumable, status))
         except BaseException:
-            executor.terminate()
+            if executor is not None:
+                with _interrupts_deferred():
+                    executor.terminate()
             raise
         if failure is not None:
-            executor.terminate()
-            message = f"{failure.message}\nprogress is checkpointed in {self.state_dir}: run the same command to resume"
-            return Outcome(self.report(partial=True), failure.exit_code, message)
+            return self._stop(
+                executor, failure.exit_code, self._advice(failure.message, failure.resumable, failure.status)
+            )
         executor.close()
-        return self._finish(deliver)
+        try:
+            return self._finish(deliver)
+        except KeyboardInterrupt:
+            return self._stop(None, EXIT_INTERRUPTED, "interrupted: run the same command to resume")
+        except StateDirError as exc:
+            return self._stop(None, exc.exit_code, str(exc))
+
+    def _advice(self, message: str, resumable: bool, status: int | None) -> str:
+        """The failure's message and what to do about it: resume only when resuming can help."""
+        where = f"progress is checkpointed in {self.state_dir}"
+        if resumable:
+            return f"{message}\n{where}: run the same command to resume"
+        if status in CREDENTIAL_STATUSES:
+            hint = (
+                "the API did not accept the credentials: set LIFESTATS_API_TOKEN to a valid token "
+                "(or correct the credentials in api.url)"
+            )
+        elif status is not None:
+            hint = f"the same request will get HTTP {status} again: check api.url and the api settings"
+        else:
+            hint = "running the same command again will meet the same problem: fix it first"
+        return f"{message}\n{hint}; {where}, and the run resumes from there once that is fixed"
+
+    def _stalled(self) -> Failed | None:
+        """A job whose workers have sent and ended no request for too long stops, rather than wait for ever."""
+        now = time.monotonic()
+        if self._waiting() > 0:  # the API asked for a pause: waiting is what the job should do
+            self.last_moved = now
+            return None
+        quiet = now - self.last_moved
+        if quiet < self.stall_limit:
+            return None
+        return Failed(
+            -1,
+            0,
+            f"no request to the API was sent or answered in the last {quiet:.0f} s "
+            f"(api.timeout is {self.settings.api.timeout:g} s): the API or the network is not answering",
+            3,
+        )
+
+    def _waiting(self) -> float:
+        paused_for = getattr(self.limiter, "paused_for", None)
+        if paused_for is None:
+            return 0.0
+        try:
+            return max(0.0, float(paused_for()))
+        except (OSError, ValueError):
+            return 0.0
+
+    def _stop(self, executor: Executor | None, exit_code: int, message: str) -> Outcome:
+        """Stop the workers and report what the checkpoint holds, marked partial.
+
+        A second Ctrl-C (or a SIGTERM) that arrives meanwhile is held back until the partial report
+        exists, so that the command line can still write it.
+        """
+        with _interrupts_deferred():
+            if executor is not None:
+                executor.terminate()
+            with contextlib.suppress(StateDirError, sqlite3.Error):
+                self.aggregator.reload()  # an interrupt may have landed between a commit and its merge
+            report = self.report(partial=True)
+        return Outcome(report, exit_code, message)
 
     def _finish(self, deliver: Callable[[dict[str, Any]], None] | None) -> Outcome:
-        """The final report, handed to ``deliver`` before the checkpoint says the run finished."""
+        """The final report, handed to ``deliver`` before the checkpoint says the run finished.
+
+        "Finished" is written only when the checkpoint holds every slice as done.
+        """
+        left = self.checkpoint.open_slices()
+        if left:
+            return self._unfinished(left)
         report = self.report(partial=False)
         if deliver is not None:
             deliver(report)
-        self.checkpoint.put("finished", True)
+        left = self.checkpoint.mark_finished()
+        if left:
+            return self._unfinished(left)
         return Outcome(report)
 
+    def _unfinished(self, left: int) -> Outcome:
+        message = (
+            f"the workers stopped with {left} slice(s) of the id range not done, which is a bug in Lifestats; "
+            f"progress is checkpointed in {self.state_dir}: run the same command to resume"
+        )
+        return self._stop(None, 1, message)
+
     def _handle(self, event: Event, executor: Executor) -> Failed | None:
+        if not isinstance(event, Lost | Failed):
+            self.last_moved = time.monotonic()
+        if isinstance(event, Progress):
+            return None
         if isinstance(event, Flushed):
             flush = event.flush
             self.tally.requests += flush.requests
@@ -253,11 +393,10 @@ class _Job:
                 self.tally.pages += flush.pages
                 self.unsplittable.discard(flush.slice)
         elif isinstance(event, Split):
-            self.proposal = None
+            if self.proposal == event.slice:
+                self.proposal = None
             if event.accepted:
-                new = self.checkpoint.split(event.slice, event.new_end)
-                self.tally.splits += 1
-                executor.submit(self._task(self.checkpoint.begin_attempt(new.slice.index)))
+                self._split(event, executor)
             else:
                 self.unsplittable.add(event.slice)
         elif isinstance(event, Lost):
@@ -267,6 +406,19 @@ class _Job:
         elif isinstance(event, Finished) and self.proposal == event.slice:
             self.proposal = None  # it ended before it read the proposal
         return None
+
+    def _split(self, event: Split, executor: Executor) -> None:
+        """Apply a split the worker accepted, if the checkpoint agrees it is still valid."""
+        new = self.checkpoint.split(event.slice, event.attempt, event.new_end)
+        if new is not None:
+            self.tally.splits += 1
+            executor.submit(self._task(self.checkpoint.begin_attempt(new.slice.index)))
+            return
+        state = self.checkpoint.state(event.slice)
+        if state.attempt == event.attempt and not state.done:
+            # The worker of the current attempt now stops at new_end, but the checkpoint kept the slice
+            # whole: run the slice again from its last commit so that its range is crawled to the end.
+            executor.submit(self._task(self.checkpoint.begin_attempt(event.slice)))
 
     def _resubmit(self, event: Lost, executor: Executor) -> Failed | None:
         index = event.task.slice.index
@@ -295,15 +447,17 @@ class _Job:
             state = self.checkpoint.state(task.slice.index)
             if state.done or state.attempt != task.attempt or state.slice.index in self.unsplittable:
                 continue
-            assert state.cursor is not None
+            offset = _offset(state)
+            if offset is None:  # only a crawl by id offsets can be cut at an id
+                continue
             end = state.slice.end if state.slice.end is not None else self._estimated_end()
-            left = end - state.cursor
+            left = end - offset
             if left < 2:
                 continue
-            crawled = state.cursor - state.slice.begin
+            crawled = offset - state.slice.begin
             pages_left = left * state.pages / crawled if state.pages and crawled > 0 else 0.0
             if pages_left >= minimum and (best is None or pages_left > best[0]):
-                best = (pages_left, task, state.cursor + left // 2)
+                best = (pages_left, task, offset + left // 2)
         if best is not None:
             _, task, new_end = best
             self.proposal = task.slice.index
@@ -314,8 +468,8 @@ class _Job:
 
     @staticmethod
     def _task(state: SliceState) -> Task:
-        assert state.cursor is not None
-        return Task(state.slice, state.attempt, state.cursor, state.high_water, state.seq)
+        assert state.position is not None
+        return Task(state.slice, state.attempt, state.position, state.high_water, state.seq)
 
     # -- output -------------------------------------------------------------------------------------
     def _notify(self, on_progress: Callable[[Snapshot], None] | None) -> None:
@@ -327,8 +481,14 @@ class _Job:
             end = state.slice.end if state.slice.end is not None else self._estimated_end()
             width = max(end - state.slice.begin, 1)
             total += width
-            cursor = end if state.done or state.cursor is None else min(state.cursor, end)
-            done += max(cursor - state.slice.begin, 0)
+            if state.done:
+                reached = end
+            else:
+                offset = _offset(state)
+                if offset is None and state.high_water is not None:
+                    offset = state.high_water + 1
+                reached = min(offset, end) if offset is not None else state.slice.begin
+            done += max(reached - state.slice.begin, 0)
         on_progress(
             Snapshot(
                 fraction=min(done / max(total, 1), 1.0),
@@ -338,8 +498,16 @@ class _Job:
                 elapsed=time.monotonic() - self.t0,
                 slices_done=sum(1 for s in states if s.done),
                 slices=len(states),
+                waiting=self._waiting(),
             )
         )
+
+    def _planned_slices(self) -> int | None:
+        try:
+            planned = self.checkpoint.get("planned_slices")
+        except sqlite3.Error:  # a broken state dir: the partial report is written all the same
+            return None
+        return planned if isinstance(planned, int) else None
 
     def report(self, *, partial: bool) -> dict[str, Any]:
         elapsed = max(time.monotonic() - self.t0, 1e-9)
@@ -350,7 +518,7 @@ class _Job:
             "as_of": self.as_of.isoformat(),
             "started_at": self.started.isoformat(timespec="seconds"),
             "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
-            "slices": self.checkpoint.get("planned_slices"),
+            "slices": self._planned_slices(),
             "workers": self.settings.crawl.workers,
             "requests": tally.requests,
             "retries": tally.retries,
@@ -361,3 +529,31 @@ class _Job:
             "slices_split": tally.splits,
         }
         return build_report(self.aggregator.total, self.settings, self.as_of, run, partial=partial)
+
+
+def _offset(state: SliceState) -> int | None:
+    """The slice's position when it is an id offset (the crawl by id offsets), else None."""
+    position = state.position
+    if state.done or not isinstance(position, int) or isinstance(position, bool):
+        return None
+    return position
+
+
+@contextlib.contextmanager
+def _interrupts_deferred() -> Iterator[None]:
+    """Ignore SIGINT and SIGTERM during the body (main thread only): the run is already stopping, and a
+    second Ctrl-C must not cut short the partial report that lets the user see what was done."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+
+    def hold(signum: int, frame: object) -> None:
+        caught.append(signum)
+
+    previous = {signum: signal.signal(signum, hold) for signum in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)

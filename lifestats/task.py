@@ -1,4 +1,4 @@
-"""The unit of work: crawl one slice from its cursor, count its pages, flush every few pages.
+"""The unit of work: crawl one slice from its position, count its pages, flush every few pages.
 
 :func:`crawl_slice` is a plain function of the task, a page fetcher, a counter and a flush callback,
 so the local process pool and a cluster executor run the same code.
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from .count import PageCounter, SliceCursor
 from .fetch import ApiClient, Page
@@ -30,8 +31,8 @@ class Split:
 class Task:
     slice: Slice
     attempt: int
-    cursor: int  # the offset to request next
-    high_water: int
+    position: Any  # where the crawl goes on (a JSON value); for offsets by id, the offset to request next
+    high_water: int | None
     seq: int  # the last committed flush of the slice
 
 
@@ -56,14 +57,15 @@ def crawl_slice(
     emit: Callable[[Flush | Split], None],
     proposals: Callable[[], int | None] = lambda: None,
 ) -> None:
-    """Crawl ``task.slice`` from ``task.cursor`` to its end, emitting a :class:`Flush` every
-    ``flush_every`` pages and one last flush (``cursor`` None) when the slice is done.
+    """Crawl ``task.slice`` from ``task.position`` to its end, emitting a :class:`Flush` every
+    ``flush_every`` pages and one last flush (``position`` None) when the slice is done.
 
     Between pages it asks ``proposals`` whether the coordinator wants to cut the slice short so that
     an idle worker can take its remaining range, and answers each proposal with a :class:`Split`.
     """
-    cursor = SliceCursor(task.slice.begin, task.slice.end, task.high_water)
-    offset: int | None = task.cursor
+    high_water = task.high_water if task.high_water is not None else task.slice.begin - 1
+    cursor = SliceCursor(task.slice.begin, task.slice.end, high_water)
+    offset: int | None = task.position
     seq = task.seq
     partial = Partial()
     pages = 0
@@ -87,7 +89,7 @@ def crawl_slice(
                     slice=task.slice.index,
                     attempt=task.attempt,
                     seq=seq,
-                    cursor=offset,
+                    position=offset,
                     high_water=cursor.high_water,
                     pages=pages,
                     requests=counts.requests - requests0,

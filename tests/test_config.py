@@ -120,3 +120,72 @@ def test_fingerprint_ignores_settings_that_do_not_change_counts(config_file: Pat
     other_fields = load_settings(config_file, "production", environ={}, overrides={"fields": {"item": "food_id"}})
     assert fingerprint(base) == fingerprint(faster)
     assert fingerprint(base) != fingerprint(other_fields)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("test:\n  api:\n    page_size: true\n", "api.page_size: must be a number or text, not true/false"),
+        ("test:\n  api:\n    timeout: yes\n", "api.timeout: must be a number"),
+        ("test:\n  crawl:\n    workers: false\n", "crawl.workers: must be a number"),
+        (
+            "test:\n  crawl:\n    rate_limit: 1.0e-9\n",
+            "crawl.rate_limit: Input should be greater than or equal to 0.01",
+        ),
+        ("test:\n  crawl:\n    rate_limit: .inf\n", "crawl.rate_limit"),
+        ("test:\n  api:\n    timeout: .nan\n", "api.timeout"),
+        ("test:\n  api:\n    last_id: 18446744073709551616\n", "api.last_id"),
+        ("test:\n  api:\n    first_id: -9223372036854775809\n", "api.first_id"),
+        ("test:\n  crawl:\n    stall_timeout: 0\n", "crawl.stall_timeout"),
+    ],
+)
+def test_bad_numbers_are_refused(tmp_path: Path, text: str, expected: str) -> None:
+    path = tmp_path / "config.yml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        load_settings(path, "test", environ={})
+    assert expected in str(info.value)
+
+
+def test_switches_still_take_booleans_and_numbers_still_parse_from_variables(config_file: Path) -> None:
+    environ = {"LIFESTATS_API_HTTP2": "true", "LIFESTATS_API_PAGE_SIZE": "50", "LIFESTATS_CRAWL_RATE_LIMIT": "0.01"}
+    settings = load_settings(config_file, "production", environ=environ)
+    assert (settings.api.http2, settings.api.page_size, settings.crawl.rate_limit) == (True, 50, 0.01)
+    ids = load_settings(config_file, "production", environ={"LIFESTATS_API_FIRST_ID": str(-(2**63))})
+    assert ids.api.first_id == -(2**63)
+    with pytest.raises(ConfigError, match=r"LIFESTATS_API_PAGE_SIZE|api\.page_size"):
+        load_settings(config_file, "production", environ={"LIFESTATS_API_PAGE_SIZE": "true"})
+
+
+@pytest.mark.parametrize("name", ["LIFESTATS_CRAWLL_WORKERS", "LIFESTATS_STAT_TOP_ITEMS", "LIFESTATS_TOKEN"])
+def test_an_unknown_section_variable_is_refused_like_an_unknown_key(config_file: Path, name: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings(config_file, "production", environ={name: "3"})
+    assert name in str(info.value) and info.value.exit_code == 2
+
+
+def test_the_variables_that_are_not_keys_still_work(config_file: Path) -> None:
+    environ = {"LIFESTATS_API_TOKEN": "t", "LIFESTATS_ENV": "production", "LIFESTATS_API_URL": "https://b.test/e"}
+    assert load_settings(config_file, "production", environ=environ).api.url == "https://b.test/e"
+
+
+def test_credentials_in_the_url_stay_out_of_the_fingerprint_and_of_messages(config_file: Path) -> None:
+    secret = "s3cret-Pw-91"
+    url = f"https://user:{secret}@api.example.test/events?api_key={secret}x"
+    settings = load_settings(config_file, "production", environ={}, overrides={"api": {"url": url}})
+    stored = fingerprint(settings)
+    assert secret not in str(stored)
+    other = load_settings(
+        config_file, "production", environ={}, overrides={"api": {"url": url.replace(secret, "rotated")}}
+    )
+    assert fingerprint(other) == stored  # a rotated password still resumes
+    with pytest.raises(ConfigError) as info:
+        load_settings(config_file, "production", environ={}, overrides={"api": {"url": f"ftp://u:{secret}@x.test/"}})
+    assert secret not in str(info.value) and "api.url" in str(info.value)
+
+
+def test_a_ca_bundle_that_cannot_be_loaded_is_a_config_error(tmp_path: Path) -> None:
+    (tmp_path / "not.pem").write_text("hello")
+    for bundle in (tmp_path / "missing.pem", tmp_path / "not.pem"):
+        with pytest.raises(ConfigError, match=r"api\.ca_bundle"):
+            load_settings(None, "test", environ={}, overrides={"api": {"ca_bundle": str(bundle)}})

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import sqlite3
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from lifestats.errors import CheckpointMismatch
+from lifestats.errors import CheckpointMismatch, StateDirError
 from lifestats.merge import REJECTS_FILE, Aggregator, Checkpoint, Flush
 from lifestats.plan import Slice
 from lifestats.stats import Partial
@@ -21,8 +24,8 @@ def partial(fetched: int, item: int = 1, rejects: int = 0) -> bytes:
     return p.to_bytes()
 
 
-def flush(slice_: int, attempt: int, seq: int, cursor: int | None, fetched: int, rejects: int = 0) -> Flush:
-    return Flush(slice_, attempt, seq, cursor, cursor or 0, 1, 1, 0, partial(fetched, rejects=rejects))
+def flush(slice_: int, attempt: int, seq: int, position: int | None, fetched: int, rejects: int = 0) -> Flush:
+    return Flush(slice_, attempt, seq, position, position or 0, 1, 1, 0, partial(fetched, rejects=rejects))
 
 
 def open_state(tmp_path: Path) -> tuple[Checkpoint, Aggregator]:
@@ -46,7 +49,7 @@ def test_duplicate_late_and_stale_flushes_are_ignored(tmp_path: Path) -> None:
     assert not aggregator.apply(flush(0, newer, 4, None, 6))  # the slice is done
     assert aggregator.total.records == Counter(fetched=13)
     state = checkpoint.state(0)
-    assert (state.cursor, state.seq, state.done) == (None, 3, True)
+    assert (state.position, state.seq, state.done) == (None, 3, True)
 
 
 def test_reopened_checkpoint_holds_every_committed_flush(tmp_path: Path) -> None:
@@ -57,8 +60,20 @@ def test_reopened_checkpoint_holds_every_committed_flush(tmp_path: Path) -> None
     checkpoint, reopened = open_state(tmp_path)
     assert reopened.total.records == Counter(fetched=7)
     assert reopened.total.window("all").items == Counter({1: 7})
-    assert checkpoint.state(1).cursor == 150
+    assert checkpoint.state(1).position == 150
     assert len((tmp_path / REJECTS_FILE).read_text().splitlines()) == 2
+
+
+@pytest.mark.parametrize("position", ["c2xpY2U=", {"page": 4, "url": "https://x.test/e?after=9"}, [1, "a"], 10**15])
+def test_a_position_is_any_json_value_and_survives_reopening(tmp_path: Path, position: object) -> None:
+    checkpoint, aggregator = open_state(tmp_path)
+    a = checkpoint.begin_attempt(0).attempt
+    assert aggregator.apply(Flush(0, a, 1, position, None, 1, 1, 0, partial(2)))
+    checkpoint.close()
+    checkpoint, _ = open_state(tmp_path)
+    state = checkpoint.state(0)
+    assert (state.position, state.high_water, state.done) == (position, None, False)
+    assert checkpoint.state(1).position == 100  # a fresh slice starts at its first id
 
 
 def test_checkpoint_of_another_job_refuses_to_resume(tmp_path: Path) -> None:
@@ -84,3 +99,179 @@ def test_a_proposal_unanswered_because_the_slice_ended_is_forgotten(tmp_path: Pa
     assert job.proposal == 3
     job._handle(Finished(3, 1), executor=None)  # type: ignore[arg-type]
     assert job.proposal is None
+
+
+# -- the fenced checkpoint --------------------------------------------------------------------------
+
+
+class InterruptAfterCommit(sqlite3.Connection):
+    """A connection that raises KeyboardInterrupt just after the COMMIT of the ``after``-th flush, as a
+    Ctrl-C landing between the commit and the next line would."""
+
+    after = 1
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.flushes = 0
+        self.pending = False
+
+    def execute(self, sql: str, *args: Any) -> sqlite3.Cursor:  # type: ignore[override]
+        cursor = super().execute(sql, *args)
+        if sql.startswith("INSERT INTO partials"):
+            self.pending = True
+        elif sql == "COMMIT" and self.pending:
+            self.pending = False
+            self.flushes += 1
+            if self.flushes == self.after:
+                raise KeyboardInterrupt
+        return cursor
+
+
+def test_an_interrupt_just_after_commit_keeps_the_commit_and_stays_an_interrupt(tmp_path: Path) -> None:
+    open_state(tmp_path)[0].close()
+    checkpoint = Checkpoint(tmp_path)
+    checkpoint._db.close()
+    checkpoint._db = sqlite3.connect(checkpoint.path, isolation_level=None, factory=InterruptAfterCommit)
+    attempt = checkpoint.begin_attempt(0).attempt
+    with pytest.raises(KeyboardInterrupt):  # not "cannot rollback - no transaction is active"
+        checkpoint.apply(flush(0, attempt, 1, 10, 3))
+    assert checkpoint.state(0).seq == 1  # the commit stands
+    assert not checkpoint.apply(flush(0, attempt, 1, 10, 3))  # and is not applied twice
+
+
+def test_a_split_is_applied_only_when_true_to_the_checkpoint(tmp_path: Path) -> None:
+    checkpoint, aggregator = open_state(tmp_path)  # slices [0, 100) and [100, open)
+    first = checkpoint.begin_attempt(0).attempt
+    assert aggregator.apply(Flush(0, first, 1, 40, 39, 1, 1, 0, partial(40)))
+    second = checkpoint.begin_attempt(0).attempt  # its worker died; the slice runs again
+    assert checkpoint.split(0, first, 70) is None  # a late split of the dead attempt
+    assert checkpoint.split(0, second, 40) is None  # not above the committed position
+    assert checkpoint.split(0, second, 100) is None  # not below the end
+    assert checkpoint.split(0, second, 30) is None  # inside the counted range
+    new = checkpoint.split(0, second, 70)
+    assert new is not None and (new.slice.begin, new.slice.end, new.position) == (70, 100, 70)
+    assert checkpoint.state(0).slice.end == 70
+    assert aggregator.apply(Flush(0, second, 2, None, 69, 1, 1, 0, partial(30)))
+    assert checkpoint.split(0, second, 50) is None  # done
+    assert checkpoint.split(9, second, 50) is None  # no such slice
+    assert [(s.slice.begin, s.slice.end) for s in checkpoint.states()] == [(0, 70), (100, None), (70, 100)]
+    open_ = checkpoint.begin_attempt(1).attempt
+    assert checkpoint.split(1, open_, 10**6) is not None  # an open-ended slice may be cut anywhere above
+
+
+def test_finished_is_written_only_when_every_slice_is_done(tmp_path: Path) -> None:
+    checkpoint, aggregator = open_state(tmp_path)
+    a = checkpoint.begin_attempt(0).attempt
+    assert aggregator.apply(flush(0, a, 1, None, 3))
+    assert checkpoint.mark_finished() == 1
+    assert checkpoint.get("finished") is None
+    b = checkpoint.begin_attempt(1).attempt
+    assert aggregator.apply(flush(1, b, 1, None, 3))
+    assert checkpoint.mark_finished() == 0
+    assert checkpoint.get("finished") is True
+
+
+def _set_schema(tmp_path: Path, version: int, finished: bool = False) -> None:
+    db = sqlite3.connect(tmp_path / "checkpoint.sqlite", isolation_level=None)
+    db.execute("UPDATE meta SET value = ? WHERE key = 'schema'", (str(version).encode(),))
+    if finished:
+        db.execute("INSERT INTO meta (key, value) VALUES ('finished', 'true')")
+    db.close()
+
+
+@pytest.mark.parametrize(("version", "which"), [(1, "an older"), (99, "a newer")])
+def test_a_checkpoint_of_another_schema_is_refused_with_a_clear_message(
+    tmp_path: Path, version: int, which: str
+) -> None:
+    checkpoint, _ = open_state(tmp_path)
+    checkpoint.close()
+    _set_schema(tmp_path, version)
+    with pytest.raises(StateDirError) as info:
+        Checkpoint(tmp_path)
+    message = str(info.value)
+    assert info.value.exit_code == 2
+    assert which in message and f"schema {version}" in message and "--fresh" in message and "--state-dir" in message
+
+
+def test_a_finished_checkpoint_of_another_schema_is_simply_replaced(tmp_path: Path) -> None:
+    checkpoint, _ = open_state(tmp_path)
+    checkpoint.close()
+    _set_schema(tmp_path, 1, finished=True)
+    checkpoint = Checkpoint(tmp_path)
+    assert checkpoint.states() == [] and checkpoint.get("fingerprint") is None
+
+
+def test_a_file_that_is_not_a_checkpoint_is_refused_in_one_line(tmp_path: Path) -> None:
+    (tmp_path / "checkpoint.sqlite").write_bytes(b"this is not sqlite at all" * 100)
+    with pytest.raises(StateDirError) as info:
+        Checkpoint(tmp_path)
+    assert info.value.exit_code == 2 and "--fresh" in str(info.value) and "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "ranges",
+    [
+        [(-(2**63), -(2**62)), (-(2**62), 0), (0, 2**63)],  # the whole signed 64-bit range, end included
+        [(-5000, -1000), (-1000, 10), (10, None)],  # negative ids
+        [(2**63 - 10, 2**63), (2**63, 2**64 + 7)],  # beyond: whatever int a plan holds is stored
+    ],
+)
+def test_ids_across_the_whole_signed_64_bit_range_survive_the_checkpoint(
+    tmp_path: Path, ranges: list[tuple[int, int | None]]
+) -> None:
+    checkpoint = Checkpoint(tmp_path)
+    checkpoint.claim({"job": 1})
+    checkpoint.save_plan(
+        [Slice(i, b, e) for i, (b, e) in enumerate(ranges)],
+        {"bounds": {"first_id": ranges[0][0], "last_id": ranges[-1][1]}},
+    )
+    last = len(ranges) - 1
+    begin, end = ranges[last]
+    a = checkpoint.begin_attempt(last).attempt
+    stop = begin + 3
+    assert checkpoint.apply(Flush(last, a, 1, stop, stop - 1, 1, 1, 0, partial(3)))
+    cut = stop + 2
+    assert checkpoint.split(last, a, cut) is not None
+    checkpoint.close()
+    checkpoint = Checkpoint(tmp_path)
+    states = checkpoint.states()
+    assert [(s.slice.begin, s.slice.end) for s in states[:last]] == ranges[:last]
+    assert (states[last].slice.begin, states[last].slice.end) == (begin, cut)
+    assert (states[last].position, states[last].high_water) == (stop, stop - 1)
+    assert (states[-1].slice.begin, states[-1].slice.end, states[-1].position) == (cut, end, cut)
+    assert [s.high_water for s in states[:last]] == [b - 1 for b, _ in ranges[:last]]
+    assert checkpoint.get("bounds") == {"first_id": ranges[0][0], "last_id": ranges[-1][1]}
+
+
+def test_a_full_disk_fails_in_one_line_and_leaves_no_half_applied_flush(tmp_path: Path) -> None:
+    checkpoint, aggregator = open_state(tmp_path)
+    a = checkpoint.begin_attempt(0).attempt
+    assert aggregator.apply(flush(0, a, 1, 10, 3))
+    (pages,) = checkpoint._db.execute("PRAGMA page_count").fetchone()
+    checkpoint._db.execute(f"PRAGMA max_page_count = {pages}")  # SQLite's own "database or disk is full"
+    big = Flush(0, a, 2, 20, 19, 1, 1, 0, os.urandom(200_000))
+    with pytest.raises(StateDirError) as info:
+        aggregator.apply(big)
+    message = str(info.value)
+    print(f"\nfull disk: {message}")
+    assert "full" in message and "\n" not in message and info.value.exit_code == 1
+    state = checkpoint.state(0)
+    assert (state.seq, state.position) == (1, 10)  # the flush is all there or not at all
+    assert aggregator.total.records == Counter(fetched=3)
+    checkpoint._db.execute("PRAGMA max_page_count = 1073741823")
+    assert aggregator.apply(flush(0, a, 2, 20, 4))  # space again: it goes on from its last commit
+    assert checkpoint.state(0).seq == 2
+
+
+def test_a_read_only_checkpoint_is_refused_before_anything_runs(tmp_path: Path, monkeypatch: Any) -> None:
+    open_state(tmp_path)[0].close()
+    connect = sqlite3.connect
+
+    def read_only(path: Any, **kwargs: Any) -> sqlite3.Connection:
+        return connect(f"file:{path}?mode=ro", uri=True, **kwargs)
+
+    monkeypatch.setattr("lifestats.merge.sqlite3.connect", read_only)
+    with pytest.raises(StateDirError) as info:
+        Checkpoint(tmp_path)
+    print(f"\nread-only: {info.value}")
+    assert info.value.exit_code == 2 and "readonly" in str(info.value) and "\n" not in str(info.value)

@@ -6,19 +6,27 @@ import json
 import os
 import random
 import signal
+import sqlite3
 import subprocess
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from lifestats.errors import CheckpointMismatch
 from lifestats.executor import LocalExecutor, WorkerSetup
+from lifestats.merge import CHECKPOINT_FILE, REJECTS_FILE, Aggregator, Checkpoint, Flush
+from lifestats.plan import Slice
+from lifestats.run import _Job
+from lifestats.stats import Partial
+from lifestats.task import Split, Task
 from mocks.dataset import DatasetSpec, generate, ground_truth
 from mocks.server import MockServer
 
 from .conftest import AS_OF, job_settings, main_command, run, statistics
 from .test_faults import Switchable
+from .test_merge import InterruptAfterCommit
 
 DATA = generate(DatasetSpec(seed=23, records=30_000))
 
@@ -152,3 +160,171 @@ def test_changed_settings_or_as_of_refuse_to_resume(state_dir: Path) -> None:
         fresh = run(settings, state_dir, fresh=True)
     assert fresh.report["run"]["resumed"] is False
     assert statistics(fresh.report) == ground_truth(DATA, as_of=AS_OF)
+
+
+# -- the fenced checkpoint, through the coordinator -------------------------------------------------
+
+
+class Recorder:
+    """An executor that only records what the coordinator submits."""
+
+    def __init__(self) -> None:
+        self.submitted: list[Task] = []
+
+    def submit(self, task: Task) -> None:
+        self.submitted.append(task)
+
+
+def test_a_late_split_never_reopens_a_counted_range(state_dir: Path) -> None:
+    settings = job_settings("http://127.0.0.1:9/events")
+    checkpoint = Checkpoint(state_dir)
+    checkpoint.claim({"job": 1})
+    checkpoint.save_plan([Slice(0, 0, 100), Slice(1, 100, 200)], {"planned_slices": 2})
+    job = _Job(settings, "test", checkpoint, state_dir, AS_OF, None, AS_OF, False)
+    executor = Recorder()
+    dead = checkpoint.begin_attempt(0).attempt
+    job.aggregator.apply(Flush(0, dead, 1, 40, 39, 1, 1, 0, Partial().to_bytes()))
+    rerun = checkpoint.begin_attempt(0).attempt  # the worker died; the slice ran again, to its end
+    job.aggregator.apply(Flush(0, rerun, 2, None, 99, 1, 1, 0, Partial().to_bytes()))
+    # The dead worker's answer to a proposal arrives late: it had accepted to stop at 70.
+    job._handle(Split(0, dead, 70, True), executor)  # type: ignore[arg-type]
+    assert [(s.slice.begin, s.slice.end) for s in checkpoint.states()] == [(0, 100), (100, 200)]
+    assert executor.submitted == []
+    # The current attempt of a live slice is split; one that no longer fits is crawled again whole.
+    live = checkpoint.begin_attempt(1).attempt
+    job._handle(Split(1, live, 150, True), executor)  # type: ignore[arg-type]
+    assert [(t.slice.begin, t.slice.end) for t in executor.submitted] == [(150, 200)]
+    job._handle(Split(1, live, 170, True), executor)  # beyond its new end: it restarts from its commit
+    assert [(t.slice.index, t.slice.end, t.position) for t in executor.submitted[1:]] == [(1, 150, 100)]
+    checkpoint.close()
+
+
+class Dropping(LocalExecutor):
+    """An executor with a bug: it loses the first task of one slice and goes idle as if all were done."""
+
+    def __init__(self, workers: int, setup: WorkerSetup, drop: int) -> None:
+        super().__init__(workers, setup)
+        self.drop = drop
+
+    def submit(self, task: Task) -> None:
+        if task.slice.index == self.drop:
+            self.drop = -1
+            return
+        super().submit(task)
+
+
+def test_the_run_is_finished_only_when_every_slice_is_done(state_dir: Path) -> None:
+    with MockServer(DATA) as server:
+        settings = job_settings(server.url, api={"page_size": 150}, crawl={"slices": 6, "workers": 2})
+        broken = run(settings, state_dir, executor_factory=lambda w, s: Dropping(w, s, drop=2))
+        assert broken.exit_code == 1 and "1 slice(s)" in (broken.message or "")
+        assert broken.report["partial"] is True
+        assert 0 < broken.report["records"]["fetched"] < len(DATA)
+        again = run(settings, state_dir)
+    assert again.exit_code == 0 and again.report["run"]["resumed"] is True
+    assert statistics(again.report) == ground_truth(DATA, as_of=AS_OF)
+
+
+def _patch_checkpoint_connection(monkeypatch: pytest.MonkeyPatch, factory: type[sqlite3.Connection]) -> None:
+    connect = sqlite3.connect
+
+    def patched(path: Any, *args: Any, **kwargs: Any) -> sqlite3.Connection:
+        if Path(path).name == CHECKPOINT_FILE:
+            kwargs["factory"] = factory
+        return connect(path, *args, **kwargs)
+
+    monkeypatch.setattr("lifestats.merge.sqlite3.connect", patched)
+
+
+class InterruptAfterFifthFlush(InterruptAfterCommit):
+    after = 5
+
+
+def test_ctrl_c_just_after_a_commit_exits_130_with_a_partial_report(
+    state_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with MockServer(DATA) as server:
+        settings = job_settings(server.url, api={"page_size": 150}, crawl={"slices": 6, "flush_every": 2})
+        _patch_checkpoint_connection(monkeypatch, InterruptAfterFifthFlush)
+        outcome = run(settings, state_dir)
+        monkeypatch.undo()
+        assert outcome.exit_code == 130, outcome.message
+        assert outcome.report["partial"] is True
+        fetched = outcome.report["records"]["fetched"]
+        committed = Checkpoint(state_dir)
+        assert fetched == Aggregator(committed, state_dir / REJECTS_FILE).total.records["fetched"] > 0
+        committed.close()
+        again = run(settings, state_dir)
+    assert statistics(again.report) == ground_truth(DATA, as_of=AS_OF)
+
+
+class FullAfterFifthFlush(sqlite3.Connection):
+    """The disk fills up after the fifth flush: SQLite's own 'database or disk is full' from then on."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.flushes = 0
+
+    def execute(self, sql: str, *args: Any) -> sqlite3.Cursor:  # type: ignore[override]
+        cursor = super().execute(sql, *args)
+        if sql.startswith("INSERT INTO partials"):
+            self.flushes += 1
+            if self.flushes == 5:
+                (pages,) = super().execute("PRAGMA page_count").fetchone()
+                super().execute(f"PRAGMA max_page_count = {pages}")
+        return cursor
+
+
+def test_a_full_state_dir_mid_run_is_one_line_and_resumes_exactly(
+    state_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with MockServer(DATA) as server:
+        settings = job_settings(server.url, api={"page_size": 150}, crawl={"slices": 6, "flush_every": 2})
+        _patch_checkpoint_connection(monkeypatch, FullAfterFifthFlush)
+        outcome = run(settings, state_dir)
+        monkeypatch.undo()
+        print(f"\nfull state dir: exit {outcome.exit_code}: {outcome.message}")
+        assert outcome.exit_code == 1
+        assert "database or disk is full" in (outcome.message or "") and "\n" not in (outcome.message or "")
+        assert outcome.report["partial"] is True
+        again = run(settings, state_dir)
+    assert again.exit_code == 0 and again.report["run"]["resumed"] is True
+    assert statistics(again.report) == ground_truth(DATA, as_of=AS_OF)
+
+
+class Idle(Recorder):
+    """An executor with one running task and a worker to spare; it records split proposals."""
+
+    def __init__(self, running: list[Task]) -> None:
+        super().__init__()
+        self._running = running
+        self.proposals: list[tuple[int, int]] = []
+
+    def idle(self) -> int:
+        return 1
+
+    def running(self) -> list[Task]:
+        return self._running
+
+    def propose_split(self, task: Task, new_end: int) -> None:
+        self.proposals.append((task.slice.index, new_end))
+
+
+def test_negative_id_ranges_are_planned_split_and_shown_like_any_other(state_dir: Path) -> None:
+    settings = job_settings("http://127.0.0.1:9/events", crawl={"flush_every": 1})
+    checkpoint = Checkpoint(state_dir)
+    checkpoint.claim({"job": 1})
+    checkpoint.save_plan([Slice(0, -(2**63), -1000), Slice(1, -1000, 2**63)], {"planned_slices": 2})
+    job = _Job(settings, "test", checkpoint, state_dir, AS_OF, None, AS_OF, False)
+    a = checkpoint.begin_attempt(1).attempt
+    job.aggregator.apply(Flush(1, a, 1, -900, -901, 4, 4, 0, Partial().to_bytes()))
+    state = checkpoint.state(1)
+    executor = Idle([job._task(state)])
+    job._maybe_split(executor)  # type: ignore[arg-type]
+    assert executor.proposals == [(1, -900 + (2**63 + 900) // 2)]
+    job._handle(Split(1, a, executor.proposals[0][1], True), executor)  # type: ignore[arg-type]
+    assert [(t.slice.begin, t.slice.end) for t in executor.submitted] == [(executor.proposals[0][1], 2**63)]
+    snapshots: list[Any] = []
+    job._notify(snapshots.append)
+    assert 0 < snapshots[0].fraction < 1e-9  # 100 ids of a range of 2**64
+    checkpoint.close()

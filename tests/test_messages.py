@@ -1,0 +1,56 @@
+"""What a failed run says: resume only when resuming helps, and never a credential from the URL."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import orjson
+import pytest
+
+from mocks.dataset import DatasetSpec, generate
+from mocks.server import MockServer
+
+from .conftest import job_settings, run
+from .test_faults import Switchable
+
+DATA = generate(DatasetSpec(seed=43, records=3_000))
+SECRET = "pw-Zk81-never-show"
+KEY = "key-Qx55-never-show"
+
+
+@pytest.mark.parametrize("during", ["discovery", "crawl"])
+def test_a_refused_token_names_the_variable_and_does_not_suggest_running_again(state_dir: Path, during: str) -> None:
+    ids = {} if during == "discovery" else {"first_id": DATA.first_id, "last_id": DATA.end_id}
+    with MockServer(DATA, token="the-right-one") as server:
+        outcome = run(job_settings(server.url, api=ids), state_dir, token="a-wrong-one")
+    message = outcome.message or ""
+    print(f"\n401 during {during}: exit {outcome.exit_code}: {message}")
+    assert outcome.exit_code == 3
+    assert "LIFESTATS_API_TOKEN" in message
+    assert "run the same command" not in message and "try again" not in message
+
+
+def test_a_missing_resource_does_not_suggest_running_again(state_dir: Path) -> None:
+    with MockServer(DATA) as server:
+        outcome = run(job_settings(server.url.replace("/events", "/evnets")), state_dir)
+    message = outcome.message or ""
+    print(f"\n404: exit {outcome.exit_code}: {message}")
+    assert outcome.exit_code == 3 and "HTTP 404" in message
+    assert "run the same command" not in message and "api.url" in message
+
+
+def test_credentials_in_the_url_never_reach_a_message_a_report_or_the_checkpoint(state_dir: Path) -> None:
+    source = Switchable(DATA, broken_from=int(DATA.ids[1_500]))
+    with MockServer(source) as server:
+        url = server.url.replace("http://", f"http://reader:{SECRET}@") + f"?api_key={KEY}"
+        settings = job_settings(url, api={"first_id": DATA.first_id, "last_id": DATA.end_id}, crawl={"retries": 1})
+        outcome = run(settings, state_dir)
+    message = outcome.message or ""
+    print(f"\nfailed with credentials in api.url: {message}")
+    assert outcome.exit_code == 3 and "run the same command to resume" in message
+    assert "***" in message
+    stored = b"".join(p.read_bytes() for p in state_dir.iterdir() if p.is_file())
+    for secret in (SECRET, KEY):
+        assert secret not in message
+        assert secret.encode() not in orjson.dumps(outcome.report)
+        assert secret.encode() not in stored

@@ -1,0 +1,131 @@
+"""Nothing waits for ever: a job whose requests stop moving ends, and so do workers that cannot start."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import threading
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lifestats.executor import LocalExecutor, WorkerSetup
+from lifestats.limiter import SharedRateLimiter
+from lifestats.run import Snapshot
+from mocks.dataset import DatasetSpec, generate, ground_truth
+from mocks.server import MockServer
+
+from .conftest import AS_OF, job_settings, run, run_main, statistics
+
+DATA = generate(DatasetSpec(seed=41, records=6_000))
+
+
+class Hanging:
+    """A page source that, once ``hang`` is set, never answers (until released) after ``after`` pages."""
+
+    def __init__(self, inner: Any, after: int) -> None:
+        self.inner = inner
+        self.after = after
+        self.served = 0
+        self.hang = True
+        self.release = threading.Event()
+        self.hung = threading.Event()
+        self._lock = threading.Lock()
+
+    def page(self, offset: int, limit: int) -> tuple[list[dict], int | None]:
+        with self._lock:
+            self.served += 1
+            stuck = self.hang and self.served > self.after
+        if stuck:
+            self.hung.set()
+            self.release.wait(120)
+        return self.inner.page(offset, limit)
+
+
+def test_a_job_whose_requests_never_end_stops_with_a_clear_message_and_resumes(state_dir: Path) -> None:
+    source = Hanging(DATA, after=25)
+    with MockServer(source) as server:
+        try:
+            settings = job_settings(
+                server.url,
+                api={"page_size": 100, "timeout": 600},  # each read may wait 10 minutes: only the watchdog helps
+                crawl={"slices": 6, "workers": 2, "flush_every": 2, "stall_timeout": 2},
+            )
+            outcome = run(settings, state_dir)
+        finally:
+            source.release.set()
+        print(f"\nstalled: exit {outcome.exit_code}: {outcome.message}")
+        assert source.hung.is_set()
+        assert outcome.exit_code == 3
+        assert "no request to the API was sent or answered in the last" in (outcome.message or "")
+        assert "run the same command to resume" in (outcome.message or "")
+        assert outcome.report["partial"] is True
+        source.hang = False
+        again = run(settings, state_dir)
+    assert again.exit_code == 0 and again.report["run"]["resumed"] is True
+    assert statistics(again.report) == ground_truth(DATA, as_of=AS_OF)
+
+
+def test_a_pause_asked_by_the_api_is_waiting_not_a_stall(state_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Every request is slower than the stall limit, but the limiter says the API asked for a pause.
+    monkeypatch.setattr(SharedRateLimiter, "paused_for", lambda self: 7.5, raising=False)
+    snapshots: list[Snapshot] = []
+    with MockServer(DATA, latency=0.6) as server:
+        settings = job_settings(
+            server.url,
+            api={"page_size": 1000, "first_id": DATA.first_id, "last_id": DATA.end_id},
+            crawl={"slices": 3, "workers": 3, "stall_timeout": 0.2},
+        )
+        outcome = run(settings, state_dir, on_progress=snapshots.append)
+    assert outcome.exit_code == 0, outcome.message
+    assert statistics(outcome.report) == ground_truth(DATA, as_of=AS_OF)
+    assert snapshots and all(s.waiting == 7.5 for s in snapshots)
+
+
+def test_workers_that_die_at_start_up_are_not_respawned_for_ever(
+    state_dir: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    starts: list[int] = []
+
+    def broken_workers(workers: int, setup: WorkerSetup) -> LocalExecutor:
+        # Workers whose windows cannot be computed: each one fails in PageCounter at start-up.
+        bad = dataclasses.replace(setup, as_of=datetime(1, 1, 1, tzinfo=UTC))
+        executor = LocalExecutor(workers, bad, context="spawn")  # spawn: their stderr is this test's
+        starts.append(workers)
+        return executor
+
+    with MockServer(DATA) as server:
+        settings = job_settings(server.url, crawl={"slices": 4, "workers": 2})
+        outcome = run(settings, state_dir, executor_factory=broken_workers)
+    err = capfd.readouterr().err
+    print(f"\nstart-up deaths: exit {outcome.exit_code}: {outcome.message}")
+    assert outcome.exit_code == 1
+    assert "died at start-up 3 times" in (outcome.message or "")
+    assert "OverflowError" in (outcome.message or "") or "ValueError" in (outcome.message or "")
+    assert "run the same command" not in (outcome.message or "")  # resuming would meet the same crash
+    assert "Traceback" not in err
+
+
+def test_an_as_of_whose_windows_cannot_be_computed_is_refused_before_any_request(tmp_path: Path) -> None:
+    with MockServer(DATA) as server:
+        (tmp_path / "config.yml").write_text(json.dumps({"test": {"api": {"url": server.url}}}))
+        result = run_main(
+            "--env", "test", "--no-progress", "--as-of", "0001-01-01T00:00:00+00:00", "--state-dir", "s", cwd=tmp_path
+        )
+        requests = len(server.log)
+    print(f"\n--as-of 0001-01-01: exit {result.returncode}: {result.stderr.strip()}")
+    assert result.returncode == 2
+    assert "--as-of" in result.stderr and "Traceback" not in result.stderr
+    assert requests == 0
+
+
+def test_the_stall_limit_leaves_room_for_slow_answers_retry_waits_and_low_rates() -> None:
+    from lifestats.run import stall_seconds
+
+    assert stall_seconds(job_settings("http://x.test/e", api={"timeout": 10}, crawl={"rate_limit": 100})) >= 60
+    assert stall_seconds(job_settings("http://x.test/e", api={"timeout": 50}, crawl={"rate_limit": 100})) >= 150
+    assert stall_seconds(job_settings("http://x.test/e", crawl={"backoff_max": 90, "rate_limit": 100})) >= 180
+    assert stall_seconds(job_settings("http://x.test/e", crawl={"rate_limit": 0.01})) >= 3 * 100
+    assert stall_seconds(job_settings("http://x.test/e", crawl={"stall_timeout": 5})) == 5
