@@ -133,6 +133,17 @@ class CrawlConfig(_Section):
         description="seconds with no request sent or answered before the job stops "
         "(default: max(3 x api.timeout, 60) plus three request intervals of rate_limit)",
     )
+    cluster: str | None = Field(None, description="Dask scheduler address (tcp://host:8786), or 'local'")
+    cluster_limiter: str = Field(
+        "scheduler", description="where a cluster keeps its rate limit: 'scheduler' or a redis:// URL"
+    )
+
+    @field_validator("cluster_limiter")
+    @classmethod
+    def _cluster_limiter(cls, value: str) -> str:
+        if value != "scheduler" and not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must be 'scheduler' or a redis:// URL")
+        return value
 
 
 class StatsConfig(_Section):
