@@ -218,8 +218,8 @@ def _run(
         crawl_slice(task, client, counter, flush_every, emit, proposals)
     except ApiError as exc:
         return Failed(task.slice.index, task.attempt, str(exc), exc.exit_code, exc.resumable, exc.status)
-    except LifestatsError as exc:
-        return Failed(task.slice.index, task.attempt, str(exc), exc.exit_code)
+    except LifestatsError as exc:  # a configuration mistake found mid-crawl: running again does not mend it
+        return Failed(task.slice.index, task.attempt, str(exc), exc.exit_code, resumable=exc.exit_code != 2)
     except (EOFError, BrokenPipeError, ConnectionResetError):
         raise
     except Exception as exc:

@@ -284,7 +284,7 @@ class _Job:
             message = f"cannot read the checkpoint in {self.state_dir} ({exc}); run the same command to resume"
             return self._stop(executor, 1, message)
         except LifestatsError as exc:  # the API failed while the id range was being discovered
-            resumable = exc.resumable if isinstance(exc, ApiError) else True
+            resumable = exc.resumable if isinstance(exc, ApiError) else exc.exit_code != 2
             status = exc.status if isinstance(exc, ApiError) else None
             return self._stop(executor, exc.exit_code, self._advice(str(exc), resumable, status))
         except BaseException:

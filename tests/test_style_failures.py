@@ -58,6 +58,9 @@ def test_a_next_offset_path_typo_stops_naming_the_path(state_dir: Path) -> None:
         outcome = run(settings, state_dir)
     assert outcome.exit_code == 2
     assert "'meta.next_ofset'" in (outcome.message or "") and "api.next_offset_path" in (outcome.message or "")
+    # A configuration mistake: running the same command again does not mend it, and the message says so.
+    assert "run the same command to resume" not in (outcome.message or "")
+    assert "fix it first" in (outcome.message or "")
     assert outcome.report["partial"] is True
 
 
