@@ -27,13 +27,13 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.text import Text
 
-from .config import TOKEN_VARIABLE, choose_env, load_settings
+from .config import TOKEN_VARIABLE, Settings, choose_env, load_settings
 from .errors import ConfigError, LifestatsError
 from .merge import REJECTS_FILE
 from .outputs import STDOUT, check_dir, check_file, report_json, write_atomic
 from .report_csv import write_csv
 from .report_html import render_html
-from .run import EXIT_INTERRUPTED, Outcome, Snapshot, run_job
+from .run import EXIT_INTERRUPTED, ExecutorFactory, Outcome, Snapshot, local_executor, run_job
 from .terminal import DEFAULT_ROWS, render, visible
 
 EXIT_OK = 0
@@ -83,7 +83,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--state-dir", dest="state_dir", default=".lifestats", help="checkpoint directory")
     p.add_argument("--fresh", action="store_true", help="ignore an earlier checkpoint and start over")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
-    p.add_argument("--cluster", help="Dask scheduler address (not available in this version)")
+    p.add_argument(
+        "--cluster", help="run the workers on the Dask cluster whose scheduler is at ADDRESS ('local': start one here)"
+    )
     p.add_argument("--workers", type=int, help="worker processes (crawl.workers)")
     p.add_argument("--slices", type=int, help="slices of the id space (crawl.slices)")
     p.add_argument("--rate-limit", dest="rate_limit", type=float, help="requests per second (crawl.rate_limit)")
@@ -108,6 +110,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
         ("crawl", "slices", args.slices),
         ("crawl", "rate_limit", args.rate_limit),
         ("api", "url", args.url),
+        ("crawl", "cluster", args.cluster),
     ):
         if value is not None:
             out.setdefault(section, {})[key] = value
@@ -264,12 +267,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             signal.signal(number, signal.SIG_IGN if argv is None else handler)
 
 
+def _executor_factory(settings: Settings) -> ExecutorFactory:
+    """The local process pool, or the Dask cluster of ``crawl.cluster`` (imported only then)."""
+    if not settings.crawl.cluster:
+        return local_executor
+    from .cluster import cluster_executor_factory
+
+    return cluster_executor_factory(settings.crawl.cluster, limiter=settings.crawl.cluster_limiter)
+
+
 def run_command(arguments: list[str], signals: _Signals) -> int:
     errors = Console(stderr=True)
     try:
         args = parser().parse_args(arguments)
-        if args.cluster:
-            raise ConfigError("--cluster is not available in this version")
         env = choose_env(args.env, os.environ)
         settings = load_settings(config_path(args.config), env, overrides=_overrides(args))
         as_of = _as_of(args.as_of)
@@ -293,6 +303,7 @@ def run_command(arguments: list[str], signals: _Signals) -> int:
                 token=token,
                 on_progress=bar,
                 deliver=delivery,
+                executor_factory=_executor_factory(settings),
             )
         finally:
             if bar:

@@ -67,17 +67,35 @@ class _Section(BaseModel):
         return value
 
 
+Paginator = Literal["offset_id", "keyset", "offset", "page_number", "cursor", "next_url", "link_header"]
+# The styles that read their next reference from the body, and the key that names where.
+_NEXT_PATH_KEYS = {"offset_id": "next_offset_path", "cursor": "cursor_path", "next_url": "next_url_path"}
+
+
 class ApiConfig(_Section):
     url: str = "embedded"
     page_size: int = Field(100, gt=0)
     first_id: int | None = Field(None, ge=MIN_ID, lt=MAX_END, description="smallest id (signed 64-bit)")
     last_id: int | None = Field(None, gt=MIN_ID, le=MAX_END, description="one past the largest id")
-    timeout: float = Field(10.0, gt=0, description="read timeout, seconds")
+    timeout: float = Field(10.0, gt=0, description="seconds for a whole request, from sending it to the last byte")
     connect_timeout: float = Field(5.0, gt=0)
+    # How the API pages (SPEC section 1); every name below is the API's own.
+    paginator: Paginator = "offset_id"
+    records_path: str = Field("response", description="dotted path to the list of records; '' = the body itself")
     offset_param: str = "offset"
     limit_param: str = "limit"
-    records_path: str = "response"
     next_offset_path: str = "meta.next_offset"
+    id_param: str | None = Field(None, description="keyset: the lower-bound parameter, e.g. id__gte or since_id")
+    id_param_inclusive: bool = True
+    upper_param: str | None = Field(None, description="keyset: an exclusive upper-bound parameter, e.g. id__lt")
+    page_param: str = "page"
+    first_page: int = Field(1, ge=0)
+    cursor_param: str = "cursor"
+    cursor_path: str | None = None
+    next_url_path: str | None = None
+    total_path: str | None = Field(None, description="dotted path to the number of records in the body")
+    total_pages_path: str | None = Field(None, description="page_number: dotted path to the number of pages")
+    total_header: str | None = Field(None, description="a header with the number of records, e.g. X-Total-Count")
     ca_bundle: str | None = Field(None, description="PEM file of extra trusted certificate authorities")
     max_response_bytes: int = Field(64 * 1024 * 1024, gt=0)
     http2: bool = False
@@ -87,6 +105,27 @@ class ApiConfig(_Section):
     def _url(cls, value: str) -> str:
         if value != "embedded" and not re.match(r"^https?://[^\s/]+", value):
             raise ValueError("must be 'embedded' or an http(s):// URL")
+        return value
+
+    @field_validator("offset_param", "limit_param", "page_param", "cursor_param")
+    @classmethod
+    def _param(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must name a query parameter")
+        return value
+
+    @field_validator("next_offset_path", "cursor_path", "next_url_path", "total_path", "total_pages_path")
+    @classmethod
+    def _path(cls, value: str | None) -> str | None:
+        if value is not None and (not value or any(not part for part in value.split("."))):
+            raise ValueError("must be a dotted path of keys, e.g. meta.next")
+        return value
+
+    @field_validator("records_path")
+    @classmethod
+    def _records_path(cls, value: str) -> str:
+        if value and any(not part for part in value.split(".")):
+            raise ValueError("must be a dotted path of keys (e.g. data.items), or '' for a body that is the list")
         return value
 
     @field_validator("ca_bundle")
@@ -105,6 +144,38 @@ class ApiConfig(_Section):
         if self.first_id is not None and self.last_id is not None and self.last_id <= self.first_id:
             raise ValueError(f"last_id ({self.last_id}) must be above first_id ({self.first_id})")
         return self
+
+    @model_validator(mode="after")
+    def _style(self) -> ApiConfig:
+        """Each style's required keys, and no key that the style would silently ignore."""
+        style = self.paginator
+        if style == "keyset" and not self.id_param:
+            raise ValueError("paginator 'keyset' needs api.id_param (the lower-bound parameter, e.g. id__gte)")
+        if style == "cursor" and not self.cursor_path:
+            raise ValueError("paginator 'cursor' needs api.cursor_path (where the body holds the next cursor)")
+        if style == "next_url" and not self.next_url_path:
+            raise ValueError("paginator 'next_url' needs api.next_url_path (where the body holds the next URL)")
+        if style not in ("offset_id", "keyset") and (self.first_id is not None or self.last_id is not None):
+            raise ValueError(f"api.first_id and api.last_id apply to the id styles (offset_id, keyset), not {style!r}")
+        if self.upper_param is not None and style != "keyset":
+            raise ValueError(f"api.upper_param applies to paginator 'keyset', not {style!r}")
+        if self.total_pages_path is not None and style != "page_number":
+            raise ValueError(f"api.total_pages_path applies to paginator 'page_number', not {style!r}")
+        if (self.total_path is not None or self.total_header is not None) and style not in ("offset", "page_number"):
+            raise ValueError(f"api.total_path and api.total_header apply to 'offset' and 'page_number', not {style!r}")
+        return self
+
+    def pagination_fingerprint(self) -> dict[str, Any]:
+        """The keys that decide what a stored position means: a resume needs the same ones."""
+        keys = {"paginator", "id_param", "id_param_inclusive", "upper_param", "page_param", "first_page"}
+        keys |= {"cursor_param", "cursor_path", "next_url_path", "total_path", "total_pages_path", "total_header"}
+        if self.paginator == "page_number":
+            keys.add("page_size")  # a page number means other records at another page size
+        return self.model_dump(include=keys)
+
+    def next_path_key(self) -> str | None:
+        """The config key that names where the body holds the next reference, for the styles that read one."""
+        return _NEXT_PATH_KEYS.get(self.paginator)
 
 
 class FieldsConfig(_Section):
@@ -127,12 +198,27 @@ class CrawlConfig(_Section):
     backoff: float = Field(0.2, ge=0, description="first retry waits up to this many seconds, doubling")
     backoff_max: float = Field(10.0, ge=0, description="longest wait between two retries")
     keep_rejects: int = Field(1000, ge=0, description="rejected records sampled to rejects.jsonl")
+    max_retry_after: float = Field(300.0, ge=0, description="longest pause honoured from a Retry-After header")
+    max_rejected_share: float = Field(
+        0.5, ge=0, le=1, description="above this share of rejected records the data does not look right (exit 4)"
+    )
     stall_timeout: float | None = Field(
         None,
         gt=0,
         description="seconds with no request sent or answered before the job stops "
         "(default: max(3 x api.timeout, 60) plus three request intervals of rate_limit)",
     )
+    cluster: str | None = Field(None, description="Dask scheduler address (tcp://host:8786), or 'local'")
+    cluster_limiter: str = Field(
+        "scheduler", description="where a cluster keeps its rate limit: 'scheduler' or a redis:// URL"
+    )
+
+    @field_validator("cluster_limiter")
+    @classmethod
+    def _cluster_limiter(cls, value: str) -> str:
+        if value != "scheduler" and not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must be 'scheduler' or a redis:// URL")
+        return value
 
 
 class StatsConfig(_Section):
@@ -306,6 +392,7 @@ def fingerprint(settings: Settings) -> dict[str, Any]:
         "records_path": api.records_path,
         "next_offset_path": api.next_offset_path,
         "offset_param": api.offset_param,
+        "pagination": api.pagination_fingerprint(),
         "fields": settings.fields.model_dump(),
         "bots": settings.bots.model_dump(),
         "stats": settings.stats.model_dump(include={"mode", "series", "timezone"}),

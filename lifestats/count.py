@@ -7,10 +7,11 @@ one page at a time.
 
 from __future__ import annotations
 
+import collections
 import math
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, TypeGuard
 from zoneinfo import ZoneInfo
@@ -18,10 +19,12 @@ from zoneinfo import ZoneInfo
 import orjson
 
 from .config import Settings
+from .paginate import int_id
 from .stats import Key, Partial
 from .timeline import END_INSTANT, FIRST_INSTANT, Buckets, Clock, Windows
 
 MAX_REJECT_SAMPLES = 100
+RECENT_PAGES = 4  # pages of ids a positional or sequential slice remembers for de-duplication
 _MS_THRESHOLD = 10**11
 
 
@@ -36,6 +39,24 @@ class SliceCursor:
     begin: int
     end: int | None
     high_water: int  # ids <= high_water were seen already (begin - 1 at the start)
+
+
+@dataclass
+class RecentIds:
+    """The ids of a slice's last few pages, for de-duplication where ids are not ordered.
+
+    Bounded memory: a record served again within :data:`RECENT_PAGES` pages of its first appearance in
+    the same slice (a page re-served, rows shifted by an insertion while the crawl runs) counts once;
+    a repeat further apart, or across a resume, is not recognised.
+    """
+
+    pages: collections.deque[set[Key]] = field(default_factory=lambda: collections.deque(maxlen=RECENT_PAGES))
+
+    def seen(self, rid: Key) -> bool:
+        return any(rid in ids for ids in self.pages)
+
+    def remember(self, ids: set[Key]) -> None:
+        self.pages.append(ids)
 
 
 _INT64_MIN: Final = -(2**63)
@@ -185,40 +206,83 @@ class PageCounter:
         self.bots = BotFilter(bots.ips, bots.user_agents, bots.known_crawlers)
 
     def count_page(self, partial: Partial, records: Sequence[Any], offset: int, cursor: SliceCursor) -> None:
-        """Add the records of one page (requested at ``offset``) that belong to the slice at ``cursor``.
+        """Add the records of one page (requested at ``offset``) that belong to the id slice at ``cursor``.
 
-        A record counts when ``begin <= id < end`` and its id is above the slice's high-water mark (a
-        lower id inside the range was counted already: a duplicate). A record without a usable id (an
-        integer from -2**63 to 2**63-1) is placed just after the previous record of the page (or at
-        ``offset`` when it leads the page) and is rejected when that place is new to the slice.
+        Ids are integers (JSON numbers or strings of decimal digits) and the page's records may come in
+        any order: they are taken by ascending id. A record counts when ``begin <= id < end`` and its id is
+        above the slice's high-water mark (a lower id inside the range, or the same id twice, was counted
+        already: a duplicate). A record without a usable id is placed just after the record before it in
+        the page (or at ``offset`` when it leads the page) and is rejected when that place is new to the
+        slice, so a page served twice rejects it once.
         """
         begin, end = cursor.begin, cursor.end
-        high_water = cursor.high_water
-        partial.floor_series(self.series_floor)
-        # Whether the place of the next id-less record is new to the slice (not a re-served copy).
-        fresh_place = begin <= offset and offset > high_water and (end is None or offset < end)
+        high_water = cursor.high_water  # as before this page
         tally = partial.records
-        for record in records:
-            rid = record.get(self.id_field) if isinstance(record, dict) else None
-            if not (isinstance(rid, int) and not isinstance(rid, bool) and _INT64_MIN <= rid < _INT64_END):
-                if fresh_place:
-                    tally["fetched"] += 1
-                    self._reject(partial, record, _key_problem("id", rid))
+        tally["received"] += len(records)
+        partial.floor_series(self.series_floor)
+
+        def fresh(place: int) -> bool:
+            return begin <= place and place > high_water and (end is None or place < end)
+
+        keyed: list[tuple[int, int, dict[str, Any]]] = []
+        unplaced: list[tuple[int, Any]] = []  # (place, record) of the records without a usable id
+        place = offset
+        for position, record in enumerate(records):
+            rid = int_id(record.get(self.id_field)) if isinstance(record, dict) else None
+            if rid is None:
+                unplaced.append((place, record))
                 continue
-            fresh_place = False
+            place = rid
+            keyed.append((rid, position, record))
+        keyed.sort(key=lambda entry: (entry[0], entry[1]))
+        counted: set[int] = set()  # the places that are new to the slice in this page
+        top = high_water
+        for rid, _, record in keyed:
             if rid < begin or (end is not None and rid >= end):
                 continue
             tally["fetched"] += 1
-            if rid <= high_water:
+            if rid <= top:
                 tally["duplicates"] += 1
                 continue
-            high_water = rid
-            fresh_place = True
+            top = rid
+            counted.add(rid)
             try:
                 self._count(partial, record)
             except Rejected as reason:
                 self._reject(partial, record, str(reason))
-        cursor.high_water = high_water
+        for place, record in unplaced:
+            if place in counted or (place == offset and fresh(offset)):
+                tally["fetched"] += 1
+                self._reject(partial, record, "id is missing or not an integer")
+        cursor.high_water = top
+
+    def count_rows(self, partial: Partial, records: Sequence[Any], room: int | None, cursor: RecentIds) -> None:
+        """Add the records of one page of a positional or sequential crawl (ids serve de-duplication only).
+
+        ``room``: how many of the page's records still lie inside the slice (None: all of them). An id
+        seen on one of the slice's last few pages (:data:`RECENT_PAGES`) is a duplicate; a record without
+        an integer or string id is rejected.
+        """
+        tally = partial.records
+        tally["received"] += len(records)
+        partial.floor_series(self.series_floor)
+        inside = records if room is None else records[: max(room, 0)]
+        page_ids: set[Key] = set()
+        for record in inside:
+            tally["fetched"] += 1
+            rid = record.get(self.id_field) if isinstance(record, dict) else None
+            if not usable_key(rid):
+                self._reject(partial, record, "id is missing or not an integer or a string")
+                continue
+            if rid in page_ids or cursor.seen(rid):
+                tally["duplicates"] += 1
+                continue
+            page_ids.add(rid)
+            try:
+                self._count(partial, record)
+            except Rejected as reason:
+                self._reject(partial, record, str(reason))
+        cursor.remember(page_ids)
 
     def _reject(self, partial: Partial, record: Any, reason: str) -> None:
         partial.records["rejected"] += 1

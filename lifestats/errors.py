@@ -37,7 +37,7 @@ class StateDirError(LifestatsError):
 
 
 class ApiError(LifestatsError):
-    """The API failed past every retry (exit 3). The message names the URL and the offset.
+    """The API failed past every retry (exit 3). The message names the URL and the position.
 
     ``status`` is the HTTP status when the API answered one. ``resumable`` says whether running the
     same command again can help (a server that was down) or not (a 401, 403 or 404 is met again).

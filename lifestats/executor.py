@@ -172,7 +172,7 @@ def worker_main(conn: Connection, setup: WorkerSetup) -> None:
     outbox = _Outbox(conn)
     try:
         counter = PageCounter(settings, setup.as_of)
-        client = ApiClient(settings.api, settings.crawl, setup.limiter, token=setup.token)
+        client = ApiClient(settings.api, settings.crawl, setup.limiter, token=setup.token, id_field=settings.fields.id)
     except Exception as exc:  # reported once by the coordinator, instead of a traceback per respawn
         with contextlib.suppress(BrokenPipeError):
             outbox.send(_StartupError(_one_line(exc)))
@@ -218,8 +218,8 @@ def _run(
         crawl_slice(task, client, counter, flush_every, emit, proposals)
     except ApiError as exc:
         return Failed(task.slice.index, task.attempt, str(exc), exc.exit_code, exc.resumable, exc.status)
-    except LifestatsError as exc:
-        return Failed(task.slice.index, task.attempt, str(exc), exc.exit_code)
+    except LifestatsError as exc:  # a configuration mistake found mid-crawl: running again does not mend it
+        return Failed(task.slice.index, task.attempt, str(exc), exc.exit_code, resumable=exc.exit_code != 2)
     except (EOFError, BrokenPipeError, ConnectionResetError):
         raise
     except Exception as exc:

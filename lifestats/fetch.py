@@ -1,16 +1,24 @@
 """The HTTP side: one page per call, under the shared rate limit, with retries.
 
-:class:`ApiClient` owns an ``httpx.Client`` (keep-alive pooling, optional HTTP/2, verified TLS) and turns
-every way a request can fail into either a retry (5xx, 429, resets, timeouts, a body that is not the
-expected JSON, a ``next_offset`` that does not move forward) or, past the retries, an
-:class:`~lifestats.errors.ApiError` that names the URL and the offset. The bearer token never appears in
-a message.
+:class:`ApiClient` owns an ``httpx.Client`` (keep-alive pooling, optional HTTP/2, verified TLS) and the
+run's :class:`~lifestats.paginate.Paginator`. It is transport, retries and waiting only: the paginator
+builds each request and reads each answer. Every way a request can fail becomes either a retry (5xx,
+429, resets, timeouts, a body that is not JSON, an answer the paginator calls a fault) or, past the
+retries, an :class:`~lifestats.errors.ApiError` that names the (redacted) URL and the position.
+
+``api.timeout`` bounds a whole request, from sending it to the last byte: a server that trickles its
+answer is cut when the deadline passes. A ``Retry-After`` longer than ``crawl.max_retry_after`` is cut
+to that maximum (and said so). Neither the bearer token nor credentials in ``api.url`` appear in a message.
 """
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
+import logging
+import socket
 import ssl
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,18 +35,16 @@ from tenacity import (
     wait_random_exponential,
 )
 
-from .config import ApiConfig, CrawlConfig
+from .config import TOKEN_VARIABLE, ApiConfig, CrawlConfig
 from .errors import ApiError, TransientApiError
 from .limiter import RateLimiter
+from .paginate import Page, Paginator, dig, make_paginator
+from .redact import redact_url
+
+__all__ = ["USER_AGENT", "ApiClient", "Page", "RequestCounts", "dig", "retry_after_seconds"]
 
 USER_AGENT = "lifestats/0.1 (+usage statistics batch job)"
-
-
-@dataclass(frozen=True)
-class Page:
-    offset: int
-    records: list[Any]
-    next_offset: int | None
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -47,23 +53,16 @@ class RequestCounts:
     retries: int = 0
 
 
-def dig(document: Any, path: str) -> Any:
-    """``dig(doc, "meta.next_offset")``; None when any step is missing."""
-    for part in path.split("."):
-        if not isinstance(document, dict):
-            return None
-        document = document.get(part)
-    return document
-
-
 def retry_after_seconds(value: str | None, now: Callable[[], float] = time.time) -> float | None:
     """``Retry-After`` as seconds or as an HTTP date; None when absent or unreadable."""
     if not value:
         return None
     try:
-        return max(0.0, float(value))
+        seconds = float(value)
     except ValueError:
         pass
+    else:
+        return max(0.0, seconds) if seconds == seconds else None
     try:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError):
@@ -91,8 +90,46 @@ def _root(exc: BaseException) -> str:
     return str(exc)
 
 
+class _Deadline:
+    """Shuts the connection down when the request's deadline passes while its body is being read.
+
+    httpx bounds each read, not the whole answer: a server that sends a byte now and then, or goes
+    silent for a while after some bytes, would hold the request for far longer than ``api.timeout``.
+    The body loop checks the deadline after every chunk; this timer also ends a read that blocks past
+    it (shutting the socket down wakes a blocked ``recv``). Where the transport has no socket (tests'
+    mocked transports) only the per-chunk check applies.
+    """
+
+    def __init__(self, response: httpx.Response, deadline: float) -> None:
+        stream = response.extensions.get("network_stream")
+        self._socket = stream.get_extra_info("socket") if stream is not None else None
+        self._lock = threading.Lock()
+        self._done = False
+        self._timer: threading.Timer | None = None
+        if isinstance(self._socket, socket.socket):
+            self._timer = threading.Timer(max(deadline - time.monotonic(), 0.0), self._expire)
+            self._timer.daemon = True
+
+    def _expire(self) -> None:
+        with self._lock:
+            if not self._done and self._socket is not None:
+                with contextlib.suppress(OSError):
+                    self._socket.shutdown(socket.SHUT_RDWR)
+
+    def __enter__(self) -> _Deadline:
+        if self._timer is not None:
+            self._timer.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        with self._lock:
+            self._done = True
+        if self._timer is not None:
+            self._timer.cancel()
+
+
 class ApiClient:
-    """Fetches pages of the configured API."""
+    """Fetches pages of the configured API, in the configured pagination style."""
 
     def __init__(
         self,
@@ -102,19 +139,23 @@ class ApiClient:
         *,
         token: str | None = None,
         transport: httpx.BaseTransport | None = None,
+        id_field: str = "id",
+        paginator: Paginator | None = None,
     ) -> None:
         self.api = api
         self.crawl = crawl
         self.limiter = limiter
         self.counts = RequestCounts()
-        self._url = httpx.URL(api.url)  # its own query parameters are kept
+        self.paginator = paginator if paginator is not None else make_paginator(api, id_field)
+        self._shown_url = redact_url(api.url)
+        self._has_token = bool(token)
         self._backoff = wait_random_exponential(multiplier=crawl.backoff, max=crawl.backoff_max)
         headers = {"User-Agent": USER_AGENT, "Accept": "application/json"}
         if token:
             headers["Authorization"] = f"Bearer {token}"
         self._http = httpx.Client(
             headers=headers,
-            timeout=httpx.Timeout(api.timeout, connect=api.connect_timeout),
+            timeout=httpx.Timeout(api.timeout, connect=min(api.connect_timeout, api.timeout)),
             verify=self._verify(api),
             http2=api.http2,
             transport=transport,
@@ -138,8 +179,8 @@ class ApiClient:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def get_page(self, offset: int) -> Page:
-        """The page at ``offset``, retried with exponential backoff and full jitter."""
+    def get_page(self, position: Any, end: int | None = None) -> Page:
+        """The page at ``position`` (a slice ending at ``end``), retried with exponential backoff and full jitter."""
         retrying = Retrying(
             retry=retry_if_exception_type(TransientApiError),
             stop=stop_after_attempt(self.crawl.retries + 1) | stop_after_delay(self.crawl.retry_max_seconds),
@@ -148,12 +189,18 @@ class ApiClient:
             reraise=True,
         )
         try:
-            return retrying(self._get_once, offset)
+            return retrying(self._get_once, position, end)
         except TransientApiError as exc:
             attempts = retrying.statistics.get("attempt_number", 1)
-            raise ApiError(
-                f"the API failed at {self.api.url} offset {offset} after {attempts} attempts: {exc}"
-            ) from None
+            where = self._where(position, end)
+            raise ApiError(f"the API failed at {where} after {attempts} attempts: {exc}") from None
+
+    def _where(self, position: Any, end: int | None) -> str:
+        try:
+            url = redact_url(str(self.paginator.request(position, end)))
+        except Exception:  # a position that does not build a URL: say what there is
+            url = self._shown_url
+        return f"{url} ({self.paginator.describe(position)})"
 
     def _wait(self, state: RetryCallState) -> float:
         outcome = state.outcome
@@ -165,25 +212,33 @@ class ApiClient:
     def _count_retry(self, state: RetryCallState) -> None:
         self.counts.retries += 1
 
-    def _get_once(self, offset: int) -> Page:
-        url = self._url.copy_merge_params({self.api.offset_param: offset, self.api.limit_param: self.api.page_size})
+    def _get_once(self, position: Any, end: int | None) -> Page:
+        url = self.paginator.request(position, end)
         self.limiter.acquire()
         self.counts.requests += 1
+        deadline = time.monotonic() + self.api.timeout
         try:
-            with self._http.stream("GET", url) as response:
-                body = self._read_capped(response)
+            with self._http.stream("GET", url) as response, _Deadline(response, deadline):
+                body = self._read_capped(response, deadline)
         except httpx.TimeoutException as exc:
             raise TransientApiError(f"timed out ({type(exc).__name__})") from None
         except httpx.TransportError as exc:
+            if time.monotonic() >= deadline:  # the deadline closed the connection mid-answer
+                raise TransientApiError(
+                    f"timed out: no whole answer within api.timeout ({self.api.timeout:g} s)"
+                ) from None
             if _certificate_refused(exc):
                 raise ApiError(
-                    f"the TLS certificate of {self.api.url} was not trusted ({_root(exc)}); "
-                    "set api.ca_bundle to a PEM file of the authority that signed it"
+                    f"the TLS certificate of {self._shown_url} was not trusted ({_root(exc)}); "
+                    "set api.ca_bundle to a PEM file of the authority that signed it",
+                    resumable=False,
                 ) from None
             raise TransientApiError(f"connection failed ({type(exc).__name__})") from None
-        return self._parse(response, body, offset)
+        document = self._parse(response, body, url)
+        return self.paginator.read(position, document, response)
 
-    def _read_capped(self, response: httpx.Response) -> bytes:
+    def _read_capped(self, response: httpx.Response, deadline: float) -> bytes:
+        """The body, within the size cap and before the request's deadline (a trickle is cut)."""
         cap = self.api.max_response_bytes
         declared = response.headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > cap:
@@ -195,35 +250,51 @@ class ApiClient:
             if size > cap:
                 raise TransientApiError(f"response is over the {cap}-byte cap")
             chunks.append(chunk)
+            if time.monotonic() > deadline:
+                raise TransientApiError(
+                    f"timed out: the answer took longer than api.timeout ({self.api.timeout:g} s) "
+                    f"with {size} bytes received"
+                )
         return b"".join(chunks)
 
-    def _parse(self, response: httpx.Response, body: bytes, offset: int) -> Page:
+    def _parse(self, response: httpx.Response, body: bytes, url: httpx.URL) -> Any:
         status = response.status_code
         if status == 429:
-            wait = retry_after_seconds(response.headers.get("retry-after"))
-            wait = 1.0 if wait is None else wait
-            self.limiter.pause(wait)
-            raise TransientApiError(f"HTTP 429 (retry after {wait:.2f}s)", retry_after=wait)
+            self._pause(response, "HTTP 429")
         if status >= 500 or status in (408, 425):
             raise TransientApiError(f"HTTP {status}")
         if status != 200:
-            raise ApiError(f"the API answered HTTP {status} at {self.api.url} offset {offset}", status=status)
+            raise self._refused(status, url)
         try:
-            document = orjson.loads(body)
+            return orjson.loads(body)
         except orjson.JSONDecodeError:
             kind = response.headers.get("content-type", "unknown type").split(";")[0]
             message = f"HTTP 200 with a body that is not JSON ({kind}, {len(body)} bytes)"
             raise TransientApiError(message) from None
-        records = dig(document, self.api.records_path)
-        if records is None:
-            records = []
-        if not isinstance(records, list):
-            raise TransientApiError(f"'{self.api.records_path}' is not a list")
-        next_offset = dig(document, self.api.next_offset_path)
-        if next_offset is not None:
-            if isinstance(next_offset, bool) or not isinstance(next_offset, int):
-                path = self.api.next_offset_path
-                raise TransientApiError(f"'{path}' is not an integer: {next_offset!r:.40}")
-            if next_offset <= offset:
-                raise TransientApiError(f"next_offset {next_offset} does not move forward from offset {offset}")
-        return Page(offset=offset, records=records, next_offset=next_offset)
+
+    def _pause(self, response: httpx.Response, what: str) -> None:
+        """Hold every worker back for the server's Retry-After, at most ``crawl.max_retry_after``."""
+        asked = retry_after_seconds(response.headers.get("retry-after"))
+        wait = 1.0 if asked is None else asked
+        cap = self.crawl.max_retry_after
+        note = ""
+        if wait > cap:
+            note = f"; the API asked for {wait:g} s, more than crawl.max_retry_after, so Lifestats waits {cap:g} s"
+            log.warning("the API asked to wait %g s (Retry-After); waiting crawl.max_retry_after = %g s", wait, cap)
+            wait = cap
+        self.limiter.pause(wait)
+        raise TransientApiError(f"{what} (retry after {wait:.2f}s{note})", retry_after=wait)
+
+    def _refused(self, status: int, url: httpx.URL) -> ApiError:
+        """A permanent answer: running again will not help until something is changed."""
+        shown = redact_url(str(url))
+        if status in (401, 403):
+            if self._has_token:
+                reason = f"the API refused the token in {TOKEN_VARIABLE} (HTTP {status} at {shown}): check the token"
+            else:
+                reason = f"the API wants a token (HTTP {status} at {shown}) and {TOKEN_VARIABLE} is not set"
+        elif status == 404:
+            reason = f"the API answered HTTP 404 (not found) at {shown}: check api.url"
+        else:
+            reason = f"the API answered HTTP {status} at {shown}"
+        return ApiError(reason, status=status)

@@ -1,9 +1,16 @@
-"""The id space -> slices, and finding the id space when the config does not give it.
+"""The crawl -> slices, and finding what the config does not give: the id range, or the total.
 
-A slice ``[begin, end)`` counts exactly the records with ``begin <= id < end``; ``end`` None is open
-(crawl until the API has no next page). Discovery works with a single function, ``probe(offset) ->
-Page``, so it knows nothing about HTTP, and it copes with servers that answer an offset with a page
-whose records lie below it.
+How a crawl can be cut depends on the API's pagination style (:attr:`Paginator.slicing`):
+
+- by id (``offset_id``, ``keyset``): a slice ``[begin, end)`` counts exactly the records with
+  ``begin <= id < end``. Discovery finds the smallest id (negative ids included) and the end of the
+  id space in O(log n) probes of a single function, ``probe(offset) -> Page``, so it knows nothing about
+  HTTP, and it copes with servers that answer an offset with a page whose records lie below it.
+- by position (``offset``, ``page_number`` with a total): a slice is a range of row positions or page
+  numbers; discovery is one request that reads the total.
+- sequential (everything else): one slice ``[0, None)``, no discovery.
+
+``end`` None is open: crawl until the API has no next page.
 """
 
 from __future__ import annotations
@@ -11,7 +18,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .fetch import Page
+from .errors import ApiError, ConfigError
+from .paginate import INT64_MAX, INT64_MIN, Page, Paginator, int_id
 
 
 @dataclass(frozen=True)
@@ -29,18 +37,19 @@ class Bounds:
     probes: int = 0
 
 
-def split(first_id: int, end: int, count: int) -> list[tuple[int, int]]:
-    """``[first_id, end)`` cut into at most ``count`` contiguous, non-empty ranges of near-equal width."""
-    width = end - first_id
-    count = max(1, min(count, width))
-    cuts = [first_id + (width * i) // count for i in range(count + 1)]
+def split(first_id: int, end: int, count: int, align: int = 1) -> list[tuple[int, int]]:
+    """``[first_id, end)`` cut into at most ``count`` contiguous, non-empty ranges of near-equal width,
+    each starting ``first_id`` plus a multiple of ``align`` (a page of rows, so no page straddles two)."""
+    units = -(-(end - first_id) // align)
+    count = max(1, min(count, units))
+    cuts = [first_id + (units * i) // count * align for i in range(count)] + [end]
     return [(cuts[i], cuts[i + 1]) for i in range(count)]
 
 
-def plan_slices(bounds: Bounds, count: int) -> list[Slice]:
+def plan_slices(bounds: Bounds, count: int, align: int = 1) -> list[Slice]:
     """Slices over the bounds; the last one is open when the API's end is not fixed."""
     end = max(bounds.estimated_end, bounds.first_id + 1)
-    ranges = split(bounds.first_id, end, count)
+    ranges = split(bounds.first_id, end, count, align)
     slices = [Slice(i, begin, stop) for i, (begin, stop) in enumerate(ranges)]
     if bounds.last_id is None:
         last = slices[-1]
@@ -49,11 +58,42 @@ def plan_slices(bounds: Bounds, count: int) -> list[Slice]:
 
 
 def _ids(page: Page, id_field: str) -> list[int]:
-    return [
-        r[id_field]
-        for r in page.records
-        if isinstance(r, dict) and isinstance(r.get(id_field), int) and not isinstance(r.get(id_field), bool)
-    ]
+    return [i for i in (int_id(r.get(id_field)) for r in page.records if isinstance(r, dict)) if i is not None]
+
+
+def find_bounds(
+    probe: Callable[[int], Page], paginator: Paginator, first_id: int | None, last_id: int | None
+) -> Bounds:
+    """What the slices need, per the paginator's style: the id range, the total, or nothing."""
+    if paginator.slicing == "id":
+        return discover(probe, paginator.id_field, first_id, last_id)
+    start = paginator.first()
+    if paginator.slicing == "sequential":
+        return Bounds(start, None, start + 1, 0)
+    page = probe(start)
+    if page.total is None:  # the paginator reads the total its config names, or says why not
+        where = paginator.describe(start)
+        raise ConfigError(f"the API gave no total at {where}: set api.total_path or api.total_header")
+    return Bounds(start, None, start + max(page.total, 1), 1)
+
+
+def slice_alignment(paginator: Paginator) -> int:
+    """Row-position slices start at a page boundary; ids and page numbers need no alignment."""
+    return paginator.api.page_size if paginator.style == "offset" else 1
+
+
+def _lowest(probe: Callable[[int], Page]) -> tuple[Page, int]:
+    """The page at the lowest offset the API takes: the smallest signed 64-bit one, else 0.
+
+    An API whose ids may be negative answers the smallest offset with its first page; one that refuses
+    negative offsets (HTTP 4xx) has no negative ids, and its first page is at 0.
+    """
+    try:
+        return probe(INT64_MIN), 1
+    except ApiError as exc:
+        if exc.status is None or not 400 <= exc.status < 500 or exc.status in (401, 403, 404):
+            raise
+    return probe(0), 2
 
 
 def discover(
@@ -73,15 +113,16 @@ def discover(
     def at(offset: int) -> tuple[bool, int | None]:
         nonlocal probes
         probes += 1
-        page = probe(offset)
+        page = probe(min(offset, INT64_MAX))
         ids = _ids(page, id_field)
         top = max(ids) if ids else None
         more = (top is not None and top >= offset) or page.next_offset is not None
         return more, top
 
     if first_id is None:
-        probes += 1
-        ids = _ids(probe(0), id_field)
+        page, used = _lowest(probe)
+        probes += used
+        ids = _ids(page, id_field)
         if not ids:
             return Bounds(0, last_id, last_id or 1, probes)
         first_id = min(ids)
@@ -92,6 +133,9 @@ def discover(
     highest_seen = first_id
     step = 1
     while True:
+        if low + step > INT64_MAX:  # something at the very top of the id space: the end is its edge
+            high = INT64_MAX + 1
+            break
         more, top = at(low + step)
         if top is not None:
             highest_seen = max(highest_seen, top)

@@ -29,13 +29,15 @@ from .fetch import ApiClient
 from .limiter import SharedRateLimiter
 from .lock import state_lock
 from .merge import REJECTS_FILE, Aggregator, Checkpoint, SliceState
-from .plan import Bounds, discover, plan_slices
+from .plan import Bounds, find_bounds, plan_slices, slice_alignment
 from .redact import redact_text
 from .report import build_report
+from .sanity import data_warnings
 from .task import Split, Task
 
 MAX_LOSSES_PER_SLICE = 3
 EXIT_INTERRUPTED = 130
+EXIT_DATA_SUSPECT = 4
 # A straggler is split only when its estimated remaining pages are at least this many flushes' worth.
 MIN_SPLIT_FLUSHES = 2
 # With no request sent or ended by any worker for this long (and no pause asked by the API), the job
@@ -232,11 +234,12 @@ class _Job:
         if stored is not None:
             return Bounds(**stored)
         api = self.settings.api
-        with ApiClient(api, self.settings.crawl, self.limiter, token=self.token) as client:
-            bounds = discover(client.get_page, self.settings.fields.id, api.first_id, api.last_id)
+        id_field = self.settings.fields.id
+        with ApiClient(api, self.settings.crawl, self.limiter, token=self.token, id_field=id_field) as client:
+            bounds = find_bounds(client.get_page, client.paginator, api.first_id, api.last_id)
             self.tally.requests += client.counts.requests
             self.tally.retries += client.counts.retries
-        slices = plan_slices(bounds, self.settings.crawl.slices)
+        slices = plan_slices(bounds, self.settings.crawl.slices, slice_alignment(client.paginator))
         self.checkpoint.save_plan(slices, {"bounds": dataclasses.asdict(bounds), "planned_slices": len(slices)})
         return bounds
 
@@ -281,7 +284,7 @@ class _Job:
             message = f"cannot read the checkpoint in {self.state_dir} ({exc}); run the same command to resume"
             return self._stop(executor, 1, message)
         except LifestatsError as exc:  # the API failed while the id range was being discovered
-            resumable = exc.resumable if isinstance(exc, ApiError) else True
+            resumable = exc.resumable if isinstance(exc, ApiError) else exc.exit_code != 2
             status = exc.status if isinstance(exc, ApiError) else None
             return self._stop(executor, exc.exit_code, self._advice(str(exc), resumable, status))
         except BaseException:
@@ -366,11 +369,16 @@ class _Job:
         if left:
             return self._unfinished(left)
         report = self.report(partial=False)
+        # The data check of SPEC section 1: a crawl that found nothing to count, or mostly rejects (exit 4).
+        warnings = report.setdefault("warnings", [])
+        warnings += data_warnings(self.aggregator.total.records, self.settings.crawl.max_rejected_share)
         if deliver is not None:
             deliver(report)
         left = self.checkpoint.mark_finished()
         if left:
             return self._unfinished(left)
+        if warnings:
+            return Outcome(report, EXIT_DATA_SUSPECT, "the data does not look right:\n  " + "\n  ".join(warnings))
         return Outcome(report)
 
     def _unfinished(self, left: int) -> Outcome:

@@ -1,17 +1,24 @@
 """The unit of work: crawl one slice from its position, count its pages, flush every few pages.
 
+The client's paginator says how to page; this module says which records belong to the slice (by id
+for the id styles, by row or page for the positional ones, all of them for a sequential crawl).
+
 :func:`crawl_slice` is a plain function of the task, a page fetcher, a counter and a flush callback,
 so the local process pool and a cluster executor run the same code.
 """
 
 from __future__ import annotations
 
+import collections
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from .count import PageCounter, SliceCursor
-from .fetch import ApiClient, Page
+import orjson
+
+from .count import PageCounter, RecentIds, SliceCursor
+from .errors import ApiError
+from .fetch import ApiClient
 from .merge import Flush
 from .plan import Slice
 from .stats import Partial
@@ -36,17 +43,25 @@ class Task:
     seq: int  # the last committed flush of the slice
 
 
-def slice_finished(page: Page, end: int | None, id_field: str) -> bool:
-    """True when no record of ``[.., end)`` can follow this page."""
-    if page.next_offset is None or not page.records:
-        return True
-    if end is None:
-        return False
-    if page.next_offset >= end:
-        return True
-    last = page.records[-1]
-    rid = last.get(id_field) if isinstance(last, dict) else None
-    return isinstance(rid, int) and not isinstance(rid, bool) and rid >= end
+# A sequential crawl remembers this many of its last positions to refuse a next reference that loops.
+LOOP_MEMORY = 10_000
+
+
+class _Positions:
+    """The positions a slice's crawl went through, to stop a next reference that leads back (a loop)."""
+
+    def __init__(self) -> None:
+        self._seen: set[str] = set()
+        self._order: collections.deque[str] = collections.deque()
+
+    def visit(self, position: Any, where: str) -> None:
+        key = orjson.dumps(position, option=orjson.OPT_SORT_KEYS).decode()
+        if key in self._seen:
+            raise ApiError(f"the API's next reference leads back to {where}, a page already crawled: it would loop")
+        self._seen.add(key)
+        self._order.append(key)
+        if len(self._order) > LOOP_MEMORY:
+            self._seen.discard(self._order.popleft())
 
 
 def crawl_slice(
@@ -61,36 +76,53 @@ def crawl_slice(
     ``flush_every`` pages and one last flush (``position`` None) when the slice is done.
 
     Between pages it asks ``proposals`` whether the coordinator wants to cut the slice short so that
-    an idle worker can take its remaining range, and answers each proposal with a :class:`Split`.
+    an idle worker can take its remaining range, and answers each proposal with a :class:`Split` (a
+    sequential crawl, which has no range to cut, refuses).
     """
+    paginator = client.paginator
+    by_id = paginator.slicing == "id"
     high_water = task.high_water if task.high_water is not None else task.slice.begin - 1
-    cursor = SliceCursor(task.slice.begin, task.slice.end, high_water)
-    offset: int | None = task.position
+    ids = SliceCursor(task.slice.begin, task.slice.end, high_water)
+    recent = RecentIds()
+    loops = _Positions()
+    position: Any = task.position
+    end = task.slice.end
     seq = task.seq
     partial = Partial()
     pages = 0
     counts = client.counts
     requests0, retries0 = counts.requests, counts.retries
-    while offset is not None:
+    while position is not None:
         new_end = proposals()
         if new_end is not None:
-            accepted = new_end > max(offset, cursor.high_water) and (cursor.end is None or new_end < cursor.end)
+            at = paginator.progress(position)
+            floor = max(at, ids.high_water) if by_id and at is not None else at
+            accepted = floor is not None and new_end > floor and (end is None or new_end < end)
             if accepted:
-                cursor.end = new_end
+                end = ids.end = new_end
             emit(Split(task.slice.index, task.attempt, new_end, accepted))
-        page = client.get_page(offset)
-        counter.count_page(partial, page.records, offset, cursor)
+        if paginator.slicing == "sequential":
+            loops.visit(position, paginator.describe(position))
+        page = client.get_page(position, end)
+        if by_id:
+            counter.count_page(partial, page.records, page.position, ids)
+        else:
+            at = paginator.progress(position)
+            room = None
+            if paginator.style == "offset" and end is not None and at is not None:
+                room = end - at  # the rows of the page that still lie inside the slice
+            counter.count_rows(partial, page.records, room, recent)
         pages += 1
-        offset = None if slice_finished(page, cursor.end, counter.id_field) else page.next_offset
-        if offset is None or pages == flush_every:
+        position = None if paginator.finished(page, end) else page.next
+        if position is None or pages == flush_every:
             seq += 1
             emit(
                 Flush(
                     slice=task.slice.index,
                     attempt=task.attempt,
                     seq=seq,
-                    position=offset,
-                    high_water=cursor.high_water,
+                    position=position,
+                    high_water=ids.high_water if by_id else None,
                     pages=pages,
                     requests=counts.requests - requests0,
                     retries=counts.retries - retries0,

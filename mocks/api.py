@@ -24,6 +24,7 @@ from mocks.faults import (
     json_error,
 )
 from mocks.source import PageSource
+from mocks.styles import MockStyle, Request, StylePager
 
 DEFAULT_MAX_PAGE_SIZE = 1000
 _DIGITS = re.compile(r"[0-9]+")
@@ -98,13 +99,14 @@ class SlidingWindowLimiter:
 
 @dataclass(frozen=True)
 class Params:
-    offset: int | None
+    offset: int | None  # the position asked for: an id, a row, a page (what faults are keyed by)
     limit: int | None
     problem: str | None
+    upper: int | None = None
 
 
 class MockApi:
-    """Answers `GET <path>?<offset_param>=O&<limit_param>=N` from a `PageSource`."""
+    """Answers `GET <path>?<offset_param>=O&<limit_param>=N` from a `PageSource`, or pages in `style`."""
 
     def __init__(
         self,
@@ -118,6 +120,7 @@ class MockApi:
         limit_param: str = "limit",
         max_page_size: int = DEFAULT_MAX_PAGE_SIZE,
         log: RequestLog | None = None,
+        style: MockStyle | None = None,
     ) -> None:
         if max_page_size < 1:
             raise ValueError("max_page_size must be at least 1")
@@ -130,6 +133,9 @@ class MockApi:
         self.log = log if log is not None else RequestLog()
         self.limiter = SlidingWindowLimiter(rate_limit) if rate_limit is not None else None
         self.attempts = AttemptCounter()
+        self.style = style
+        self.pager = StylePager(source, style, offset_param, limit_param) if style is not None else None
+        self.origin = ""  # scheme://host:port, for the absolute next links of some styles (set by the server)
         self._expected_auth = f"Bearer {token}".encode() if token is not None else None
 
     def handle(self, path: str, query: str, authorization: str | None, t: float | None = None) -> Reply:
@@ -137,7 +143,10 @@ class MockApi:
         t = time.monotonic() if t is None else t
         params = self.parse(query)
         try:
-            reply = self._answer(path, params, authorization, t)
+            if self.pager is not None:
+                reply = self._answer_style(path, params, authorization, t, query)
+            else:
+                reply = self._answer(path, params, authorization, t)
         except Exception as error:  # a bug in the mock or its source: say so loudly, answer 500
             traceback.print_exc(file=sys.stderr)
             body = error_body(500, f"mock internal error: {type(error).__name__}: {error}")
@@ -147,7 +156,11 @@ class MockApi:
 
     def parse(self, query: str) -> Params:
         values = parse_qs(query, keep_blank_values=True)
-        offset, offset_problem = _integer(values, self.offset_param, minimum=0)
+        if self.pager is not None:
+            request = self.pager.parse(values, _integer)
+            return Params(request.position, request.limit, request.problem, request.upper)
+        # The offset is a lower bound on the id: any signed 64-bit value (ids may be negative).
+        offset, offset_problem = _integer(values, self.offset_param, minimum=-(2**63))
         limit, limit_problem = _integer(values, self.limit_param, minimum=1)
         return Params(offset, limit, offset_problem or limit_problem)
 
@@ -173,13 +186,33 @@ class MockApi:
         repeats = self.faults.duplicates(params.offset)
         return build_reply(self.source, params.offset, limit, fault, self.faults, repeats)
 
+    def _answer_style(self, path: str, params: Params, authorization: str | None, t: float, query: str) -> Reply:
+        if path != self.path:
+            return json_error(404, f"no such resource: {path}")
+        if self.limiter is not None and (wait := self.limiter.acquire(t)) > 0:
+            return json_error(429, "Too Many Requests", (("Retry-After", format_seconds(wait)),))
+        if not self.authorized(authorization):
+            return json_error(401, "Unauthorized", (("WWW-Authenticate", 'Bearer realm="mock"'),))
+        if params.problem is not None or params.offset is None or params.limit is None:
+            return json_error(400, params.problem or "bad request")
+        assert self.pager is not None
+        limit = min(params.limit, self.max_page_size)
+        url = f"{self.origin}{path}?{query}"
+        request = Request(params.offset, params.limit, None, params.upper)
+        fault = repeats = None
+        if self.faults is not None:
+            fault = self.faults.decide(params.offset, self.attempts.next(params.offset))
+            if self.pager.style.name == "offset_id":
+                repeats = self.faults.duplicates(params.offset)
+        return self.pager.answer(request, limit, url, fault, self.faults, repeats or 0)
+
 
 def _integer(values: dict[str, list[str]], name: str, *, minimum: int) -> tuple[int | None, str | None]:
     raw = values.get(name)
     if not raw:
         return None, f"missing query parameter {name!r}"
     text = raw[0].strip()
-    if not _DIGITS.fullmatch(text):
+    if not _DIGITS.fullmatch(text.removeprefix("-") if minimum < 0 else text):
         return None, f"query parameter {name!r} must be an integer, got {raw[0]!r}"
     value = int(text)
     if value < minimum:

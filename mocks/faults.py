@@ -16,7 +16,7 @@ import hashlib
 import math
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -29,6 +29,10 @@ STATUS_KINDS = ("500", "502", "503", "504")
 TRANSIENT_KINDS = (*STATUS_KINDS, "429", "429-date", "reset", "slow", "truncated", "html", "stuck")
 CONTENT_KINDS = ("duplicates",)
 KINDS = (*TRANSIENT_KINDS, *CONTENT_KINDS)
+# Kinds injected only when asked for by name (not part of the default `kinds`): a 200 whose body has no
+# records at all (an error body that says "try again").
+OPT_IN_KINDS = ("no-records",)
+ALL_TRANSIENT = (*TRANSIENT_KINDS, *OPT_IN_KINDS)
 
 JSON_TYPE = "application/json"
 HTML_TYPE = "text/html; charset=utf-8"
@@ -72,11 +76,12 @@ class FaultSpec:
 
     def __post_init__(self) -> None:
         kinds = frozenset(self.kinds)
-        unknown = kinds.difference(KINDS) | (
-            set(self.rate).difference(KINDS) if isinstance(self.rate, Mapping) else set()
+        known = (*KINDS, *OPT_IN_KINDS)
+        unknown = kinds.difference(known) | (
+            set(self.rate).difference(known) if isinstance(self.rate, Mapping) else set()
         )
         if unknown:
-            raise ValueError(f"unknown fault kind(s) {sorted(unknown)}; known: {', '.join(KINDS)}")
+            raise ValueError(f"unknown fault kind(s) {sorted(unknown)}; known: {', '.join(known)}")
         if self.max_per_offset < 0 or self.retry_after < 0 or self.slow_seconds < 0:
             raise ValueError("max_per_offset, retry_after and slow_seconds must not be negative")
         object.__setattr__(self, "kinds", kinds)
@@ -88,7 +93,7 @@ class FaultSpec:
             return None
         u = uniform(self.seed, "transient", offset, attempt)
         total = 0.0
-        for kind in TRANSIENT_KINDS:
+        for kind in ALL_TRANSIENT:
             total += self.rates.get(kind, 0.0)
             if u < total:
                 return kind
@@ -106,12 +111,12 @@ def _rates(rate: float | Mapping[str, float], kinds: frozenset[str]) -> dict[str
     if isinstance(rate, Mapping):
         rates = {k: float(v) for k, v in rate.items() if k in kinds}
     else:
-        transient = [k for k in TRANSIENT_KINDS if k in kinds]
+        transient = [k for k in ALL_TRANSIENT if k in kinds]
         rates = {k: float(rate) / len(transient) for k in transient}
         rates.update({k: float(rate) for k in CONTENT_KINDS if k in kinds})
     if any(not 0.0 <= v <= 1.0 for v in rates.values()):
         raise ValueError(f"fault rates must lie in [0, 1]: {rates}")
-    if sum(v for k, v in rates.items() if k in TRANSIENT_KINDS) > 1.0 + 1e-9:
+    if sum(v for k, v in rates.items() if k in ALL_TRANSIENT) > 1.0 + 1e-9:
         raise ValueError(f"transient fault rates sum to more than 1: {rates}")
     return rates
 
@@ -214,6 +219,30 @@ def build_reply(
     duplicates: int = 0,
 ) -> Reply:
     """The answer to `GET ?offset&limit` under `fault` (a transient kind or None) and `duplicates` repeats."""
+
+    def payload() -> tuple[Any, tuple[tuple[str, str], ...]]:
+        document = page_payload(source, offset, limit)
+        if duplicates:
+            document["response"] = _with_repeats(source, offset, document["response"], duplicates)
+        return document, ()
+
+    def stuck(document: Any) -> None:
+        document["meta"]["next_offset"] = offset
+
+    return fault_reply(payload, fault, spec, stuck=stuck, duplicates=duplicates)
+
+
+def fault_reply(
+    payload: Callable[[], tuple[Any, tuple[tuple[str, str], ...]]],
+    fault: str | None,
+    spec: FaultSpec | None = None,
+    *,
+    stuck: Callable[[Any], None] | None = None,
+    duplicates: int = 0,
+) -> Reply:
+    """The answer under `fault`: an error status, a reset, or the page `payload()` gives (body, headers),
+    served whole, slowly, cut in half, with a next reference that does not move (`stuck`), or replaced
+    by a 200 body without the records (`no-records`)."""
     spec = spec or FaultSpec()
     if fault == "reset":
         return Reply(0, fault=fault, action="reset")
@@ -221,20 +250,21 @@ def build_reply(
         return status_reply(fault, spec)
     if fault == "html":
         return Reply(200, html_page(503, "Service Temporarily Unavailable"), HTML_TYPE, fault=fault)
+    if fault == "no-records":
+        body = orjson.dumps({"meta": {"code": 200}, "error": "the service is busy, try again"})
+        return Reply(200, body, fault=fault)
     if fault not in (None, "slow", "truncated", "stuck"):
         raise ValueError(f"unknown fault kind {fault!r}")
-    payload = page_payload(source, offset, limit)
-    if duplicates:
-        payload["response"] = _with_repeats(source, offset, payload["response"], duplicates)
-    if fault == "stuck":
-        payload["meta"]["next_offset"] = offset
-    body = orjson.dumps(payload)
+    document, headers = payload()
+    if fault == "stuck" and stuck is not None:
+        stuck(document)
+    body = orjson.dumps(document)
     if fault == "truncated":
         body = body[: len(body) // 2]
     label = _label(fault, duplicates)
     if fault == "slow":
-        return Reply(200, body, fault=label, action="slow", delay=spec.slow_seconds)
-    return Reply(200, body, fault=label)
+        return Reply(200, body, headers=headers, fault=label, action="slow", delay=spec.slow_seconds)
+    return Reply(200, body, headers=headers, fault=label)
 
 
 def _with_repeats(source: PageSource, offset: int, records: list[Any], n: int) -> list[Any]:

@@ -19,6 +19,7 @@ import respx
 from mocks.api import DEFAULT_MAX_PAGE_SIZE, MockApi, RequestLog
 from mocks.faults import FaultSpec
 from mocks.source import PageSource
+from mocks.styles import MockStyle
 
 DEFAULT_URL = "https://api.example.test/events"
 ROUTE_NAME = "events"
@@ -35,6 +36,7 @@ def mock_api(
     limit_param: str = "limit",
     max_page_size: int = DEFAULT_MAX_PAGE_SIZE,
     log: RequestLog | None = None,
+    style: MockStyle | None = None,
 ) -> respx.MockRouter:
     """A respx router (use it as a context manager) serving `source` at `url` (GET, any query).
 
@@ -52,7 +54,9 @@ def mock_api(
         limit_param=limit_param,
         max_page_size=max_page_size,
         log=log,
+        style=style,
     )
+    api.origin = f"{target.scheme}://{target.netloc.decode('ascii')}"
     router = respx.MockRouter(assert_all_called=False, assert_all_mocked=True)
     router.route(
         method="GET",

@@ -4,9 +4,14 @@
         httpx.get(server.url, params={"offset": 0, "limit": 100})
         server.log  # [LoggedRequest(t, offset, limit, status, fault), ...]
 
+It pages the original way (`?offset=<id>&limit=n`) unless given a `style=MockStyle(...)` (`mocks.styles`):
+keyset, row offsets, page numbers, cursors, next URLs or Link headers, bare arrays, shuffled pages, string or
+negative ids.
+
 CLI (prints the URL on one line, serves until SIGTERM/SIGINT, or stdin EOF with --watch-stdin):
 
     python -m mocks.server --seed 7 --records 100000 --rate-limit 100 --latency 0.02 --port 0 [--replay]
+    python -m mocks.server --records 5000 --style-json '{"name": "cursor"}'
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ import orjson
 from mocks.api import DEFAULT_MAX_PAGE_SIZE, LoggedRequest, MockApi, RequestLog
 from mocks.faults import KINDS, FaultSpec, Reply
 from mocks.source import LIFESUM_DIR, PageSource, ReplaySource
+from mocks.styles import MockStyle
 
 __all__ = ["LoggedRequest", "MockServer", "main", "serve_in_subprocess"]
 
@@ -161,6 +167,7 @@ class MockServer:
         ssl_context: ssl.SSLContext | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
+        style: MockStyle | None = None,
     ) -> None:
         if not _is_loopback(host):
             raise ValueError(f"the mock server binds to loopback only, not {host!r}")
@@ -175,6 +182,7 @@ class MockServer:
             offset_param=offset_param,
             limit_param=limit_param,
             max_page_size=max_page_size,
+            style=style,
         )
         self.latency = latency
         self.ssl_context = ssl_context
@@ -209,7 +217,8 @@ class MockServer:
         self._httpd = _HttpServer((self.host, self.port), self)
         port = self._httpd.server_address[1]
         scheme = "https" if self.ssl_context is not None else "http"
-        self._url = f"{scheme}://{self.host}:{port}{self.api.path}"
+        self.api.origin = f"{scheme}://{self.host}:{port}"
+        self._url = f"{self.api.origin}{self.api.path}"
         self._thread = threading.Thread(
             target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, name="mock-api", daemon=True
         )
@@ -282,6 +291,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--offset-param", default="offset")
     p.add_argument("--limit-param", default="limit")
     p.add_argument("--max-page-size", type=int, default=DEFAULT_MAX_PAGE_SIZE)
+    p.add_argument("--style-json", default=None, help='a MockStyle as a JSON object, e.g. {"name": "cursor"}')
     p.add_argument("--token-env", default=None, help="require Bearer <value of this environment variable>")
     p.add_argument("--certfile", default=None, help="serve https with this certificate chain (PEM)")
     p.add_argument("--keyfile", default=None)
@@ -365,6 +375,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             max_page_size=args.max_page_size,
             ssl_context=_ssl_context(args),
             port=args.port,
+            style=MockStyle(**json.loads(args.style_json)) if args.style_json else None,
         )
     except (ImportError, OSError, TypeError, ValueError) as error:
         print(f"mocks.server: {type(error).__name__}: {error}", file=sys.stderr)
@@ -402,11 +413,15 @@ def _arguments(
     offset_param: str,
     limit_param: str,
     dataset: Mapping[str, Any],
+    style: MockStyle | None = None,
 ) -> list[str]:
     argv = ["--seed", str(seed), "--records", str(records), "--latency", repr(float(latency))]
     argv += ["--path", path, "--port", str(port), "--max-page-size", str(max_page_size)]
     argv += ["--offset-param", offset_param, "--limit-param", limit_param]
     argv += ["--dataset-json", json.dumps(dict(dataset))]
+    if style is not None:
+        fields = {f.name: getattr(style, f.name) for f in dataclasses.fields(style) if f.name != "extra"}
+        argv += ["--style-json", json.dumps(fields)]
     if replay:
         argv.append("--replay")
     if replay_dir is not None:
@@ -469,6 +484,7 @@ def serve_in_subprocess(
     max_page_size: int = DEFAULT_MAX_PAGE_SIZE,
     offset_param: str = "offset",
     limit_param: str = "limit",
+    style: MockStyle | None = None,
     startup_timeout: float = 300.0,
     log_file: str | os.PathLike[str] | None = None,
     **dataset: Any,
@@ -492,6 +508,7 @@ def serve_in_subprocess(
         offset_param=offset_param,
         limit_param=limit_param,
         dataset=dataset,
+        style=style,
     )
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(PROJECT_ROOT), env.get("PYTHONPATH", "")) if p)

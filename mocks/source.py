@@ -65,6 +65,11 @@ class ListSource:
     def records(self) -> list[Record]:
         return list(self._records)
 
+    @property
+    def ids(self) -> list[int]:
+        """The ids in row order (the row positions of the positional mock styles)."""
+        return self._ids
+
     def __len__(self) -> int:
         return len(self._records)
 

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import email.utils
+import socketserver
+import threading
+import time
 
 import httpx
 import orjson
@@ -154,3 +157,119 @@ def test_query_parameters_of_the_configured_url_are_kept() -> None:
     api.get_page(0)
     params = route.calls.last.request.url.params
     assert (params["kind"], params["offset"], params["limit"]) == ("visit", "0", "100")
+
+
+class _Trickle(socketserver.BaseRequestHandler):
+    """Answers 200 with a valid JSON page, one byte every 50 ms (a whole answer takes seconds)."""
+
+    def handle(self) -> None:
+        body = orjson.dumps({"meta": {"next_offset": None}, "response": [{"id": i} for i in range(12)]})
+        self.request.recv(65536)
+        head = f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+        try:
+            self.request.sendall(head.encode())
+            for byte in body:
+                self.request.sendall(bytes([byte]))
+                time.sleep(0.05)  # the server's behaviour under test, not a synchronisation
+        except OSError:
+            return  # the client hung up: what a whole-request timeout does
+
+
+def test_a_server_that_trickles_its_answer_is_cut_at_the_timeout() -> None:
+    with socketserver.ThreadingTCPServer(("127.0.0.1", 0), _Trickle) as server:
+        server.daemon_threads = True
+        threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        try:
+            url = f"http://127.0.0.1:{server.server_address[1]}/events"
+            settings = load_settings(
+                None, "test", environ={}, overrides={"api": {"url": url, "timeout": 0.5}, "crawl": {"retries": 0}}
+            )
+            with ApiClient(settings.api, settings.crawl, RecordingLimiter()) as api, pytest.raises(ApiError) as info:
+                api.get_page(0)
+        finally:
+            server.shutdown()
+    assert "timed out" in str(info.value) and "api.timeout (0.5 s)" in str(info.value)
+
+
+@respx.mock
+def test_retry_after_is_capped_by_crawl_max_retry_after_and_says_so() -> None:
+    limiter = RecordingLimiter()
+    respx.get(URL).mock(side_effect=[httpx.Response(429, headers={"Retry-After": "3600"}), page(0, [1], None)])
+    assert client(limiter).get_page(0).records == [{"id": 1}]
+    assert limiter.pauses == [300.0]  # the default cap
+    capped = RecordingLimiter()
+    respx.get(URL).mock(return_value=httpx.Response(429, headers={"Retry-After": "3600"}))
+    settings = load_settings(
+        None, "test", environ={}, overrides={"api": {"url": URL}, "crawl": {"retries": 1, "max_retry_after": 2}}
+    )
+    with pytest.raises(ApiError) as info:
+        ApiClient(settings.api, settings.crawl, capped).get_page(0)
+    assert capped.pauses == [2.0, 2.0]
+    assert "asked for 3600 s, more than crawl.max_retry_after" in str(info.value)
+
+
+@respx.mock
+@pytest.mark.parametrize("status", [401, 403])
+def test_a_refused_or_missing_token_names_the_variable_never_the_token(status: int) -> None:
+    respx.get(URL).mock(return_value=httpx.Response(status))
+    limiter = RecordingLimiter()
+    with pytest.raises(ApiError) as refused:
+        client(limiter).get_page(0)
+    assert "refused the token in LIFESTATS_API_TOKEN" in str(refused.value) and TOKEN not in str(refused.value)
+    assert not refused.value.resumable and refused.value.status == status
+    assert limiter.acquired == 1  # not retried
+    settings = load_settings(None, "test", environ={}, overrides={"api": {"url": URL}})
+    with pytest.raises(ApiError) as missing:
+        ApiClient(settings.api, settings.crawl, RecordingLimiter()).get_page(0)
+    assert "LIFESTATS_API_TOKEN is not set" in str(missing.value)
+
+
+@respx.mock
+def test_a_404_names_the_url_and_is_permanent() -> None:
+    respx.get(url__startswith=URL).mock(return_value=httpx.Response(404))
+    with pytest.raises(ApiError) as info:
+        client(RecordingLimiter()).get_page(7)
+    assert "HTTP 404" in str(info.value) and f"{URL}?offset=7&limit=100" in str(info.value)
+    assert not info.value.resumable
+
+
+@respx.mock
+def test_credentials_in_the_url_never_appear_in_a_message() -> None:
+    secret_url = "https://robot:pa55word@api.example.test/events?api_key=k3y-value&kind=visit"
+    respx.get(url__startswith="https://api.example.test/events").mock(
+        side_effect=[
+            httpx.Response(500),
+            httpx.Response(500),
+            httpx.Response(500),
+            httpx.Response(500),
+            httpx.Response(404),
+        ]
+    )
+    with pytest.raises(ApiError) as transient:
+        client(RecordingLimiter(), url=secret_url).get_page(3)
+    with pytest.raises(ApiError) as permanent:
+        client(RecordingLimiter(), url=secret_url).get_page(3)
+    for error in (transient.value, permanent.value):
+        text = str(error)
+        assert "pa55word" not in text and "k3y-value" not in text and "robot" not in text
+        assert "api.example.test/events" in text
+
+
+@respx.mock
+@pytest.mark.parametrize(
+    ("body", "shape"),
+    [
+        ({"meta": {"code": 200}, "error": "busy, try again"}, "missing; the body's top-level keys: meta, error"),
+        ({"meta": {}, "response": None}, "null"),
+        ({"meta": {}, "response": {"id": 1}}, "an object with keys: id"),
+    ],
+)
+def test_a_200_without_a_list_of_records_is_a_fault_naming_the_path_and_keys(body: object, shape: str) -> None:
+    limiter = RecordingLimiter()
+    respx.get(URL).mock(side_effect=[httpx.Response(200, content=orjson.dumps(body)), page(0, [1], None)])
+    assert client(limiter).get_page(0).records == [{"id": 1}]  # retried, not read as the end
+    respx.get(URL).mock(return_value=httpx.Response(200, content=orjson.dumps(body)))
+    with pytest.raises(ApiError) as info:
+        client(RecordingLimiter()).get_page(0)
+    assert "records_path 'response'" in str(info.value) and shape in str(info.value)
+    assert URL in str(info.value)

@@ -24,6 +24,7 @@ from mocks.faults import KINDS, TRANSIENT_KINDS, FaultSpec, build_reply, records
 from mocks.routes import DEFAULT_URL, mock_api
 from mocks.server import PROJECT_ROOT, MockServer, serve_in_subprocess
 from mocks.source import LIFESUM_DIR, ListSource, ReplaySource
+from mocks.styles import MockStyle
 
 LIFESUM_PAGE_COUNT = 20
 
@@ -185,7 +186,7 @@ def test_server_caps_page_size(source: ListSource, client: httpx.Client) -> None
         {"limit": 10},
         {"offset": 0},
         {"offset": "abc", "limit": 10},
-        {"offset": -1, "limit": 10},
+        {"offset": "-", "limit": 10},
         {"offset": 0, "limit": 0},
         {"offset": "1.5", "limit": 10},
         {"offset": 0, "limit": ""},
@@ -621,3 +622,94 @@ def test_cli_child_exits_when_stdin_closes() -> None:
             process.wait()
         if process.stdout is not None:
             process.stdout.close()
+
+
+# ------------------------------------------------------------------------------------- the styles
+
+
+def follow(client: httpx.Client, server_url: str, style: MockStyle, limit: int = 40) -> tuple[list[dict], int]:
+    """Page through the mock in `style` as its own documentation says; the records and the request count."""
+    found: list[dict] = []
+    requests = 0
+    url: str | None = server_url
+    params: dict[str, Any] | None = {"limit": limit}
+    page = 1
+    position = 0
+    while url is not None:
+        response = client.get(url, params=params)
+        requests += 1
+        assert response.status_code == 200, response.text
+        body = response.json()
+        records = body if style.key == "" else body[style.key]
+        found += records
+        if style.name == "offset":
+            assert body["count"] == int(response.headers["X-Total-Count"])
+            position += len(records)
+            params = {"offset": position, "limit": limit}
+            url = server_url if records else None
+        elif style.name == "page_number":
+            page += 1
+            params = {"page": page, "limit": limit}
+            url = server_url if page <= body["total_pages"] else None
+        elif style.name == "cursor":
+            params = {"cursor": body["next_cursor"], "limit": limit}
+            url = server_url if body["next_cursor"] else None
+        elif style.name == "next_url":
+            url = str(httpx.URL(str(response.url)).join(body["next"])) if body["next"] else None
+            params = None
+        elif style.name == "link_header":
+            url = response.links.get("next", {}).get("url")
+            params = None
+        elif style.name == "keyset":
+            params = {"id__gte": int(body["next"]) + 1, "limit": limit} if body["next"] else {}
+            url = server_url if body["next"] else None
+    return found, requests
+
+
+@pytest.mark.parametrize("name", ["keyset", "offset", "page_number", "cursor", "next_url", "link_header"])
+def test_every_style_serves_every_record_once_in_order(
+    name: str, records: list[dict[str, Any]], source: ListSource, client: httpx.Client
+) -> None:
+    style = MockStyle(name)
+    with MockServer(source, style=style) as server:
+        found, requests = follow(client, server.url, style)
+    assert found == records
+    assert requests in (len(records) // 40 + 1, len(records) // 40 + 2)
+
+
+def test_style_shapes_ids_and_order(records: list[dict[str, Any]], source: ListSource, client: httpx.Client) -> None:
+    style = MockStyle("offset_id", records_key="", unsorted=True, string_ids=True, id_shift=-(10**6))
+    with MockServer(source, style=style) as server:
+        first = get(client, server.url, -(2**63), 30).json()
+    assert isinstance(first, list)  # a bare array: the next offset is nowhere
+    assert sorted(first, key=lambda r: int(r["id"])) != first  # shuffled
+    assert sorted(int(r["id"]) for r in first) == [r["id"] - 10**6 for r in records[:30]]
+    assert all(isinstance(r["id"], str) for r in first)
+
+
+def test_keyset_upper_bound_and_token(records: list[dict[str, Any]], source: ListSource, client: httpx.Client) -> None:
+    with MockServer(source, style=MockStyle("keyset")) as server:
+        low, high = records[10]["id"], records[15]["id"]
+        bounded = client.get(server.url, params={"id__gte": low, "id__lt": high, "limit": 100}).json()
+        full = client.get(server.url, params={"id__gte": low, "limit": 3}).json()
+    assert bounded["rows"] == records[10:15] and bounded["next"] is None
+    assert full["rows"] == records[10:13] and full["next"] == str(records[12]["id"])
+
+
+def test_a_200_without_records_is_an_opt_in_fault(source: ListSource, client: httpx.Client) -> None:
+    faults = FaultSpec(seed=1, rate={"no-records": 1.0}, kinds=frozenset({"no-records"}), max_per_offset=1)
+    with MockServer(source, faults=faults, style=MockStyle("cursor")) as server:
+        broken = client.get(server.url, params={"limit": 5})
+        healed = client.get(server.url, params={"limit": 5})
+    assert broken.status_code == 200 and "data" not in broken.json() and "error" in broken.json()
+    assert len(healed.json()["data"]) == 5
+    assert "no-records" not in FaultSpec().kinds  # never injected unless asked for
+
+
+def test_serve_in_subprocess_in_a_style(client: httpx.Client) -> None:
+    url, stop = serve_in_subprocess(seed=3, records=300, style=MockStyle("link_header"))
+    try:
+        found, _ = follow(client, url, MockStyle("link_header"), limit=100)
+    finally:
+        stop()
+    assert len(found) == 300

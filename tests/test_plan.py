@@ -6,11 +6,14 @@ import bisect
 import itertools
 import math
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from lifestats.fetch import Page
-from lifestats.plan import Bounds, discover, plan_slices, split
+from lifestats.config import load_settings
+from lifestats.errors import ApiError, ConfigError
+from lifestats.paginate import INT64_MAX, INT64_MIN, Page, make_paginator
+from lifestats.plan import Bounds, discover, find_bounds, plan_slices, split
 
 
 def source(ids: list[int], limit: int = 10, below: bool = False):
@@ -32,7 +35,7 @@ def source(ids: list[int], limit: int = 10, below: bool = False):
     return probe
 
 
-@given(st.lists(st.integers(0, 2**40), min_size=1, max_size=300, unique=True), st.booleans())
+@given(st.lists(st.integers(-(2**40), 2**40), min_size=1, max_size=300, unique=True), st.booleans())
 def test_discovery_finds_first_and_end_in_logarithmic_probes(ids: list[int], below: bool) -> None:
     ids.sort()
     bounds = discover(source(ids, below=below), "id", None, None)
@@ -66,3 +69,65 @@ def test_open_ended_plan_when_the_end_is_not_configured() -> None:
     assert [(s.begin, s.end) for s in slices] == [(100, 125), (125, 150), (150, 175), (175, None)]
     fixed = plan_slices(Bounds(100, 200, 200), 4)
     assert fixed[-1].end == 200
+
+
+def test_negative_ids_are_discovered() -> None:
+    """The first probe asks for the smallest signed 64-bit offset: ids below zero are found."""
+    ids = sorted([-5000 + 7 * i for i in range(1000)])
+    bounds = discover(source(ids), "id", None, None)
+    assert (bounds.first_id, bounds.estimated_end) == (-5000, ids[-1] + 1)
+
+
+def test_an_api_that_refuses_negative_offsets_is_probed_from_zero() -> None:
+    ids = list(range(10, 500, 3))
+    probe = source(ids)
+    asked: list[int] = []
+
+    def strict(offset: int) -> Page:
+        asked.append(offset)
+        if offset < 0:
+            raise ApiError("HTTP 400", status=400)
+        return probe(offset)
+
+    bounds = discover(strict, "id", None, None)
+    assert asked[:2] == [INT64_MIN, 0]
+    assert (bounds.first_id, bounds.estimated_end) == (10, ids[-1] + 1)
+
+
+def test_ids_at_the_top_of_the_64_bit_range() -> None:
+    ids = [INT64_MAX - 3, INT64_MAX - 1, INT64_MAX]
+    bounds = discover(source(ids), "id", None, None)
+    assert bounds.first_id == INT64_MAX - 3 and bounds.estimated_end == INT64_MAX + 1
+    slices = plan_slices(bounds, 4)
+    assert slices[-1].end is None  # the open last slice: no end id above the 64-bit range is ever stored
+
+
+def paginator(**api: object):  # type: ignore[no-untyped-def]
+    settings = load_settings(None, "test", environ={}, overrides={"api": {"url": "https://x.test/e", **api}})
+    return make_paginator(settings.api)
+
+
+def test_positional_bounds_come_from_the_total_in_one_probe() -> None:
+    offset = paginator(paginator="offset", total_path="count", page_size=10)
+    bounds = find_bounds(lambda k: Page(k, [{"id": 1}], k + 1, 95), offset, None, None)
+    assert (bounds.first_id, bounds.estimated_end, bounds.probes) == (0, 95, 1)
+    pages = paginator(paginator="page_number", total_pages_path="pages", first_page=1)
+    bounds = find_bounds(lambda p: Page(p, [{"id": 1}], p + 1, 12), pages, None, None)
+    assert (bounds.first_id, bounds.estimated_end) == (1, 13)
+    with pytest.raises(ConfigError, match="no total"):
+        find_bounds(lambda k: Page(k, [], None, None), offset, None, None)
+
+
+def test_sequential_styles_plan_one_slice_without_a_request() -> None:
+    cursor = paginator(paginator="cursor", cursor_path="next")
+    bounds = find_bounds(lambda _: pytest.fail("no request"), cursor, None, None)
+    assert [(s.begin, s.end) for s in plan_slices(bounds, 100)] == [(0, None)]
+
+
+@given(st.integers(0, 10**5), st.integers(1, 10**5), st.integers(1, 50), st.integers(1, 200))
+def test_row_slices_start_at_page_boundaries(first: int, width: int, count: int, page: int) -> None:
+    ranges = split(first, first + width, count, page)
+    assert ranges[0][0] == first and ranges[-1][1] == first + width
+    assert all(a[1] == b[0] for a, b in itertools.pairwise(ranges))
+    assert all(b > a for a, b in ranges)
+    assert all((a - first) % page == 0 for a, _ in ranges)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import random
 from collections.abc import Iterator
 
 import pytest
 
-from lifestats.count import PageCounter
+from lifestats.count import PageCounter, RecentIds, SliceCursor
 from lifestats.fetch import ApiClient
 from lifestats.merge import Flush
 from lifestats.plan import Slice, discover, plan_slices
@@ -100,3 +101,39 @@ def test_parameter_names_follow_the_config(offset_param: str) -> None:
     with mock_api(DATA, URL, offset_param=offset_param):
         report, _ = crawl_all([Slice(0, DATA.first_id, None)], offset_param=offset_param)
     assert statistics(report) == ground_truth(DATA, as_of=AS_OF)
+
+
+def test_a_page_in_any_order_counts_like_the_sorted_page() -> None:
+    """Ids as numbers or decimal strings, in any order inside each page, overlapping pages: same counts."""
+    settings = job_settings(URL)
+    counter = PageCounter(settings, AS_OF)
+    records = [DATA.record(i) for i in range(300)]
+    rng = random.Random(4)
+    pages = [records[start : start + 40] for start in range(0, 300, 25)]  # overlapping pages
+    expected, shuffled = Partial(), Partial()
+    sorted_cursor = SliceCursor(DATA.first_id, int(DATA.ids[250]), DATA.first_id - 1)
+    shuffled_cursor = SliceCursor(DATA.first_id, int(DATA.ids[250]), DATA.first_id - 1)
+    for page in pages:
+        counter.count_page(expected, page, page[0]["id"], sorted_cursor)
+        mixed = [{**r, "id": str(r["id"])} if rng.random() < 0.5 else r for r in page]
+        rng.shuffle(mixed)
+        counter.count_page(shuffled, mixed, page[0]["id"], shuffled_cursor)
+    assert shuffled.records["fetched"] == expected.records["fetched"] == 250 + expected.records["duplicates"]
+    assert expected.records["duplicates"] > 0
+    got = statistics(build_report(shuffled, settings, AS_OF, {}, partial=False))
+    assert got == statistics(build_report(expected, settings, AS_OF, {}, partial=False))
+    assert got == ground_truth(DATA, as_of=AS_OF, end=int(DATA.ids[250])) | {"records": got["records"]}
+    assert got["records"]["fetched"] - got["records"]["duplicates"] == 250
+
+
+def test_rows_seen_on_a_recent_page_of_the_slice_count_once() -> None:
+    counter = PageCounter(job_settings(URL), AS_OF)
+    partial, recent = Partial(), RecentIds()
+    records = [DATA.record(i) for i in range(20)]
+    counter.count_rows(partial, records[:10], None, recent)
+    counter.count_rows(partial, records[8:18], None, recent)  # two rows shifted into the next page
+    counter.count_rows(partial, [{"item": 3}], None, recent)  # no id: rejected
+    counter.count_rows(partial, records[18:], 1, recent)  # only one row left inside the slice
+    assert partial.records["fetched"] == 10 + 10 + 1 + 1
+    assert partial.records["duplicates"] == 2
+    assert partial.records["received"] == 10 + 10 + 1 + 2

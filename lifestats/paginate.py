@@ -1,0 +1,523 @@
+"""How an API pages: one small class per style behind one interface (SPEC section 1).
+
+A :class:`Paginator` builds the request for a *position* and reads an answer: the records (at
+``api.records_path``), the next position and any total the API gives. It also says how the crawl can
+be cut into slices. The HTTP side (:mod:`lifestats.fetch`) only moves bytes, retries and waits; it
+never looks inside a body except through the paginator.
+
+Positions are JSON values, so the checkpoint stores any style's and a resumed crawl goes on from it:
+
+============== ============================================== ==========================================
+style          position                                       slices
+============== ============================================== ==========================================
+``offset_id``  an int: the id offset to request                by id (``[begin, end)`` of ids)
+``keyset``     an int: the id lower bound to request           by id; ``upper_param`` bounds it server-side
+``offset``     an int: the row position to request            by row position when a total is known
+``page_number`` an int: the page number to request            by page when a total is known
+``cursor``     ``{"cursor": c}`` (an int: the first request)  one sequential slice
+``next_url``   ``{"url": u}`` (an int: the first request)     one sequential slice
+``link_header`` ``{"url": u}`` (an int: the first request)    one sequential slice
+============== ============================================== ==========================================
+
+A slice starts at its ``begin`` (what the plan stores); for the sequential styles that int means "the
+first request". A stored URL is redacted (:func:`lifestats.redact.redact_url`) and its credentials are
+put back from ``api.url`` when it is requested, so no checkpoint holds a secret.
+
+Reading a page raises :class:`~lifestats.errors.TransientApiError` for a server fault (no list at the
+records path, a next reference that does not move forward): it is retried like a 503. A mistake that
+retrying cannot mend (a next path absent from a full page) raises :class:`~lifestats.errors.ConfigError`.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal, TypedDict
+
+import httpx
+
+from .config import ApiConfig
+from .errors import ConfigError, TransientApiError
+from .redact import MASK, redact_url
+
+INT64_MIN = -(2**63)
+INT64_MAX = 2**63 - 1
+_DECIMAL = re.compile(r"-?[0-9]{1,19}")
+
+Slicing = Literal["id", "position", "sequential"]
+
+
+class _Missing:
+    def __repr__(self) -> str:
+        return "MISSING"
+
+
+MISSING: Any = _Missing()  # a path that does not exist in a document (unlike one that holds null)
+
+
+class CursorPosition(TypedDict):
+    cursor: str | int
+
+
+class UrlPosition(TypedDict):
+    url: str  # redacted: credentials come back from api.url when it is requested
+
+
+@dataclass(frozen=True)
+class Page:
+    """One answer, as the paginator read it."""
+
+    position: Any  # where it was requested
+    records: list[Any]
+    next: Any  # the next position; None when the API has no next page
+    total: int | None = None  # rows (offset) or pages (page_number) the API says it holds
+
+    @property
+    def offset(self) -> Any:
+        return self.position
+
+    @property
+    def next_offset(self) -> Any:
+        return self.next
+
+
+def lookup(document: Any, path: str) -> Any:
+    """The value at a dotted ``path`` ("" is the document itself), or :data:`MISSING`."""
+    if path == "":
+        return document
+    for part in path.split("."):
+        if not isinstance(document, dict) or part not in document:
+            return MISSING
+        document = document[part]
+    return document
+
+
+def dig(document: Any, path: str) -> Any:
+    """``dig(doc, "meta.next_offset")``; None when any step is missing."""
+    value = lookup(document, path)
+    return None if value is MISSING else value
+
+
+def int_id(value: Any) -> int | None:
+    """An id as a signed 64-bit integer: a JSON integer, or a string of decimal digits; else None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value if INT64_MIN <= value <= INT64_MAX else None
+    if isinstance(value, str) and _DECIMAL.fullmatch(value):
+        number = int(value)
+        return number if INT64_MIN <= number <= INT64_MAX else None
+    return None
+
+
+def _shape(value: Any) -> str:
+    if value is MISSING:
+        return "missing"
+    if value is None:
+        return "null"
+    if isinstance(value, dict):
+        keys = ", ".join(str(k) for k in list(value)[:12]) or "none"
+        return f"an object with keys: {keys}"
+    return f"a {type(value).__name__}"
+
+
+def _body_keys(document: Any) -> str:
+    if isinstance(document, dict):
+        return "the body's top-level keys: " + (", ".join(str(k) for k in list(document)[:20]) or "none")
+    return f"the body is {_shape(document)}"
+
+
+def _count(value: Any) -> int | None:
+    """A total as the API gives it: an integer, or a string of digits."""
+    number = int_id(value)
+    return number if number is not None and number >= 0 else None
+
+
+class Paginator(ABC):
+    """Builds requests for positions and reads answers, in one pagination style."""
+
+    style: ClassVar[str]
+    body_next: ClassVar[bool] = False  # reads its next reference from the body
+
+    def __init__(self, api: ApiConfig, id_field: str = "id") -> None:
+        self.api = api
+        self.id_field = id_field
+        self.base = httpx.URL(api.url)  # its own query parameters are kept
+
+    # -- what the plan and the coordinator ask --------------------------------------------------------
+    @property
+    def slicing(self) -> Slicing:
+        return "sequential"
+
+    def first(self) -> int:
+        """The position where a crawl of the whole API starts (the first slice's begin)."""
+        return 0
+
+    def progress(self, position: Any) -> int | None:
+        """The position in the slices' coordinates (ids, rows, pages), or None when it has none."""
+        if isinstance(position, int) and not isinstance(position, bool) and self.slicing != "sequential":
+            return position
+        return None
+
+    # -- one page ------------------------------------------------------------------------------------
+    @abstractmethod
+    def request(self, position: Any, end: int | None = None) -> httpx.URL:
+        """The URL of the page at ``position`` (``end``: the slice's exclusive end, when it has one)."""
+
+    @abstractmethod
+    def read(self, position: Any, document: Any, response: httpx.Response) -> Page:
+        """The records, next position and total of an answer; raises on a fault."""
+
+    @abstractmethod
+    def finished(self, page: Page, end: int | None) -> bool:
+        """True when no record of the slice ending at ``end`` can follow ``page``."""
+
+    @abstractmethod
+    def describe(self, position: Any) -> str:
+        """The position in words, for messages ("offset 4242", "page 3")."""
+
+    # -- shared reading ------------------------------------------------------------------------------
+    def records(self, document: Any) -> list[Any]:
+        path = self.api.records_path
+        records = lookup(document, path)
+        if not isinstance(records, list):
+            where = f"records_path '{path}'" if path else "the body (records_path '')"
+            raise TransientApiError(
+                f"HTTP 200 without a list of records at {where}: it is {_shape(records)}; {_body_keys(document)}"
+            )
+        return records
+
+    def _params(self, **values: Any) -> httpx.URL:
+        return self.base.copy_merge_params({k: v for k, v in values.items() if v is not None})
+
+    def _total(self, document: Any, response: httpx.Response) -> int | None:
+        """Rows, from ``total_path`` in the body or ``total_header``."""
+        api = self.api
+        if api.total_path is not None:
+            value = lookup(document, api.total_path)
+            total = _count(value)
+            if total is None:
+                raise ConfigError(
+                    f"api.total_path '{api.total_path}' holds no count of records ({_shape(value)}; "
+                    f"{_body_keys(document)}): fix api.total_path or remove it"
+                )
+            return total
+        if api.total_header is not None:
+            header = response.headers.get(api.total_header)
+            total = _count(header.strip()) if header is not None else None
+            if total is None:
+                raise ConfigError(
+                    f"api.total_header '{api.total_header}' is not a count of records in the API's answer "
+                    f"({'absent' if header is None else repr(header[:40])}): fix api.total_header or remove it"
+                )
+            return total
+        return None
+
+    def _next_reference(self, document: Any, records: list[Any], path: str) -> Any:
+        """The value at a next path; None ends the data. A path absent from a full page is a config mistake."""
+        value = lookup(document, path)
+        if value is MISSING:
+            if len(records) >= self.api.page_size:
+                key = self.api.next_path_key() or "the next path"
+                raise ConfigError(
+                    f"the API's answer has no '{path}' (api.{key}) on a full page of {len(records)} records, "
+                    f"so Lifestats cannot tell the end of the data from a wrong path; {_body_keys(document)}. "
+                    f"Fix api.{key}"
+                )
+            return None
+        if value == "":
+            return None
+        return value
+
+
+class OffsetIdPaginator(Paginator):
+    """``?offset=o&limit=n``, the offset a lower bound on the id; the body names the next offset."""
+
+    style = "offset_id"
+    body_next = True
+
+    @property
+    def slicing(self) -> Slicing:
+        return "id"
+
+    def request(self, position: Any, end: int | None = None) -> httpx.URL:
+        api = self.api
+        return self._params(**{api.offset_param: position, api.limit_param: api.page_size})
+
+    def read(self, position: Any, document: Any, response: httpx.Response) -> Page:
+        records = self.records(document)
+        path = self.api.next_offset_path
+        value = self._next_reference(document, records, path)
+        if value is not None:
+            number = int_id(value)
+            if number is None:
+                raise TransientApiError(f"'{path}' is not an integer: {value!r:.40}")
+            if number <= position:
+                raise TransientApiError(f"next_offset {number} does not move forward from offset {position}")
+            value = number
+        return Page(position, records, value)
+
+    def finished(self, page: Page, end: int | None) -> bool:
+        if page.next is None or not page.records:
+            return True
+        if end is None:
+            return False
+        if page.next >= end:
+            return True
+        ids = [i for i in (int_id(r.get(self.id_field)) for r in page.records if isinstance(r, dict)) if i is not None]
+        return bool(ids) and max(ids) >= end
+
+    def describe(self, position: Any) -> str:
+        return f"offset {position}"
+
+
+class KeysetPaginator(Paginator):
+    """``?{id_param}=x&limit=n`` over records sorted by id; the next x is derived from the last id."""
+
+    style = "keyset"
+
+    @property
+    def slicing(self) -> Slicing:
+        return "id"
+
+    def request(self, position: Any, end: int | None = None) -> httpx.URL:
+        api = self.api
+        assert api.id_param is not None
+        upper = end if api.upper_param is not None and end is not None else None
+        values: dict[str, Any] = {api.id_param: position, api.limit_param: api.page_size}
+        if api.upper_param is not None:
+            values[api.upper_param] = upper
+        return self._params(**values)
+
+    def read(self, position: Any, document: Any, response: httpx.Response) -> Page:
+        records = self.records(document)
+        if not records:
+            return Page(position, records, None)
+        ids = [i for i in (int_id(r.get(self.id_field)) for r in records if isinstance(r, dict)) if i is not None]
+        if not ids:
+            raise ConfigError(
+                f"keyset pagination derives the next page from the records' '{self.id_field}' (fields.id), "
+                f"but none of the {len(records)} records has an integer one"
+            )
+        top = max(ids)
+        following = top + 1 if self.api.id_param_inclusive else top
+        if following <= position:
+            raise TransientApiError(
+                f"the page at {self.api.id_param}={position} ends at id {top}: the crawl would not move forward"
+            )
+        return Page(position, records, following)
+
+    def finished(self, page: Page, end: int | None) -> bool:
+        if page.next is None:
+            return True
+        if end is None:
+            return False
+        # inclusive: the next request asks for ids >= next; exclusive: for ids > next
+        return page.next >= (end if self.api.id_param_inclusive else end - 1)
+
+    def describe(self, position: Any) -> str:
+        return f"{self.api.id_param}={position}"
+
+
+class OffsetPaginator(Paginator):
+    """``?offset=k&limit=n``, ``k`` a row position; sliced by position when the API gives a total."""
+
+    style = "offset"
+
+    @property
+    def slicing(self) -> Slicing:
+        return "position" if self.api.total_path or self.api.total_header else "sequential"
+
+    def request(self, position: Any, end: int | None = None) -> httpx.URL:
+        api = self.api
+        return self._params(**{api.offset_param: position, api.limit_param: api.page_size})
+
+    def read(self, position: Any, document: Any, response: httpx.Response) -> Page:
+        records = self.records(document)
+        total = self._total(document, response)
+        return Page(position, records, position + len(records) if records else None, total)
+
+    def finished(self, page: Page, end: int | None) -> bool:
+        if page.next is None:
+            return True
+        if page.total is not None and page.next >= page.total:
+            return True
+        return end is not None and page.next >= end
+
+    def describe(self, position: Any) -> str:
+        return f"{self.api.offset_param}={position}"
+
+
+class PageNumberPaginator(Paginator):
+    """``?page=p&limit=n`` from ``first_page``; sliced by page when the API gives a total."""
+
+    style = "page_number"
+
+    @property
+    def slicing(self) -> Slicing:
+        api = self.api
+        return "position" if api.total_pages_path or api.total_path or api.total_header else "sequential"
+
+    def first(self) -> int:
+        return self.api.first_page
+
+    def request(self, position: Any, end: int | None = None) -> httpx.URL:
+        api = self.api
+        return self._params(**{api.page_param: position, api.limit_param: api.page_size})
+
+    def read(self, position: Any, document: Any, response: httpx.Response) -> Page:
+        records = self.records(document)
+        api = self.api
+        pages: int | None
+        if api.total_pages_path is not None:
+            value = lookup(document, api.total_pages_path)
+            pages = _count(value)
+            if pages is None:
+                raise ConfigError(
+                    f"api.total_pages_path '{api.total_pages_path}' holds no count of pages ({_shape(value)}; "
+                    f"{_body_keys(document)}): fix api.total_pages_path or remove it"
+                )
+        else:
+            rows = self._total(document, response)
+            pages = None if rows is None else math.ceil(rows / api.page_size)
+            last = None if pages is None else api.first_page + pages - 1
+            if last is not None and position < last and len(records) != api.page_size:
+                # Page numbers counted from the total at another page size would stop the crawl early.
+                raise ConfigError(
+                    f"the API served {len(records)} records on page {position} of {pages}, not api.page_size "
+                    f"({api.page_size}): set api.page_size to the size the API serves, or use api.total_pages_path"
+                )
+        return Page(position, records, position + 1 if records else None, pages)
+
+    def finished(self, page: Page, end: int | None) -> bool:
+        if page.next is None:
+            return True
+        if page.total is not None and page.next >= self.api.first_page + page.total:
+            return True
+        return end is not None and page.next >= end
+
+    def describe(self, position: Any) -> str:
+        return f"{self.api.page_param}={position}"
+
+
+class CursorPaginator(Paginator):
+    """``?cursor=c&limit=n``; the body gives the next cursor at ``cursor_path``."""
+
+    style = "cursor"
+    body_next = True
+
+    def request(self, position: Any, end: int | None = None) -> httpx.URL:
+        api = self.api
+        cursor = position["cursor"] if isinstance(position, dict) else None
+        return self._params(**{api.cursor_param: cursor, api.limit_param: api.page_size})
+
+    def read(self, position: Any, document: Any, response: httpx.Response) -> Page:
+        records = self.records(document)
+        path = self.api.cursor_path
+        assert path is not None
+        value = self._next_reference(document, records, path)
+        if value is None:
+            return Page(position, records, None)
+        if isinstance(value, bool) or not isinstance(value, str | int):
+            raise ConfigError(f"api.cursor_path '{path}' holds {_shape(value)}, not a cursor (a string or number)")
+        if isinstance(position, dict) and position.get("cursor") == value:
+            raise TransientApiError(f"the next cursor {value!r:.60} is the current one: the crawl would loop")
+        following: CursorPosition = {"cursor": value}
+        return Page(position, records, following)
+
+    def finished(self, page: Page, end: int | None) -> bool:
+        return page.next is None
+
+    def describe(self, position: Any) -> str:
+        if isinstance(position, dict):
+            return f"cursor {position['cursor']!r:.60}"
+        return "the first page"
+
+
+class _UrlPaginator(Paginator):
+    """The styles whose next page is a URL the API gives: requested as it is."""
+
+    def request(self, position: Any, end: int | None = None) -> httpx.URL:
+        if isinstance(position, dict):
+            return self._restore(httpx.URL(position["url"]))
+        return self._params(**{self.api.limit_param: self.api.page_size})
+
+    def _restore(self, url: httpx.URL) -> httpx.URL:
+        """Put back the credentials of ``api.url`` that the stored (redacted) URL masks."""
+        base = self.base
+        if url.host == base.host:
+            if url.username == MASK and base.username:
+                url = url.copy_with(username=base.username, password=base.password or None)
+            for name, value in base.params.multi_items():
+                if url.params.get(name) == MASK:
+                    url = url.copy_set_param(name, value)
+        return url
+
+    def _following(self, position: Any, reference: Any, current: httpx.URL) -> UrlPosition:
+        if not isinstance(reference, str):
+            raise ConfigError(f"the next reference of the {self.style} style is {_shape(reference)}, not a URL")
+        target = current.join(reference)
+        if target.scheme not in ("http", "https"):
+            raise TransientApiError(f"the next URL {redact_url(str(target))!r:.80} is not http(s)")
+        if target == current:
+            shown = redact_url(str(target))
+            raise TransientApiError(f"the next URL is the current one ({shown}): the crawl would loop")
+        return {"url": redact_url(str(target))}
+
+    def finished(self, page: Page, end: int | None) -> bool:
+        return page.next is None
+
+    def describe(self, position: Any) -> str:
+        if isinstance(position, dict):
+            return f"URL {position['url']}"
+        return "the first page"
+
+
+class NextUrlPaginator(_UrlPaginator):
+    """The body gives the next page's URL (absolute or relative) at ``next_url_path``."""
+
+    style = "next_url"
+    body_next = True
+
+    def read(self, position: Any, document: Any, response: httpx.Response) -> Page:
+        records = self.records(document)
+        path = self.api.next_url_path
+        assert path is not None
+        value = self._next_reference(document, records, path)
+        if value is None:
+            return Page(position, records, None)
+        return Page(position, records, self._following(position, value, response.request.url))
+
+
+class LinkHeaderPaginator(_UrlPaginator):
+    """The ``Link: <...>; rel="next"`` header (RFC 8288) gives the next page's URL."""
+
+    style = "link_header"
+
+    def read(self, position: Any, document: Any, response: httpx.Response) -> Page:
+        records = self.records(document)
+        link = response.links.get("next")
+        if link is None or not link.get("url"):
+            return Page(position, records, None)
+        return Page(position, records, self._following(position, link["url"], response.request.url))
+
+
+STYLES: dict[str, type[Paginator]] = {
+    cls.style: cls
+    for cls in (
+        OffsetIdPaginator,
+        KeysetPaginator,
+        OffsetPaginator,
+        PageNumberPaginator,
+        CursorPaginator,
+        NextUrlPaginator,
+        LinkHeaderPaginator,
+    )
+}
+
+
+def make_paginator(api: ApiConfig, id_field: str = "id") -> Paginator:
+    """The paginator of ``api.paginator``."""
+    return STYLES[api.paginator](api, id_field)

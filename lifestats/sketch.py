@@ -1,0 +1,588 @@
+"""Approximate statistics in memory that does not grow with the records: Apache DataSketches per day.
+
+Per local day (and per fine series bucket) :class:`ApproxStatistics` keeps:
+
+- the exact number of visits (a count costs nothing);
+- an HLL sketch of the visitors (``stats.hll_lg_k``);
+- frequent-items sketches of the items and of the categories (``stats.frequent_lg_max_map_size``),
+  whose estimates come with guaranteed lower and upper bounds;
+- for at most ``stats.tracked_items`` items, an HLL of their visitors (``stats.item_hll_lg_k``) and
+  the exact number of visits counted while the item was tracked.
+
+A window is the merge of its days' sketches. The per-item HLLs are what makes distinct visitors per top
+item affordable: keeping one per item would grow with the items, so a day keeps them for its leading
+items only (the first ones seen, then whichever the frequent-items sketch shows clearly ahead of the
+weakest one tracked; see :meth:`_Day._rebalance`). An item's visitors seen while it was not tracked are
+not in its HLL, so its bounds widen by what was missed: with ``v`` its visits (at most the sketch's
+upper bound ``V``) and ``t`` the visits seen while tracked, at most ``V - t`` visits went unseen, so
+its distinct visitors lie in ``[hll_lower, min(V, hll_upper + V - t)]``. HLL bounds are three standard
+deviations (SPEC section 6); frequent-items bounds are guaranteed.
+
+Item and category keys travel through the frequent-items sketches as strings that keep their type
+(:func:`~lifestats.statistics.encode_key`), and visitor keys reach the HLLs through :func:`hll_key`, so
+5 and "5" stay two keys and the empty string counts.
+
+Memory: a day's sketches fill up and then stop growing, so memory is bounded by the number of days
+held, not by the records; and only a few days are live objects at a time (the rest stay serialised,
+several times smaller). Counting speed: integer item and visitor columns take a numpy path (grouping by
+item in numpy, one sketch call per distinct key of the page); other columns a single Python pass.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Final
+
+import datasketches as ds
+import numpy as np
+import numpy.typing as npt
+
+from .statistics import (
+    FUTURE,
+    NO_TIME,
+    BinaryReader,
+    BinaryWriter,
+    CategoryRow,
+    Columns,
+    DayRange,
+    Estimate,
+    ExactStatistics,
+    ItemRow,
+    Key,
+    Point,
+    Statistics,
+    as_list,
+    check_header,
+    decode_key,
+    rank_key,
+)
+
+_HLL_TYPE: Final = ds.tgt_hll_type.HLL_4
+_NO_FALSE_NEGATIVES: Final = ds.frequent_items_error_type.NO_FALSE_NEGATIVES
+_NEVER_A_KEY: Final = "?"  # encoded keys start with "i" or "s": this one's upper bound is the sketch's max error
+_STD_DEVS: Final = 3
+_INT_HLL_LIMIT: Final = 2**56
+_REBALANCE_EVERY: Final = 4  # pages of a day between two reviews of its tracked items
+
+
+@dataclass(frozen=True)
+class SketchConfig:
+    """Sketch sizes. Bigger is more accurate and costs more memory per day kept.
+
+    Defaults: global HLLs at lg_k 12 (1.6% standard error, about 2.5 KB each), per-item HLLs at lg_k 10
+    (3.3%, about 0.6 KB), frequent-items maps of 2^11 slots (an item's visits known to within about
+    0.17% of the day's or window's visits), 200 tracked items per day.
+    """
+
+    hll_lg_k: int = 12
+    item_hll_lg_k: int = 10
+    frequent_lg_max_map_size: int = 11
+    tracked_items: int = 200
+
+    def __post_init__(self) -> None:
+        for name, low, high in (("hll_lg_k", 4, 21), ("item_hll_lg_k", 4, 21), ("frequent_lg_max_map_size", 3, 26)):
+            value = getattr(self, name)
+            if not low <= value <= high:
+                raise ValueError(f"stats.{name} must be between {low} and {high}, not {value}")
+        if self.tracked_items < 0:
+            raise ValueError(f"stats.tracked_items must be 0 or more, not {self.tracked_items}")
+
+    @classmethod
+    def from_settings(cls, stats: Any) -> SketchConfig:
+        """The sizes from the ``stats`` config section (defaults where a key is absent)."""
+        defaults = cls()
+        return cls(**{name: getattr(stats, name, getattr(defaults, name)) for name in cls.__dataclass_fields__})
+
+
+def _copy_hll(sketch: ds.hll_sketch) -> ds.hll_sketch:
+    return ds.hll_sketch.deserialize(sketch.serialize_updatable())
+
+
+def _union(sketches: Iterable[ds.hll_sketch], lg_k: int) -> ds.hll_sketch | None:
+    """The union of the sketches; a lone sketch itself (read-only), which keeps its more accurate HIP estimate."""
+    first = None
+    union = None
+    for sketch in sketches:
+        if first is None:
+            first = sketch
+            continue
+        if union is None:
+            union = ds.hll_union(lg_k)
+            union.update(first)
+        union.update(sketch)
+    return union.get_result(_HLL_TYPE) if union is not None else first
+
+
+def _distinct(sketch: ds.hll_sketch | None) -> Estimate:
+    if sketch is None or sketch.is_empty():
+        return Estimate(0, 0, 0)
+    lower = max(0, math.floor(sketch.get_lower_bound(_STD_DEVS)))
+    upper = math.ceil(sketch.get_upper_bound(_STD_DEVS))
+    return Estimate(min(max(round(sketch.get_estimate()), lower), upper), lower, upper)
+
+
+def hll_key(key: Key) -> int | str:
+    """What a visitor key feeds to an HLL, so that no two keys hash alike.
+
+    An HLL hashes an int as its 8 little-endian bytes and a string as its UTF-8 bytes (and ignores the
+    empty string), so 5 and "\\x05\\0\\0\\0\\0\\0\\0\\0" would be one visitor. Ints in
+    ``[0, 2**56)`` go in as ints (fast; their last byte is 0); every other key goes in as a string tagged
+    by its kind that never ends in a 0 byte: ``i<decimal>``, ``s<text>``, or ``n<text>\\x01`` for a text
+    that ends in NUL.
+    """
+    if isinstance(key, int):
+        return key if 0 <= key < _INT_HLL_LIMIT else f"i{key}"
+    return "s" + key if not key.endswith("\x00") else "n" + key + "\x01"
+
+
+def _hll_keys(values: npt.NDArray[np.int64]) -> list[int | str]:
+    """:func:`hll_key` of every value of an integer array."""
+    if len(values) == 0 or (int(values.min()) >= 0 and int(values.max()) < _INT_HLL_LIMIT):
+        return values.tolist()  # type: ignore[no-any-return]
+    return [hll_key(v) for v in values.tolist()]
+
+
+def _int_column(column: Any) -> npt.NDArray[np.int64] | None:
+    """The column as an int64 array when every entry is an int (no None, no str); else None."""
+    array = column if isinstance(column, np.ndarray) else np.asarray(column)
+    return array.astype(np.int64, copy=False) if array.dtype.kind == "i" and array.ndim == 1 else None
+
+
+class _Tracked:
+    """An item's visitors (HLL) and its visits, counted while the item was tracked."""
+
+    __slots__ = ("hll", "visits")
+
+    def __init__(self, hll: ds.hll_sketch, visits: int = 0) -> None:
+        self.hll = hll
+        self.visits = visits
+
+
+class _Day:
+    """The sketches of one day key."""
+
+    __slots__ = ("categories", "config", "items", "pages", "tracked", "visitors", "visits")
+
+    def __init__(self, config: SketchConfig) -> None:
+        self.config = config
+        self.pages = 0  # pages added since this object was made (when to rebalance the tracked items)
+        self.visits = 0
+        self.visitors = ds.hll_sketch(config.hll_lg_k, _HLL_TYPE)
+        self.items = ds.frequent_strings_sketch(config.frequent_lg_max_map_size)
+        self.categories = ds.frequent_strings_sketch(config.frequent_lg_max_map_size)
+        self.tracked: dict[str, _Tracked] = {}
+
+    # -- counting -------------------------------------------------------------------------------------
+    def add_lists(self, items: list[Key], visitors: list[Key | None]) -> None:
+        """Any keys: one pass groups the records by item, with each item's distinct visitors."""
+        self.visits += len(items)
+        index: dict[str, int] = {}
+        codes: list[str] = []
+        counts: list[int] = []
+        visitor_sets: list[set[int | str]] = []
+        everyone: set[int | str] = set()
+        limit = _INT_HLL_LIMIT
+        for item, visitor in zip(items, visitors, strict=True):
+            code = f"i{item}" if isinstance(item, int) else "s" + item
+            j = index.get(code)
+            if j is None:
+                j = index[code] = len(codes)
+                codes.append(code)
+                counts.append(0)
+                visitor_sets.append(set())
+            counts[j] += 1
+            if visitor is not None:
+                who = visitor if visitor.__class__ is int and 0 <= visitor < limit else hll_key(visitor)
+                visitor_sets[j].add(who)
+                everyone.add(who)
+        self._feed(everyone, codes, counts, visitor_sets.__getitem__)
+
+    def add_arrays(self, items: npt.NDArray[np.int64], visitors: npt.NDArray[np.int64]) -> None:
+        """Integer items and visitors (every record has one): numpy groups them, Python only feeds sketches."""
+        self.visits += len(items)
+        unique, inverse, counts = np.unique(items, return_inverse=True, return_counts=True)
+        order = np.lexsort((visitors, inverse))
+        owner, who = inverse[order], visitors[order]
+        fresh = np.ones(len(owner), dtype=bool)
+        fresh[1:] = (owner[1:] != owner[:-1]) | (who[1:] != who[:-1])
+        owner, who_keys = owner[fresh], _hll_keys(who[fresh])
+        edges = np.searchsorted(owner, np.arange(len(unique) + 1)).tolist()
+
+        def visitors_of(j: int) -> list[int | str]:
+            return who_keys[edges[j] : edges[j + 1]]
+
+        codes = [f"i{k}" for k in unique.tolist()]
+        self._feed(_hll_keys(np.unique(visitors)), codes, counts.tolist(), visitors_of)
+
+    def add_categories(self, categories: list[Key | None] | npt.NDArray[np.int64]) -> None:
+        update = self.categories.update
+        if isinstance(categories, np.ndarray):
+            unique, counts = np.unique(categories, return_counts=True)
+            for key, n in zip(unique.tolist(), counts.tolist(), strict=True):
+                update(f"i{key}", n)
+            return
+        counted: dict[str, int] = {}
+        for category in categories:
+            if category is not None:
+                code = f"i{category}" if isinstance(category, int) else "s" + category
+                counted[code] = counted.get(code, 0) + 1
+        for code, n in counted.items():
+            update(code, n)
+
+    def _feed(
+        self,
+        everyone: Iterable[int | str],
+        codes: list[str],
+        counts: list[int],
+        visitors_of: Callable[[int], Iterable[int | str]],
+    ) -> None:
+        update = self.visitors.update
+        for who in everyone:
+            update(who)
+        update_item = self.items.update
+        for code, count in zip(codes, counts, strict=True):
+            update_item(code, count)
+        self._track(codes, counts, visitors_of)
+
+    def _track(self, codes: list[str], counts: list[int], visitors_of: Callable[[int], Iterable[int | str]]) -> None:
+        """Feed the tracked items' HLLs, and start tracking new items while there is room."""
+        tracked, cap, lg_k = self.tracked, self.config.tracked_items, self.config.item_hll_lg_k
+        for j, code in enumerate(codes):
+            entry = tracked.get(code)
+            if entry is None:
+                if len(tracked) >= cap:
+                    continue
+                entry = tracked[code] = _Tracked(ds.hll_sketch(lg_k, _HLL_TYPE))
+            entry.visits += counts[j]
+            update = entry.hll.update
+            for who in visitors_of(j):
+                update(who)
+        self.pages += 1
+        if cap and len(tracked) >= cap and self.pages % _REBALANCE_EVERY == 0:
+            self._rebalance()
+
+    def _rebalance(self) -> None:
+        """Track, in place of the weakest tracked items, the untracked ones that the frequent-items sketch
+        shows more than twice as visited (the margin keeps evenly visited items from displacing each other
+        again and again; a displaced item's HLL is dropped, and its bounds widen by what it then misses)."""
+        tracked = self.tracked
+        leaders = self.items.get_frequent_items(_NO_FALSE_NEGATIVES)  # by estimate, highest first
+        estimates = {code: estimate for code, estimate, _, _ in leaders}
+        weakest = [(estimates.get(code, 0), code) for code in tracked]
+        heapq.heapify(weakest)
+        lg_k = self.config.item_hll_lg_k
+        for code, estimate, _, _ in leaders:
+            if estimate <= 2 * weakest[0][0]:
+                break
+            if code in tracked:
+                continue
+            _, victim = heapq.heapreplace(weakest, (estimate, code))
+            del tracked[victim]
+            tracked[code] = _Tracked(ds.hll_sketch(lg_k, _HLL_TYPE))
+
+    # -- combining ------------------------------------------------------------------------------------
+    def merge(self, other: _Day) -> None:
+        self.visits += other.visits
+        union = ds.hll_union(self.config.hll_lg_k)
+        union.update(self.visitors)
+        union.update(other.visitors)
+        self.visitors = union.get_result(_HLL_TYPE)
+        self.items.merge(other.items)
+        self.categories.merge(other.categories)
+        for code, theirs in other.tracked.items():
+            mine = self.tracked.get(code)
+            if mine is None:
+                self.tracked[code] = _Tracked(_copy_hll(theirs.hll), theirs.visits)
+            else:
+                item_union = ds.hll_union(self.config.item_hll_lg_k)
+                item_union.update(mine.hll)
+                item_union.update(theirs.hll)
+                mine.hll = item_union.get_result(_HLL_TYPE)
+                mine.visits += theirs.visits
+        excess = len(self.tracked) - self.config.tracked_items
+        if excess > 0:  # keep the leaders by the merged sketch (ties by code, so merge order does not matter)
+            estimate = self.items.get_estimate
+            for _, code in heapq.nsmallest(excess, ((estimate(c), c) for c in self.tracked)):
+                del self.tracked[code]
+
+    # -- transport ------------------------------------------------------------------------------------
+    def encode(self) -> bytes:
+        out = BinaryWriter()
+        out.i64(self.visits)
+        out.blob(self.visitors.serialize_updatable())
+        out.blob(self.items.serialize())
+        out.blob(self.categories.serialize())
+        out.strings(list(self.tracked))
+        for entry in self.tracked.values():
+            out.i64(entry.visits)
+            out.blob(entry.hll.serialize_updatable())
+        return out.getvalue()
+
+    @classmethod
+    def decode(cls, body: bytes, config: SketchConfig) -> _Day:
+        reader = BinaryReader(body)
+        day = cls(config)
+        day.visits = reader.i64()
+        day.visitors = ds.hll_sketch.deserialize(reader.blob())
+        day.items = ds.frequent_strings_sketch.deserialize(reader.blob())
+        day.categories = ds.frequent_strings_sketch.deserialize(reader.blob())
+        for code in reader.strings():
+            visits = reader.i64()
+            day.tracked[code] = _Tracked(ds.hll_sketch.deserialize(reader.blob()), visits)
+        reader.end()
+        return day
+
+    def nbytes(self) -> int:
+        """Measured in-memory sizes: about 4x the serialised frequent-items map, 1.4x an HLL, plus objects."""
+        size = 300 + self.visitors.get_updatable_serialization_bytes()
+        size += 4 * (self.items.get_serialized_size_bytes() + self.categories.get_serialized_size_bytes())
+        size += sum(200 + int(1.4 * entry.hll.get_updatable_serialization_bytes()) for entry in self.tracked.values())
+        return size
+
+
+class _Bucket:
+    __slots__ = ("visitors", "visits")
+
+    def __init__(self, lg_k: int) -> None:
+        self.visits = 0
+        self.visitors = ds.hll_sketch(lg_k, _HLL_TYPE)
+
+
+class ApproxStatistics:
+    """The :class:`~lifestats.statistics.Statistics` protocol over DataSketches, per day.
+
+    Only the ``live_days`` most recently updated days are kept as sketch objects; the others wait in their
+    serialised form (several times smaller), and :meth:`from_bytes` leaves every day serialised until it
+    is needed. A crawl in time order updates a few days at a time, so memory stays that of a few live days
+    plus the compact rest, however many days the statistics hold. Reads decode one day at a time.
+    """
+
+    MAGIC: Final = b"LSAP"
+    VERSION: Final = 1
+
+    def __init__(self, config: SketchConfig | None = None, *, live_days: int = 8) -> None:
+        self.config = config or SketchConfig()
+        self.live_days = max(1, live_days)
+        self._days: dict[int, _Day | bytes] = {}
+        self._live: OrderedDict[int, None] = OrderedDict()  # live days, least recently updated first
+        self._buckets: dict[int, _Bucket] = {}
+
+    # -- days, live or serialised ---------------------------------------------------------------------
+    def _updating(self, day: int) -> _Day:
+        state = self._days.get(day)
+        if not isinstance(state, _Day):
+            state = self._days[day] = _Day(self.config) if state is None else _Day.decode(state, self.config)
+        self._live[day] = None
+        self._live.move_to_end(day)
+        while len(self._live) > self.live_days:
+            old, _ = self._live.popitem(last=False)
+            kept = self._days[old]
+            if isinstance(kept, _Day):
+                self._days[old] = kept.encode()
+        return state
+
+    def _reading(self, days: DayRange) -> Iterator[_Day]:
+        """The days in the range, oldest first, each decoded only while it is being read."""
+        for day in sorted(d for d in self._days if days.first <= d <= days.last):
+            state = self._days[day]
+            yield state if isinstance(state, _Day) else _Day.decode(state, self.config)
+
+    # -- writes ---------------------------------------------------------------------------------------
+    def add(self, columns: Columns) -> None:
+        categories: list[Key | None] | npt.NDArray[np.int64] | None = _int_column(columns.categories)
+        if categories is None:
+            categories = as_list(columns.categories)
+        items, visitors = _int_column(columns.items), _int_column(columns.visitors)
+        if items is not None and visitors is not None:  # integer keys, none missing: numpy groups them
+            for day, where in columns.day_indices():
+                state = self._updating(day)
+                if where is None:
+                    state.add_arrays(items, visitors)
+                else:
+                    state.add_arrays(items[where], visitors[where])
+                state.add_categories(_pick(categories, where))
+        else:
+            item_list, visitor_list = as_list(columns.items), as_list(columns.visitors)
+            for day, where in columns.day_indices():
+                state = self._updating(day)
+                state.add_lists(_pick(item_list, where), _pick(visitor_list, where))
+                state.add_categories(_pick(categories, where))
+        for bucket, who in columns.bucket_groups():
+            point = self._buckets.get(bucket)
+            if point is None:
+                point = self._buckets[bucket] = _Bucket(self.config.hll_lg_k)
+            point.visits += len(who)
+            update = point.visitors.update
+            for key in {hll_key(v) for v in who if v is not None}:
+                update(key)
+
+    def merge(self, other: ApproxStatistics) -> ApproxStatistics:
+        if other.config != self.config:
+            raise ValueError(f"cannot merge sketches of different sizes ({self.config} and {other.config})")
+        for day, theirs in sorted(other._days.items()):
+            if day not in self._days:  # a copy keeps a lone sketch's own (HIP) estimator
+                self._days[day] = theirs.encode() if isinstance(theirs, _Day) else theirs
+                continue
+            self._updating(day).merge(theirs if isinstance(theirs, _Day) else _Day.decode(theirs, self.config))
+        for bucket, their_point in other._buckets.items():
+            point = self._buckets.get(bucket)
+            if point is None:
+                point = self._buckets[bucket] = _Bucket(self.config.hll_lg_k)
+            point.visits += their_point.visits
+            union = ds.hll_union(self.config.hll_lg_k)
+            union.update(point.visitors)
+            union.update(their_point.visitors)
+            point.visitors = union.get_result(_HLL_TYPE)
+        return self
+
+    # -- reads ----------------------------------------------------------------------------------------
+    def visits(self, days: DayRange) -> Estimate:
+        return Estimate(sum(state.visits for state in self._reading(days)))  # counted exactly
+
+    def distinct_visitors(self, days: DayRange) -> Estimate:
+        return _distinct(_union((s.visitors for s in self._reading(days)), self.config.hll_lg_k))
+
+    def _frequent(self, days: DayRange, which: str) -> ds.frequent_strings_sketch | None:
+        merged = None
+        for state in self._reading(days):
+            sketch = getattr(state, which)
+            if merged is None:
+                merged = ds.frequent_strings_sketch.deserialize(sketch.serialize())
+            else:
+                merged.merge(sketch)
+        return merged
+
+    def rank_error(self, days: DayRange) -> int:
+        """The most visits an item missing from the rankings of ``days`` may have; also the widest
+        ``visits_bounds`` of a ranked item (the frequent-items sketch's maximum error)."""
+        merged = self._frequent(days, "items")
+        return 0 if merged is None else int(merged.get_upper_bound(_NEVER_A_KEY))
+
+    def top_items(self, days: DayRange, k: int) -> list[ItemRow]:
+        merged = self._frequent(days, "items")
+        if merged is None or k <= 0:
+            return []
+        ranked = _ranked(merged, k)
+        unions = {code: ds.hll_union(self.config.item_hll_lg_k) for _, code, _ in ranked}
+        seen = dict.fromkeys(unions, 0)
+        lone: dict[str, list[ds.hll_sketch]] = {code: [] for code in unions}
+        for state in self._reading(days):
+            for code in unions:
+                entry = state.tracked.get(code)
+                if entry is not None:
+                    unions[code].update(entry.hll)
+                    seen[code] += entry.visits
+                    lone[code].append(entry.hll)
+        rows = []
+        for key, code, visits in ranked:
+            if not lone[code]:
+                hll = _distinct(None)
+            else:  # a lone sketch keeps its own (HIP) estimator; a union answers otherwise
+                hll = _distinct(lone[code][0] if len(lone[code]) == 1 else unions[code].get_result(_HLL_TYPE))
+            rows.append(ItemRow(key, visits, _item_visitors(hll, visits, seen[code])))
+        return rows
+
+    def top_categories(self, days: DayRange, k: int) -> list[CategoryRow]:
+        merged = self._frequent(days, "categories")
+        if merged is None or k <= 0:
+            return []
+        return [CategoryRow(key, visits) for key, _, visits in _ranked(merged, k)]
+
+    def dated_days(self) -> DayRange | None:
+        dated = [day for day in self._days if day not in (NO_TIME, FUTURE)]
+        return DayRange(min(dated), max(dated)) if dated else None
+
+    def day_points(self, spans: Sequence[DayRange]) -> list[Point]:
+        return [Point(self.visits(span), self.distinct_visitors(span)) for span in spans]
+
+    def bucket_span(self) -> tuple[int, int] | None:
+        return (min(self._buckets), max(self._buckets)) if self._buckets else None
+
+    def bucket_points(self, first: int, last: int) -> dict[int, Point]:
+        return {
+            bucket: Point(Estimate(point.visits), _distinct(point.visitors))
+            for bucket, point in sorted(self._buckets.items())
+            if first <= bucket <= last
+        }
+
+    def nbytes(self) -> int:
+        total = sum(s.nbytes() if isinstance(s, _Day) else 100 + len(s) for s in self._days.values())
+        return total + sum(300 + b.visitors.get_updatable_serialization_bytes() for b in self._buckets.values())
+
+    # -- transport ------------------------------------------------------------------------------------
+    def to_bytes(self) -> bytes:
+        out = BinaryWriter()
+        out.raw(self.MAGIC + self.VERSION.to_bytes(2, "little"))
+        c = self.config
+        for value in (c.hll_lg_k, c.item_hll_lg_k, c.frequent_lg_max_map_size, c.tracked_items):
+            out.u32(value)
+        out.u32(len(self._days))
+        for day, state in sorted(self._days.items()):
+            out.i64(day)
+            out.blob(state.encode() if isinstance(state, _Day) else state)
+        out.u32(len(self._buckets))
+        for bucket, point in sorted(self._buckets.items()):
+            out.i64(bucket)
+            out.i64(point.visits)
+            out.blob(point.visitors.serialize_updatable())
+        return out.getvalue()
+
+    @classmethod
+    def from_bytes(cls, body: bytes) -> ApproxStatistics:
+        """The statistics that :meth:`to_bytes` wrote; each day stays serialised until it is used."""
+        reader = BinaryReader(body)
+        check_header(reader, cls.MAGIC, cls.VERSION, "approximate statistics")
+        try:
+            config = SketchConfig(reader.u32(), reader.u32(), reader.u32(), reader.u32())
+        except ValueError as exc:
+            raise ValueError(f"approximate statistics with impossible sketch sizes: {exc}") from None
+        stats = cls(config)
+        for _ in range(reader.u32()):
+            day = reader.i64()
+            stats._days[day] = reader.blob()
+        for _ in range(reader.u32()):
+            bucket = reader.i64()
+            point = stats._buckets[bucket] = _Bucket(config.hll_lg_k)
+            point.visits = reader.i64()
+            point.visitors = ds.hll_sketch.deserialize(reader.blob())
+        reader.end()
+        return stats
+
+
+def _pick(column: Any, where: npt.NDArray[np.intp] | None) -> Any:
+    """The records of a column at ``where`` (all of them when None), as the column's own kind."""
+    if where is None:
+        return column
+    if isinstance(column, np.ndarray):
+        return column[where]
+    return [column[i] for i in where.tolist()]
+
+
+def _ranked(sketch: ds.frequent_strings_sketch, k: int) -> list[tuple[Key, str, Estimate]]:
+    """The sketch's ``k`` leaders by estimate (ties per :func:`rank_key`), each with its visits bounds."""
+    rows = []
+    for code, estimate, lower, upper in sketch.get_frequent_items(_NO_FALSE_NEGATIVES):
+        rows.append((decode_key(code), code, Estimate(int(estimate), int(lower), int(upper))))
+    return heapq.nsmallest(k, rows, key=lambda row: rank_key(row[0], row[2].value))
+
+
+def _item_visitors(hll: Estimate, visits: Estimate, seen: int) -> Estimate:
+    """Distinct visitors of an item from its tracked HLL, widened by the visits it was not tracked for."""
+    most_visits = visits.upper if visits.upper is not None else visits.value
+    unseen_most = max(0, most_visits - seen)
+    unseen_guess = max(0, visits.value - seen)
+    assert hll.lower is not None and hll.upper is not None
+    lower = min(hll.lower, most_visits)
+    upper = max(lower, min(most_visits, hll.upper + unseen_most))
+    ratio = hll.value / seen if seen else 1.0  # the unseen visits' share of new visitors, as in the seen ones
+    value = round(hll.value + ratio * unseen_guess)
+    return Estimate(min(max(value, lower), upper), lower, upper)
+
+
+if TYPE_CHECKING:  # both implementations keep to the protocol (checked by mypy, free at run time)
+    _exact_fits: type[Statistics] = ExactStatistics
+    _approx_fits: type[Statistics] = ApproxStatistics

@@ -1,0 +1,229 @@
+"""The job on a real Dask cluster on loopback: a ``dask scheduler`` and ``dask worker`` processes started
+here, the API in its own process with its own rate limit and request log."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytest.importorskip("distributed")
+
+from lifestats import cluster
+from lifestats.cluster import (
+    DaskExecutor,
+    LifestatsScheduler,
+    cluster_executor_factory,
+    new_run_name,
+    run_task,
+)
+from lifestats.executor import WorkerSetup
+from lifestats.run import Snapshot
+from lifestats.task import Task
+from mocks.dataset import DatasetSpec, generate, ground_truth
+from mocks.server import MockServer, read_log, serve_in_subprocess
+
+from .conftest import AS_OF, REPO, job_settings, main_command, peak_per_second, run, statistics
+from .dask_cluster import DaskCluster, redis_server
+from .test_faults import Switchable
+
+SPEC = {"seed": 29, "records": 30_000}
+DATA = generate(DatasetSpec(**SPEC))
+
+
+@pytest.fixture(scope="module")
+def dask(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaskCluster]:
+    """Three worker processes (one thread each), each under a nanny that restarts it when it dies."""
+    with DaskCluster(tmp_path_factory.mktemp("dask"), 3) as started:
+        yield started
+
+
+def serve(tmp_path: Path, limit: float) -> tuple[str, Any, Path]:
+    log_file = tmp_path / "requests.jsonl"
+    url, stop = serve_in_subprocess(**SPEC, rate_limit=limit, log_file=log_file)
+    return url, stop, log_file
+
+
+def check_log(log_file: Path, limit: float, report: dict[str, Any], unreported: int = 0) -> int:
+    """The server saw no more than ``limit`` requests in any second, refused none, and every request
+    the report counts (a killed worker's requests since its last flush never reach the report)."""
+    log = read_log(log_file)
+    peak = peak_per_second(entry.t for entry in log)
+    assert {entry.status for entry in log} == {200}  # the server's own limiter never had to refuse one
+    assert peak <= limit
+    assert report["run"]["requests"] <= len(log) <= report["run"]["requests"] + unreported
+    return peak
+
+
+def test_report_exact_and_one_rate_limit_for_the_whole_cluster(
+    dask: DaskCluster, state_dir: Path, tmp_path: Path
+) -> None:
+    limit = 100
+    url, stop, log_file = serve(tmp_path, limit)
+    try:
+        settings = job_settings(url, api={"page_size": 100}, crawl={"slices": 12, "workers": 3, "rate_limit": limit})
+        outcome = run(settings, state_dir, executor_factory=cluster_executor_factory(dask.address))
+    finally:
+        stop()
+    assert outcome.exit_code == 0, outcome.message
+    assert outcome.report["partial"] is False
+    assert statistics(outcome.report) == ground_truth(DATA, as_of=AS_OF)
+    peak = check_log(log_file, limit, outcome.report)
+    print(f"\ncluster rate: {outcome.report['run']['requests']} requests, peak {peak} in one second (limit {limit})")
+
+
+def test_the_rate_limit_kept_in_redis(dask: DaskCluster, state_dir: Path, tmp_path: Path) -> None:
+    limit = 100
+    url, stop, log_file = serve(tmp_path, limit)
+    try:
+        with redis_server() as redis_url:
+            settings = job_settings(url, api={"page_size": 150}, crawl={"slices": 9, "workers": 3, "rate_limit": limit})
+            outcome = run(
+                settings, state_dir, executor_factory=cluster_executor_factory(dask.address, limiter=redis_url)
+            )
+    finally:
+        stop()
+    assert outcome.exit_code == 0, outcome.message
+    assert statistics(outcome.report) == ground_truth(DATA, as_of=AS_OF)
+    peak = check_log(log_file, limit, outcome.report)
+    print(f"\nredis limiter: {outcome.report['run']['requests']} requests, peak {peak} in one second (limit {limit})")
+
+
+def test_worker_killed_mid_run_its_slice_runs_again_exactly_once(
+    dask: DaskCluster, state_dir: Path, tmp_path: Path
+) -> None:
+    limit = 100
+    url, stop, log_file = serve(tmp_path, limit)
+    executors: list[DaskExecutor] = []
+    killed: list[int] = []
+
+    def factory(workers: int, setup: WorkerSetup) -> DaskExecutor:
+        executors.append(DaskExecutor.connect(dask.address, workers, setup))
+        return executors[-1]
+
+    def kill_one(snapshot: Snapshot) -> None:
+        """SIGKILL the worker process of a running task once a few flushes are committed."""
+        busy = executors[0].pids() if executors else []
+        if not killed and snapshot.pages >= 60 and busy:
+            os.kill(busy[0], signal.SIGKILL)
+            killed.append(busy[0])
+
+    try:
+        settings = job_settings(
+            url, api={"page_size": 100}, crawl={"slices": 6, "workers": 3, "rate_limit": limit, "flush_every": 4}
+        )
+        outcome = run(settings, state_dir, executor_factory=factory, on_progress=kill_one)
+    finally:
+        stop()
+    assert killed, "no worker was running a task when the job had 60 pages"
+    assert outcome.exit_code == 0, outcome.message
+    assert outcome.report["run"]["workers_lost"] == 1
+    assert statistics(outcome.report) == ground_truth(DATA, as_of=AS_OF)
+    peak = check_log(log_file, limit, outcome.report, unreported=settings.crawl.flush_every)
+    dask.wait_for_workers(3, timeout=60)  # the nanny restarted it: the next test has three again
+    print(f"\nkilled worker {killed[0]}: {outcome.report['run']['requests']} requests, peak {peak} (limit {limit})")
+
+
+COORDINATOR = """
+import sys
+from pathlib import Path
+from lifestats.cluster import cluster_executor_factory
+from tests.conftest import job_settings, run
+settings = job_settings(sys.argv[1], api={"page_size": 100}, crawl={"slices": 9, "rate_limit": 150, "flush_every": 3})
+run(settings, Path(sys.argv[2]), executor_factory=cluster_executor_factory(sys.argv[3]))
+"""
+
+
+def test_coordinator_killed_then_resumed_on_the_cluster_is_exact(dask: DaskCluster, state_dir: Path) -> None:
+    with MockServer(DATA) as server:
+        command, environ = main_command()
+        command = [command[0], "-c", COORDINATOR, server.url, str(state_dir), dask.address]
+        coordinator = subprocess.Popen(command, env=environ, cwd=REPO)
+        try:
+            assert server.request_log.wait_for(150, timeout=120)  # past discovery, with flushes committed
+        finally:
+            coordinator.send_signal(signal.SIGKILL)
+            coordinator.wait(timeout=30)
+        settings = job_settings(
+            server.url, api={"page_size": 100}, crawl={"slices": 9, "rate_limit": 150, "flush_every": 3}
+        )
+        outcome = run(settings, state_dir, executor_factory=cluster_executor_factory(dask.address))
+        requests = len(server.log)
+    assert outcome.exit_code == 0, outcome.message
+    assert outcome.report["run"]["resumed"] is True
+    assert statistics(outcome.report) == ground_truth(DATA, as_of=AS_OF)
+    print(f"\ncoordinator killed after 150 requests, then resumed: {requests} requests in all, 300 pages of data")
+
+
+def test_a_second_run_of_a_task_sends_nothing(dask: DaskCluster) -> None:
+    """Dask runs a task again when its worker dies: that run must not crawl the slice a second time
+    under the same attempt. It asks the scheduler to claim the task, is refused, and returns at once."""
+    from distributed import Queue
+
+    from lifestats.cluster_limiter import LeasedRateLimiter, SchedulerSlots
+    from lifestats.plan import Slice
+
+    client = dask.client()
+    client.register_plugin(LifestatsScheduler())
+    name = new_run_name()
+    events = Queue(f"{name}-events", client=client)
+    with MockServer(DATA) as server:
+        settings = job_settings(server.url, api={"page_size": 1000}, crawl={"flush_every": 1})
+        limiter = LeasedRateLimiter(name, 1000, SchedulerSlots(name, 1000))
+        setup = WorkerSetup(settings=settings, as_of=AS_OF, limiter=limiter, token=None)
+        task = Task(
+            Slice(0, DATA.first_id, None), attempt=1, position=DATA.first_id, high_water=DATA.first_id - 1, seq=0
+        )
+        key = f"{name}-s0-a1"
+        first = client.submit(run_task, task, setup, name, key, key=key, pure=False).result()
+        pages = len(server.log)
+        again = client.submit(run_task, task, setup, name, key, key=key + "-again", pure=False).result()
+        assert len(server.log) == pages  # not one request
+    assert first["outcome"] == "finished" and first["events"] == 1 + pages  # started, then a flush per page
+    assert again == {"token": again["token"], "events": 0, "outcome": "rerun"}
+    events.close()
+    client.close()
+
+
+def test_a_straggling_slice_is_split_across_the_cluster(dask: DaskCluster, state_dir: Path) -> None:
+    with MockServer(DATA) as server:
+        settings = job_settings(server.url, crawl={"slices": 1, "workers": 3, "flush_every": 2, "rate_limit": 400})
+        outcome = run(settings, state_dir, executor_factory=cluster_executor_factory(dask.address))
+    assert outcome.exit_code == 0, outcome.message
+    assert outcome.report["run"]["slices_split"] >= 2
+    assert statistics(outcome.report) == ground_truth(DATA, as_of=AS_OF)
+
+
+def test_an_api_failure_on_a_worker_ends_the_job_with_exit_3(dask: DaskCluster, state_dir: Path) -> None:
+    source = Switchable(DATA, broken_from=int(DATA.ids[20_000]))
+    with MockServer(source) as server:
+        ids = {"first_id": DATA.first_id, "last_id": DATA.end_id}
+        settings = job_settings(server.url, api=ids, crawl={"retries": 1})
+        outcome = run(settings, state_dir, executor_factory=cluster_executor_factory(dask.address))
+    assert outcome.exit_code == 3
+    assert "after 2 attempts: HTTP 500" in (outcome.message or "")
+    assert outcome.report["partial"] is True
+
+
+def test_local_cluster(state_dir: Path) -> None:
+    with MockServer(DATA) as server:
+        settings = job_settings(server.url, crawl={"slices": 5, "workers": 2, "rate_limit": 1000})
+        outcome = run(settings, state_dir, executor_factory=cluster_executor_factory("local"))
+    assert outcome.exit_code == 0, outcome.message
+    assert statistics(outcome.report) == ground_truth(DATA, as_of=AS_OF)
+
+
+def test_an_unreachable_scheduler_is_one_clear_error(state_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(cluster, "CONNECT_TIMEOUT", "1s")
+    with MockServer(DATA) as server:
+        outcome = run(
+            job_settings(server.url), state_dir, executor_factory=cluster_executor_factory("tcp://127.0.0.1:9")
+        )
+        assert len(server.log) == 0  # before any request
+    assert outcome.exit_code == 2
+    assert "cannot reach the Dask scheduler at tcp://127.0.0.1:9" in (outcome.message or "")

@@ -1,0 +1,181 @@
+"""Each paginator on its own: the request it builds, what it reads from an answer, and what it refuses."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+
+from lifestats.config import ApiConfig, load_settings
+from lifestats.errors import ConfigError, TransientApiError
+from lifestats.paginate import Page, int_id, lookup, make_paginator
+
+URL = "https://api.example.test/v1/events"
+
+
+def api(**keys: Any) -> ApiConfig:
+    return load_settings(None, "test", environ={}, overrides={"api": {"url": URL, "page_size": 3, **keys}}).api
+
+
+def answer(request: httpx.URL, headers: dict[str, str] | None = None) -> httpx.Response:
+    return httpx.Response(200, headers=headers or {}, request=httpx.Request("GET", request))
+
+
+def read(config: ApiConfig, position: Any, document: Any, headers: dict[str, str] | None = None) -> Page:
+    paginator = make_paginator(config)
+    return paginator.read(position, document, answer(paginator.request(position), headers))
+
+
+RECORDS = [{"id": 1}, {"id": 2}, {"id": 3}]
+
+
+def test_lookup_and_ids() -> None:
+    assert lookup({"a": {"b": None}}, "a.b") is None
+    assert repr(lookup({"a": {}}, "a.b")) == "MISSING"
+    assert lookup([1, 2], "") == [1, 2]
+    assert [int_id(v) for v in (5, "-12", "007", True, 1.0, "1e3", 2**63, "x")] == [
+        5,
+        -12,
+        7,
+        None,
+        None,
+        None,
+        None,
+        None,
+    ]
+
+
+@pytest.mark.parametrize(
+    ("keys", "message"),
+    [
+        ({"paginator": "cursor"}, "needs api.cursor_path"),
+        ({"paginator": "next_url"}, "needs api.next_url_path"),
+        ({"paginator": "keyset"}, "needs api.id_param"),
+        ({"paginator": "offset", "first_id": 3}, "first_id and api.last_id apply to the id styles"),
+        ({"paginator": "cursor", "cursor_path": "next", "total_path": "count"}, "total_path and api.total_header"),
+        ({"upper_param": "id__lt"}, "upper_param applies to paginator 'keyset'"),
+        ({"paginator": "scroll"}, "api.paginator"),
+        ({"records_path": "data..items"}, "dotted path"),
+        ({"paginator": "cursor", "cursor_path": ""}, "dotted path"),
+    ],
+)
+def test_bad_pagination_config_is_refused_with_a_message_naming_the_key(keys: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError, match=message.replace(".", r"\.")):
+        api(**keys)
+
+
+def test_the_default_is_the_original_offset_id_style() -> None:
+    paginator = make_paginator(api())
+    assert (paginator.style, paginator.slicing) == ("offset_id", "id")
+    assert str(paginator.request(42)) == f"{URL}?offset=42&limit=3"
+
+
+def test_records_at_the_root_of_a_bare_array_body() -> None:
+    config = api(paginator="link_header", records_path="")
+    assert read(config, 0, RECORDS).records == RECORDS
+
+
+def test_offset_id_null_ends_but_a_missing_path_on_a_full_page_is_a_config_mistake() -> None:
+    config = api()
+    assert read(config, 0, {"meta": {"next_offset": None}, "response": RECORDS}).next is None
+    assert read(config, 0, {"meta": {}, "response": RECORDS[:2]}).next is None  # a short page: the end
+    with pytest.raises(ConfigError, match=r"no 'meta\.next_offset' \(api\.next_offset_path\) on a full page"):
+        read(config, 0, {"meta": {}, "response": RECORDS})
+    with pytest.raises(TransientApiError, match="does not move forward"):
+        read(config, 5, {"meta": {"next_offset": 5}, "response": RECORDS})
+    assert read(config, 0, {"meta": {"next_offset": "9"}, "response": RECORDS}).next == 9
+
+
+def test_keyset_derives_the_next_position_from_the_highest_id_in_any_order() -> None:
+    inclusive = api(paginator="keyset", id_param="id__gte", upper_param="id__lt", records_path="rows")
+    paginator = make_paginator(inclusive)
+    assert str(paginator.request(10, 50)) == f"{URL}?id__gte=10&limit=3&id__lt=50"
+    assert str(paginator.request(10)) == f"{URL}?id__gte=10&limit=3"
+    rows = [{"id": "12"}, {"id": 17}, {"id": 11}]
+    assert read(inclusive, 10, {"rows": rows, "next": "17"}).next == 18
+    assert read(inclusive, 10, {"rows": [], "next": None}).next is None
+    exclusive = api(paginator="keyset", id_param="since_id", id_param_inclusive=False, records_path="rows")
+    assert read(exclusive, 10, {"rows": rows}).next == 17
+    with pytest.raises(TransientApiError, match="would not move forward"):
+        read(exclusive, 17, {"rows": rows})
+    with pytest.raises(ConfigError, match="none of the 1 records has an integer one"):
+        read(inclusive, 0, {"rows": [{"uuid": "a"}]})
+
+
+def test_offset_and_page_number_read_totals_from_the_body_or_a_header() -> None:
+    offset = api(paginator="offset", records_path="results", total_header="X-Total-Count")
+    page = read(offset, 6, {"results": RECORDS}, {"X-Total-Count": "9"})
+    assert (page.next, page.total) == (9, 9)
+    assert make_paginator(offset).finished(page, None)
+    with pytest.raises(ConfigError, match=r"api\.total_header 'X-Total-Count'"):
+        read(offset, 0, {"results": RECORDS})
+    pages = api(paginator="page_number", records_path="results", total_path="count", page_param="p", first_page=0)
+    paginator = make_paginator(pages)
+    assert (paginator.first(), str(paginator.request(4))) == (0, f"{URL}?p=4&limit=3")
+    got = read(pages, 0, {"results": RECORDS, "count": 7})
+    assert (got.next, got.total) == (1, 3)  # 7 records at 3 a page: pages 0, 1, 2
+    assert not paginator.finished(got, None)
+    assert paginator.finished(read(pages, 2, {"results": [{"id": 7}], "count": 7}), None)
+    assert make_paginator(api(paginator="offset")).slicing == "sequential"
+    with pytest.raises(ConfigError, match=r"served 2 records on page 0 of 3, not api\.page_size \(3\)"):
+        read(pages, 0, {"results": RECORDS[:2], "count": 7})  # a server that caps its pages below page_size
+
+
+def test_cursor_first_request_carries_the_limit_and_later_ones_the_cursor() -> None:
+    config = api(paginator="cursor", cursor_path="paging.next", cursor_param="after", records_path="data")
+    paginator = make_paginator(config)
+    assert str(paginator.request(0)) == f"{URL}?limit=3"
+    page = read(config, 0, {"data": RECORDS, "paging": {"next": "b64=="}})
+    assert page.next == {"cursor": "b64=="}
+    assert paginator.request(page.next).params["after"] == "b64=="
+    assert paginator.request(page.next).params["limit"] == "3"
+    assert read(config, page.next, {"data": RECORDS, "paging": {"next": ""}}).next is None
+    with pytest.raises(TransientApiError, match="would loop"):
+        read(config, page.next, {"data": RECORDS, "paging": {"next": "b64=="}})
+    with pytest.raises(ConfigError, match=r"api\.cursor_path"):
+        read(config, 0, {"data": RECORDS, "paging": {}})
+
+
+def test_next_url_is_requested_as_given_and_relative_ones_are_resolved() -> None:
+    config = api(paginator="next_url", next_url_path="links.next", records_path="items")
+    paginator = make_paginator(config)
+    assert str(paginator.request(0)) == f"{URL}?limit=3"
+    page = read(config, 0, {"items": RECORDS, "links": {"next": "events?page=2&size=3"}})
+    assert page.next == {"url": "https://api.example.test/v1/events?page=2&size=3"}
+    assert str(paginator.request(page.next)) == "https://api.example.test/v1/events?page=2&size=3"  # no limit added
+    absolute = read(config, page.next, {"items": RECORDS, "links": {"next": "https://other.test/x?c=1"}})
+    assert absolute.next == {"url": "https://other.test/x?c=1"}
+    with pytest.raises(TransientApiError, match="would loop"):
+        read(config, page.next, {"items": RECORDS, "links": {"next": "?page=2&size=3"}})
+
+
+def test_a_stored_next_url_holds_no_credentials_and_gets_them_back_when_requested() -> None:
+    secret = "https://robot:pa55@api.example.test/v1/events?api_key=k3y"
+    config = api(url=secret, paginator="next_url", next_url_path="next", records_path="items")
+    paginator = make_paginator(config)
+    following = "https://robot:pa55@api.example.test/v1/events?api_key=k3y&cursor=abc"
+    page = paginator.read(0, {"items": RECORDS, "next": following}, answer(paginator.request(0)))
+    assert "pa55" not in str(page.next) and "k3y" not in str(page.next)
+    assert str(paginator.request(page.next)) == following
+
+
+def test_link_header_next() -> None:
+    config = api(paginator="link_header", records_path="")
+    link = f'<{URL}?page=3>; rel="next", <{URL}?page=9>; rel="last"'
+    assert read(config, 0, RECORDS, {"Link": link}).next == {"url": "https://api.example.test/v1/events?page=3"}
+    assert read(config, 0, RECORDS, {"Link": '<https://api.example.test/v1/events?page=1>; rel="prev"'}).next is None
+
+
+@pytest.mark.parametrize(
+    ("document", "shape"),
+    [
+        ({"meta": {}, "error": "try again"}, "it is missing; the body's top-level keys: meta, error"),
+        ({"response": None}, "it is null"),
+        ({"response": {"a": 1}}, "it is an object with keys: a"),
+        ("<html>", "it is missing; the body is a str"),
+    ],
+)
+def test_no_list_at_the_records_path_is_a_fault(document: Any, shape: str) -> None:
+    with pytest.raises(TransientApiError, match=shape):
+        read(api(), 0, document)

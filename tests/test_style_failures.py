@@ -1,0 +1,147 @@
+"""Real APIs that Lifestats used to crawl wrongly with exit 0: each is now exact, or a clear refusal.
+
+Every test runs the whole job against a real HTTP server on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from mocks.dataset import DatasetSpec, generate, ground_truth
+from mocks.faults import FaultSpec
+from mocks.server import MockServer
+from mocks.source import ReplaySource
+from mocks.styles import MockStyle
+
+from .conftest import AS_OF, job_settings, run, statistics
+from .test_styles import DATA, TRUTH, crawl
+
+KEYSET = {"paginator": "keyset", "id_param": "id__gte", "records_path": "rows"}
+
+
+def test_a_body_that_is_a_bare_json_array(state_dir: Path) -> None:
+    style = MockStyle("offset", records_key="")
+    api = {"paginator": "offset", "records_path": "", "total_header": "X-Total-Count"}
+    outcome, _ = crawl("offset, bare array", style, api, state_dir, slices=5)
+    assert outcome.exit_code == 0, outcome.message
+    assert statistics(outcome.report) == TRUTH
+
+
+def test_offsets_that_are_row_positions(state_dir: Path) -> None:
+    api = {"paginator": "offset", "records_path": "results", "total_path": "count"}
+    outcome, _ = crawl("offset, row positions", MockStyle("offset"), api, state_dir, slices=6)
+    assert statistics(outcome.report) == TRUTH
+
+
+def test_keyset_with_a_string_next_token_and_twenty_slices(state_dir: Path) -> None:
+    outcome, _ = crawl("keyset, 20 slices", MockStyle("keyset", upper_param=None), KEYSET, state_dir, slices=20)
+    assert outcome.report["run"]["slices"] == 20
+    assert statistics(outcome.report) == TRUTH
+
+
+def test_a_records_path_typo_fails_naming_the_url_the_path_and_the_keys(state_dir: Path) -> None:
+    with MockServer(DATA) as server:
+        settings = job_settings(
+            server.url, api={"records_path": "respons"}, crawl={"retries": 2, "backoff": 0, "backoff_max": 0}
+        )
+        outcome = run(settings, state_dir)
+    assert outcome.exit_code == 3
+    message = outcome.message or ""
+    assert server.url in message and "'respons'" in message
+    assert "meta, response" in message  # the keys the body did have
+    assert outcome.report["partial"] is True
+
+
+def test_a_next_offset_path_typo_stops_naming_the_path(state_dir: Path) -> None:
+    with MockServer(DATA) as server:
+        settings = job_settings(server.url, api={"next_offset_path": "meta.next_ofset", "first_id": DATA.first_id})
+        outcome = run(settings, state_dir)
+    assert outcome.exit_code == 2
+    assert "'meta.next_ofset'" in (outcome.message or "") and "api.next_offset_path" in (outcome.message or "")
+    # A configuration mistake: running the same command again does not mend it, and the message says so.
+    assert "run the same command to resume" not in (outcome.message or "")
+    assert "fix it first" in (outcome.message or "")
+    assert outcome.report["partial"] is True
+
+
+def test_next_references_that_are_urls_cursors_or_page_numbers(state_dir: Path) -> None:
+    cases = [
+        ("next_url", {"paginator": "next_url", "records_path": "results", "next_url_path": "next"}),
+        ("cursor", {"paginator": "cursor", "records_path": "data", "cursor_path": "next_cursor"}),
+        ("page_number", {"paginator": "page_number", "records_path": "results", "total_path": "count"}),
+    ]
+    for name, api in cases:
+        outcome, _ = crawl(f"{name} next reference", MockStyle(name), api, state_dir / name, slices=4)
+        assert statistics(outcome.report) == TRUTH, name
+
+
+def test_string_ids_are_read_as_integers_in_the_id_styles(state_dir: Path) -> None:
+    outcome, _ = crawl("offset_id, string ids", MockStyle("offset_id", string_ids=True), {}, state_dir / "a", slices=6)
+    assert statistics(outcome.report) == TRUTH
+    style = MockStyle("keyset", string_ids=True, upper_param=None)
+    outcome, _ = crawl("keyset, string ids", style, KEYSET, state_dir / "b", slices=6)
+    assert statistics(outcome.report) == TRUTH
+
+
+def test_records_in_any_order_inside_a_page(state_dir: Path) -> None:
+    outcome, _ = crawl(
+        "offset_id, unsorted pages", MockStyle("offset_id", unsorted=True), {}, state_dir / "a", slices=7
+    )
+    assert statistics(outcome.report) == TRUTH
+    style = MockStyle("keyset", unsorted=True, upper_param=None)
+    outcome, _ = crawl("keyset, unsorted pages", style, KEYSET, state_dir / "b", slices=7)
+    assert statistics(outcome.report) == TRUTH
+
+
+def test_a_200_answer_without_the_records_key_is_retried_not_read_as_the_end(state_dir: Path) -> None:
+    faults = FaultSpec(seed=2, rate={"no-records": 0.3}, kinds=frozenset({"no-records"}))
+    outcome, _ = crawl("offset_id, 200 without records", MockStyle("offset_id"), {}, state_dir, slices=5, faults=faults)
+    assert outcome.report["run"]["retries"] > 0
+    assert statistics(outcome.report) == TRUTH
+
+
+def test_negative_ids_are_discovered_and_counted(state_dir: Path) -> None:
+    shift = -(DATA.first_id + int(DATA.ids[len(DATA) // 2] - DATA.ids[0]))  # half of the ids below zero
+    outcome, _ = crawl("offset_id, negative ids", MockStyle("offset_id", id_shift=shift), {}, state_dir / "a", slices=6)
+    assert statistics(outcome.report) == TRUTH
+    style = MockStyle("keyset", id_shift=shift)
+    api = {**KEYSET, "upper_param": "id__lt"}
+    outcome, _ = crawl("keyset, negative ids", style, api, state_dir / "b", slices=6)
+    assert statistics(outcome.report) == TRUTH
+
+
+def test_records_but_none_inside_the_slices_exits_4_with_a_warning(state_dir: Path) -> None:
+    """The Lifesum API answers any offset below its first page with that page: ids far above the range."""
+    with MockServer(ReplaySource()) as server:
+        settings = job_settings(
+            server.url, api={"first_id": 1, "last_id": 1000}, fields={"item": "food_id", "category": None}
+        )
+        outcome = run(settings, state_dir)
+    assert outcome.exit_code == 4
+    assert outcome.report["partial"] is False
+    assert outcome.report["records"]["fetched"] == 0
+    assert any("none lay inside" in w for w in outcome.report["warnings"])
+
+
+def test_mostly_rejected_records_exit_4_with_a_warning(state_dir: Path) -> None:
+    small = generate(DatasetSpec(seed=8, records=600))
+    with MockServer(small) as server:
+        settings = job_settings(server.url, fields={"item": "no_such_key"})
+        outcome = run(settings, state_dir)
+    assert outcome.exit_code == 4
+    assert outcome.report["records"]["rejected"] == len(small)
+    assert any("crawl.max_rejected_share" in w for w in outcome.report["warnings"])
+    # The same data under a share that allows it: no warning.
+    with MockServer(small) as server:
+        settings = job_settings(server.url, fields={"item": "no_such_key"}, crawl={"max_rejected_share": 1.0})
+        outcome = run(settings, state_dir.parent / "again")
+    assert outcome.exit_code == 0 and outcome.report["warnings"] == []
+
+
+def test_a_healthy_run_has_no_warnings(state_dir: Path) -> None:
+    small = generate(DatasetSpec(seed=8, records=600))
+    with MockServer(small) as server:
+        outcome = run(job_settings(server.url), state_dir)
+    assert outcome.exit_code == 0
+    assert outcome.report["warnings"] == []
+    assert statistics(outcome.report) == ground_truth(small, as_of=AS_OF)
