@@ -212,17 +212,15 @@ class PageCounter:
         any order: they are taken by ascending id. A record counts when ``begin <= id < end`` and its id is
         above the slice's high-water mark (a lower id inside the range, or the same id twice, was counted
         already: a duplicate). A record without a usable id is placed just after the record before it in
-        the page (or at ``offset`` when it leads the page) and is rejected when that place is new to the
-        slice, so a page served twice rejects it once.
+        the page, or just below ``offset`` when it leads the page (the record before it lies below the
+        offset), and is rejected when that place is new to the slice: so a page served twice rejects it
+        once, and of two slices that meet at it, only the one that holds the record before it does.
         """
         begin, end = cursor.begin, cursor.end
         high_water = cursor.high_water  # as before this page
         tally = partial.records
         tally["received"] += len(records)
         partial.floor_series(self.series_floor)
-
-        def fresh(place: int) -> bool:
-            return begin <= place and place > high_water and (end is None or place < end)
 
         keyed: list[tuple[int, int, dict[str, Any]]] = []
         unplaced: list[tuple[int, Any]] = []  # (place, record) of the records without a usable id
@@ -251,7 +249,10 @@ class PageCounter:
             except Rejected as reason:
                 self._reject(partial, record, str(reason))
         for place, record in unplaced:
-            if place in counted or (place == offset and fresh(offset)):
+            # Leading the page, its place is just below the offset: inside the slice when begin < offset
+            # <= end, and new to it when the offset is above the high-water mark.
+            leading_fresh = begin < offset and offset > high_water and (end is None or offset <= end)
+            if place in counted or (place == offset and leading_fresh):
                 tally["fetched"] += 1
                 self._reject(partial, record, "id is missing or not an integer")
         cursor.high_water = top

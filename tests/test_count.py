@@ -109,6 +109,38 @@ def test_slice_bounds_duplicates_and_records_below_the_offset() -> None:
     assert report["records"] == {"fetched": 6, "counted": 5, "rejected": 0, "bots": 0, "duplicates": 1, "future": 0}
 
 
+def test_a_record_without_an_id_at_a_slice_boundary_is_rejected_by_one_slice_only() -> None:
+    # The server answers an offset with the records from it up, and serves the id-less record at the
+    # position of id 100. Slice [90, 100) sees it after 98; slice [100, 200) sees it leading its first page.
+    # It belongs to the slice of the record before it, so the two slices together reject it once.
+    broken = {"id": "x100", "item": 1}
+    counter = PageCounter(settings(), AS_OF)
+    below, above = Partial(), Partial()
+    counter.count_page(
+        below,
+        [{"id": 97, "item": 1}, {"id": 98, "item": 1}, broken, {"id": 101, "item": 1}],
+        90,
+        SliceCursor(90, 100, 89),
+    )
+    counter.count_page(above, [broken, {"id": 101, "item": 1}], 100, SliceCursor(100, 200, 99))
+    total = below.merge(above)
+    assert total.records["rejected"] == 1
+    assert total.records["fetched"] == 4  # 97, 98, the id-less record, 101
+
+
+def test_a_record_without_an_id_leading_a_later_page_of_the_slice_is_rejected_once() -> None:
+    # Page 1 ends at 98; page 2, asked for at offset 99, leads with the id-less record: inside the slice.
+    broken = {"id": None, "item": 1}
+    counter = PageCounter(settings(), AS_OF)
+    partial = Partial()
+    cursor = SliceCursor(90, 200, 89)
+    counter.count_page(partial, [{"id": 97, "item": 1}, {"id": 98, "item": 1}], 90, cursor)
+    counter.count_page(partial, [broken, {"id": 101, "item": 1}], 99, cursor)
+    counter.count_page(partial, [broken, {"id": 101, "item": 1}], 99, cursor)  # the same page served again
+    assert partial.records["rejected"] == 1
+    assert partial.records["fetched"] == 5  # 97, 98, the id-less record, 101 twice (once a duplicate)
+
+
 def test_ranking_ties_break_by_id_numbers_before_strings() -> None:
     records = [{"id": i, "item": item} for i, item in enumerate(["b", 10, "a", 2, "B", 10, 2])]
     report, _ = count(records, stats={"top_items": 4})
