@@ -11,15 +11,26 @@ the oracle the crawler is tested against.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta, timezone, tzinfo
-from typing import Any, Final
+from typing import Any, Final, overload
 from zoneinfo import ZoneInfo
 
 import numpy as np
 
-__all__ = ["BOT_IPS", "BOT_UA_PATTERNS", "FIELDS", "Dataset", "DatasetSpec", "generate", "ground_truth"]
+__all__ = [
+    "BOT_IPS",
+    "BOT_UA_PATTERNS",
+    "FIELDS",
+    "Dataset",
+    "DatasetSpec",
+    "LazyDataset",
+    "generate",
+    "ground_truth",
+]
 
 # The record keys, as a Lifestats `fields` config section that maps report names to them.
 FIELDS: Final[dict[str, str]] = {
@@ -55,7 +66,6 @@ BUCKETS: Final = ("minute", "hour", "day", "week", "month", "year")
 SPAN_DAYS: Final = 395  # ~13 months of timestamps before spec.end
 ITEM_EXPONENT: Final = 1.1
 VISITOR_EXPONENT: Final = 0.8
-_CHUNK: Final = 1 << 22  # rows per random draw, to bound temporaries at 10^8 records
 _DENSE_LIMIT: Final = 1 << 26  # largest groups x visitors bitmap for distinct counting
 
 # Timestamp renderings: ISO "+00:00", ISO "Z", ISO "+05:30", ISO "-08:00", epoch s int, epoch s float, ms.
@@ -124,10 +134,13 @@ class DatasetSpec:
     bot_share: float = 0.03
     malformed_share: float = 0.005
     null_share: float = 0.01
+    chunk: int = 1 << 16  # records drawn together (each chunk from its own seeded streams)
 
     def validate(self) -> None:
         checks = {
+            "seed >= 0": self.seed >= 0,
             "records >= 1": self.records >= 1,
+            "chunk >= 1": self.chunk >= 1,
             "items >= 1": self.items >= 1,
             "categories >= 1": self.categories >= 1,
             "visitors >= 1": self.visitors >= 1,
@@ -250,6 +263,135 @@ class Dataset:
             else:
                 rec[field] = value
 
+    def parts(self, begin: int | None = None, end: int | None = None) -> Iterator[tuple[Dataset, int, int]]:
+        """The records with begin <= id < end as (dataset, lo, hi) index ranges: here, one range of self."""
+        lo = self._index_of(begin)
+        hi = max(lo, self._index_of(end)) if end is not None else len(self)
+        yield self, lo, hi
+
+
+class LazyDataset:
+    """The dataset of `spec`, drawn chunk by chunk when a page needs it: memory holds the per-chunk first ids
+    and a few recently drawn chunks, whatever the number of records. Serves the same records as
+    `generate(spec)` (`Dataset`), and `ground_truth` streams over its chunks."""
+
+    def __init__(self, spec: DatasetSpec, *, cached_chunks: int = 8) -> None:
+        self.spec = spec
+        self._plan = _Plan.of(spec)
+        self._cache: OrderedDict[int, Dataset] = OrderedDict()
+        self._cached = max(1, cached_chunks)
+        self._lock = threading.Lock()
+        plan = self._plan
+        self.item_ids, self.item_category, self.category_ids = plan.item_ids, plan.item_category, plan.category_ids
+        self.ip_values, self.ua_values = plan.ip_values, plan.ua_values
+
+    @property
+    def first_id(self) -> int:
+        return int(self._plan.chunk_first[0])
+
+    @property
+    def end_id(self) -> int:
+        return self._plan.end_id
+
+    def __len__(self) -> int:
+        return self.spec.records
+
+    @property
+    def ids(self) -> _LazyIds:
+        """The ids in row order, read one at a time (row positions of the positional mock styles)."""
+        return _LazyIds(self)
+
+    def chunk(self, c: int) -> Dataset:
+        """Chunk c's records (drawn, or from the small cache of recent chunks)."""
+        with self._lock:
+            found = self._cache.get(c)
+            if found is not None:
+                self._cache.move_to_end(c)
+                return found
+        drawn = self._plan.draw(c)  # outside the lock: two threads may draw the same chunk, both get equal data
+        with self._lock:
+            self._cache[c] = drawn
+            self._cache.move_to_end(c)
+            while len(self._cache) > self._cached:
+                self._cache.popitem(last=False)
+        return drawn
+
+    def id_at(self, i: int) -> int:
+        c, local = divmod(int(i), self.spec.chunk)
+        return int(self.chunk(c).ids[local])
+
+    def record(self, i: int) -> dict[str, Any]:
+        n = len(self)
+        i = int(i)
+        if not -n <= i < n:
+            raise IndexError(f"record {i} out of range for {n} records")
+        c, local = divmod(i % n, self.spec.chunk)
+        return self.chunk(c).record(local)
+
+    def _index_of(self, offset: int | None) -> int:
+        """Index of the first record with id >= offset (None: 0)."""
+        if offset is None or offset <= self.first_id:
+            return 0
+        if offset >= self.end_id:
+            return len(self)
+        c = int(np.searchsorted(self._plan.chunk_first, offset, side="right")) - 1
+        part = self.chunk(c)
+        return c * self.spec.chunk + part._index_of(offset)  # len(part) when past its last id: the next chunk
+
+    def page(self, offset: int, limit: int) -> tuple[list[dict[str, Any]], int | None]:
+        """The first `limit` records with id >= offset, and the offset of the next page (None: no more)."""
+        if limit < 1:
+            raise ValueError(f"limit must be >= 1, got {limit}")
+        start = self._index_of(offset)
+        stop = min(start + int(limit), len(self))
+        if start >= stop:
+            return [], None
+        out: list[dict[str, Any]] = []
+        size = self.spec.chunk
+        for c in range(start // size, (stop - 1) // size + 1):
+            part = self.chunk(c)
+            out += part._render(max(start - c * size, 0), min(stop - c * size, len(part)))
+        next_offset = self.id_at(stop - 1) + 1 if stop < len(self) else None
+        return out, next_offset
+
+    def before(self, offset: int, n: int) -> list[dict[str, Any]]:
+        """The last `n` records with id < offset."""
+        end = self._index_of(offset)
+        start = max(0, end - n)
+        return self.page(self.id_at(start), end - start)[0] if end > start else []
+
+    def parts(self, begin: int | None = None, end: int | None = None) -> Iterator[tuple[Dataset, int, int]]:
+        """The records with begin <= id < end chunk by chunk, as (chunk, lo, hi) local index ranges."""
+        lo = self._index_of(begin)
+        hi = max(lo, self._index_of(end)) if end is not None else len(self)
+        size = self.spec.chunk
+        for c in range(lo // size, -(-hi // size)):
+            part = self._plan.draw(c) if c not in self._cache else self.chunk(c)
+            yield part, max(lo - c * size, 0), min(hi - c * size, len(part))
+
+
+class _LazyIds(Sequence[int]):
+    """A LazyDataset's ids as a read-only sequence (one chunk drawn per lookup outside the cache)."""
+
+    def __init__(self, ds: LazyDataset) -> None:
+        self._ds = ds
+
+    def __len__(self) -> int:
+        return len(self._ds)
+
+    @overload
+    def __getitem__(self, i: int) -> int: ...
+    @overload
+    def __getitem__(self, i: slice) -> Sequence[int]: ...
+    def __getitem__(self, i: int | slice) -> int | Sequence[int]:
+        if isinstance(i, slice):
+            return [self._ds.id_at(j) for j in range(*i.indices(len(self)))]
+        n = len(self)
+        if not -n <= i < n:
+            raise IndexError(f"row {i} out of range for {n} records")
+        return self._ds.id_at(i % n)
+
+
 
 def render_timestamp(ms: int, fmt: int) -> int | float | str:
     """The API rendering of an instant (epoch milliseconds) in format `fmt`."""
@@ -274,73 +416,188 @@ def _render_visitor(code: int, width: int) -> int | str:
 
 
 # ---------------------------------------------------------------------------------------------- generation
+#
+# The records are cut into chunks of `spec.chunk` records. Chunk c is drawn from its own random streams
+# (`default_rng([seed, 0, c])` for its fields, `[seed, 1, c]` for its id gaps), so any chunk can be drawn
+# alone, in any order, and always gives the same records. What crosses chunks is kept small: the first id of
+# each chunk (one streaming pass over the gaps at start), the positions of the long empty stretches and of
+# the window-bound anchors, the item table and the address pool.
+
+_FIELDS_STREAM, _GAPS_STREAM, _GLOBAL_STREAM = 0, 1, 2
+
+
+def _rng(spec: DatasetSpec, *key: int) -> np.random.Generator:
+    return np.random.default_rng([spec.seed, *key])
+
+
+@dataclass(frozen=True, eq=False)
+class _Plan:
+    """What every chunk needs to know about the whole dataset: O(chunks + items + visitors) numbers."""
+
+    spec: DatasetSpec
+    chunks: int
+    chunk_base: np.ndarray  # int64 per chunk: first_id + every gap before the chunk's first record
+    chunk_first: np.ndarray  # int64 per chunk: the id of its first record
+    end_id: int
+    stretch_at: np.ndarray  # int64 sorted record indices whose gap is a long empty stretch
+    stretch_len: np.ndarray  # int64 the extra gap there
+    anchor_at: np.ndarray  # int64 record indices that carry a window-bound anchor
+    anchor_ms: np.ndarray  # int64 the anchor instants
+    item_ids: tuple[int | str, ...]
+    item_category: np.ndarray
+    item_cdf: np.ndarray
+    visitor_cdf: np.ndarray
+    category_ids: tuple[str, ...]
+    ip_values: tuple[str, ...]
+    ua_values: tuple[str, ...]
+    normal_ips: int
+
+    @classmethod
+    def of(cls, spec: DatasetSpec) -> _Plan:
+        spec.validate()
+        n, size = spec.records, spec.chunk
+        chunks = -(-n // size)
+        glob = _rng(spec, _GLOBAL_STREAM)
+        item_ids, item_category = _draw_items(glob, spec)
+        ip_values = _ip_pool(glob)
+        stretches = min(spec.stretches, n - 1)
+        stretch_at = np.zeros(0, dtype=np.int64)
+        if stretches > 0 and spec.empty_share > 0:
+            stretch_at = glob.choice(n - 1, size=stretches, replace=False).astype(np.int64) + 1
+            weights = glob.random(stretches) + 0.5
+        gap_sums = np.zeros(chunks, dtype=np.int64)
+        first_gaps = np.zeros(chunks, dtype=np.int64)
+        for c in range(chunks):  # the one streaming pass: O(chunks) numbers kept
+            gaps = _chunk_gaps(spec, c)
+            gap_sums[c], first_gaps[c] = int(gaps.sum()), gaps[0]
+        stretch_len = np.zeros(len(stretch_at), dtype=np.int64)
+        if len(stretch_at):
+            base = int(gap_sums.sum()) + 1
+            empty = round(base * spec.empty_share / (1 - spec.empty_share))
+            stretch_len = np.floor(empty * weights / weights.sum()).astype(np.int64)
+            stretch_len[-1] += empty - int(stretch_len.sum())
+            order = np.argsort(stretch_at)
+            stretch_at, stretch_len = stretch_at[order], stretch_len[order]
+            np.add.at(gap_sums, stretch_at // size, stretch_len)
+        chunk_base = spec.first_id + np.concatenate(([0], np.cumsum(gap_sums)[:-1])).astype(np.int64)
+        first_gaps += _stretch_gaps(stretch_at, stretch_len, np.arange(chunks, dtype=np.int64) * size)
+        anchors = _anchors(datetime.fromisoformat(spec.end))[: n // 20]
+        anchor_at = glob.choice(n, size=len(anchors), replace=False).astype(np.int64)
+        width = max(2, len(str(spec.categories - 1)))
+        return cls(
+            spec=spec,
+            chunks=chunks,
+            chunk_base=chunk_base,
+            chunk_first=chunk_base + first_gaps,
+            end_id=spec.first_id + int(gap_sums.sum()) + 1,
+            stretch_at=stretch_at,
+            stretch_len=stretch_len,
+            anchor_at=anchor_at,
+            anchor_ms=anchors,
+            item_ids=item_ids,
+            item_category=item_category,
+            item_cdf=_zipf_cdf(spec.items, ITEM_EXPONENT),
+            visitor_cdf=_zipf_cdf(spec.visitors, VISITOR_EXPONENT),
+            category_ids=tuple(f"c{c:0{width}d}" for c in range(spec.categories)),
+            ip_values=(*ip_values, *BOT_IPS),
+            ua_values=(*BROWSER_UAS, *BOT_UAS),
+            normal_ips=len(ip_values),
+        )
+
+    def chunk_range(self, c: int) -> tuple[int, int]:
+        start = c * self.spec.chunk
+        return start, min(start + self.spec.chunk, self.spec.records)
+
+    def draw(self, c: int) -> Dataset:
+        """Chunk c's records as a Dataset of their own (indices local to the chunk)."""
+        spec = self.spec
+        start, stop = self.chunk_range(c)
+        m = stop - start
+        gaps = _chunk_gaps(spec, c)
+        gaps += _stretch_gaps(self.stretch_at, self.stretch_len, np.arange(start, stop, dtype=np.int64))
+        ids = np.cumsum(gaps) + self.chunk_base[c]
+        rng = _rng(spec, _FIELDS_STREAM, c)
+        item = _draw_zipf(rng, self.item_cdf, m)
+        visitor = _draw_zipf(rng, self.visitor_cdf, m)
+        visitor = visitor * 2 + ((visitor % 17 == 5) & (rng.random(m, dtype=np.float32) < 0.5))
+        ts_ms = _draw_timestamps(rng, spec, start, stop)
+        inside = (self.anchor_at >= start) & (self.anchor_at < stop)
+        ts_ms[self.anchor_at[inside] - start] = self.anchor_ms[inside]
+        ts_format = _draw_formats(rng, ts_ms)
+        states = [_draw_states(rng, m, spec.null_share) for _ in range(3)]
+        roles = _draw_roles(rng, spec, m)
+        ip, ua = _draw_network(rng, spec, roles, self.normal_ips)
+        malformed_index = np.flatnonzero(roles == _ROLE_MALFORMED).astype(np.int64)
+        malformed_kind = rng.integers(0, len(_MALFORMED), size=len(malformed_index), dtype=np.int8)
+        return Dataset(
+            spec=spec,
+            ids=ids,
+            item=item,
+            visitor=visitor.astype(np.int32),
+            visitor_state=states[0],
+            category_state=states[1],
+            ts_ms=ts_ms,
+            ts_format=ts_format,
+            ts_state=states[2],
+            ip=ip,
+            ua=ua,
+            malformed_index=malformed_index,
+            malformed_kind=malformed_kind,
+            item_ids=self.item_ids,
+            item_category=self.item_category,
+            category_ids=self.category_ids,
+            ip_values=self.ip_values,
+            ua_values=self.ua_values,
+        )
 
 
 def generate(spec: DatasetSpec) -> Dataset:
-    """The dataset of `spec`: the same spec always gives the same records."""
-    spec.validate()
-    rng = np.random.default_rng(spec.seed)
-    n = spec.records
-    ids = _draw_ids(rng, spec)
-    item_ids, item_category = _draw_items(rng, spec)
-    item = _draw_zipf(rng, spec.items, ITEM_EXPONENT, n)
-    visitor = _draw_visitors(rng, spec)
-    ts_ms = _draw_timestamps(rng, spec)
-    ts_format = _draw_formats(rng, ts_ms)
-    states = [_draw_states(rng, n, spec.null_share) for _ in range(3)]
-    roles = _draw_roles(rng, spec)
-    ip_values = _ip_pool(rng)
-    ip, ua = _draw_network(rng, spec, roles, len(ip_values))
-    malformed_index = np.flatnonzero(roles == _ROLE_MALFORMED).astype(np.int64)
-    malformed_kind = rng.integers(0, len(_MALFORMED), size=len(malformed_index), dtype=np.int8)
-    width = max(2, len(str(spec.categories - 1)))
-    return Dataset(
-        spec=spec,
-        ids=ids,
-        item=item,
-        visitor=visitor,
-        visitor_state=states[0],
-        category_state=states[1],
-        ts_ms=ts_ms,
-        ts_format=ts_format,
-        ts_state=states[2],
-        ip=ip,
-        ua=ua,
-        malformed_index=malformed_index,
-        malformed_kind=malformed_kind,
-        item_ids=item_ids,
-        item_category=item_category,
-        category_ids=tuple(f"c{c:0{width}d}" for c in range(spec.categories)),
-        ip_values=(*ip_values, *BOT_IPS),
-        ua_values=(*BROWSER_UAS, *BOT_UAS),
-    )
+    """The dataset of `spec`, every record in memory: the same spec always gives the same records, the
+    same as `LazyDataset(spec)` serves."""
+    plan = _Plan.of(spec)
+    parts = [plan.draw(c) for c in range(plan.chunks)]
+    if len(parts) == 1:
+        return parts[0]
+    starts = [plan.chunk_range(c)[0] for c in range(plan.chunks)]
+    columns = {
+        name: np.concatenate([getattr(p, name) for p in parts])
+        for name in (
+            "ids",
+            "item",
+            "visitor",
+            "visitor_state",
+            "category_state",
+            "ts_ms",
+            "ts_format",
+            "ts_state",
+            "ip",
+            "ua",
+            "malformed_kind",
+        )
+    }
+    malformed_index = np.concatenate([p.malformed_index + s for p, s in zip(parts, starts, strict=True)])
+    return replace(parts[0], malformed_index=malformed_index, **columns)
 
 
-def _chunked(n: int, dtype: Any, draw: Callable[[int], np.ndarray]) -> np.ndarray:
-    out = np.empty(n, dtype=dtype)
-    for start in range(0, n, _CHUNK):
-        stop = min(n, start + _CHUNK)
-        out[start:stop] = draw(stop - start)
-    return out
-
-
-def _draw_ids(rng: np.random.Generator, spec: DatasetSpec) -> np.ndarray:
-    """Strictly increasing ids from first_id: random gaps >= 1 plus a few long empty stretches."""
-    n = spec.records
-    gaps = rng.geometric(1.0 / spec.mean_gap, size=n).astype(np.int64, copy=False)
-    gaps[0] = 0
-    stretches = min(spec.stretches, n - 1)
-    if stretches > 0 and spec.empty_share > 0:
-        base = int(gaps.sum()) + 1
-        empty = round(base * spec.empty_share / (1 - spec.empty_share))
-        where = rng.choice(n - 1, size=stretches, replace=False) + 1
-        weights = rng.random(stretches) + 0.5
-        parts = np.floor(empty * weights / weights.sum()).astype(np.int64)
-        parts[-1] += empty - int(parts.sum())
-        gaps[where] += parts
-    np.cumsum(gaps, out=gaps)
-    gaps += spec.first_id
+def _chunk_gaps(spec: DatasetSpec, c: int) -> np.ndarray:
+    """The id gaps before each record of chunk c (the first of all records has none), without stretches."""
+    start = c * spec.chunk
+    m = min(spec.chunk, spec.records - start)
+    gaps = _rng(spec, _GAPS_STREAM, c).geometric(1.0 / spec.mean_gap, size=m).astype(np.int64, copy=False)
+    if c == 0:
+        gaps[0] = 0
     return gaps
+
+
+def _stretch_gaps(stretch_at: np.ndarray, stretch_len: np.ndarray, positions: np.ndarray) -> np.ndarray:
+    """The long empty stretches' extra gaps at record indices `positions`."""
+    out = np.zeros(len(positions), dtype=np.int64)
+    if len(stretch_at) and len(positions):
+        where = np.searchsorted(stretch_at, positions)
+        where = np.minimum(where, len(stretch_at) - 1)
+        hit = stretch_at[where] == positions
+        out[hit] = stretch_len[where[hit]]
+    return out
 
 
 def _draw_items(rng: np.random.Generator, spec: DatasetSpec) -> tuple[tuple[int | str, ...], np.ndarray]:
@@ -358,57 +615,40 @@ def _draw_items(rng: np.random.Generator, spec: DatasetSpec) -> tuple[tuple[int 
     return tuple(values), category
 
 
-def _draw_zipf(rng: np.random.Generator, k: int, exponent: float, n: int) -> np.ndarray:
-    """n draws of ranks 0..k-1 with P(rank) proportional to (rank + 1) ** -exponent."""
+def _zipf_cdf(k: int, exponent: float) -> np.ndarray:
     cdf = np.cumsum(np.arange(1, k + 1, dtype=np.float64) ** -exponent)
     cdf /= cdf[-1]
-
-    def draw(m: int) -> np.ndarray:
-        return np.minimum(np.searchsorted(cdf, rng.random(m), side="right"), k - 1)
-
-    return _chunked(n, np.int32, draw)
+    return cdf
 
 
-def _draw_visitors(rng: np.random.Generator, spec: DatasetSpec) -> np.ndarray:
-    """Visitor codes 2 * index + as_int; visitors with index % 17 == 5 are rendered as an int on about
-    half of their records (int 5 and "v000005" are different visitors)."""
-    index = _draw_zipf(rng, spec.visitors, VISITOR_EXPONENT, spec.records)
-    flip = _chunked(spec.records, np.bool_, lambda m: rng.random(m, dtype=np.float32) < 0.5)
-    return index * 2 + ((index % 17 == 5) & flip)
+def _draw_zipf(rng: np.random.Generator, cdf: np.ndarray, n: int) -> np.ndarray:
+    """n draws of ranks 0..k-1 with P(rank) proportional to (rank + 1) ** -exponent (`cdf` from _zipf_cdf)."""
+    return np.minimum(np.searchsorted(cdf, rng.random(n), side="right"), len(cdf) - 1).astype(np.int32)
 
 
-def _draw_timestamps(rng: np.random.Generator, spec: DatasetSpec) -> np.ndarray:
-    """Epoch ms over SPAN_DAYS before spec.end: growing traffic with a daily cycle, mostly increasing with
-    the id, some late arrivals, records snapped to local midnights / whole hours, and anchors exactly
-    on the window bounds around spec.end."""
-    n = spec.records
+def _draw_timestamps(rng: np.random.Generator, spec: DatasetSpec, start: int, stop: int) -> np.ndarray:
+    """Epoch ms of records [start, stop) over SPAN_DAYS before spec.end: growing traffic with a daily cycle,
+    non-decreasing inside the chunk and increasing with the chunk's position (the chunk draws its share of the
+    whole span's quantiles), some late arrivals and records snapped to local midnights / whole hours."""
+    n, m = spec.records, stop - start
     end = datetime.fromisoformat(spec.end)
     end_s = int(end.timestamp())
     first_day = (end_s - SPAN_DAYS * 86_400) // 86_400
     hours = np.arange(24)
     hour_p = 1 + 0.7 * np.cos(2 * np.pi * (hours - 19) / 24)
     hour_p /= hour_p.sum()
-
-    def draw(m: int) -> np.ndarray:
-        day = np.floor(rng.random(m) ** 0.75 * SPAN_DAYS).astype(np.int64) + first_day
-        hour = rng.choice(24, size=m, p=hour_p)
-        t = day * 86_400 + hour * 3600 + rng.integers(0, 3600, size=m)
-        return np.where(t > end_s, t - 86_400, t)
-
-    sec = _chunked(n, np.int64, draw)
+    u = (start + rng.random(m) * m) / n  # this chunk's slice of the quantiles
+    day = np.floor(u**0.75 * SPAN_DAYS).astype(np.int64) + first_day
+    hour = rng.choice(24, size=m, p=hour_p)
+    sec = day * 86_400 + hour * 3600 + rng.integers(0, 3600, size=m)
+    sec = np.where(sec > end_s, sec - 86_400, sec)
     sec.sort()
-    late = np.flatnonzero(rng.random(n, dtype=np.float32) < 0.03)
+    late = np.flatnonzero(rng.random(m, dtype=np.float32) < 0.03)
     sec[late] = np.minimum(sec[late] + rng.integers(-6 * 3600, 6 * 3600, size=len(late)), end_s)
     snapped = _snap(rng, sec)
-    frac = rng.integers(0, 4, size=n, dtype=np.int16) * np.int16(250)
+    frac = rng.integers(0, 4, size=m, dtype=np.int16) * np.int16(250)
     frac[snapped] = 0
-    ms = sec  # in place: the arrays are large
-    ms *= 1000
-    ms += frac
-    del frac
-    anchors = _anchors(end)[: n // 20]
-    ms[rng.choice(n, size=len(anchors), replace=False)] = anchors
-    return ms
+    return sec * 1000 + frac
 
 
 def _snap(rng: np.random.Generator, sec: np.ndarray) -> np.ndarray:
@@ -438,32 +678,24 @@ def _anchors(end: datetime) -> np.ndarray:
 
 
 def _draw_formats(rng: np.random.Generator, ts_ms: np.ndarray) -> np.ndarray:
-    fmt = _chunked(len(ts_ms), np.int8, lambda m: rng.choice(len(_FMT_P), size=m, p=_FMT_P))
+    fmt = rng.choice(len(_FMT_P), size=len(ts_ms), p=_FMT_P).astype(np.int8)
     fmt[(fmt == FMT_SECONDS) & (ts_ms % 1000 != 0)] = FMT_FLOAT  # int seconds cannot carry a fraction
     return fmt
 
 
 def _draw_states(rng: np.random.Generator, n: int, null_share: float) -> np.ndarray:
     """PRESENT, or NULL / MISSING (half each) with probability null_share."""
-
-    def draw(m: int) -> np.ndarray:
-        u = rng.random(m, dtype=np.float32)
-        return np.where(u < null_share / 2, NULL, np.where(u < null_share, MISSING, PRESENT))
-
-    return _chunked(n, np.int8, draw)
+    u = rng.random(n, dtype=np.float32)
+    return np.where(u < null_share / 2, NULL, np.where(u < null_share, MISSING, PRESENT)).astype(np.int8)
 
 
 _ROLE_NORMAL, _ROLE_MALFORMED, _ROLE_BOT_IP, _ROLE_BOT_UA = range(4)
 
 
-def _draw_roles(rng: np.random.Generator, spec: DatasetSpec) -> np.ndarray:
+def _draw_roles(rng: np.random.Generator, spec: DatasetSpec, n: int) -> np.ndarray:
     m, b = spec.malformed_share, spec.bot_share
-
-    def draw(k: int) -> np.ndarray:
-        u = rng.random(k)
-        return np.select([u < m, u < m + b / 2, u < m + b], [_ROLE_MALFORMED, _ROLE_BOT_IP, _ROLE_BOT_UA])
-
-    return _chunked(spec.records, np.int8, draw)
+    u = rng.random(n)
+    return np.select([u < m, u < m + b / 2, u < m + b], [_ROLE_MALFORMED, _ROLE_BOT_IP, _ROLE_BOT_UA]).astype(np.int8)
 
 
 def _ip_pool(rng: np.random.Generator, size: int = 60) -> tuple[str, ...]:
@@ -486,9 +718,9 @@ def _draw_network(
 ) -> tuple[np.ndarray, np.ndarray]:
     """ip / user agent codes: browsers from normal addresses; bots by ip or by user agent; a few records
     without a user agent (never a bot-by-ua record)."""
-    n = spec.records
-    ip = _chunked(n, np.int16, lambda m: rng.integers(0, normal_ips, size=m))
-    ua = _chunked(n, np.int8, lambda m: rng.integers(0, len(BROWSER_UAS), size=m))
+    n = len(roles)
+    ip = rng.integers(0, normal_ips, size=n).astype(np.int16)
+    ua = rng.integers(0, len(BROWSER_UAS), size=n).astype(np.int8)
     by_ip = np.flatnonzero(roles == _ROLE_BOT_IP)
     ip[by_ip] = normal_ips + rng.integers(0, len(BOT_IPS), size=len(by_ip))
     by_ua = np.flatnonzero(roles == _ROLE_BOT_UA)
@@ -502,7 +734,7 @@ def _draw_network(
 
 
 def ground_truth(
-    ds: Dataset,
+    ds: Dataset | LazyDataset,
     *,
     as_of: datetime,
     top_items: int = 100,
@@ -515,7 +747,11 @@ def ground_truth(
     end: int | None = None,
     max_points: int = 5000,
 ) -> dict[str, Any]:
-    """The report sections ``records``, ``windows`` and ``series`` for the records with begin <= id < end."""
+    """The report sections ``records``, ``windows`` and ``series`` for the records with begin <= id < end.
+
+    Streams over the dataset's parts (a LazyDataset's chunks): memory grows with the items, categories and
+    visitors (and the distinct item-visitor and bucket-visitor pairs), not with the records. A second pass
+    counts the distinct visitors of the top items, once the ranking is known."""
     if as_of.tzinfo is None or as_of.utcoffset() is None:
         raise ValueError("as_of must be timezone-aware")
     if bucket not in BUCKETS:
@@ -523,16 +759,55 @@ def ground_truth(
     if max_points < 1:
         raise ValueError(f"max_points must be >= 1, got {max_points}")
     tz = ZoneInfo(timezone)
-    lo = ds._index_of(begin)
-    hi = max(lo, ds._index_of(end)) if end is not None else len(ds)
-    sl = slice(lo, hi)
+    bounds = _window_bounds(as_of, tz)
+    ips, patterns = set(bot_ips), tuple(bot_user_agents)
+    ip_bot = np.array([v in ips for v in ds.ip_values], dtype=bool)
+    ua_bot = np.array([any(re.search(p, v) for p in patterns) for v in ds.ua_values] + [False], dtype=bool)
+    n_visitors = 2 * ds.spec.visitors
+    records = dict.fromkeys(("fetched", "counted", "rejected", "bots", "duplicates", "future"), 0)
+    windows = {name: _WindowTotals(len(ds.item_ids), len(ds.category_ids), n_visitors) for name in WINDOWS}
+    series = _SeriesTotals(bucket, tz, as_of, max_points, n_visitors)
 
+    def counted_parts() -> Iterator[tuple[_Counted, dict[str, np.ndarray | None]]]:
+        for part, lo, hi in ds.parts(begin, end):
+            cols, counts = _count_part(part, lo, hi, ip_bot, ua_bot, as_of)
+            for key, value in counts.items():
+                records[key] += value
+            yield cols, _window_masks(cols, bounds)
+
+    for cols, masks in counted_parts():
+        for name, mask in masks.items():
+            windows[name].add(cols, mask)
+        series.add(cols)
+    records_once = dict(records)
+    tie_order = _id_order(ds.item_ids)
+    for totals in windows.values():
+        totals.rank(tie_order, top_items)
+    for cols, masks in counted_parts():  # second pass: distinct visitors of the top items
+        for name, mask in masks.items():
+            windows[name].add_top(cols, mask)
+    category_order = _id_order(ds.category_ids)
+    return {
+        "records": records_once,
+        "windows": {
+            name: totals.stats(ds.item_ids, ds.category_ids, category_order, top_categories)
+            for name, totals in windows.items()
+        },
+        "series": series.result(),
+    }
+
+
+def _count_part(
+    ds: Dataset, lo: int, hi: int, ip_bot: np.ndarray, ua_bot: np.ndarray, as_of: datetime
+) -> tuple[_Counted, dict[str, int]]:
+    """The counted records of ds[lo:hi] as columns, and the records section's counts for them."""
+    sl = slice(lo, hi)
     broken = _broken_fields(ds, lo, hi)
     rejected = broken.pop(_REJECTED)
-    bot = _bot_mask(ds, sl, set(bot_ips), tuple(bot_user_agents), broken) & ~rejected
+    bot = ((ip_bot[ds.ip[sl]] & ~broken["ip"]) | (ua_bot[ds.ua[sl]] & ~broken["user_agent"])) & ~rejected
     counted = ~(rejected | bot)
     cols = _Counted.of(ds, sl, counted, broken, as_of)
-    records = {
+    counts = {
         "fetched": hi - lo,
         "counted": int(np.count_nonzero(counted)),
         "rejected": int(np.count_nonzero(rejected)),
@@ -540,12 +815,7 @@ def ground_truth(
         "duplicates": 0,
         "future": int(np.count_nonzero(cols.future)),
     }
-    windows = {
-        name: _window_stats(ds, cols, mask, top_items, top_categories)
-        for name, mask in _window_masks(cols, as_of, tz).items()
-    }
-    series = _series(cols, bucket, tz, as_of, max_points, 2 * ds.spec.visitors)
-    return {"records": records, "windows": windows, "series": series}
+    return cols, counts
 
 
 def _broken_fields(ds: Dataset, lo: int, hi: int) -> dict[str, np.ndarray]:
@@ -559,17 +829,6 @@ def _broken_fields(ds: Dataset, lo: int, hi: int) -> dict[str, np.ndarray]:
         field, _, outcome = _MALFORMED[kind]
         masks[_REJECTED if outcome == _REJECTED else field][at] = True
     return masks
-
-
-def _bot_mask(
-    ds: Dataset, sl: slice, ips: set[str], patterns: tuple[str, ...], broken: dict[str, np.ndarray]
-) -> np.ndarray:
-    """Bot by ip or user agent, evaluated once per distinct rendered value; an ip or user agent of the wrong
-    kind is no evidence."""
-    ip_bot = np.array([v in ips for v in ds.ip_values], dtype=bool)
-    ua_bot = np.array([any(re.search(p, v) for p in patterns) for v in ds.ua_values] + [False], dtype=bool)
-    # ua -1 (missing) hits the trailing False
-    return (ip_bot[ds.ip[sl]] & ~broken["ip"]) | (ua_bot[ds.ua[sl]] & ~broken["user_agent"])
 
 
 @dataclass
@@ -622,38 +881,92 @@ def _window_bounds(as_of: datetime, tz: ZoneInfo) -> dict[str, tuple[int, int]]:
     }
 
 
-def _window_masks(cols: _Counted, as_of: datetime, tz: ZoneInfo) -> dict[str, np.ndarray | None]:
+def _window_masks(cols: _Counted, bounds: dict[str, tuple[int, int]]) -> dict[str, np.ndarray | None]:
     masks: dict[str, np.ndarray | None] = {"all": None}
-    for name, (lo, hi) in _window_bounds(as_of, tz).items():
+    for name, (lo, hi) in bounds.items():
         masks[name] = cols.has_ts & (cols.ts_ms >= lo) & (cols.ts_ms < hi)
     return masks
 
 
-def _window_stats(
-    ds: Dataset, cols: _Counted, mask: np.ndarray | None, top_items: int, top_categories: int
-) -> dict[str, Any]:
-    item, visitor, category = (
-        (cols.item, cols.visitor, cols.category)
-        if mask is None
-        else (cols.item[mask], cols.visitor[mask], cols.category[mask])
-    )
-    n_visitors = 2 * ds.spec.visitors
-    item_visits = np.bincount(item, minlength=len(ds.item_ids))
-    top = _rank(item_visits, _id_order(ds.item_ids), top_items)
-    row = np.full(len(ds.item_ids), -1, dtype=np.int32)
-    row[top] = np.arange(len(top))
-    top_distinct = _distinct_per_group(lambda sl: row[item[sl]], visitor, len(top), n_visitors)
-    category_visits = np.bincount(category[category >= 0], minlength=len(ds.category_ids))
-    top_cats = _rank(category_visits, _id_order(ds.category_ids), top_categories)
-    return {
-        "visits": len(item),
-        "distinct_visitors": _distinct(visitor, n_visitors),
-        "top_items": [
-            {"id": ds.item_ids[j], "visits": int(item_visits[j]), "distinct_visitors": int(d)}
-            for j, d in zip(top.tolist(), top_distinct.tolist(), strict=True)
-        ],
-        "top_categories": [{"id": ds.category_ids[c], "visits": int(category_visits[c])} for c in top_cats.tolist()],
-    }
+class _GroupDistinct:
+    """Distinct visitor codes (>= 0) per group 0..groups-1, added part by part: a bitmap when groups x visitors
+    is small, else the sorted distinct (group, visitor) pair codes seen so far."""
+
+    def __init__(self, groups: int, visitors: int) -> None:
+        self.groups, self.visitors = groups, visitors
+        self.dense = groups * visitors <= _DENSE_LIMIT
+        self.seen = np.zeros(groups * visitors if self.dense else 0, dtype=bool)
+        self.codes = np.zeros(0, dtype=np.int64)
+
+    def add(self, group: np.ndarray, visitor: np.ndarray) -> None:
+        keep = (group >= 0) & (visitor >= 0)
+        code = group[keep].astype(np.int64) * self.visitors + visitor[keep]
+        if self.dense:
+            self.seen[code] = True
+        elif code.size:
+            self.codes = _unique(np.concatenate((self.codes, _unique(code))))
+
+    def counts(self) -> np.ndarray:
+        if self.dense:
+            return self.seen.reshape(self.groups, self.visitors).sum(axis=1)
+        return np.bincount(self.codes // self.visitors, minlength=self.groups)
+
+
+class _WindowTotals:
+    """One window's counts, added part by part; `rank` then `add_top` for the top items' distinct visitors."""
+
+    def __init__(self, items: int, categories: int, visitors: int) -> None:
+        self.visits = 0
+        self.seen = np.zeros(visitors, dtype=bool)
+        self.item_visits = np.zeros(items, dtype=np.int64)
+        self.category_visits = np.zeros(categories, dtype=np.int64)
+        self.visitors = visitors
+        self.top = np.zeros(0, dtype=np.int64)
+        self.row = np.zeros(0, dtype=np.int32)
+        self.top_distinct = _GroupDistinct(0, visitors)
+
+    @staticmethod
+    def _select(cols: _Counted, mask: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        if mask is None:
+            return cols.item, cols.visitor, cols.category
+        return cols.item[mask], cols.visitor[mask], cols.category[mask]
+
+    def add(self, cols: _Counted, mask: np.ndarray | None) -> None:
+        item, visitor, category = self._select(cols, mask)
+        self.visits += len(item)
+        self.seen[visitor[visitor >= 0]] = True
+        self.item_visits += np.bincount(item, minlength=len(self.item_visits))
+        self.category_visits += np.bincount(category[category >= 0], minlength=len(self.category_visits))
+
+    def rank(self, tie_order: np.ndarray, k: int) -> None:
+        self.top = _rank(self.item_visits, tie_order, k)
+        self.row = np.full(len(self.item_visits), -1, dtype=np.int32)
+        self.row[self.top] = np.arange(len(self.top))
+        self.top_distinct = _GroupDistinct(len(self.top), self.visitors)
+
+    def add_top(self, cols: _Counted, mask: np.ndarray | None) -> None:
+        item, visitor, _ = self._select(cols, mask)
+        self.top_distinct.add(self.row[item], visitor)
+
+    def stats(
+        self,
+        item_ids: tuple[int | str, ...],
+        category_ids: tuple[str, ...],
+        category_order: np.ndarray,
+        top_categories: int,
+    ) -> dict[str, Any]:
+        top_cats = _rank(self.category_visits, category_order, top_categories)
+        return {
+            "visits": self.visits,
+            "distinct_visitors": int(np.count_nonzero(self.seen)),
+            "top_items": [
+                {"id": item_ids[j], "visits": int(self.item_visits[j]), "distinct_visitors": int(d)}
+                for j, d in zip(self.top.tolist(), self.top_distinct.counts().tolist(), strict=True)
+            ],
+            "top_categories": [
+                {"id": category_ids[c], "visits": int(self.category_visits[c])} for c in top_cats.tolist()
+            ],
+        }
 
 
 def _id_order(ids: tuple[int | str, ...]) -> np.ndarray:
@@ -671,80 +984,68 @@ def _rank(visits: np.ndarray, tie_order: np.ndarray, k: int) -> np.ndarray:
     return seen[order[: max(k, 0)]]
 
 
-def _distinct(visitor: np.ndarray, visitors: int) -> int:
-    """Number of distinct visitor codes (>= 0)."""
-    seen = np.zeros(visitors, dtype=bool)
-    seen[visitor[visitor >= 0]] = True
-    return int(np.count_nonzero(seen))
-
-
-def _distinct_per_group(
-    group_of: Callable[[slice], np.ndarray], visitor: np.ndarray, groups: int, visitors: int
-) -> np.ndarray:
-    """Number of distinct visitor codes (>= 0) per group 0..groups-1 (group -1 ignored); `group_of(sl)`
-    gives the groups of visitor[sl]. Chunked, so that temporaries stay small."""
-    dense = groups * visitors <= _DENSE_LIMIT
-    seen = np.zeros(groups * visitors if dense else 0, dtype=bool)
-    codes: list[np.ndarray] = []
-    for start in range(0, len(visitor), _CHUNK):
-        sl = slice(start, start + _CHUNK)
-        group, vis = group_of(sl), visitor[sl]
-        keep = (group >= 0) & (vis >= 0)
-        code = group[keep].astype(np.int64) * visitors + vis[keep]
-        if dense:
-            seen[code] = True
-        else:
-            codes.append(_unique(code))
-    if dense:
-        return seen.reshape(groups, visitors).sum(axis=1)
-    unique = _unique(np.concatenate(codes)) if codes else np.zeros(0, dtype=np.int64)
-    return np.bincount(unique // visitors, minlength=groups)
-
-
 def _unique(values: np.ndarray) -> np.ndarray:
     """Sorted distinct values (sort-based: numpy's hash-based np.unique is slow on large int64 arrays)."""
     values = np.sort(values)
     return values[np.concatenate(([True], values[1:] != values[:-1]))] if values.size else values
 
 
-def _series(
-    cols: _Counted, bucket: str, tz: ZoneInfo, as_of: datetime, max_points: int, visitors: int
-) -> dict[str, Any]:
-    """Points from the earliest timed record's bucket (records after as_of left out) to the bucket that holds
-    as_of, at most max_points of them (the older ones cut, with truncated_before)."""
-    timed = cols.has_ts & ~cols.future
-    if not np.any(timed):
-        return {"bucket": bucket, "points": []}
-    sec = cols.ts_ms[timed] // 1000
-    end_sec = _to_us(as_of) // 1_000_000
-    if bucket in ("minute", "hour"):
-        starts = _elapsed_starts(tz, 60 if bucket == "minute" else 3600, end_sec, max_points)
-        index = np.searchsorted(starts, sec, side="right") - 1  # -1: before every start listed (cut)
-        offset, count = 0, len(starts)
-    else:
-        index = _bucket_keys(_OffsetTable(tz, int(sec.min()), int(sec.max())).local(sec), bucket)
-        last = int(_bucket_keys(np.array([end_sec + _utc_offset(tz, end_sec)]), bucket)[0])
-        offset, count = last - max_points + 1, max_points  # bucket number of the first point allowed
-        index = index - offset
-    first = int(index.min())
-    cut = first < 0
-    first = max(first, 0)
-    keep = index >= first
-    visits = np.bincount(index[keep] - first, minlength=count - first).tolist()
-    group = index - first
-    group[~keep] = -1
-    distinct = _distinct_per_group(lambda part: group[part], cols.visitor[timed], count - first, visitors).tolist()
-    if bucket in ("minute", "hour"):
-        names = [datetime.fromtimestamp(s, tz).isoformat() for s in starts[first:].tolist()]
-    else:
-        names = [_bucket_wall(offset + j, bucket).replace(tzinfo=tz).isoformat() for j in range(first, count)]
-    points = [
-        {"start": name, "visits": v, "distinct_visitors": d} for name, v, d in zip(names, visits, distinct, strict=True)
-    ]
-    series: dict[str, Any] = {"bucket": bucket, "points": points}
-    if cut:
-        series["truncated_before"] = points[0]["start"]
-    return series
+class _SeriesTotals:
+    """The series, added part by part: points from the earliest timed record's bucket (records after as_of
+    left out) to the bucket that holds as_of, at most max_points of them (the older ones cut, with
+    truncated_before). Bucket numbers are fixed by as_of alone, so parts need nothing from each other."""
+
+    def __init__(self, bucket: str, tz: ZoneInfo, as_of: datetime, max_points: int, visitors: int) -> None:
+        self.bucket, self.tz = bucket, tz
+        end_sec = _to_us(as_of) // 1_000_000
+        if bucket in ("minute", "hour"):
+            self.starts = _elapsed_starts(tz, 60 if bucket == "minute" else 3600, end_sec, max_points)
+            self.offset, self.count = 0, len(self.starts)
+        else:
+            last = int(_bucket_keys(np.array([end_sec + _utc_offset(tz, end_sec)]), bucket)[0])
+            self.offset, self.count = last - max_points + 1, max_points  # bucket number of the first point allowed
+        self.first: int | None = None
+        self.visits = np.zeros(self.count, dtype=np.int64)
+        self.distinct = _GroupDistinct(self.count, visitors)
+
+    def add(self, cols: _Counted) -> None:
+        timed = cols.has_ts & ~cols.future
+        if not np.any(timed):
+            return
+        sec = cols.ts_ms[timed] // 1000
+        if self.bucket in ("minute", "hour"):
+            index = np.searchsorted(self.starts, sec, side="right") - 1  # -1: before every start listed (cut)
+        else:
+            local = _OffsetTable(self.tz, int(sec.min()), int(sec.max())).local(sec)
+            index = _bucket_keys(local, self.bucket) - self.offset
+        low = int(index.min())
+        self.first = low if self.first is None else min(self.first, low)
+        group = np.where(index >= 0, index, -1)
+        self.visits += np.bincount(group[group >= 0], minlength=self.count)
+        self.distinct.add(group, cols.visitor[timed])
+
+    def result(self) -> dict[str, Any]:
+        bucket, tz = self.bucket, self.tz
+        if self.first is None:
+            return {"bucket": bucket, "points": []}
+        cut = self.first < 0
+        first = max(self.first, 0)
+        visits = self.visits[first:].tolist()
+        distinct = self.distinct.counts()[first:].tolist()
+        if bucket in ("minute", "hour"):
+            names = [datetime.fromtimestamp(s, tz).isoformat() for s in self.starts[first:].tolist()]
+        else:
+            names = [
+                _bucket_wall(self.offset + j, bucket).replace(tzinfo=tz).isoformat() for j in range(first, self.count)
+            ]
+        points = [
+            {"start": name, "visits": v, "distinct_visitors": d}
+            for name, v, d in zip(names, visits, distinct, strict=True)
+        ]
+        series: dict[str, Any] = {"bucket": bucket, "points": points}
+        if cut:
+            series["truncated_before"] = points[0]["start"]
+        return series
 
 
 def _elapsed_starts(tz: ZoneInfo, unit: int, end_sec: int, count: int) -> np.ndarray:
