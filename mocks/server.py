@@ -259,9 +259,9 @@ def build_source(
 ) -> PageSource:
     if replay:
         return ReplaySource(replay_dir or LIFESUM_DIR)
-    from mocks.dataset import DatasetSpec, generate
+    from mocks.dataset import DatasetSpec, LazyDataset
 
-    return generate(DatasetSpec(seed=seed, records=records, **dataset))
+    return LazyDataset(DatasetSpec(seed=seed, records=records, **dataset))  # memory flat in the records
 
 
 def _fault_rate(text: str) -> float | dict[str, float]:

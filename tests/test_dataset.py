@@ -30,6 +30,7 @@ from mocks.dataset import (
     BROWSER_UAS,
     Dataset,
     DatasetSpec,
+    LazyDataset,
     _OffsetTable,
     generate,
     ground_truth,
@@ -578,6 +579,53 @@ def test_same_spec_same_bytes_other_seed_other_data() -> None:
     assert ground_truth(a, as_of=END) == ground_truth(b, as_of=END)
     other = generate(DatasetSpec(seed=12, records=3_000))
     assert other.page(other.first_id, 50) != a.page(a.first_id, 50)
+
+
+# ------------------------------------------------------------------------------------------ chunks, lazily
+
+
+CHUNKED = {"records": 2_500, "items": 150, "categories": 12, "visitors": 400, "chunk": 300, **DIRTY}
+
+
+@pytest.mark.parametrize("timezone", ["UTC", "Europe/Stockholm"])
+def test_chunked_ground_truth_matches_reference(timezone: str) -> None:
+    """Many small chunks (and a lazy dataset streamed part by part) give the naive reference's numbers."""
+    ds = dataset(seed=5, **CHUNKED)
+    lazy = LazyDataset(DatasetSpec(seed=5, **CHUNKED), cached_chunks=2)
+    for bucket, as_of in zip(["hour", "day", "week", "month"], AS_OFS, strict=True):
+        kwargs = {"as_of": as_of, "bucket": bucket, "timezone": timezone, "top_items": 20, "top_categories": 5}
+        truth = assert_matches(ds, **kwargs)
+        assert ground_truth(lazy, **kwargs) == truth
+    begin, end = int(ds.ids[299]), int(ds.ids[1801])  # from the end of one chunk into the middle of another
+    truth = assert_matches(ds, as_of=END, bucket="minute", begin=begin, end=end, max_points=3000)
+    assert ground_truth(lazy, as_of=END, bucket="minute", begin=begin, end=end, max_points=3000) == truth
+
+
+def test_lazy_pages_equal_generated_pages_in_any_order() -> None:
+    spec = DatasetSpec(seed=9, records=5_000, chunk=700, mean_gap=2.0)
+    ds = generate(spec)
+    lazy = LazyDataset(spec, cached_chunks=1)
+    assert (lazy.first_id, lazy.end_id, len(lazy)) == (ds.first_id, ds.end_id, len(ds))
+    ids = ds.ids.tolist()
+    offsets = [ds.first_id - 3, *ids[::97], ids[699], ids[700] - 1, ids[-1], ds.end_id, 2**70]
+    for offset in [*offsets[::-1], *offsets]:  # backwards, then forwards: the cache holds one chunk
+        for limit in (1, 699, 1000):
+            assert lazy.page(offset, limit) == ds.page(offset, limit)
+    assert list(lazy.ids[690:710]) == ids[690:710] and lazy.ids[-1] == ids[-1] and len(lazy.ids) == len(ids)
+    assert [lazy.record(i) for i in (0, 699, 700, -1)] == [ds.record(i) for i in (0, 699, 700, -1)]
+    assert lazy.before(ids[701], 5) == [ds.record(i) for i in range(696, 701)]
+    assert lazy.before(ds.first_id, 5) == []
+
+
+def test_chunk_timestamps_follow_their_position() -> None:
+    """Inside a chunk stamps are non-decreasing but for late arrivals, snaps and anchors; later chunks
+    hold later stamps, so the whole still grows with the id."""
+    ds = dataset(seed=0, records=20_000, chunk=2_000)
+    ms = ds.ts_ms.reshape(10, 2_000)
+    medians = np.median(ms, axis=1)
+    assert bool(np.all(np.diff(medians) > 0))
+    assert np.mean(np.diff(ms, axis=1) >= 0) > 0.9
+    assert ms[0].max() - ms[0].min() > 86_400_000  # a chunk spans days, not a point
 
 
 # ------------------------------------------------------------------------------------------ data shape
