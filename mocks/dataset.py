@@ -220,31 +220,33 @@ class Dataset:
         return int(np.searchsorted(self.ids, offset, side="left"))
 
     def _render(self, start: int, stop: int) -> list[dict[str, Any]]:
+        """Records [start, stop) as the API serves them; timestamps and visitors rendered column-wise."""
         sl = slice(start, stop)
+        item = self.item[sl]
+        item_ids, ip_values, ua_values = self.item_ids, self.ip_values, self.ua_values
         columns = zip(
             self.ids[sl].tolist(),
-            self.item[sl].tolist(),
+            [item_ids[j] for j in item.tolist()],
             self.category_state[sl].tolist(),
-            self.visitor[sl].tolist(),
+            self.item_category[item].tolist(),
+            render_visitors(self.visitor[sl], _visitor_width(self.spec.visitors)),
             self.visitor_state[sl].tolist(),
-            self.ts_ms[sl].tolist(),
-            self.ts_format[sl].tolist(),
+            render_timestamps(self.ts_ms[sl], self.ts_format[sl]),
             self.ts_state[sl].tolist(),
             self.ip[sl].tolist(),
             self.ua[sl].tolist(),
             strict=True,
         )
-        cat_of = self.item_category
-        width = _visitor_width(self.spec.visitors)
+        category_ids = self.category_ids
         out: list[dict[str, Any]] = []
-        for rid, item, cat_state, vis, vis_state, ms, fmt, ts_state, ip, ua in columns:
-            rec: dict[str, Any] = {"id": rid, "item": self.item_ids[item]}
+        for rid, item_id, cat_state, cat, vis, vis_state, stamp, ts_state, ip, ua in columns:
+            rec: dict[str, Any] = {"id": rid, "item": item_id}
             if cat_state != MISSING:
-                rec["category"] = self.category_ids[cat_of[item]] if cat_state == PRESENT else None
+                rec["category"] = category_ids[cat] if cat_state == PRESENT else None
             if vis_state != MISSING:
-                rec["visitor"] = _render_visitor(vis, width) if vis_state == PRESENT else None
+                rec["visitor"] = vis if vis_state == PRESENT else None
             if ts_state != MISSING:
-                rec["timestamp"] = render_timestamp(ms, fmt) if ts_state == PRESENT else None
+                rec["timestamp"] = stamp if ts_state == PRESENT else None
             rec["ip"] = self.ip_values[ip]
             if ua >= 0:
                 rec["user_agent"] = self.ua_values[ua]
@@ -404,6 +406,41 @@ def render_timestamp(ms: int, fmt: int) -> int | float | str:
     when = datetime.fromtimestamp(ms // 1000, _ISO_ZONES[fmt]).replace(microsecond=ms % 1000 * 1000)
     text = when.isoformat()
     return text[:-6] + "Z" if fmt == FMT_ISO_Z else text
+
+
+def render_timestamps(ms: np.ndarray, fmt: np.ndarray) -> list[int | float | str]:
+    """`render_timestamp` over columns, vectorised (numpy's ISO rendering of shifted wall-clock seconds)."""
+    out = np.empty(len(ms), dtype=object)
+    sec, frac = np.divmod(ms, 1000)
+    for code, as_values in ((FMT_SECONDS, sec), (FMT_FLOAT, ms / 1000), (FMT_MILLIS, ms)):
+        at = fmt == code
+        out[at] = as_values[at]
+    for code, zone in _ISO_ZONES.items():
+        at = np.flatnonzero(fmt == code)
+        if not at.size:
+            continue
+        offset = zone.utcoffset(None)
+        assert offset is not None
+        shift = int(offset.total_seconds())
+        text = np.datetime_as_string((sec[at] + shift).astype("datetime64[s]"), unit="s")
+        part = frac[at]
+        text = np.where(part != 0, np.char.add(text, np.char.add(".", np.char.zfill((part * 1000).astype("U"), 6))), text)
+        out[at] = np.char.add(text, "Z" if code == FMT_ISO_Z else _offset_text(shift))
+    return out.tolist()  # type: ignore[no-any-return]
+
+
+def _offset_text(shift: int) -> str:
+    sign, shift = ("+" if shift >= 0 else "-"), abs(shift)
+    return f"{sign}{shift // 3600:02d}:{shift % 3600 // 60:02d}"
+
+
+def render_visitors(code: np.ndarray, width: int) -> list[int | str]:
+    """`_render_visitor` over a column of visitor codes."""
+    index, as_int = np.divmod(code, 2)
+    out = np.char.add("v", np.char.zfill(index.astype("U"), width)).astype(object)
+    at = as_int == 1
+    out[at] = index[at].astype(np.int64)
+    return out.tolist()  # type: ignore[no-any-return]
 
 
 def _visitor_width(visitors: int) -> int:

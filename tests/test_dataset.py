@@ -34,6 +34,9 @@ from mocks.dataset import (
     _OffsetTable,
     generate,
     ground_truth,
+    render_timestamp,
+    render_timestamps,
+    render_visitors,
 )
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -615,6 +618,17 @@ def test_lazy_pages_equal_generated_pages_in_any_order() -> None:
     assert [lazy.record(i) for i in (0, 699, 700, -1)] == [ds.record(i) for i in (0, 699, 700, -1)]
     assert lazy.before(ids[701], 5) == [ds.record(i) for i in range(696, 701)]
     assert lazy.before(ds.first_id, 5) == []
+
+
+def test_column_rendering_equals_record_by_record_rendering() -> None:
+    ds = dataset(seed=0, records=20_000, malformed_share=0.01, null_share=0.02)
+    stamps = render_timestamps(ds.ts_ms, ds.ts_format)
+    expected = [render_timestamp(ms, fmt) for ms, fmt in zip(ds.ts_ms.tolist(), ds.ts_format.tolist(), strict=True)]
+    assert [(type(s), s) for s in stamps] == [(type(s), s) for s in expected]
+    assert {type(s) for s in stamps} == {int, float, str}
+    visitors = render_visitors(ds.visitor, 6)
+    expected_visitors = [c // 2 if c % 2 else f"v{c // 2:06d}" for c in ds.visitor.tolist()]
+    assert [(type(v), v) for v in visitors] == [(type(v), v) for v in expected_visitors]
 
 
 def test_chunk_timestamps_follow_their_position() -> None:
