@@ -223,7 +223,7 @@ class Dataset:
         """Records [start, stop) as the API serves them; timestamps and visitors rendered column-wise."""
         sl = slice(start, stop)
         item = self.item[sl]
-        item_ids, ip_values, ua_values = self.item_ids, self.ip_values, self.ua_values
+        item_ids = self.item_ids
         columns = zip(
             self.ids[sl].tolist(),
             [item_ids[j] for j in item.tolist()],
@@ -394,7 +394,6 @@ class _LazyIds(Sequence[int]):
         return self._ds.id_at(i % n)
 
 
-
 def render_timestamp(ms: int, fmt: int) -> int | float | str:
     """The API rendering of an instant (epoch milliseconds) in format `fmt`."""
     if fmt == FMT_SECONDS:
@@ -424,7 +423,8 @@ def render_timestamps(ms: np.ndarray, fmt: np.ndarray) -> list[int | float | str
         shift = int(offset.total_seconds())
         text = np.datetime_as_string((sec[at] + shift).astype("datetime64[s]"), unit="s")
         part = frac[at]
-        text = np.where(part != 0, np.char.add(text, np.char.add(".", np.char.zfill((part * 1000).astype("U"), 6))), text)
+        fraction = np.char.add(".", np.char.zfill((part * 1000).astype("U"), 6))  # isoformat's microseconds
+        text = np.where(part != 0, np.char.add(text, fraction), text)
         out[at] = np.char.add(text, "Z" if code == FMT_ISO_Z else _offset_text(shift))
     return out.tolist()  # type: ignore[no-any-return]
 
@@ -596,7 +596,7 @@ def generate(spec: DatasetSpec) -> Dataset:
     if len(parts) == 1:
         return parts[0]
     starts = [plan.chunk_range(c)[0] for c in range(plan.chunks)]
-    columns = {
+    columns: dict[str, Any] = {
         name: np.concatenate([getattr(p, name) for p in parts])
         for name in (
             "ids",
