@@ -277,8 +277,8 @@ class Dataset:
 class LazyDataset:
     """The dataset of `spec`, drawn chunk by chunk when a page needs it: memory holds the per-chunk first ids
     and the `cached_chunks` most recently used chunks (about 2 MB each at the default 2^16 records, ~20 ms to
-    draw), whatever the number of records: enough for as many workers crawling different places at once. Serves the same records as
-    `generate(spec)` (`Dataset`), and `ground_truth` streams over its chunks."""
+    draw), whatever the number of records: enough for as many workers crawling different places at once.
+    Serves the same records as `generate(spec)` (`Dataset`), and `ground_truth` streams over its chunks."""
 
     def __init__(self, spec: DatasetSpec, *, cached_chunks: int = 16) -> None:
         self.spec = spec
