@@ -10,6 +10,7 @@ overrides on top of the columns. `ground_truth` computes the report's ``records`
 ``series`` sections (docs/DATA_CONTRACT.md) vectorised, streaming over the chunks. It shares no code with
 ``lifestats/``: it is the oracle the crawler is tested against.
 """
+
 from __future__ import annotations
 
 import re
