@@ -487,6 +487,7 @@ def test_ground_truth_does_not_import_lifestats() -> None:
     bucket=st.sampled_from(["hour", "day", "week", "month", "year"]),
     as_of=st.datetimes(datetime(2025, 1, 1), datetime(2026, 4, 1), timezones=st.just(UTC)),
     top=st.integers(0, 8),
+    chunk=st.sampled_from([1, 7, 64, 1 << 16]),
 )
 def test_ground_truth_property(
     seed: int,
@@ -501,8 +502,10 @@ def test_ground_truth_property(
     bucket: str,
     as_of: datetime,
     top: int,
+    chunk: int,
 ) -> None:
     spec = DatasetSpec(
+        chunk=chunk,
         seed=seed,
         records=records,
         items=items,
@@ -514,7 +517,9 @@ def test_ground_truth_property(
     )
     ds = generate(spec)
     rendered.cache_clear()
-    assert_matches(ds, as_of=as_of, timezone=timezone, bucket=bucket, top_items=top, top_categories=top)
+    kwargs = {"as_of": as_of, "timezone": timezone, "bucket": bucket, "top_items": top, "top_categories": top}
+    truth = assert_matches(ds, **kwargs)
+    assert ground_truth(LazyDataset(spec, cached_chunks=1), **kwargs) == truth
 
 
 # ------------------------------------------------------------------------------------------ pages
