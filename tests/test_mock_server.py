@@ -20,6 +20,7 @@ import respx
 import trustme
 
 from mocks.api import RequestLog, SlidingWindowLimiter
+from mocks.dataset import DatasetSpec, generate
 from mocks.faults import KINDS, TRANSIENT_KINDS, FaultSpec, build_reply, records_before
 from mocks.routes import DEFAULT_URL, mock_api
 from mocks.server import PROJECT_ROOT, MockServer, serve_in_subprocess
@@ -713,3 +714,17 @@ def test_serve_in_subprocess_in_a_style(client: httpx.Client) -> None:
     finally:
         stop()
     assert len(found) == 300
+
+
+@pytest.mark.parametrize("name", ["offset", "keyset", "cursor", "link_header"])
+def test_the_command_line_serves_the_generated_dataset_chunk_by_chunk(client: httpx.Client, name: str) -> None:
+    """The child serves a LazyDataset (small chunks here, so pages cross them): every record, in order, equal
+    to the same spec generated whole in memory."""
+    spec = {"seed": 4, "records": 1_200, "chunk": 250, "mean_gap": 2.0, "malformed_share": 0.02}
+    expected = generate(DatasetSpec(**spec))
+    url, stop = serve_in_subprocess(**spec, style=MockStyle(name))
+    try:
+        found, _ = follow(client, url, MockStyle(name), limit=333)
+    finally:
+        stop()
+    assert found == orjson.loads(orjson.dumps([expected.record(i) for i in range(len(expected))]))
