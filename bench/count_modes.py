@@ -35,7 +35,10 @@ FIELDS = {
 def count(pages: list[tuple[int, list[dict[str, Any]]]], mode: str, flush_every: int, first: int) -> tuple[float, int]:
     """Seconds of CPU to count (and serialise every ``flush_every`` pages) the pages; and the bytes flushed."""
     settings = load_settings(
-        None, "bench", environ={}, overrides={"api": {"url": "http://127.0.0.1:1"}, "fields": FIELDS, "stats": {"mode": mode}}
+        None,
+        "bench",
+        environ={},
+        overrides={"api": {"url": "http://127.0.0.1:1"}, "fields": FIELDS, "stats": {"mode": mode}},
     )
     counter = PageCounter(settings, AS_OF)
     cursor = SliceCursor(first, None, first - 1)

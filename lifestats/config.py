@@ -380,7 +380,7 @@ def _describe(exc: ValidationError, where: str) -> str:
     return f"bad configuration in {where}:\n  " + "\n  ".join(lines)
 
 
-_EXACT_STATS: Final = frozenset({"mode", "series", "timezone"})
+_EXACT_STATS: Final[set[str]] = {"mode", "series", "timezone"}
 # A checkpoint of approx mode holds sketches of fixed sizes: other sizes cannot be merged with them.
 _STATS_FINGERPRINT: Final = {
     "exact": _EXACT_STATS,

@@ -362,7 +362,14 @@ class PageCounter:
             _add(partial, name, item, category, visitor)
 
     def _collect(
-        self, partial: Partial, item: Key, category: Key | None, visitor: Key | None, t: float | None, whole: int, offset: int
+        self,
+        partial: Partial,
+        item: Key,
+        category: Key | None,
+        visitor: Key | None,
+        t: float | None,
+        whole: int,
+        offset: int,
     ) -> None:
         """Approx mode: one counted record into the page's columns, with its local day and series bucket.
 

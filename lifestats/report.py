@@ -111,7 +111,9 @@ def estimated_windows(stats: Statistics, names: tuple[str, ...], settings: Setti
         items = []
         for row in stats.top_items(days, settings.stats.top_items):
             visitors = row.distinct_visitors if has_visitors else None
-            items.append({"id": row.id, **report_fields("visits", row.visits), **report_fields("distinct_visitors", visitors)})
+            items.append(
+                {"id": row.id, **report_fields("visits", row.visits), **report_fields("distinct_visitors", visitors)}
+            )
         categories = [
             {"id": row.id, **report_fields("visits", row.visits)}
             for row in stats.top_categories(days, settings.stats.top_categories)

@@ -71,7 +71,9 @@ def check_within_bounds(report: dict[str, Any], truth: dict[str, Any]) -> int:
 
 def truth_of(data: Dataset, **kwargs: Any) -> dict[str, Any]:
     """The exact truth with every item and category ranked, so that any reported row can be checked."""
-    return ground_truth(data, as_of=AS_OF, top_items=len(data.item_ids), top_categories=len(data.category_ids), **kwargs)
+    return ground_truth(
+        data, as_of=AS_OF, top_items=len(data.item_ids), top_categories=len(data.category_ids), **kwargs
+    )
 
 
 def estimated(report: dict[str, Any]) -> int:
@@ -115,9 +117,7 @@ def test_every_true_value_lies_within_its_bounds(
 
 def test_a_resume_after_an_interrupt_stays_within_bounds(state_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     with MockServer(SMALL) as server:
-        settings = job_settings(
-            server.url, api={"page_size": 150}, crawl={"slices": 6, "flush_every": 2}, stats=APPROX
-        )
+        settings = job_settings(server.url, api={"page_size": 150}, crawl={"slices": 6, "flush_every": 2}, stats=APPROX)
         _patch_checkpoint_connection(monkeypatch, InterruptAfterFifthFlush)
         interrupted = run(settings, state_dir)
         monkeypatch.undo()
