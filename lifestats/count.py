@@ -2,7 +2,8 @@
 
 :class:`PageCounter` is the one place that looks inside records: it validates each one (SPEC section 2),
 drops bots, de-duplicates ids within a slice and adds the rest to a :class:`~lifestats.stats.Partial`,
-one page at a time.
+one page at a time: as exact counts per window and series bucket, or in approx mode as one
+:class:`~lifestats.statistics.Columns` per page into the partial's sketches.
 """
 
 from __future__ import annotations
