@@ -14,7 +14,7 @@ import types
 import typing
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Final, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
@@ -228,6 +228,12 @@ class StatsConfig(_Section):
     series: Bucket = "day"
     series_max_points: int = Field(5000, ge=1, description="longest series; older buckets are cut")
     timezone: str = "UTC"
+    # Sketch sizes of approx mode (see lifestats.sketch.SketchConfig): bigger is more accurate and costs
+    # more memory per day kept; exact mode ignores them.
+    hll_lg_k: int = Field(12, ge=4, le=21, description="log2 of the registers of each distinct-visitors HLL")
+    item_hll_lg_k: int = Field(10, ge=4, le=21, description="log2 of the registers of each top item's HLL")
+    frequent_lg_max_map_size: int = Field(11, ge=3, le=26, description="log2 of the frequent-items map size")
+    tracked_items: int = Field(200, ge=0, description="items per day whose distinct visitors are sketched")
 
     @field_validator("timezone")
     @classmethod
@@ -236,13 +242,6 @@ class StatsConfig(_Section):
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError) as exc:
             raise ValueError(f"unknown time zone {value!r}") from exc
-        return value
-
-    @field_validator("mode")
-    @classmethod
-    def _mode(cls, value: str) -> str:
-        if value == "approx":
-            raise ValueError("approx mode (sketches) is not available in this version; use 'exact'")
         return value
 
 
@@ -381,6 +380,14 @@ def _describe(exc: ValidationError, where: str) -> str:
     return f"bad configuration in {where}:\n  " + "\n  ".join(lines)
 
 
+_EXACT_STATS: Final[set[str]] = {"mode", "series", "timezone"}
+# A checkpoint of approx mode holds sketches of fixed sizes: other sizes cannot be merged with them.
+_STATS_FINGERPRINT: Final = {
+    "exact": _EXACT_STATS,
+    "approx": _EXACT_STATS | {"hll_lg_k", "item_hll_lg_k", "frequent_lg_max_map_size", "tracked_items"},
+}
+
+
 def fingerprint(settings: Settings) -> dict[str, Any]:
     """The settings that change what a run counts: a checkpoint only resumes a run with equal ones."""
     api = settings.api
@@ -395,6 +402,6 @@ def fingerprint(settings: Settings) -> dict[str, Any]:
         "pagination": api.pagination_fingerprint(),
         "fields": settings.fields.model_dump(),
         "bots": settings.bots.model_dump(),
-        "stats": settings.stats.model_dump(include={"mode", "series", "timezone"}),
+        "stats": settings.stats.model_dump(include=_STATS_FINGERPRINT[settings.stats.mode]),
         "slices": settings.crawl.slices,
     }

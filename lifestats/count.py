@@ -2,7 +2,8 @@
 
 :class:`PageCounter` is the one place that looks inside records: it validates each one (SPEC section 2),
 drops bots, de-duplicates ids within a slice and adds the rest to a :class:`~lifestats.stats.Partial`,
-one page at a time.
+one page at a time: as exact counts per window and series bucket, or in approx mode as one
+:class:`~lifestats.statistics.Columns` per page into the partial's sketches.
 """
 
 from __future__ import annotations
@@ -16,10 +17,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Final, TypeGuard
 from zoneinfo import ZoneInfo
 
+import numpy as np
 import orjson
 
 from .config import Settings
 from .paginate import int_id
+from .sketch import ApproxStatistics, SketchConfig
+from .statistics import FUTURE, NO_BUCKET, NO_TIME, Columns
 from .stats import Key, Partial
 from .timeline import END_INSTANT, FIRST_INSTANT, Buckets, Clock, Windows
 
@@ -204,6 +208,9 @@ class PageCounter:
         self.series_floor = self.buckets.floor(self.buckets.key_of(as_of), settings.stats.series_max_points)
         bots = settings.bots
         self.bots = BotFilter(bots.ips, bots.user_agents, bots.known_crawlers)
+        # Approx mode: the page's counted records, column by column, for ``Partial.approx``.
+        self.sketch_config = SketchConfig.from_settings(settings.stats) if settings.stats.mode == "approx" else None
+        self._page = _PageColumns()
 
     def count_page(self, partial: Partial, records: Sequence[Any], offset: int, cursor: SliceCursor) -> None:
         """Add the records of one page (requested at ``offset``) that belong to the id slice at ``cursor``.
@@ -221,6 +228,7 @@ class PageCounter:
         tally = partial.records
         tally["received"] += len(records)
         partial.floor_series(self.series_floor)
+        self._page = _PageColumns()
 
         keyed: list[tuple[int, int, dict[str, Any]]] = []
         unplaced: list[tuple[int, Any]] = []  # (place, record) of the records without a usable id
@@ -256,6 +264,7 @@ class PageCounter:
                 tally["fetched"] += 1
                 self._reject(partial, record, "id is missing or not an integer")
         cursor.high_water = top
+        self._add_page(partial)
 
     def count_rows(self, partial: Partial, records: Sequence[Any], room: int | None, cursor: RecentIds) -> None:
         """Add the records of one page of a positional or sequential crawl (ids serve de-duplication only).
@@ -267,6 +276,7 @@ class PageCounter:
         tally = partial.records
         tally["received"] += len(records)
         partial.floor_series(self.series_floor)
+        self._page = _PageColumns()
         inside = records if room is None else records[: max(room, 0)]
         page_ids: set[Key] = set()
         for record in inside:
@@ -284,6 +294,18 @@ class PageCounter:
             except Rejected as reason:
                 self._reject(partial, record, str(reason))
         cursor.remember(page_ids)
+        self._add_page(partial)
+
+    def _add_page(self, partial: Partial) -> None:
+        """Approx mode: hand the page's counted records to the partial's sketches as columns."""
+        page = self._page
+        if not page.days:
+            return
+        if partial.approx is None:
+            assert self.sketch_config is not None
+            partial.approx = ApproxStatistics(self.sketch_config)
+        partial.approx.add(page.columns())
+        self._page = _PageColumns()
 
     def _reject(self, partial: Partial, record: Any, reason: str) -> None:
         partial.records["rejected"] += 1
@@ -320,6 +342,9 @@ class PageCounter:
         category = record.get(self.category_field) if self.category_field else None
         if not usable_key(category):
             category = None
+        if self.sketch_config is not None:
+            self._collect(partial, item, category, visitor, t, whole, offset)
+            return
         names: tuple[str, ...] = ("all",)
         if t is not None:
             if t > self.windows.as_of:
@@ -336,6 +361,63 @@ class PageCounter:
                         point.visitors.add(visitor)
         for name in names:
             _add(partial, name, item, category, visitor)
+
+    def _collect(
+        self,
+        partial: Partial,
+        item: Key,
+        category: Key | None,
+        visitor: Key | None,
+        t: float | None,
+        whole: int,
+        offset: int,
+    ) -> None:
+        """Approx mode: one counted record into the page's columns, with its local day and series bucket.
+
+        A record stamped after ``as_of`` has the day key FUTURE (``all`` only) and no bucket. One stamped
+        exactly at ``as_of`` is in the series but not in ``this_year`` (whose end is ``as_of``, excluded):
+        its day key is FUTURE too, its bucket the one that holds ``as_of``. The series is read from the
+        bucket keys in every unit, so that both hold."""
+        day, bucket = NO_TIME, NO_BUCKET
+        if t is not None:
+            as_of = self.windows.as_of
+            if t > as_of:
+                partial.records["future"] += 1
+                day = FUTURE
+            else:
+                # The local day number, as statistics.local_days computes it for a column.
+                day = (whole + offset) // 86_400 if t < as_of else FUTURE
+                key = self.buckets.key(whole, offset)
+                if self.series_floor is not None and key < self.series_floor:
+                    partial.series_cut += 1
+                else:
+                    bucket = key
+        page = self._page
+        page.items.append(item)
+        page.categories.append(category)
+        page.visitors.append(visitor)
+        page.days.append(day)
+        page.buckets.append(bucket)
+
+
+@dataclass
+class _PageColumns:
+    """The counted records of one page, one list per column (see :class:`~lifestats.statistics.Columns`)."""
+
+    items: list[Key] = field(default_factory=list)
+    categories: list[Key | None] = field(default_factory=list)
+    visitors: list[Key | None] = field(default_factory=list)
+    days: list[int] = field(default_factory=list)
+    buckets: list[int] = field(default_factory=list)
+
+    def columns(self) -> Columns:
+        return Columns(
+            self.items,
+            self.categories,
+            self.visitors,
+            np.array(self.days, dtype=np.int64),
+            np.array(self.buckets, dtype=np.int64),
+        )
 
 
 def _key_problem(name: str, value: Any) -> str:

@@ -3,6 +3,10 @@
 A :class:`Partial` is what a worker counts between two flushes, what the aggregator holds, what a
 checkpoint stores and what crosses process (or machine) boundaries: ``merge`` is associative and
 commutative, and ``to_bytes``/``from_bytes`` round-trip it through JSON (never pickle).
+
+In approx mode the counts of the records live in :attr:`Partial.approx` (sketches behind the
+:class:`~lifestats.statistics.Statistics` interface) instead of ``windows`` and ``series``; its binary
+form follows the JSON part, length-prefixed, so an exact partial's bytes stay what they were.
 """
 
 from __future__ import annotations
@@ -13,8 +17,11 @@ from typing import Any
 
 import orjson
 
+from .sketch import ApproxStatistics
+
 Key = int | str  # an item, category or visitor id keeps the JSON type the API gave it
 
+_APPROX_MAGIC = b"LSPA"  # a partial with approximate statistics: magic, u32 JSON length, JSON, sketches
 RECORD_COUNTS = ("fetched", "counted", "rejected", "bots", "duplicates")
 # `future`, a part of `counted`: records stamped after as_of (in the window `all` only, not in the series).
 
@@ -83,6 +90,7 @@ class Partial:
     # (they are older than the longest series the report can show): ``series_cut`` says how many.
     series_floor: int | None = None
     series_cut: int = 0
+    approx: ApproxStatistics | None = None  # approx mode: the counted records' sketches
 
     def floor_series(self, floor: int | None) -> None:
         """Keep no series point before ``floor`` from now on (the latest floor wins, so that a merge
@@ -110,12 +118,22 @@ class Partial:
             self.point(key).merge(point)
         self.floor_series(other.series_floor)
         self.series_cut += other.series_cut
+        if other.approx is not None:
+            if self.approx is None:
+                self.approx = ApproxStatistics(other.approx.config)
+            self.approx.merge(other.approx)  # copies what it takes: ``other`` is left as it was
         room = keep_rejects - len(self.rejects)
         if room > 0:
             self.rejects.extend(other.rejects[:room])
         return self
 
     def to_bytes(self) -> bytes:
+        plain = self._plain_bytes()
+        if self.approx is None:
+            return plain
+        return _APPROX_MAGIC + len(plain).to_bytes(4, "little") + plain + self.approx.to_bytes()
+
+    def _plain_bytes(self) -> bytes:
         return orjson.dumps(
             {
                 "records": dict(self.records),
@@ -129,6 +147,11 @@ class Partial:
 
     @classmethod
     def from_bytes(cls, body: bytes) -> Partial:
+        approx = None
+        if body[: len(_APPROX_MAGIC)] == _APPROX_MAGIC:
+            start = len(_APPROX_MAGIC) + 4
+            end = start + int.from_bytes(body[len(_APPROX_MAGIC) : start], "little")
+            body, approx = body[start:end], ApproxStatistics.from_bytes(body[end:])
         data = orjson.loads(body)
         return cls(
             records=Counter(data["records"]),
@@ -137,4 +160,5 @@ class Partial:
             rejects=data["rejects"],
             series_floor=data.get("series_floor"),
             series_cut=data.get("series_cut", 0),
+            approx=approx,
         )

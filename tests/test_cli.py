@@ -94,7 +94,7 @@ def test_env_variable_selects_environment_and_overrides_keys(tmp_path: Path, ser
         (["--env", "test", "--as-of", "yesterday"], {}, "--as-of 'yesterday'"),
         (["--env", "test", "--bogus"], {}, "unrecognized arguments: --bogus"),
         (["--env", "test"], {"LIFESTATS_CRAWL_RATE_LIMIT": "fast"}, "crawl.rate_limit"),
-        (["--env", "test"], {"LIFESTATS_STATS_MODE": "approx"}, "approx mode"),
+        (["--env", "test"], {"LIFESTATS_STATS_MODE": "approx", "LIFESTATS_STATS_HLL_LG_K": "30"}, "stats.hll_lg_k"),
     ],
 )
 def test_bad_usage_exits_2_before_any_request(

@@ -76,7 +76,7 @@ def test_env_selection_order() -> None:
         ("test:\n  api:\n    url: ftp://x\n", "test", "api.url"),
         ("test:\n  api:\n    first_id: 10\n    last_id: 5\n", "test", "last_id (5) must be above first_id (10)"),
         ("test:\n  bots:\n    user_agents: ['(unclosed']\n", "test", "bots.user_agents"),
-        ("test:\n  stats:\n    mode: approx\n", "test", "approx mode"),
+        ("test:\n  stats:\n    mode: approx\n    hll_lg_k: 30\n", "test", "stats.hll_lg_k"),
         ("test:\n  nonsense: {}\n", "test", "nonsense: unknown key"),
         ("test: {}\n", "staging", "no environment 'staging'"),
         ("test: [unclosed\n", "test", "not valid YAML"),
