@@ -132,7 +132,7 @@ def measure_utilization(args: argparse.Namespace, records: int, page_size: int) 
         f"utilization, {page_size:,}-record pages over {records:,} records, {rate:g} req/s, "
         f"{latency * 1000:.0f} ms answers, {args.workers} workers, discovery included: "
         f"{len(log) / (rate * span):.1%}  ({len(log)} requests in {span:.2f} s; 429 answers {refused}; "
-        f"job CPU {report['run']['cpu_seconds']:.1f} s)"
+        f"job CPU {report['run'].get('cpu_seconds', '?')} s)"
     )
 
 
