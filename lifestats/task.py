@@ -111,6 +111,25 @@ class _Prefetch:
             self._thread.join()
 
 
+class _InPlace:
+    """The same calls as :class:`_Prefetch`, fetching on the calling thread when the page is taken."""
+
+    def __init__(self, client: ApiClient) -> None:
+        self._client = client
+        self._ask: tuple[Any, int | None] | None = None
+
+    def ask(self, position: Any, end: int | None) -> None:
+        self._ask = (position, end)
+
+    def take(self) -> Page:
+        assert self._ask is not None
+        ask, self._ask = self._ask, None
+        return self._client.get_page(*ask)
+
+    def close(self, wait: bool) -> None:
+        self._ask = None
+
+
 def crawl_slice(
     task: Task,
     client: ApiClient,
@@ -118,6 +137,8 @@ def crawl_slice(
     flush_every: int,
     emit: Callable[[Flush | Split], None],
     proposals: Callable[[], int | None] = lambda: None,
+    *,
+    prefetch: bool = True,
 ) -> None:
     """Crawl ``task.slice`` from ``task.position`` to its end, emitting a :class:`Flush` every
     ``flush_every`` pages and one last flush (``position`` None) when the slice is done.
@@ -130,17 +151,19 @@ def crawl_slice(
     position), and counted after the current one: waiting on the API overlaps counting. A page fetched
     before a split is counted against the slice's new end, so nothing past it is counted; a flush's
     position is always the first page not yet counted, so a resume redoes the page fetched ahead.
+    ``prefetch=False`` fetches on the calling thread, one page after the other (for a client or limiter
+    that only works on the thread that runs the task, such as one that asks a Dask scheduler).
     """
-    prefetch = _Prefetch(client)
+    ahead = _Prefetch(client) if prefetch else _InPlace(client)
     try:
-        _crawl(task, client, counter, flush_every, emit, proposals, prefetch)
+        _crawl(task, client, counter, flush_every, emit, proposals, ahead)
     except Exception:
-        prefetch.close(wait=True)  # the worker's next task uses the same client
+        ahead.close(wait=True)  # the worker's next task uses the same client
         raise
     except BaseException:
-        prefetch.close(wait=False)  # the process is stopping: do not wait for the API
+        ahead.close(wait=False)  # the process is stopping: do not wait for the API
         raise
-    prefetch.close(wait=False)  # nothing is in flight after the slice's last page
+    ahead.close(wait=False)  # nothing is in flight after the slice's last page
 
 
 def _crawl(
@@ -150,7 +173,7 @@ def _crawl(
     flush_every: int,
     emit: Callable[[Flush | Split], None],
     proposals: Callable[[], int | None],
-    prefetch: _Prefetch,
+    prefetch: _Prefetch | _InPlace,
 ) -> None:
     paginator = client.paginator
     by_id = paginator.slicing == "id"
