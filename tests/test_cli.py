@@ -297,3 +297,26 @@ def test_the_progress_line_says_when_the_api_asked_for_a_pause() -> None:
     assert progress_detail(running) == "10 pages · 1,000 records · 6.0 req/s · 1/4 slices"  # type: ignore[arg-type]
     held = SimpleNamespace(**figures, slices_done=1, slices=4, waiting=42.2)
     assert progress_detail(held).startswith("waiting 42 s: the API asked for a pause")  # type: ignore[arg-type]
+
+
+def test_cluster_local_runs_the_same_job_on_a_dask_cluster(tmp_path: Path, server: MockServer) -> None:
+    (tmp_path / "config.yml").write_text(CONFIG.format(url=server.url))
+    result = run_main(
+        "--env", "test", "--as-of", AS_OF.isoformat(), "--cluster", "local",
+        "--report-json", "report.json", "--no-progress", cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert statistics(report) == ground_truth(DATA, as_of=AS_OF)
+    assert "INFO" not in result.stderr  # the local cluster's own logging stays out of the job's output
+
+
+def test_a_bad_cluster_limiter_stops_before_any_request(tmp_path: Path, server: MockServer) -> None:
+    (tmp_path / "config.yml").write_text(CONFIG.format(url=server.url))
+    result = run_main(
+        "--env", "test", "--cluster", "local", "--no-progress", cwd=tmp_path,
+        env={"LIFESTATS_CRAWL_CLUSTER_LIMITER": "memcached://x"},
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "crawl.cluster_limiter" in result.stderr
+    assert server.log == []
