@@ -189,7 +189,8 @@ def run_task(task: Task, setup: WorkerSetup, run: str, key: str) -> dict[str, An
         client, counter = _tools(state, setup)
         heartbeat = threading.Thread(target=_heartbeat, args=(state, key, client, stop), daemon=True)
         heartbeat.start()
-        crawl_slice(task, client, counter, setup.settings.crawl.flush_every, emit, _Control(key))
+        # Fetched on this thread: the cluster limiter asks the scheduler from the task's own thread.
+        crawl_slice(task, client, counter, setup.settings.crawl.flush_every, emit, _Control(key), prefetch=False)
     except _Stopped:
         outcome = {"outcome": "stopped"}
     except ApiError as exc:

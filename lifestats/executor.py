@@ -8,6 +8,7 @@ machine) without the coordinator knowing.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import multiprocessing as mp
 import os
 import queue
@@ -28,6 +29,7 @@ from .fetch import ApiClient
 from .limiter import RateLimiter
 from .merge import Flush
 from .task import Split, Task, crawl_slice
+from .usage import CpuMeter, peak_rss_bytes
 
 # forkserver: a clean single-threaded parent (unlike fork from a coordinator with threads) that starts
 # workers in milliseconds (unlike spawn, which re-imports everything in each).
@@ -47,6 +49,8 @@ class Flushed:
 class Finished:
     slice: int
     attempt: int
+    cpu_seconds: float = 0.0  # what the worker spent since its last report (see lifestats.usage)
+    peak_rss_bytes: int = 0
 
 
 @dataclass(frozen=True)
@@ -59,6 +63,8 @@ class Failed:
     exit_code: int
     resumable: bool = True  # whether running the same command again can help
     status: int | None = None  # the HTTP status of an API failure
+    cpu_seconds: float = 0.0  # what the worker spent since its last report (see lifestats.usage)
+    peak_rss_bytes: int = 0
 
 
 @dataclass(frozen=True)
@@ -169,6 +175,7 @@ def worker_main(conn: Connection, setup: WorkerSetup) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the coordinator's to handle
     settings = setup.settings
     parent = os.getppid()
+    meter = CpuMeter()
     outbox = _Outbox(conn)
     try:
         counter = PageCounter(settings, setup.as_of)
@@ -196,7 +203,7 @@ def worker_main(conn: Connection, setup: WorkerSetup) -> None:
         with client:
             while (task := conn.recv()) is not None:
                 if isinstance(task, Task):  # a split proposal that came after the slice ended is dropped
-                    outbox.send(_run(task, client, counter, settings.crawl.flush_every, outbox.send, proposals))
+                    outbox.send(_run(task, client, counter, settings.crawl.flush_every, outbox.send, proposals, meter))
     except (EOFError, BrokenPipeError, ConnectionResetError):
         return  # the coordinator is gone: stop rather than crawl for nobody
     stop.set()
@@ -210,21 +217,32 @@ def _run(
     flush_every: int,
     send: Callable[[Any], None],
     proposals: Callable[[], int | None],
+    meter: CpuMeter | None = None,
 ) -> Event:
-    def emit(message: Flush | Split) -> None:
-        send(Flushed(message) if isinstance(message, Flush) else message)
+    """Run one task; every flush and the task's end carry the worker's CPU and peak memory since the last."""
+    meter = meter or CpuMeter()
 
+    def usage() -> dict[str, Any]:
+        return {"cpu_seconds": meter.take(), "peak_rss_bytes": peak_rss_bytes()}
+
+    def emit(message: Flush | Split) -> None:
+        if isinstance(message, Flush):
+            send(Flushed(dataclasses.replace(message, **usage())))
+        else:
+            send(message)
+
+    index, attempt = task.slice.index, task.attempt
     try:
         crawl_slice(task, client, counter, flush_every, emit, proposals)
     except ApiError as exc:
-        return Failed(task.slice.index, task.attempt, str(exc), exc.exit_code, exc.resumable, exc.status)
+        return Failed(index, attempt, str(exc), exc.exit_code, exc.resumable, exc.status, **usage())
     except LifestatsError as exc:  # a configuration mistake found mid-crawl: running again does not mend it
-        return Failed(task.slice.index, task.attempt, str(exc), exc.exit_code, resumable=exc.exit_code != 2)
+        return Failed(index, attempt, str(exc), exc.exit_code, exc.exit_code != 2, **usage())
     except (EOFError, BrokenPipeError, ConnectionResetError):
         raise
     except Exception as exc:
-        return Failed(task.slice.index, task.attempt, f"unexpected {_one_line(exc)}", 1)
-    return Finished(task.slice.index, task.attempt)
+        return Failed(index, attempt, f"unexpected {_one_line(exc)}", 1, **usage())
+    return Finished(index, attempt, **usage())
 
 
 class _Worker:

@@ -73,6 +73,9 @@ class Flush:
     requests: int
     retries: int
     partial: bytes
+    # What the worker process spent since its last report (run figures only; not checkpointed).
+    cpu_seconds: float = 0.0
+    peak_rss_bytes: int = 0
 
 
 @dataclass(frozen=True)

@@ -28,12 +28,13 @@ from .executor import Event, Executor, Failed, Finished, Flushed, LocalExecutor,
 from .fetch import ApiClient
 from .limiter import SharedRateLimiter
 from .lock import state_lock
-from .merge import REJECTS_FILE, Aggregator, Checkpoint, SliceState
+from .merge import REJECTS_FILE, Aggregator, Checkpoint, Flush, SliceState
 from .plan import Bounds, find_bounds, plan_slices, slice_alignment
 from .redact import redact_text
 from .report import build_report
 from .sanity import data_warnings
 from .task import Split, Task
+from .usage import CpuMeter, peak_rss_bytes
 
 MAX_LOSSES_PER_SLICE = 3
 EXIT_INTERRUPTED = 130
@@ -97,6 +98,8 @@ class _Tally:
     lost: int = 0
     splits: int = 0
     losses: dict[int, int] = field(default_factory=dict)
+    worker_cpu: float = 0.0  # CPU seconds the workers reported spending
+    worker_peak_rss: int = 0  # the largest peak resident memory a worker reported, in bytes
 
 
 ExecutorFactory = Callable[[int, WorkerSetup], Executor]
@@ -219,6 +222,7 @@ class _Job:
         self.started = started
         self.resumed = resumed
         self.t0 = time.monotonic()
+        self.cpu = CpuMeter()  # the coordinator's own CPU; the workers report theirs
         self.tally = _Tally()
         self.limiter = SharedRateLimiter(settings.crawl.rate_limit)
         self.bounds: Bounds | None = None
@@ -393,6 +397,7 @@ class _Job:
             self.last_moved = time.monotonic()
         if isinstance(event, Progress):
             return None
+        self._count_usage(event)
         if isinstance(event, Flushed):
             flush = event.flush
             self.tally.requests += flush.requests
@@ -414,6 +419,13 @@ class _Job:
         elif isinstance(event, Finished) and self.proposal == event.slice:
             self.proposal = None  # it ended before it read the proposal
         return None
+
+    def _count_usage(self, event: Event) -> None:
+        """Add what a worker reported spending (CPU, peak memory) to the run's figures."""
+        usage = event.flush if isinstance(event, Flushed) else event
+        if isinstance(usage, Flush | Finished | Failed):
+            self.tally.worker_cpu += usage.cpu_seconds
+            self.tally.worker_peak_rss = max(self.tally.worker_peak_rss, usage.peak_rss_bytes)
 
     def _split(self, event: Split, executor: Executor) -> None:
         """Apply a split the worker accepted, if the checkpoint agrees it is still valid."""
@@ -535,6 +547,11 @@ class _Job:
             "resumed": self.resumed,
             "workers_lost": tally.lost,
             "slices_split": tally.splits,
+            # Figures of this run (a resumed run counts only its own records and CPU).
+            "records_per_second": round((self.aggregator.total.records["fetched"] - self.records_before) / elapsed, 1),
+            "cpu_seconds": round(self.cpu.total() + tally.worker_cpu, 3),  # the coordinator and every worker
+            "peak_rss_bytes": peak_rss_bytes(),  # the coordinator's
+            "worker_peak_rss_bytes": tally.worker_peak_rss,  # the largest of the workers'
         }
         return build_report(self.aggregator.total, self.settings, self.as_of, run, partial=partial)
 

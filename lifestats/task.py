@@ -10,6 +10,8 @@ so the local process pool and a cluster executor run the same code.
 from __future__ import annotations
 
 import collections
+import queue
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -18,7 +20,7 @@ import orjson
 
 from .count import PageCounter, RecentIds, SliceCursor
 from .errors import ApiError
-from .fetch import ApiClient
+from .fetch import ApiClient, Page
 from .merge import Flush
 from .plan import Slice
 from .stats import Partial
@@ -64,6 +66,70 @@ class _Positions:
             self._seen.discard(self._order.popleft())
 
 
+class _Prefetch:
+    """Fetches one page ahead on a thread of its own, so that waiting on the API overlaps counting.
+
+    At most one request is in flight, and pages are asked for in crawl order, so the limiter sees the
+    same sequence of requests as without it. A failure is raised where the page is taken.
+    """
+
+    def __init__(self, client: ApiClient) -> None:
+        self._client = client
+        self._asks: queue.SimpleQueue[tuple[Any, int | None] | None] = queue.SimpleQueue()
+        self._answers: queue.SimpleQueue[tuple[Page | None, BaseException | None]] = queue.SimpleQueue()
+        self._pending = False
+        self._thread = threading.Thread(target=self._serve, name="prefetch", daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while (ask := self._asks.get()) is not None:
+            try:
+                self._answers.put((self._client.get_page(*ask), None))
+            except BaseException as exc:  # handed to the crawl, which raises it
+                self._answers.put((None, exc))
+
+    def ask(self, position: Any, end: int | None) -> None:
+        assert not self._pending, "one page ahead at most"
+        self._pending = True
+        self._asks.put((position, end))
+
+    def take(self) -> Page:
+        page, error = self._answers.get()
+        self._pending = False
+        if error is not None:
+            raise error
+        assert page is not None
+        return page
+
+    def close(self, wait: bool) -> None:
+        """Stop the thread once its request (if any) has ended; its page, if any, is dropped.
+
+        ``wait``: until it has ended, so that no request of this slice outlives it on the same client.
+        """
+        self._asks.put(None)
+        if wait and self._pending:
+            self._thread.join()
+
+
+class _InPlace:
+    """The same calls as :class:`_Prefetch`, fetching on the calling thread when the page is taken."""
+
+    def __init__(self, client: ApiClient) -> None:
+        self._client = client
+        self._ask: tuple[Any, int | None] | None = None
+
+    def ask(self, position: Any, end: int | None) -> None:
+        self._ask = (position, end)
+
+    def take(self) -> Page:
+        assert self._ask is not None
+        ask, self._ask = self._ask, None
+        return self._client.get_page(*ask)
+
+    def close(self, wait: bool) -> None:
+        self._ask = None
+
+
 def crawl_slice(
     task: Task,
     client: ApiClient,
@@ -71,6 +137,8 @@ def crawl_slice(
     flush_every: int,
     emit: Callable[[Flush | Split], None],
     proposals: Callable[[], int | None] = lambda: None,
+    *,
+    prefetch: bool = True,
 ) -> None:
     """Crawl ``task.slice`` from ``task.position`` to its end, emitting a :class:`Flush` every
     ``flush_every`` pages and one last flush (``position`` None) when the slice is done.
@@ -78,7 +146,35 @@ def crawl_slice(
     Between pages it asks ``proposals`` whether the coordinator wants to cut the slice short so that
     an idle worker can take its remaining range, and answers each proposal with a :class:`Split` (a
     sequential crawl, which has no range to cut, refuses).
+
+    The next page is requested as soon as the paginator has read the current one (which gives the next
+    position), and counted after the current one: waiting on the API overlaps counting. A page fetched
+    before a split is counted against the slice's new end, so nothing past it is counted; a flush's
+    position is always the first page not yet counted, so a resume redoes the page fetched ahead.
+    ``prefetch=False`` fetches on the calling thread, one page after the other (for a client or limiter
+    that only works on the thread that runs the task, such as one that asks a Dask scheduler).
     """
+    ahead = _Prefetch(client) if prefetch else _InPlace(client)
+    try:
+        _crawl(task, client, counter, flush_every, emit, proposals, ahead)
+    except Exception:
+        ahead.close(wait=True)  # the worker's next task uses the same client
+        raise
+    except BaseException:
+        ahead.close(wait=False)  # the process is stopping: do not wait for the API
+        raise
+    ahead.close(wait=False)  # nothing is in flight after the slice's last page
+
+
+def _crawl(
+    task: Task,
+    client: ApiClient,
+    counter: PageCounter,
+    flush_every: int,
+    emit: Callable[[Flush | Split], None],
+    proposals: Callable[[], int | None],
+    prefetch: _Prefetch | _InPlace,
+) -> None:
     paginator = client.paginator
     by_id = paginator.slicing == "id"
     high_water = task.high_water if task.high_water is not None else task.slice.begin - 1
@@ -92,6 +188,12 @@ def crawl_slice(
     pages = 0
     counts = client.counts
     requests0, retries0 = counts.requests, counts.retries
+    sequential = paginator.slicing == "sequential"
+    if position is not None:
+        if sequential:
+            loops.visit(position, paginator.describe(position))
+        prefetch.ask(position, end)
+    loop: ApiError | None = None  # a next reference that leads back, raised where its page would be taken
     while position is not None:
         new_end = proposals()
         if new_end is not None:
@@ -101,9 +203,17 @@ def crawl_slice(
             if accepted:
                 end = ids.end = new_end
             emit(Split(task.slice.index, task.attempt, new_end, accepted))
-        if paginator.slicing == "sequential":
-            loops.visit(position, paginator.describe(position))
-        page = client.get_page(position, end)
+        if loop is not None:
+            raise loop
+        page = prefetch.take()
+        next_position = None if paginator.finished(page, end) else page.next
+        if next_position is not None:  # fetched while this page is counted
+            try:
+                if sequential:
+                    loops.visit(next_position, paginator.describe(next_position))
+                prefetch.ask(next_position, end)
+            except ApiError as exc:
+                loop = exc
         if by_id:
             counter.count_page(partial, page.records, page.position, ids)
         else:
@@ -113,8 +223,9 @@ def crawl_slice(
                 room = end - at  # the rows of the page that still lie inside the slice
             counter.count_rows(partial, page.records, room, recent)
         pages += 1
-        position = None if paginator.finished(page, end) else page.next
+        position = next_position
         if position is None or pages == flush_every:
+            requests, retries = counts.requests, counts.retries  # read once: the prefetch may add to them
             seq += 1
             emit(
                 Flush(
@@ -124,10 +235,10 @@ def crawl_slice(
                     position=position,
                     high_water=ids.high_water if by_id else None,
                     pages=pages,
-                    requests=counts.requests - requests0,
-                    retries=counts.retries - retries0,
+                    requests=requests - requests0,
+                    retries=retries - retries0,
                     partial=partial.to_bytes(),
                 )
             )
             partial, pages = Partial(), 0
-            requests0, retries0 = counts.requests, counts.retries
+            requests0, retries0 = requests, retries

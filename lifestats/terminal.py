@@ -189,6 +189,7 @@ def _summary(report: dict[str, Any], console: Console, rejects_file: Path | None
         extras.append(f"{run['records_per_second']:,.0f} records/s")
     if extras:
         lines.append(", ".join(extras))
+    lines += _figures(run)
     for line in lines:
         console.print(Text(line), overflow="fold")
     names = [k for k in RECORD_NAMES if k in records]
@@ -205,6 +206,17 @@ def _summary(report: dict[str, Any], console: Console, rejects_file: Path | None
         console.print(Text(f"rejected records: a sample is in {visible(str(rejects_file))}"), overflow="fold")
     for warning in report.get("warnings") or []:
         console.print(Text("warning: ", style="bold yellow") + Text(visible(str(warning))), overflow="fold")
+
+
+def _figures(run: dict[str, Any]) -> list[str]:
+    """The run's cost, when the report has it: CPU of the whole job and peak memory (one line)."""
+    figures = []
+    if isinstance(run.get("cpu_seconds"), int | float):
+        figures.append(f"CPU {run['cpu_seconds']:,.1f} s")
+    for key, who in (("peak_rss_bytes", "coordinator"), ("worker_peak_rss_bytes", "largest worker")):
+        if isinstance(run.get(key), int) and run[key] > 0:
+            figures.append(f"{run[key] / 2**20:,.0f} MiB peak ({who})")
+    return [", ".join(figures)] if figures else []
 
 
 def _windows(report: dict[str, Any], console: Console) -> None:

@@ -1,0 +1,158 @@
+"""CPU per record of the whole job against a bare loop, and rate utilization with discovery included.
+
+    python bench/cpu.py [--records 1000000] [--page-size 1000] [--workers 4] [--slices 16]
+                        [--mode exact approx] [--skip-cpu] [--skip-utilization]
+
+CPU: the mock API runs in its own process (127.0.0.1, no latency, no limit). The bare loop fetches the
+same pages over one keep-alive connection (``http.client``) and parses them with ``orjson``, following
+``next_offset`` from offset 0, and measures this process's CPU time. The job crawls the same mock with a
+high rate limit; its CPU is the report's ``run.cpu_seconds`` (the coordinator and every worker).
+Both print microseconds per record; the ratio is job / bare loop. A mode the job refuses is skipped.
+
+Utilization: requests sent / (limit x time from the first request to the last), from the server's
+request log, at 100 req/s with 20 ms answers and the id range discovered by the job (not configured):
+1,000-record pages over ``--records`` records, and 100-record pages over 40,000 records.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import orjson
+
+from lifestats.config import Settings, load_settings
+from lifestats.errors import LifestatsError
+from lifestats.run import run_job
+from mocks.dataset import BOT_IPS, BOT_UA_PATTERNS, FIELDS
+from mocks.server import read_log, serve_in_subprocess
+
+AS_OF = datetime(2026, 3, 15, 12, 0, tzinfo=UTC)
+
+
+def settings_for(url: str, page_size: int, crawl: dict[str, Any], mode: str) -> Settings:
+    return load_settings(
+        None,
+        "bench",
+        environ={},
+        overrides={
+            "api": {"url": url, "page_size": page_size},
+            "fields": dict(FIELDS),
+            "crawl": crawl,
+            "stats": {"mode": mode},
+            "bots": {"ips": list(BOT_IPS), "user_agents": list(BOT_UA_PATTERNS)},
+        },
+    )
+
+
+def bare_loop(url: str, page_size: int) -> tuple[int, float, float]:
+    """Records, CPU seconds and wall seconds of fetching every page over one keep-alive connection."""
+    parts = urlsplit(url)
+    connection = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port)
+    records = 0
+    offset: int | None = 0
+    cpu0, wall0 = time.process_time(), time.monotonic()
+    while offset is not None:
+        connection.request("GET", f"{parts.path}?offset={offset}&limit={page_size}")
+        response = connection.getresponse()
+        document = orjson.loads(response.read())
+        records += len(document["response"])
+        offset = document["meta"]["next_offset"]
+    cpu, wall = time.process_time() - cpu0, time.monotonic() - wall0
+    connection.close()
+    return records, cpu, wall
+
+
+def job(settings: Settings) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as tmp:
+        outcome = run_job(settings, env="bench", state_dir=Path(tmp) / "state", as_of=AS_OF)
+    if outcome.exit_code != 0:
+        raise SystemExit(f"the job failed (exit {outcome.exit_code}): {outcome.message}")
+    return outcome.report
+
+
+def measure_cpu(args: argparse.Namespace) -> None:
+    url, stop = serve_in_subprocess(seed=args.seed, records=args.records, max_page_size=args.page_size)
+    try:
+        records, cpu, wall = bare_loop(url, args.page_size)
+        bare = cpu / records * 1e6
+        print(f"records {records:,}  page {args.page_size:,}  workers {args.workers}  slices {args.slices}")
+        print(f"  bare loop (http.client + orjson): {bare:6.2f} us/record  ({cpu:.2f} s CPU, {wall:.2f} s wall)")
+        crawl = {"workers": args.workers, "slices": args.slices, "rate_limit": 100_000, "flush_every": 10}
+        for mode in args.mode:
+            try:
+                settings = settings_for(url, args.page_size, crawl, mode)
+            except LifestatsError as exc:
+                print(f"  job, {mode} mode: skipped: {str(exc).splitlines()[-1].strip()}")
+                continue
+            t0 = time.monotonic()
+            report = job(settings)
+            wall = time.monotonic() - t0
+            run = report["run"]
+            fetched = report["records"]["fetched"]
+            per_record = run["cpu_seconds"] / fetched * 1e6
+            print(
+                f"  job, {mode} mode: {per_record:6.2f} us/record  ({run['cpu_seconds']:.2f} s CPU, {wall:.2f} s wall, "
+                f"{run['records_per_second']:,.0f} records/s)  ratio {per_record / bare:.2f}x  "
+                f"peak RSS coordinator {run['peak_rss_bytes'] / 2**20:.0f} MiB, "
+                f"worker {run['worker_peak_rss_bytes'] / 2**20:.0f} MiB"
+            )
+    finally:
+        stop()
+
+
+def measure_utilization(args: argparse.Namespace, records: int, page_size: int) -> None:
+    rate, latency = 100.0, 0.02
+    with tempfile.TemporaryDirectory() as tmp:
+        log_file = Path(tmp) / "requests.jsonl"
+        url, stop = serve_in_subprocess(
+            seed=args.seed,
+            records=records,
+            latency=latency,
+            rate_limit=rate,
+            log_file=log_file,
+            max_page_size=max(page_size, 1000),
+        )
+        try:
+            crawl = {"workers": args.workers, "slices": args.slices, "rate_limit": rate, "flush_every": 10}
+            report = job(settings_for(url, page_size, crawl, "exact"))
+        finally:
+            stop()
+        log = read_log(log_file)
+    stamps = sorted(entry.t for entry in log)
+    span = stamps[-1] - stamps[0]
+    refused = sum(1 for entry in log if entry.status == 429)
+    print(
+        f"utilization, {page_size:,}-record pages over {records:,} records, {rate:g} req/s, "
+        f"{latency * 1000:.0f} ms answers, {args.workers} workers, discovery included: "
+        f"{len(log) / (rate * span):.1%}  ({len(log)} requests in {span:.2f} s; 429 answers {refused}; "
+        f"job CPU {report['run'].get('cpu_seconds', '?')} s)"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--records", type=int, default=1_000_000)
+    parser.add_argument("--page-size", type=int, default=1000)
+    parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument("--slices", type=int, default=16)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--mode", nargs="+", choices=["exact", "approx"], default=["exact", "approx"])
+    parser.add_argument("--skip-cpu", action="store_true")
+    parser.add_argument("--skip-utilization", action="store_true")
+    args = parser.parse_args()
+    if not args.skip_cpu:
+        measure_cpu(args)
+    if not args.skip_utilization:
+        measure_utilization(args, args.records, 1000)
+        measure_utilization(args, 40_000, 100)
+
+
+if __name__ == "__main__":
+    main()
