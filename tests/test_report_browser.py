@@ -154,7 +154,16 @@ def test_the_html_report_of_a_real_run_loads_offline_draws_and_shows_the_json_nu
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "report-1280.png"), full_page=True)
     page.set_viewport_size({"width": 390, "height": 844})
-    page.wait_for_function("document.querySelector('#series-chart canvas').getBoundingClientRect().width < 390")
+    # The chart redraws for the new width. Polled from here: the page's Content-Security-Policy forbids the
+    # eval that Playwright's wait_for_function would run inside it.
+    chart = page.locator("#series-chart canvas")
+    for _ in range(200):
+        box = chart.bounding_box()
+        if box is not None and box["width"] < 390:
+            break
+        page.wait_for_timeout(25)
+    box = chart.bounding_box()
+    assert box is not None and box["width"] < 390
     assert page.evaluate("document.documentElement.scrollWidth") <= 390  # nothing wider than a phone
     page.screenshot(path=str(ARTIFACTS / "report-390.png"), full_page=True)
     assert visit.errors == []
