@@ -33,7 +33,7 @@ from __future__ import annotations
 import heapq
 import math
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
@@ -42,12 +42,11 @@ import numpy as np
 import numpy.typing as npt
 
 from .statistics import (
-    FUTURE,
-    NO_TIME,
     BinaryReader,
     BinaryWriter,
     CategoryRow,
     Columns,
+    DayKeyed,
     DayRange,
     Estimate,
     ExactStatistics,
@@ -352,7 +351,7 @@ class _Bucket:
         self.visitors = ds.hll_sketch(lg_k, _HLL_TYPE)
 
 
-class ApproxStatistics:
+class ApproxStatistics(DayKeyed):
     """The :class:`~lifestats.statistics.Statistics` protocol over DataSketches, per day.
 
     Only the ``live_days`` most recently updated days are kept as sketch objects; the others wait in their
@@ -492,22 +491,8 @@ class ApproxStatistics:
             return []
         return [CategoryRow(key, visits) for key, _, visits in _ranked(merged, k)]
 
-    def dated_days(self) -> DayRange | None:
-        dated = [day for day in self._days if day not in (NO_TIME, FUTURE)]
-        return DayRange(min(dated), max(dated)) if dated else None
-
-    def day_points(self, spans: Sequence[DayRange]) -> list[Point]:
-        return [Point(self.visits(span), self.distinct_visitors(span)) for span in spans]
-
-    def bucket_span(self) -> tuple[int, int] | None:
-        return (min(self._buckets), max(self._buckets)) if self._buckets else None
-
-    def bucket_points(self, first: int, last: int) -> dict[int, Point]:
-        return {
-            bucket: Point(Estimate(point.visits), _distinct(point.visitors))
-            for bucket, point in sorted(self._buckets.items())
-            if first <= bucket <= last
-        }
+    def _bucket_point(self, point: _Bucket) -> Point:
+        return Point(Estimate(point.visits), _distinct(point.visitors))
 
     def nbytes(self) -> int:
         total = sum(s.nbytes() if isinstance(s, _Day) else 100 + len(s) for s in self._days.values())

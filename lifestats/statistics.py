@@ -24,7 +24,7 @@ from __future__ import annotations
 import heapq
 import struct
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any, Final, Protocol, Self, TypeGuard
@@ -278,7 +278,40 @@ class _BucketFacts:
     visitors: set[Key] = field(default_factory=set)
 
 
-class ExactStatistics:
+class DayKeyed:
+    """The reads every implementation derives the same way from its ``_days`` and ``_buckets`` keys."""
+
+    _days: Mapping[int, Any]
+    _buckets: Mapping[int, Any]
+
+    def visits(self, days: DayRange) -> Estimate:
+        raise NotImplementedError
+
+    def distinct_visitors(self, days: DayRange) -> Estimate:
+        raise NotImplementedError
+
+    def _bucket_point(self, point: Any) -> Point:
+        raise NotImplementedError
+
+    def dated_days(self) -> DayRange | None:
+        dated = [day for day in self._days if day not in (NO_TIME, FUTURE)]
+        return DayRange(min(dated), max(dated)) if dated else None
+
+    def day_points(self, spans: Sequence[DayRange]) -> list[Point]:
+        return [Point(self.visits(span), self.distinct_visitors(span)) for span in spans]
+
+    def bucket_span(self) -> tuple[int, int] | None:
+        return (min(self._buckets), max(self._buckets)) if self._buckets else None
+
+    def bucket_points(self, first: int, last: int) -> dict[int, Point]:
+        return {
+            bucket: self._bucket_point(point)
+            for bucket, point in sorted(self._buckets.items())
+            if first <= bucket <= last
+        }
+
+
+class ExactStatistics(DayKeyed):
     """Exact counts per day in Python containers: the reference for tests and small runs.
 
     Memory grows with the distinct (day, item, visitor) facts; large exact runs belong in an
@@ -369,22 +402,8 @@ class ExactStatistics:
             counts.update(facts.categories)
         return [CategoryRow(category, Estimate(visits)) for category, visits in _top(counts, k)]
 
-    def dated_days(self) -> DayRange | None:
-        dated = [day for day in self._days if day not in (NO_TIME, FUTURE)]
-        return DayRange(min(dated), max(dated)) if dated else None
-
-    def day_points(self, spans: Sequence[DayRange]) -> list[Point]:
-        return [Point(self.visits(span), self.distinct_visitors(span)) for span in spans]
-
-    def bucket_span(self) -> tuple[int, int] | None:
-        return (min(self._buckets), max(self._buckets)) if self._buckets else None
-
-    def bucket_points(self, first: int, last: int) -> dict[int, Point]:
-        return {
-            bucket: Point(Estimate(point.visits), Estimate(len(point.visitors)))
-            for bucket, point in sorted(self._buckets.items())
-            if first <= bucket <= last
-        }
+    def _bucket_point(self, point: _BucketFacts) -> Point:
+        return Point(Estimate(point.visits), Estimate(len(point.visitors)))
 
     def nbytes(self) -> int:
         """A rough figure: about 100 bytes per kept key and 60 per count, as CPython containers hold them."""
