@@ -23,6 +23,9 @@ from datetime import date, datetime, timedelta
 from typing import Final
 from zoneinfo import ZoneInfo
 
+import numpy as np
+import numpy.typing as npt
+
 WINDOWS: Final = ("all", "yesterday", "last_7_days", "last_30_days", "this_year")
 FIRST_INSTANT: Final = -62_135_596_800  # 0001-01-01T00:00:00Z
 END_INSTANT: Final = 253_402_300_800  # 10000-01-01T00:00:00Z: the first instant past the year 9999
@@ -59,7 +62,13 @@ class Clock:
 
     def offset(self, t: int) -> int | None:
         """Like :meth:`exact`, from the cache."""
-        grain = t // _GRAIN
+        known = self._grain(t // _GRAIN)
+        if known is None:
+            return self.exact(t)
+        return known
+
+    def _grain(self, grain: int) -> int | None:
+        """The offset throughout quarter hour ``grain``; None when it changes inside it (or is unknown)."""
         known = self._grains.get(grain, _UNKNOWN)
         if known is _UNKNOWN:
             first = self.exact(grain * _GRAIN)
@@ -67,9 +76,31 @@ class Clock:
             if len(self._grains) >= _MAX_GRAINS:
                 self._grains.clear()
             self._grains[grain] = known
-        if known is None:
-            return self.exact(t)
         return known  # type: ignore[return-value]
+
+    def offsets(self, t: npt.NDArray[np.int64]) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.bool_]]:
+        """:meth:`offset` of many instants, looked up once per distinct quarter hour. The second array says
+        where it is known that way; elsewhere (an offset that changes inside the quarter hour, a local time
+        outside the years 1 to 9999) the first holds 0 and :meth:`offset` must be asked per instant."""
+        if len(t) == 0:
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.bool_)
+        grains = np.floor_divide(t, _GRAIN)
+        first, last = int(grains[0]), int(grains[-1])
+        if first == last and bool((grains == first).all()):
+            known = self._grain(first)
+            n = len(t)
+            if known is None:
+                return np.zeros(n, dtype=np.int64), np.zeros(n, dtype=np.bool_)
+            return np.full(n, known, dtype=np.int64), np.ones(n, dtype=np.bool_)
+        distinct, inverse = np.unique(grains, return_inverse=True)
+        values = np.zeros(len(distinct), dtype=np.int64)
+        found = np.zeros(len(distinct), dtype=np.bool_)
+        for k, grain in enumerate(distinct.tolist()):
+            known = self._grain(grain)
+            if known is not None:
+                values[k], found[k] = known, True
+        inverse = inverse.ravel()
+        return values[inverse], found[inverse]
 
     def holds(self, moment: datetime) -> bool:
         """Whether ``moment`` (aware) lies between the years 1 and 9999 both in UTC and in this zone."""

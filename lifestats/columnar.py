@@ -1,0 +1,448 @@
+"""Counting a page column by column: the fast checks that spare most records the per-record path.
+
+A page of records is read once into one list per field; every check is then made per page (the types
+present in a column), per distinct value (a UTC offset, an ip, a user agent) or over numpy arrays (ids,
+timestamps, day and bucket keys). Each fast check accepts a strict subset of what the per-record path
+accepts and computes exactly what it computes for it (the same float instant, the same offset, the same
+keys). A record that fails any of them is not decided here: it is handed back, and the caller sends it
+down the per-record path (:meth:`lifestats.count.PageCounter._count`), so no verdict ever depends on
+which path a record took.
+
+Why: validating and converting each record in Python cost several microseconds per record, more than
+fetching and parsing it.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import numpy as np
+import numpy.typing as npt
+
+from .statistics import FUTURE, NO_BUCKET, NO_TIME
+from .timeline import END_INSTANT, FIRST_INSTANT, Buckets, Clock
+
+Ints = npt.NDArray[np.int64]
+Bools = npt.NDArray[np.bool_]
+
+_INT64_MIN: Final = -(2**63)
+_INT64_END: Final = 2**63
+_EXACT_FLOAT: Final = 2**53  # integers below this in magnitude convert to a float64 exactly
+_MS_THRESHOLD: Final = 10**11
+_DAY: Final = 86_400
+
+
+def column(records: Sequence[dict[str, Any]], name: str | None) -> list[Any]:
+    """The values of one field, None where a record lacks it (``records`` are all dicts)."""
+    if not name:
+        return [None] * len(records)
+    return list(map(dict.get, records, itertools.repeat(name)))
+
+
+def int_column(values: list[Any]) -> Ints | None:
+    """The values as signed 64-bit integers when every one is a JSON integer in that range, else None."""
+    if set(map(type, values)) != {int}:
+        return None
+    try:
+        return np.array(values, dtype=np.int64)
+    except OverflowError:
+        return None
+
+
+def usable_mask(values: list[Any]) -> Bools | None:
+    """Which values are usable keys (a string, or an int that is not a bool, in the signed 64-bit range);
+    None when all of them are (the common case, decided per page)."""
+    types = set(map(type, values))
+    if types <= {int, str}:
+        if int not in types:
+            return None
+        ints = values if types == {int} else [v for v in values if type(v) is int]
+        if min(ints) >= _INT64_MIN and max(ints) < _INT64_END:
+            return None
+    return np.fromiter(
+        (
+            isinstance(v, str) or (isinstance(v, int) and not isinstance(v, bool) and _INT64_MIN <= v < _INT64_END)
+            for v in values
+        ),
+        dtype=np.bool_,
+        count=len(values),
+    )
+
+
+def _usable(value: Any) -> bool:
+    if isinstance(value, str):
+        return True
+    return isinstance(value, int) and not isinstance(value, bool) and _INT64_MIN <= value < _INT64_END
+
+
+def optional_keys(values: list[Any]) -> list[Any]:
+    """An optional key column with None where a value is not a usable key (it leaves that statistic only)."""
+    types = set(map(type, values))
+    if types <= {int, str, type(None)}:
+        if int not in types:
+            return values
+        ints = values if types == {int} else [v for v in values if type(v) is int]
+        if min(ints) >= _INT64_MIN and max(ints) < _INT64_END:
+            return values
+    mask = usable_mask(values)
+    assert mask is not None
+    return [v if ok else None for v, ok in zip(values, mask.tolist(), strict=True)]
+
+
+# -- timestamps ---------------------------------------------------------------------------------------
+
+_NONE, _INT, _FLOAT, _STR, _OTHER = 0, 1, 2, 3, 4
+
+
+class _TypeCodes(dict[type, int]):
+    def __missing__(self, key: type) -> int:
+        return _OTHER
+
+
+_CODES: Final = _TypeCodes({type(None): _NONE, int: _INT, float: _FLOAT, str: _STR})
+
+# Fixed-width ISO 8601 forms: "YYYY-MM-DDTHH:MM:SS", an optional fraction of 3 or 6 digits, then "Z" or
+# "+HH:MM". Every other form (a space for the T, other fraction widths, no offset) takes the slow path.
+_BASE: Final = 19
+_FORMS: Final = {_BASE + fraction + suffix: (fraction, suffix) for fraction in (0, 4, 7) for suffix in (1, 6)}
+_DIGITS: Final = np.array([0, 1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18])
+_SEPARATORS: Final = ((4, ord("-")), (7, ord("-")), (10, ord("T")), (13, ord(":")), (16, ord(":")))
+_DAYS_BEFORE_MONTH: Final = np.array([0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31], dtype=np.int64)
+
+
+@dataclass
+class Instants:
+    """A column of timestamps read fast: per row, whether it has one, its epoch seconds (the float the
+    per-record path computes) and whether the fast reading decided it (False: take the per-record path)."""
+
+    present: Bools
+    seconds: npt.NDArray[np.float64]
+    decided: Bools
+
+
+def instants(values: list[Any], offset_of: Any) -> Instants:
+    """Read a timestamp column. ``offset_of(suffix)`` gives the UTC offset (a timedelta, or None when the
+    text is not a valid offset) of a ``+HH:MM`` suffix, as the per-record path reads it."""
+    n = len(values)
+    codes = np.array(list(map(_CODES.__getitem__, map(type, values))), dtype=np.int8)
+    seconds = np.zeros(n, dtype=np.float64)
+    decided = codes == _NONE
+    present = ~decided
+    if not present.any():
+        return Instants(present, seconds, decided)
+    objects = np.fromiter(values, dtype=object, count=n)
+    at = np.flatnonzero(codes == _INT)
+    if at.size:
+        t, ok = _from_ints(objects[at].tolist())
+        seconds[at], decided[at] = t, ok
+    at = np.flatnonzero(codes == _FLOAT)
+    if at.size:
+        t, ok = _from_floats(np.array(objects[at].tolist(), dtype=np.float64))
+        seconds[at], decided[at] = t, ok
+    at = np.flatnonzero(codes == _STR)
+    if at.size:
+        t, ok = _from_texts(objects[at].tolist(), offset_of)
+        seconds[at], decided[at] = t, ok
+    return Instants(present, seconds, decided)
+
+
+def _from_ints(values: list[int]) -> tuple[npt.NDArray[np.float64], Bools]:
+    """Epoch seconds of integer timestamps (above 10^11: milliseconds), as the per-record path reads them."""
+    if min(values) > -_EXACT_FLOAT and max(values) < _EXACT_FLOAT:
+        raw = np.array(values, dtype=np.int64)
+        fits = np.ones(len(values), dtype=np.bool_)
+    else:
+        fits = np.array([-_EXACT_FLOAT < v < _EXACT_FLOAT for v in values], dtype=np.bool_)
+        raw = np.array([v if ok else 0 for v, ok in zip(values, fits.tolist(), strict=True)], dtype=np.int64)
+    millis = raw > _MS_THRESHOLD
+    as_float = raw.astype(np.float64)
+    t = np.where(millis, as_float / 1000, as_float)
+    ok = fits & np.where(millis, raw < END_INSTANT * 1000, raw >= FIRST_INSTANT)
+    return t, ok
+
+
+def _from_floats(values: npt.NDArray[np.float64]) -> tuple[npt.NDArray[np.float64], Bools]:
+    with np.errstate(invalid="ignore"):
+        t = np.where(values > _MS_THRESHOLD, values / 1000, values)
+        ok = np.isfinite(values) & (t >= FIRST_INSTANT) & (t < END_INSTANT)
+    return np.where(ok, t, 0.0), ok
+
+
+def _from_texts(texts: list[str], offset_of: Any) -> tuple[npt.NDArray[np.float64], Bools]:
+    n = len(texts)
+    t = np.zeros(n, dtype=np.float64)
+    ok = np.zeros(n, dtype=np.bool_)
+    lengths = np.fromiter(map(len, texts), dtype=np.int64, count=n)
+    for width, (fraction, suffix) in _FORMS.items():
+        at = np.flatnonzero(lengths == width)
+        if not at.size:
+            continue
+        group = texts if at.size == n else [texts[i] for i in at.tolist()]
+        try:
+            raw = "".join(group).encode("ascii")
+        except UnicodeEncodeError:
+            continue  # a character beyond ASCII somewhere: the whole group takes the slow path
+        matrix = np.frombuffer(raw, dtype=np.uint8).reshape(len(group), width)
+        t[at], ok[at] = _iso_matrix(matrix, fraction, suffix, offset_of)
+    return t, ok
+
+
+def _iso_matrix(
+    matrix: npt.NDArray[np.uint8], fraction: int, suffix: int, offset_of: Any
+) -> tuple[npt.NDArray[np.float64], Bools]:
+    """Epoch seconds of fixed-width ISO texts, one per row of a byte matrix; ok False where any check fails."""
+    digits = matrix - np.uint8(ord("0"))  # a byte that is not a digit wraps above 9
+    ok = (digits[:, _DIGITS] <= 9).all(axis=1)
+    for position, byte in _SEPARATORS:
+        ok &= matrix[:, position] == byte
+    d = digits.astype(np.int64)
+    year = d[:, 0] * 1000 + d[:, 1] * 100 + d[:, 2] * 10 + d[:, 3]
+    month = d[:, 5] * 10 + d[:, 6]
+    day = d[:, 8] * 10 + d[:, 9]
+    hour = d[:, 11] * 10 + d[:, 12]
+    minute = d[:, 14] * 10 + d[:, 15]
+    second = d[:, 17] * 10 + d[:, 18]
+    micro = np.zeros(len(matrix), dtype=np.int64)
+    if fraction:
+        ok &= matrix[:, _BASE] == ord(".")
+        places = fraction - 1
+        fdigits = digits[:, _BASE + 1 : _BASE + fraction]
+        ok &= (fdigits <= 9).all(axis=1)
+        for k in range(places):
+            micro = micro * 10 + fdigits[:, k].astype(np.int64)
+        micro *= 10 ** (6 - places)
+    ok &= (year >= 1) & (month >= 1) & (month <= 12) & (day >= 1) & (hour <= 23) & (minute <= 59) & (second <= 59)
+    month_ok = np.clip(month, 1, 12)
+    leap = (year % 4 == 0) & ((year % 100 != 0) | (year % 400 == 0))
+    ok &= day <= _DAYS_BEFORE_MONTH[month_ok] + ((month_ok == 2) & leap)
+    # The UTC offset: once per distinct suffix.
+    offsets = np.zeros(len(matrix), dtype=np.int64)
+    start = _BASE + fraction
+    if suffix == 1:
+        ok &= matrix[:, start] == ord("Z")
+    else:
+        tails = np.ascontiguousarray(matrix[:, start:]).view(np.dtype((np.void, 6))).ravel()
+        distinct, inverse = np.unique(tails, return_inverse=True)
+        values = np.zeros(len(distinct), dtype=np.int64)
+        valid = np.zeros(len(distinct), dtype=np.bool_)
+        for k, tail in enumerate(distinct.tolist()):
+            text = bytes(tail).decode("ascii", errors="replace")
+            offset = offset_of(text) if text[0] in "+-" and text[3] == ":" else None
+            if offset is not None:
+                values[k] = offset.days * _DAY + offset.seconds  # whole seconds: ±HH:MM
+                valid[k] = offset.microseconds == 0
+        offsets = values[inverse.ravel()]
+        ok &= valid[inverse.ravel()]
+    days = days_from_civil(year, month_ok, np.clip(day, 1, 31))
+    micros = ((days * _DAY + hour * 3600 + minute * 60 + second - offsets) * 1_000_000) + micro
+    ok &= (micros > -_EXACT_FLOAT) & (micros < _EXACT_FLOAT)  # the float below is then the exact one
+    t = np.where(ok, micros, 0).astype(np.float64) / 1e6
+    ok &= (t >= FIRST_INSTANT) & (t < END_INSTANT)
+    return t, ok
+
+
+def days_from_civil(year: Ints, month: Ints, day: Ints) -> Ints:
+    """Days since 1970-01-01 of proleptic Gregorian dates (H. Hinnant's algorithm, vectorised)."""
+    y = year - (month <= 2)
+    era = np.floor_divide(y, 400)
+    yoe = y - era * 400
+    doy = (153 * np.where(month > 2, month - 3, month + 9) + 2) // 5 + day - 1
+    doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
+    return era * 146_097 + doe - 719_468  # type: ignore[no-any-return]
+
+
+def civil_from_days(days: Ints) -> tuple[Ints, Ints]:
+    """Year and month of day numbers (since 1970-01-01), vectorised."""
+    z = days + 719_468
+    era = np.floor_divide(z, 146_097)
+    doe = z - era * 146_097
+    yoe = (doe - doe // 1460 + doe // 36_524 - doe // 146_096) // 365
+    doy = doe - (365 * yoe + yoe // 4 - yoe // 100)
+    mp = (5 * doy + 2) // 153
+    month = np.where(mp < 10, mp + 3, mp - 9)
+    year = yoe + era * 400 + (month <= 2)
+    return year, month
+
+
+def bucket_keys(buckets: Buckets, whole: Ints, offsets: Ints, clock: Clock) -> Ints:
+    """:meth:`Buckets.key` of every instant, vectorised for calendar units (and for elapsed units where
+    the offset did not change since the last whole local unit; the other rows ask ``buckets.key``)."""
+    local = whole + offsets
+    unit = buckets.unit
+    if unit in ("minute", "hour"):
+        step = 60 if unit == "minute" else 3600
+        into = np.mod(local, step)
+        start = whole - into
+        before, known = clock.offsets(start)
+        keys = np.where(into == 0, whole, start)
+        odd = np.flatnonzero((into != 0) & ~(known & (before == offsets)))
+        for i in odd.tolist():
+            keys[i] = buckets.key(int(whole[i]), int(offsets[i]))
+        return keys  # type: ignore[no-any-return]
+    day_start = local - np.mod(local, _DAY)
+    if unit == "day":
+        return day_start  # type: ignore[no-any-return]
+    days = day_start // _DAY
+    if unit == "week":  # 1970-01-01 was a Thursday; weeks start on Monday
+        return (days - np.mod(days + 3, 7)) * _DAY  # type: ignore[no-any-return]
+    year, month = civil_from_days(days)
+    first_month = month if unit == "month" else np.ones_like(month)
+    return days_from_civil(year, first_month, np.ones_like(month)) * _DAY
+
+
+# -- a page ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class FastPage:
+    """What the fast checks decided about a page's records (given in the order they are counted in).
+
+    ``slow``: the positions of the records they left undecided, in order, for the per-record path. Of the
+    others, ``bots`` were bots and the rest were counted: their columns follow (days and buckets as the
+    per-record path gives them), with ``future`` and ``series_cut`` among them.
+    """
+
+    slow: list[int] = field(default_factory=list)
+    bots: int = 0
+    future: int = 0
+    series_cut: int = 0
+    items: list[Any] = field(default_factory=list)
+    categories: list[Any] = field(default_factory=list)
+    visitors: list[Any] = field(default_factory=list)
+    days: Ints = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    buckets: Ints = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+
+    @property
+    def counted(self) -> int:
+        return len(self.items)
+
+
+@dataclass(frozen=True)
+class FieldNames:
+    """The record keys of the report's fields (``fields`` in the config); None: the field is not used."""
+
+    item: str
+    category: str | None
+    visitor: str | None
+    timestamp: str | None
+    ip: str | None
+    user_agent: str | None
+
+
+class BotCheck:
+    """:meth:`BotFilter.is_bot <lifestats.count.BotFilter.is_bot>` over columns, once per distinct ip and
+    user agent (the filter keeps its own verdict cache)."""
+
+    def __init__(self, bots: Any) -> None:
+        self._bots = bots
+
+    def mask(self, ips: list[Any], agents: list[Any]) -> Bools | None:
+        """Which rows are bots; None when none is."""
+        bots = self._bots
+        flagged: Bools | None = None
+        if bots.ips:
+            if set(map(type, ips)) <= {str, type(None)}:
+                hits = set(ips) & bots.ips
+                if hits:
+                    flagged = np.fromiter((ip in hits for ip in ips), dtype=np.bool_, count=len(ips))
+            else:
+                flagged = np.fromiter((bots.is_bot(ip, None) for ip in ips), dtype=np.bool_, count=len(ips))
+        if bots.patterns or bots.known_crawlers:
+            if set(map(type, agents)) <= {str, type(None)}:
+                hits = {agent for agent in set(agents) if agent is not None and bots.is_bot(None, agent)}
+                if hits:
+                    by_agent = np.fromiter((agent in hits for agent in agents), dtype=np.bool_, count=len(agents))
+                    flagged = by_agent if flagged is None else flagged | by_agent
+            else:
+                by_agent = np.fromiter((bots.is_bot(None, a) for a in agents), dtype=np.bool_, count=len(agents))
+                flagged = by_agent if flagged is None else flagged | by_agent
+        return flagged
+
+
+class FastCounter:
+    """The fast checks of a page (see the module's docstring), for one run's fields, clock and bots."""
+
+    def __init__(
+        self,
+        names: FieldNames,
+        clock: Clock,
+        as_of: float,
+        buckets: Buckets,
+        series_floor: int | None,
+        bots: Any,
+        offset_of: Any,
+    ) -> None:
+        self.names = names
+        self.clock = clock
+        self.as_of = as_of
+        self.buckets = buckets
+        self.series_floor = series_floor
+        self.bots = bots
+        self._bot_check = BotCheck(bots)
+        self.offset_of = offset_of
+
+    def count(self, records: Sequence[dict[str, Any]]) -> FastPage:
+        """Decide what the fast checks can of ``records`` (all dicts, in the order they are counted in)."""
+        n = len(records)
+        page = FastPage()
+        if n == 0:
+            return page
+        names = self.names
+        items = column(records, names.item)
+        usable = usable_mask(items)
+        slow = np.zeros(n, dtype=np.bool_) if usable is None else ~usable
+        whole = np.zeros(n, dtype=np.int64)
+        offsets = np.zeros(n, dtype=np.int64)
+        present = np.zeros(n, dtype=np.bool_)
+        seconds = np.zeros(n, dtype=np.float64)
+        if names.timestamp:
+            read = instants(column(records, names.timestamp), self.offset_of)
+            slow |= ~read.decided
+            present = read.present & read.decided
+            seconds = read.seconds
+            at = np.flatnonzero(present)
+            if at.size:
+                whole_at = np.floor(seconds[at]).astype(np.int64)
+                found, known = self.clock.offsets(whole_at)
+                whole[at], offsets[at] = whole_at, found
+                slow[at[~known]] = True
+                present[at[~known]] = False
+        fast = ~slow
+        if self.bots.active:
+            flagged = self._bot_check.mask(column(records, names.ip), column(records, names.user_agent))
+            if flagged is not None:
+                page.bots = int((flagged & fast).sum())
+                fast &= ~flagged
+        page.slow = np.flatnonzero(slow).tolist()
+        every = bool(fast.all())
+        chosen = np.flatnonzero(fast)
+        picks = chosen.tolist()
+
+        def pick(values: list[Any]) -> list[Any]:
+            return values if every else [values[i] for i in picks]
+
+        page.items = pick(items)
+        page.categories = pick(optional_keys(column(records, names.category)))
+        page.visitors = pick(optional_keys(column(records, names.visitor)))
+        days = np.full(len(chosen), NO_TIME, dtype=np.int64)
+        buckets = np.full(len(chosen), NO_BUCKET, dtype=np.int64)
+        timed = np.flatnonzero(present[chosen])
+        if timed.size:
+            rows = chosen[timed]
+            t, w, o = seconds[rows], whole[rows], offsets[rows]
+            future = t > self.as_of
+            page.future = int(future.sum())
+            days[timed] = np.where(t < self.as_of, np.floor_divide(w + o, _DAY), FUTURE)
+            dated = np.flatnonzero(~future)
+            if dated.size:
+                keys = bucket_keys(self.buckets, w[dated], o[dated], self.clock)
+                if self.series_floor is not None:
+                    cut = keys < self.series_floor
+                    page.series_cut = int(cut.sum())
+                    keys = np.where(cut, NO_BUCKET, keys)
+                buckets[timed[dated]] = keys
+        page.days, page.buckets = days, buckets
+        return page
