@@ -306,6 +306,7 @@ class FastPage:
     """
 
     slow: list[int] = field(default_factory=list)
+    rows: list[int] = field(default_factory=list)  # the positions of the counted records, in order
     bots: int = 0
     future: int = 0
     series_cut: int = 0
@@ -384,6 +385,27 @@ class FastCounter:
         self._bot_check = BotCheck(bots)
         self.offset_of = offset_of
 
+    @classmethod
+    def for_counter(cls, counter: Any) -> FastCounter:
+        """The fast checks of a :class:`~lifestats.count.PageCounter`'s run."""
+        names = FieldNames(
+            counter.item_field,
+            counter.category_field,
+            counter.visitor_field,
+            counter.timestamp_field,
+            counter.ip_field,
+            counter.ua_field,
+        )
+        return cls(
+            names,
+            counter.clock,
+            counter.windows.as_of,
+            counter.buckets,
+            counter.series_floor,
+            counter.bots,
+            _cached_offset,
+        )
+
     def count(self, records: Sequence[dict[str, Any]]) -> FastPage:
         """Decide what the fast checks can of ``records`` (all dicts, in the order they are counted in)."""
         n = len(records)
@@ -419,7 +441,7 @@ class FastCounter:
         page.slow = np.flatnonzero(slow).tolist()
         every = bool(fast.all())
         chosen = np.flatnonzero(fast)
-        picks = chosen.tolist()
+        picks = page.rows = chosen.tolist()
 
         def pick(values: list[Any]) -> list[Any]:
             return values if every else [values[i] for i in picks]
@@ -446,3 +468,11 @@ class FastCounter:
                 buckets[timed[dated]] = keys
         page.days, page.buckets = days, buckets
         return page
+
+
+def _cached_offset(suffix: str) -> Any:
+    """The per-record path's reading of a ``+HH:MM`` suffix, through its cache."""
+    from . import count
+
+    known = count._offsets.get(suffix, count._UNKNOWN_OFFSET)
+    return count._offset_of(suffix) if known is count._UNKNOWN_OFFSET else known
