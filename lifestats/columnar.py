@@ -56,20 +56,23 @@ def usable_mask(values: list[Any]) -> Bools | None:
     """Which values are usable keys (a string, or an int that is not a bool, in the signed 64-bit range);
     None when all of them are (the common case, decided per page)."""
     types = set(map(type, values))
-    if types <= {int, str}:
-        if int not in types:
-            return None
-        ints = values if types == {int} else [v for v in values if type(v) is int]
-        if min(ints) >= _INT64_MIN and max(ints) < _INT64_END:
-            return None
-    return np.fromiter(
-        (
-            isinstance(v, str) or (isinstance(v, int) and not isinstance(v, bool) and _INT64_MIN <= v < _INT64_END)
-            for v in values
-        ),
-        dtype=np.bool_,
-        count=len(values),
-    )
+    fit = int not in types or _ints_fit(values, types)
+    if types <= {int, str} and fit:
+        return None
+    codes = type_codes(values)
+    mask = (codes == _INT) | (codes == _STR)
+    if not fit:
+        for i in np.flatnonzero(codes == _INT).tolist():
+            mask[i] = _INT64_MIN <= values[i] < _INT64_END
+    for i in np.flatnonzero(codes == _OTHER).tolist():  # bools, containers, and any subclass of int or str
+        mask[i] = _usable(values[i])
+    return mask
+
+
+def _ints_fit(values: list[Any], types: set[type]) -> bool:
+    """Whether the column's ints (it has some) are all in the signed 64-bit range."""
+    ints = values if types == {int} else [v for v in values if type(v) is int]
+    return bool(min(ints) >= _INT64_MIN and max(ints) < _INT64_END)
 
 
 def _usable(value: Any) -> bool:
@@ -81,15 +84,14 @@ def _usable(value: Any) -> bool:
 def optional_keys(values: list[Any]) -> list[Any]:
     """An optional key column with None where a value is not a usable key (it leaves that statistic only)."""
     types = set(map(type, values))
-    if types <= {int, str, type(None)}:
-        if int not in types:
-            return values
-        ints = values if types == {int} else [v for v in values if type(v) is int]
-        if min(ints) >= _INT64_MIN and max(ints) < _INT64_END:
-            return values
+    if types <= {int, str, type(None)} and (int not in types or _ints_fit(values, types)):
+        return values
     mask = usable_mask(values)
     assert mask is not None
-    return [v if ok else None for v, ok in zip(values, mask.tolist(), strict=True)]
+    kept = list(values)
+    for i in np.flatnonzero(~mask).tolist():
+        kept[i] = None
+    return kept
 
 
 # -- timestamps ---------------------------------------------------------------------------------------
@@ -104,13 +106,33 @@ class _TypeCodes(dict[type, int]):
 
 _CODES: Final = _TypeCodes({type(None): _NONE, int: _INT, float: _FLOAT, str: _STR})
 
+
+def type_codes(values: list[Any]) -> npt.NDArray[np.int8]:
+    """Each value's JSON type as a small code (None, int, float, str, or anything else)."""
+    return np.array(list(map(_CODES.__getitem__, map(type, values))), dtype=np.int8)
+
+
 # Fixed-width ISO 8601 forms: "YYYY-MM-DDTHH:MM:SS", an optional fraction of 3 or 6 digits, then "Z" or
 # "+HH:MM". Every other form (a space for the T, other fraction widths, no offset) takes the slow path.
 _BASE: Final = 19
 _FORMS: Final = {_BASE + fraction + suffix: (fraction, suffix) for fraction in (0, 4, 7) for suffix in (1, 6)}
-_DIGITS: Final = np.array([0, 1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18])
-_SEPARATORS: Final = ((4, ord("-")), (7, ord("-")), (10, ord("T")), (13, ord(":")), (16, ord(":")))
-_DAYS_BEFORE_MONTH: Final = np.array([0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31], dtype=np.int64)
+_WIDEST: Final = max(_FORMS) + 1
+_FRACTION: Final = np.array([_FORMS.get(w, (-1, 0))[0] for w in range(_WIDEST + 1)], dtype=np.int64)
+_SUFFIX: Final = np.array([_FORMS.get(w, (0, 0))[1] for w in range(_WIDEST + 1)], dtype=np.int64)
+_BASE_AT: Final = np.arange(_BASE)
+_FRACTION_AT: Final = np.arange(_BASE, _BASE + 7)
+_PLACE: Final = np.array([100_000, 10_000, 1_000, 100, 10, 1], dtype=np.int64)
+_TEMPLATE: Final = "dddd-dd-ddTdd:dd:dd"  # d: a digit
+_TEMPLATE_LOW: Final = np.frombuffer(_TEMPLATE.replace("d", "0").encode(), dtype=np.uint8)
+_TEMPLATE_SPAN: Final = np.array([9 if c == "d" else 0 for c in _TEMPLATE], dtype=np.uint8)
+_FIELD_WEIGHTS: Final = np.zeros((_BASE, 6), dtype=np.float64)
+for _field, _at in enumerate((0, 5, 8, 11, 14, 17)):
+    _width = 4 if _field == 0 else 2
+    for _k in range(_width):
+        _FIELD_WEIGHTS[_at + _k, _field] = 10 ** (_width - 1 - _k)
+_FIELD_LOW: Final = np.array([1, 1, 1, 0, 0, 0], dtype=np.int64)  # year, month, day, hour, minute, second
+_FIELD_HIGH: Final = np.array([9999, 12, 31, 23, 59, 59], dtype=np.int64)
+_DAYS_IN_MONTH: Final = np.array([0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31], dtype=np.int64)
 
 
 @dataclass
@@ -127,7 +149,7 @@ def instants(values: list[Any], offset_of: Any) -> Instants:
     """Read a timestamp column. ``offset_of(suffix)`` gives the UTC offset (a timedelta, or None when the
     text is not a valid offset) of a ``+HH:MM`` suffix, as the per-record path reads it."""
     n = len(values)
-    codes = np.array(list(map(_CODES.__getitem__, map(type, values))), dtype=np.int8)
+    codes = type_codes(values)
     seconds = np.zeros(n, dtype=np.float64)
     decided = codes == _NONE
     present = ~decided
@@ -172,72 +194,64 @@ def _from_floats(values: npt.NDArray[np.float64]) -> tuple[npt.NDArray[np.float6
 
 
 def _from_texts(texts: list[str], offset_of: Any) -> tuple[npt.NDArray[np.float64], Bools]:
+    """Epoch seconds of ISO texts in the fixed-width forms (:data:`_FORMS`), all read as one byte buffer:
+    each text's date and time, fraction and offset are gathered into byte matrices by their positions."""
     n = len(texts)
-    t = np.zeros(n, dtype=np.float64)
-    ok = np.zeros(n, dtype=np.bool_)
-    lengths = np.fromiter(map(len, texts), dtype=np.int64, count=n)
-    for width, (fraction, suffix) in _FORMS.items():
-        at = np.flatnonzero(lengths == width)
-        if not at.size:
-            continue
-        group = texts if at.size == n else [texts[i] for i in at.tolist()]
-        try:
-            raw = "".join(group).encode("ascii")
-        except UnicodeEncodeError:
-            continue  # a character beyond ASCII somewhere: the whole group takes the slow path
-        matrix = np.frombuffer(raw, dtype=np.uint8).reshape(len(group), width)
-        t[at], ok[at] = _iso_matrix(matrix, fraction, suffix, offset_of)
-    return t, ok
-
-
-def _iso_matrix(
-    matrix: npt.NDArray[np.uint8], fraction: int, suffix: int, offset_of: Any
-) -> tuple[npt.NDArray[np.float64], Bools]:
-    """Epoch seconds of fixed-width ISO texts, one per row of a byte matrix; ok False where any check fails."""
-    digits = matrix - np.uint8(ord("0"))  # a byte that is not a digit wraps above 9
-    ok = (digits[:, _DIGITS] <= 9).all(axis=1)
-    for position, byte in _SEPARATORS:
-        ok &= matrix[:, position] == byte
-    d = digits.astype(np.int64)
-    year = d[:, 0] * 1000 + d[:, 1] * 100 + d[:, 2] * 10 + d[:, 3]
-    month = d[:, 5] * 10 + d[:, 6]
-    day = d[:, 8] * 10 + d[:, 9]
-    hour = d[:, 11] * 10 + d[:, 12]
-    minute = d[:, 14] * 10 + d[:, 15]
-    second = d[:, 17] * 10 + d[:, 18]
-    micro = np.zeros(len(matrix), dtype=np.int64)
-    if fraction:
-        ok &= matrix[:, _BASE] == ord(".")
-        places = fraction - 1
-        fdigits = digits[:, _BASE + 1 : _BASE + fraction]
-        ok &= (fdigits <= 9).all(axis=1)
-        for k in range(places):
-            micro = micro * 10 + fdigits[:, k].astype(np.int64)
-        micro *= 10 ** (6 - places)
-    ok &= (year >= 1) & (month >= 1) & (month <= 12) & (day >= 1) & (hour <= 23) & (minute <= 59) & (second <= 59)
-    month_ok = np.clip(month, 1, 12)
+    lengths = np.array(list(map(len, texts)), dtype=np.int64)
+    try:
+        buffer = np.frombuffer("".join(texts).encode("ascii"), dtype=np.uint8)
+    except UnicodeEncodeError:  # a character beyond ASCII somewhere: only the ASCII texts are read here
+        ascii_ = np.array(list(map(str.isascii, texts)), dtype=np.bool_)
+        t, ok = np.zeros(n, dtype=np.float64), np.zeros(n, dtype=np.bool_)
+        at = np.flatnonzero(ascii_)
+        if at.size:
+            t[at], ok[at] = _from_texts([texts[i] for i in at.tolist()], offset_of)
+        return t, ok
+    ends = np.cumsum(lengths)
+    starts = ends - lengths
+    width = np.minimum(lengths, _WIDEST)
+    fraction = _FRACTION[width]  # -1: not one of the forms
+    ok = fraction >= 0
+    fraction = np.maximum(fraction, 0)
+    top = len(buffer) - 1
+    base = buffer[np.minimum(starts[:, None] + _BASE_AT, top)]
+    ok &= ((base - _TEMPLATE_LOW) <= _TEMPLATE_SPAN).all(axis=1)  # digits where digits go, then - - T : :
+    # year, month, day, hour, minute, second: a float product is exact here, and far faster than an integer one
+    fields = ((base - np.uint8(ord("0"))).astype(np.float64) @ _FIELD_WEIGHTS).astype(np.int64)
+    ok &= ((fields >= _FIELD_LOW) & (fields <= _FIELD_HIGH)).all(axis=1)
+    year, month, day = fields[:, 0], np.minimum(np.maximum(fields[:, 1], 1), 12), fields[:, 2]
+    clock = fields[:, 3] * 3600 + fields[:, 4] * 60 + fields[:, 5]
     leap = (year % 4 == 0) & ((year % 100 != 0) | (year % 400 == 0))
-    ok &= day <= _DAYS_BEFORE_MONTH[month_ok] + ((month_ok == 2) & leap)
-    # The UTC offset: once per distinct suffix.
-    offsets = np.zeros(len(matrix), dtype=np.int64)
-    start = _BASE + fraction
-    if suffix == 1:
-        ok &= matrix[:, start] == ord("Z")
-    else:
-        tails = np.ascontiguousarray(matrix[:, start:]).view(np.dtype((np.void, 6))).ravel()
-        distinct, inverse = np.unique(tails, return_inverse=True)
+    ok &= day <= _DAYS_IN_MONTH[month] + ((month == 2) & leap)
+    micro = np.zeros(n, dtype=np.int64)
+    fractional = np.flatnonzero(fraction > 0)
+    if fractional.size:
+        part = buffer[np.minimum(starts[fractional, None] + _FRACTION_AT, top)]
+        places = fraction[fractional] - 1  # 3 or 6 digits
+        fdigits = (part[:, 1:] - np.uint8(ord("0"))).astype(np.int64)
+        used = np.arange(6) < places[:, None]
+        ok[fractional] &= (part[:, 0] == ord(".")) & ((fdigits <= 9) | ~used).all(axis=1)
+        micro[fractional] = (np.where(used, fdigits, 0) * _PLACE).sum(axis=1)
+    # The UTC offset: "Z", or "+HH:MM" read once per distinct text.
+    offsets = np.zeros(n, dtype=np.int64)
+    zulu = np.flatnonzero(_SUFFIX[width] == 1)
+    ok[zulu] &= buffer[ends[zulu] - 1] == ord("Z")
+    signed = np.flatnonzero(_SUFFIX[width] == 6)
+    if signed.size:
+        tails = np.ascontiguousarray(buffer[ends[signed, None] - 6 + np.arange(6)]).view(np.dtype((np.void, 6)))
+        distinct, inverse = np.unique(tails.ravel(), return_inverse=True)
         values = np.zeros(len(distinct), dtype=np.int64)
         valid = np.zeros(len(distinct), dtype=np.bool_)
         for k, tail in enumerate(distinct.tolist()):
-            text = bytes(tail).decode("ascii", errors="replace")
+            text = bytes(tail).decode("ascii")
             offset = offset_of(text) if text[0] in "+-" and text[3] == ":" else None
-            if offset is not None:
-                values[k] = offset.days * _DAY + offset.seconds  # whole seconds: ±HH:MM
-                valid[k] = offset.microseconds == 0
-        offsets = values[inverse.ravel()]
-        ok &= valid[inverse.ravel()]
-    days = days_from_civil(year, month_ok, np.clip(day, 1, 31))
-    micros = ((days * _DAY + hour * 3600 + minute * 60 + second - offsets) * 1_000_000) + micro
+            if offset is not None and offset.microseconds == 0:
+                values[k], valid[k] = offset.days * _DAY + offset.seconds, True
+        inverse = inverse.ravel()
+        offsets[signed] = values[inverse]
+        ok[signed] &= valid[inverse]
+    days = days_from_civil(year, month, np.minimum(np.maximum(day, 1), 31))
+    micros = (days * _DAY + clock - offsets) * 1_000_000 + micro
     ok &= (micros > -_EXACT_FLOAT) & (micros < _EXACT_FLOAT)  # the float below is then the exact one
     t = np.where(ok, micros, 0).astype(np.float64) / 1e6
     ok &= (t >= FIRST_INSTANT) & (t < END_INSTANT)
@@ -348,14 +362,14 @@ class BotCheck:
             if set(map(type, ips)) <= {str, type(None)}:
                 hits = set(ips) & bots.ips
                 if hits:
-                    flagged = np.fromiter((ip in hits for ip in ips), dtype=np.bool_, count=len(ips))
+                    flagged = np.array(list(map(hits.__contains__, ips)), dtype=np.bool_)
             else:
                 flagged = np.fromiter((bots.is_bot(ip, None) for ip in ips), dtype=np.bool_, count=len(ips))
         if bots.patterns or bots.known_crawlers:
             if set(map(type, agents)) <= {str, type(None)}:
                 hits = {agent for agent in set(agents) if agent is not None and bots.is_bot(None, agent)}
                 if hits:
-                    by_agent = np.fromiter((agent in hits for agent in agents), dtype=np.bool_, count=len(agents))
+                    by_agent = np.array(list(map(hits.__contains__, agents)), dtype=np.bool_)
                     flagged = by_agent if flagged is None else flagged | by_agent
             else:
                 by_agent = np.fromiter((bots.is_bot(None, a) for a in agents), dtype=np.bool_, count=len(agents))

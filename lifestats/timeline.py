@@ -36,6 +36,9 @@ _MAX_GRAINS: Final = 1 << 18
 _ELAPSED: Final = {"minute": 60, "hour": 3600}
 _LONGEST: Final = {"day": _DAY, "week": 7 * _DAY, "month": 31 * _DAY, "year": 366 * _DAY}
 _UNKNOWN: Final = object()
+_TABLE: Final = 1 << 20  # quarter hours (about 30 years) of offsets kept in an array by Clock.offsets
+_NOT_LOOKED_UP: Final = -(2**62)  # table entries: no offset is this far from UTC
+_CHANGES: Final = -(2**62) + 1
 
 
 class Clock:
@@ -49,6 +52,8 @@ class Clock:
     def __init__(self, tz: ZoneInfo) -> None:
         self.tz = tz
         self._grains: dict[int, int | None] = {}  # None: the offset changes inside that quarter hour
+        self._table_base: int | None = None  # the quarter hour at self._table[0]
+        self._table = np.zeros(0, dtype=np.int64)
 
     def exact(self, t: int) -> int | None:
         """The UTC offset (seconds) at the instant ``t``; None when its local time is outside years 1-9999."""
@@ -81,26 +86,37 @@ class Clock:
     def offsets(self, t: npt.NDArray[np.int64]) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.bool_]]:
         """:meth:`offset` of many instants, looked up once per distinct quarter hour. The second array says
         where it is known that way; elsewhere (an offset that changes inside the quarter hour, a local time
-        outside the years 1 to 9999) the first holds 0 and :meth:`offset` must be asked per instant."""
-        if len(t) == 0:
+        outside the years 1 to 9999) the first holds 0 and :meth:`offset` must be asked per instant.
+
+        The quarter hours near the first ones asked for are kept in an array as well, so that a page's
+        offsets are one gather once its quarter hours have been seen."""
+        n = len(t)
+        if n == 0:
             return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.bool_)
         grains = np.floor_divide(t, _GRAIN)
-        first, last = int(grains[0]), int(grains[-1])
-        if first == last and bool((grains == first).all()):
-            known = self._grain(first)
-            n = len(t)
-            if known is None:
-                return np.zeros(n, dtype=np.int64), np.zeros(n, dtype=np.bool_)
-            return np.full(n, known, dtype=np.int64), np.ones(n, dtype=np.bool_)
+        if self._table_base is None:
+            self._table_base = int(grains[0]) - _TABLE // 2
+            self._table = np.full(_TABLE, _NOT_LOOKED_UP, dtype=np.int64)
+        at = grains - self._table_base
+        if bool(((at >= 0) & (at < _TABLE)).all()):
+            found = self._table[at]
+            missing = found == _NOT_LOOKED_UP
+            if missing.any():
+                for grain in np.unique(grains[missing]).tolist():
+                    known = self._grain(grain)
+                    self._table[grain - self._table_base] = _CHANGES if known is None else known
+                found = self._table[at]
+            known_mask = found != _CHANGES
+            return np.where(known_mask, found, 0), known_mask
         distinct, inverse = np.unique(grains, return_inverse=True)
         values = np.zeros(len(distinct), dtype=np.int64)
-        found = np.zeros(len(distinct), dtype=np.bool_)
+        known_mask = np.zeros(len(distinct), dtype=np.bool_)
         for k, grain in enumerate(distinct.tolist()):
             known = self._grain(grain)
             if known is not None:
-                values[k], found[k] = known, True
+                values[k], known_mask[k] = known, True
         inverse = inverse.ravel()
-        return values[inverse], found[inverse]
+        return values[inverse], known_mask[inverse]
 
     def holds(self, moment: datetime) -> bool:
         """Whether ``moment`` (aware) lies between the years 1 and 9999 both in UTC and in this zone."""
