@@ -146,6 +146,7 @@ class ApiClient:
         self.crawl = crawl
         self.limiter = limiter
         self.counts = RequestCounts()
+        self._counting = threading.Lock()  # discovery probes from several threads at once
         self.paginator = paginator if paginator is not None else make_paginator(api, id_field)
         self._shown_url = redact_url(api.url)
         self._has_token = bool(token)
@@ -210,12 +211,14 @@ class ApiClient:
         return self._backoff(state)
 
     def _count_retry(self, state: RetryCallState) -> None:
-        self.counts.retries += 1
+        with self._counting:
+            self.counts.retries += 1
 
     def _get_once(self, position: Any, end: int | None) -> Page:
         url = self.paginator.request(position, end)
         self.limiter.acquire()
-        self.counts.requests += 1
+        with self._counting:
+            self.counts.requests += 1
         deadline = time.monotonic() + self.api.timeout
         try:
             with self._http.stream("GET", url) as response, _Deadline(response, deadline):

@@ -16,6 +16,7 @@ How a crawl can be cut depends on the API's pagination style (:attr:`Paginator.s
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from .errors import ApiError, ConfigError
@@ -62,11 +63,19 @@ def _ids(page: Page, id_field: str) -> list[int]:
 
 
 def find_bounds(
-    probe: Callable[[int], Page], paginator: Paginator, first_id: int | None, last_id: int | None
+    probe: Callable[[int], Page],
+    paginator: Paginator,
+    first_id: int | None,
+    last_id: int | None,
+    *,
+    parallel: int = 1,
+    slack: float = 0.0,
 ) -> Bounds:
-    """What the slices need, per the paginator's style: the id range, the total, or nothing."""
+    """What the slices need, per the paginator's style: the id range, the total, or nothing.
+
+    ``parallel`` and ``slack``: see :func:`discover` (``probe`` must then be safe to call from threads)."""
     if paginator.slicing == "id":
-        return discover(probe, paginator.id_field, first_id, last_id)
+        return discover(probe, paginator.id_field, first_id, last_id, parallel=parallel, slack=slack)
     start = paginator.first()
     if paginator.slicing == "sequential":
         return Bounds(start, None, start + 1, 0)
@@ -101,58 +110,83 @@ def discover(
     id_field: str,
     first_id: int | None,
     last_id: int | None,
+    *,
+    parallel: int = 1,
+    slack: float = 0.0,
 ) -> Bounds:
     """Fill in what the config leaves out, in O(log n) probes.
 
     ``first_id``: the smallest id of the page at offset 0. The end: the smallest offset above every
     record, found by doubling then bisecting on "does anything exist at or above this offset", which a
     page answers with a record id at or above it, or with a next page.
+
+    ``parallel`` probes go out at a time (each round of doubling then tries that many powers of two, each
+    round of bisection that many evenly spaced offsets), so that discovery keeps the rate limit busy
+    instead of waiting on one answer after the other. ``slack``: bisection stops once the end is known
+    to within that share of the id range (the estimated end is then an upper bound; the last slice is
+    open anyway, so this only shapes the plan).
     """
     probes = 0
+    pool = ThreadPoolExecutor(parallel, thread_name_prefix="probe") if parallel > 1 else None
 
     def at(offset: int) -> tuple[bool, int | None]:
-        nonlocal probes
-        probes += 1
         page = probe(min(offset, INT64_MAX))
         ids = _ids(page, id_field)
         top = max(ids) if ids else None
         more = (top is not None and top >= offset) or page.next_offset is not None
         return more, top
 
-    if first_id is None:
-        page, used = _lowest(probe)
-        probes += used
-        ids = _ids(page, id_field)
-        if not ids:
-            return Bounds(0, last_id, last_id or 1, probes)
-        first_id = min(ids)
-    if last_id is not None:
-        return Bounds(first_id, last_id, last_id, probes)
-    # Doubling: find an offset with nothing at or above it.
-    low = first_id  # something exists at or above `low`
-    highest_seen = first_id
-    step = 1
-    while True:
-        if low + step > INT64_MAX:  # something at the very top of the id space: the end is its edge
-            high = INT64_MAX + 1
-            break
-        more, top = at(low + step)
-        if top is not None:
-            highest_seen = max(highest_seen, top)
-        if not more:
-            high = low + step
-            break
-        low = max(low + step, highest_seen)
-        step *= 2
-    # Bisect in (low, high]: smallest offset with nothing at or above it.
-    low = highest_seen
-    while high - low > 1:
-        mid = (low + high) // 2
-        more, top = at(mid)
-        if top is not None:
-            highest_seen = max(highest_seen, top)
-        if more:
-            low = max(mid, highest_seen)
-        else:
-            high = mid
-    return Bounds(first_id, None, max(high, highest_seen + 1), probes)
+    def round_of(offsets: list[int]) -> list[tuple[bool, int | None]]:
+        nonlocal probes
+        probes += len(offsets)
+        if pool is None or len(offsets) == 1:
+            return [at(offset) for offset in offsets]
+        return list(pool.map(at, offsets))
+
+    try:
+        if first_id is None:
+            page, used = _lowest(probe)
+            probes += used
+            ids = _ids(page, id_field)
+            if not ids:
+                return Bounds(0, last_id, last_id or 1, probes)
+            first_id = min(ids)
+        if last_id is not None:
+            return Bounds(first_id, last_id, last_id, probes)
+        # Doubling: find an offset with nothing at or above it.
+        low = first_id  # something exists at or above `low`
+        highest_seen = first_id
+        step = 1
+        growth = 2
+        high: int | None = None
+        while high is None:
+            offsets = [low + step * growth**j for j in range(parallel)]
+            asked = [offset for offset in offsets if offset <= INT64_MAX]
+            for offset, (more, top) in zip(asked, round_of(asked), strict=True):
+                if top is not None:
+                    highest_seen = max(highest_seen, top)
+                if not more:
+                    high = offset
+                    break
+                low = max(offset, highest_seen)
+            if high is None and len(asked) < len(offsets):
+                high = INT64_MAX + 1  # something at the very top of the id space: the end is its edge
+            step *= growth**parallel
+        # Bisect in (low, high]: the smallest offset with nothing at or above it.
+        low = max(highest_seen, first_id)
+        resolution = max(1, int(slack * (high - first_id)))
+        while high - low > resolution:
+            width = high - low
+            offsets = sorted({low + width * k // (parallel + 1) for k in range(1, parallel + 1)} - {low})
+            for offset, (more, top) in zip(offsets, round_of(offsets), strict=True):
+                if top is not None:
+                    highest_seen = max(highest_seen, top)
+                if not more:
+                    high = offset
+                    break
+                low = max(offset, highest_seen)
+            low = max(low, highest_seen)
+        return Bounds(first_id, None, max(high, highest_seen + 1), probes)
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True)

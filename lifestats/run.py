@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from .config import Settings, fingerprint
 from .count import PageCounter
@@ -68,6 +68,9 @@ class Outcome:
     report: dict[str, Any]
     exit_code: int = 0
     message: str | None = None
+
+
+DISCOVERY: Final = {"parallel": 8, "slack": 1 / 8}
 
 
 def stall_seconds(settings: Settings) -> float:
@@ -240,7 +243,8 @@ class _Job:
         api = self.settings.api
         id_field = self.settings.fields.id
         with ApiClient(api, self.settings.crawl, self.limiter, token=self.token, id_field=id_field) as client:
-            bounds = find_bounds(client.get_page, client.paginator, api.first_id, api.last_id)
+            # Probes go out several at a time, and the end is sought only as closely as the plan needs.
+            bounds = find_bounds(client.get_page, client.paginator, api.first_id, api.last_id, **DISCOVERY)
             self.tally.requests += client.counts.requests
             self.tally.retries += client.counts.retries
         slices = plan_slices(bounds, self.settings.crawl.slices, slice_alignment(client.paginator))

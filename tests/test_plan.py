@@ -131,3 +131,42 @@ def test_row_slices_start_at_page_boundaries(first: int, width: int, count: int,
     assert all(a[1] == b[0] for a, b in itertools.pairwise(ranges))
     assert all(b > a for a, b in ranges)
     assert all((a - first) % page == 0 for a, _ in ranges)
+
+
+@given(
+    st.lists(st.integers(-(2**40), 2**40), min_size=1, max_size=300, unique=True),
+    st.booleans(),
+    st.integers(2, 8),
+    st.sampled_from([0.0, 1 / 8, 1 / 64]),
+)
+def test_parallel_discovery_finds_the_same_range(ids: list[int], below: bool, parallel: int, slack: float) -> None:
+    """Several probes at a time find the same first id; the end exactly, or within ``slack`` of the range."""
+    ids.sort()
+    bounds = discover(source(ids, below=below), "id", None, None, parallel=parallel, slack=slack)
+    end = ids[-1] + 1
+    assert bounds.first_id == ids[0] and bounds.last_id is None
+    if slack == 0:
+        assert bounds.estimated_end == end
+    else:
+        assert end <= bounds.estimated_end <= end + slack * (2 * (end - ids[0]) + 2) + 1
+    assert bounds.probes <= parallel * (2 * math.log2(ids[-1] - ids[0] + 2) + 4)
+
+
+def test_parallel_probes_are_in_flight_together() -> None:
+    """The first round's probes wait for one another at a barrier: sent one after the other, they would never
+    all arrive (the barrier's timeout would break it and fail the discovery)."""
+    import threading
+
+    parallel = 4
+    barrier = threading.Barrier(parallel, timeout=30)
+    ids = list(range(1000, 50_000, 7))
+    probe = source(ids)
+    calls = itertools.count()
+
+    def meeting(offset: int) -> Page:
+        if 1 <= next(calls) <= parallel:  # after the probe for the lowest offset: the first round
+            barrier.wait()
+        return probe(offset)
+
+    bounds = discover(meeting, "id", None, None, parallel=parallel)
+    assert (bounds.first_id, bounds.estimated_end) == (ids[0], ids[-1] + 1)
