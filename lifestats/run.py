@@ -70,7 +70,8 @@ class Outcome:
     message: str | None = None
 
 
-DISCOVERY: Final = {"parallel": 8, "slack": 1 / 8}
+DISCOVERY_PROBES: Final = 8  # probes of the id range in flight at once
+DISCOVERY_SLACK: Final = 1 / 8  # the end is sought to within this share of the id range
 
 
 def stall_seconds(settings: Settings) -> float:
@@ -244,7 +245,14 @@ class _Job:
         id_field = self.settings.fields.id
         with ApiClient(api, self.settings.crawl, self.limiter, token=self.token, id_field=id_field) as client:
             # Probes go out several at a time, and the end is sought only as closely as the plan needs.
-            bounds = find_bounds(client.get_page, client.paginator, api.first_id, api.last_id, **DISCOVERY)
+            bounds = find_bounds(
+                client.get_page,
+                client.paginator,
+                api.first_id,
+                api.last_id,
+                parallel=DISCOVERY_PROBES,
+                slack=DISCOVERY_SLACK,
+            )
             self.tally.requests += client.counts.requests
             self.tally.retries += client.counts.retries
         slices = plan_slices(bounds, self.settings.crawl.slices, slice_alignment(client.paginator))
