@@ -490,3 +490,34 @@ def _cached_offset(suffix: str) -> Any:
 
     known = count._offsets.get(suffix, count._UNKNOWN_OFFSET)
     return count._offset_of(suffix) if known is count._UNKNOWN_OFFSET else known
+
+
+@dataclass(frozen=True)
+class IdSelection:
+    """Which records of a page an id slice counts: positions in ascending id order (ties by position)."""
+
+    positions: list[int]
+    fetched: int  # records inside the slice
+    duplicates: int  # of those, ids at or below the high-water mark or repeated in the page
+    high_water: int  # the highest id counted so far, this page included
+
+
+def select_by_id(ids: list[Any], begin: int, end: int | None, high_water: int) -> IdSelection | None:
+    """The slice's records of a page whose ids are all JSON integers in the signed 64-bit range (None
+    otherwise: the per-record path places the others). Same rule as
+    :meth:`~lifestats.count.PageCounter.count_page`: a record counts when ``begin <= id < end`` and its id
+    is above the high-water mark, once per id."""
+    column_ = int_column(ids)
+    if column_ is None:
+        return None
+    order = np.argsort(column_, kind="stable")
+    ordered = column_[order]
+    inside = ordered >= begin
+    if end is not None:
+        inside &= ordered < end
+    kept, where = ordered[inside], order[inside]
+    fresh = kept > high_water
+    fresh[1:] &= kept[1:] != kept[:-1]
+    counted = kept[fresh]
+    top = int(counted[-1]) if len(counted) else high_water
+    return IdSelection(where[fresh].tolist(), len(kept), len(kept) - len(counted), top)
