@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import email.utils
+import itertools
 import logging
 import socket
 import ssl
@@ -90,42 +91,77 @@ def _root(exc: BaseException) -> str:
     return str(exc)
 
 
+class _Watchdog:
+    """One thread per client that shuts a connection down when its request's deadline passes while the body
+    is being read (see :class:`_Deadline`).
+
+    Every deadline is ``api.timeout`` after its request started, so the thread never needs waking when a
+    request is watched: idle, it checks again after ``timeout`` seconds, before any new deadline can pass.
+    One long-lived thread instead of a timer thread per request, which cost about 0.1 ms of CPU each.
+    """
+
+    def __init__(self, timeout: float) -> None:
+        self._timeout = max(timeout, 0.001)
+        self._cond = threading.Condition()
+        self._watched: dict[int, tuple[float, socket.socket]] = {}
+        self._tokens = itertools.count()
+        self._thread: threading.Thread | None = None
+
+    def watch(self, sock: socket.socket, deadline: float) -> int:
+        with self._cond:
+            token = next(self._tokens)
+            self._watched[token] = (deadline, sock)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="request-deadlines", daemon=True)
+                self._thread.start()
+            elif deadline < min(d for d, _ in self._watched.values()):  # pragma: no cover - deadlines only grow
+                self._cond.notify()
+        return token
+
+    def release(self, token: int) -> None:
+        """The request ended: its connection is not shut down after this returns."""
+        with self._cond:
+            self._watched.pop(token, None)
+
+    def _run(self) -> None:
+        with self._cond:
+            while True:
+                now = time.monotonic()
+                for token, (deadline, sock) in list(self._watched.items()):
+                    if deadline <= now:
+                        del self._watched[token]
+                        with contextlib.suppress(OSError):
+                            sock.shutdown(socket.SHUT_RDWR)
+                earliest = min((d for d, _ in self._watched.values()), default=now + self._timeout)
+                self._cond.wait(max(earliest - now, 0.0))
+
+
 class _Deadline:
     """Shuts the connection down when the request's deadline passes while its body is being read.
 
     httpx bounds each read, not the whole answer: a server that sends a byte now and then, or goes
     silent for a while after some bytes, would hold the request for far longer than ``api.timeout``.
-    The body loop checks the deadline after every chunk; this timer also ends a read that blocks past
-    it (shutting the socket down wakes a blocked ``recv``). Where the transport has no socket (tests'
-    mocked transports) only the per-chunk check applies.
+    The body loop checks the deadline after every chunk; the client's :class:`_Watchdog` also ends a read
+    that blocks past it (shutting the socket down wakes a blocked ``recv``). Where the transport has no
+    socket (tests' mocked transports) only the per-chunk check applies.
     """
 
-    def __init__(self, response: httpx.Response, deadline: float) -> None:
+    def __init__(self, response: httpx.Response, deadline: float, watchdog: _Watchdog) -> None:
         stream = response.extensions.get("network_stream")
-        self._socket = stream.get_extra_info("socket") if stream is not None else None
-        self._lock = threading.Lock()
-        self._done = False
-        self._timer: threading.Timer | None = None
-        if isinstance(self._socket, socket.socket):
-            self._timer = threading.Timer(max(deadline - time.monotonic(), 0.0), self._expire)
-            self._timer.daemon = True
-
-    def _expire(self) -> None:
-        with self._lock:
-            if not self._done and self._socket is not None:
-                with contextlib.suppress(OSError):
-                    self._socket.shutdown(socket.SHUT_RDWR)
+        found = stream.get_extra_info("socket") if stream is not None else None
+        self._socket = found if isinstance(found, socket.socket) else None
+        self._deadline = deadline
+        self._watchdog = watchdog
+        self._token: int | None = None
 
     def __enter__(self) -> _Deadline:
-        if self._timer is not None:
-            self._timer.start()
+        if self._socket is not None:
+            self._token = self._watchdog.watch(self._socket, self._deadline)
         return self
 
     def __exit__(self, *exc: object) -> None:
-        with self._lock:
-            self._done = True
-        if self._timer is not None:
-            self._timer.cancel()
+        if self._token is not None:
+            self._watchdog.release(self._token)
 
 
 class ApiClient:
@@ -147,6 +183,7 @@ class ApiClient:
         self.limiter = limiter
         self.counts = RequestCounts()
         self._counting = threading.Lock()  # discovery probes from several threads at once
+        self._watchdog = _Watchdog(api.timeout)
         self.paginator = paginator if paginator is not None else make_paginator(api, id_field)
         self._shown_url = redact_url(api.url)
         self._has_token = bool(token)
@@ -221,7 +258,7 @@ class ApiClient:
             self.counts.requests += 1
         deadline = time.monotonic() + self.api.timeout
         try:
-            with self._http.stream("GET", url) as response, _Deadline(response, deadline):
+            with self._http.stream("GET", url) as response, _Deadline(response, deadline, self._watchdog):
                 body = self._read_capped(response, deadline)
         except httpx.TimeoutException as exc:
             raise TransientApiError(f"timed out ({type(exc).__name__})") from None

@@ -273,3 +273,18 @@ def test_a_200_without_a_list_of_records_is_a_fault_naming_the_path_and_keys(bod
         client(RecordingLimiter()).get_page(0)
     assert "records_path 'response'" in str(info.value) and shape in str(info.value)
     assert URL in str(info.value)
+
+
+def test_the_watchdog_shuts_a_read_that_blocks_past_its_deadline() -> None:
+    """A read blocked on a silent connection is woken once the deadline passes (its socket shut down)."""
+    import socket
+    import time
+
+    from lifestats.fetch import _Watchdog
+
+    ours, theirs = socket.socketpair()
+    with ours, theirs:
+        watchdog = _Watchdog(timeout=0.2)
+        watchdog.watch(ours, time.monotonic() + 0.2)
+        ours.settimeout(60)  # far past the deadline: only the watchdog ends this read in time
+        assert ours.recv(1) == b""  # shut down, not timed out
