@@ -359,21 +359,36 @@ class BotCheck:
         bots = self._bots
         flagged: Bools | None = None
         if bots.ips:
-            if set(map(type, ips)) <= {str, type(None)}:
-                hits = set(ips) & bots.ips
-                if hits:
-                    flagged = np.array(list(map(hits.__contains__, ips)), dtype=np.bool_)
-            else:
-                flagged = np.fromiter((bots.is_bot(ip, None) for ip in ips), dtype=np.bool_, count=len(ips))
+            flagged = self._by_value(ips, lambda ip: bots.is_bot(ip, None), bots.ips.intersection)
         if bots.patterns or bots.known_crawlers:
-            if set(map(type, agents)) <= {str, type(None)}:
-                hits = {agent for agent in set(agents) if agent is not None and bots.is_bot(None, agent)}
-                if hits:
-                    by_agent = np.array(list(map(hits.__contains__, agents)), dtype=np.bool_)
-                    flagged = by_agent if flagged is None else flagged | by_agent
-            else:
-                by_agent = np.fromiter((bots.is_bot(None, a) for a in agents), dtype=np.bool_, count=len(agents))
+
+            def agent_hits(distinct: set[Any]) -> set[Any]:
+                return {agent for agent in distinct if agent is not None and bots.is_bot(None, agent)}
+
+            by_agent = self._by_value(agents, lambda agent: bots.is_bot(None, agent), agent_hits)
+            if by_agent is not None:
                 flagged = by_agent if flagged is None else flagged | by_agent
+        return flagged
+
+    @staticmethod
+    def _by_value(values: list[Any], one: Any, hits_of: Any) -> Bools | None:
+        """Per distinct string (``hits_of(distinct) -> the bot ones``); a value of another type is asked
+        about alone (``one(value)``): a list or an object is no evidence, a subclass of str may be."""
+        types = set(map(type, values))
+        odd: list[tuple[int, Any]] = []
+        if not types <= {str, type(None)}:
+            codes = type_codes(values)
+            odd = [(i, values[i]) for i in np.flatnonzero((codes != _STR) & (codes != _NONE)).tolist()]
+            values = list(values)
+            for i, _ in odd:
+                values[i] = None
+        hits = hits_of(set(values))
+        flagged = np.array(list(map(hits.__contains__, values)), dtype=np.bool_) if hits else None
+        for i, value in odd:
+            if one(value):
+                if flagged is None:
+                    flagged = np.zeros(len(values), dtype=np.bool_)
+                flagged[i] = True
         return flagged
 
 
