@@ -91,14 +91,16 @@ def measure_cpu(args: argparse.Namespace) -> None:
             except LifestatsError as exc:
                 print(f"  job, {mode} mode: skipped: {str(exc).splitlines()[-1].strip()}")
                 continue
-            t0 = time.monotonic()
+            t0, own0 = time.monotonic(), time.process_time()
             report = job(settings)
-            wall = time.monotonic() - t0
+            wall, own = time.monotonic() - t0, time.process_time() - own0
             run = report["run"]
             fetched = report["records"]["fetched"]
             per_record = run["cpu_seconds"] / fetched * 1e6
+            coordinator = own / fetched * 1e6  # this process ran the coordinator (the workers are others)
             print(
-                f"  job, {mode} mode: {per_record:6.2f} us/record  ({run['cpu_seconds']:.2f} s CPU, {wall:.2f} s wall, "
+                f"  job, {mode} mode: {per_record:6.2f} us/record  (coordinator {coordinator:.2f}, "
+                f"workers {per_record - coordinator:.2f}; {run['cpu_seconds']:.2f} s CPU, {wall:.2f} s wall, "
                 f"{run['records_per_second']:,.0f} records/s)  ratio {per_record / bare:.2f}x  "
                 f"peak RSS coordinator {run['peak_rss_bytes'] / 2**20:.0f} MiB, "
                 f"worker {run['worker_peak_rss_bytes'] / 2**20:.0f} MiB"
