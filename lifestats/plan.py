@@ -16,7 +16,8 @@ How a crawl can be cut depends on the API's pagination style (:attr:`Paginator.s
 from __future__ import annotations
 
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+import collections
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 from .errors import ApiError, ConfigError
@@ -154,24 +155,47 @@ def discover(
         if last_id is not None:
             return Bounds(first_id, last_id, last_id, probes)
         # Doubling: find an offset with nothing at or above it.
-        low = first_id  # something exists at or above `low`
         highest_seen = first_id
-        step = 1
-        growth = 2
         high: int | None = None
-        while high is None:
-            offsets = [low + step * growth**j for j in range(parallel)]
-            asked = [offset for offset in offsets if offset <= INT64_MAX]
-            for offset, (more, top) in zip(asked, round_of(asked), strict=True):
+        if pool is None:
+            low = first_id  # something exists at or above `low`
+            step = 1
+            while high is None:
+                if low + step > INT64_MAX:  # something at the very top of the id space: the end is its edge
+                    high = INT64_MAX + 1
+                    break
+                more, top = round_of([low + step])[0]
+                if top is not None:
+                    highest_seen = max(highest_seen, top)
+                if not more:
+                    high = low + step
+                    break
+                low = max(low + step, highest_seen)
+                step *= 2
+        else:
+            # Pipelined: first_id + 1, + 2, + 4, ... go out while earlier answers are awaited, ``parallel``
+            # at most in flight; the first offset with nothing at or above it ends the stream.
+            flying: collections.deque[tuple[int, Future[tuple[bool, int | None]]]] = collections.deque()
+            power = 0
+            while high is None:
+                while len(flying) < parallel and first_id + 2**power <= INT64_MAX:
+                    offset = first_id + 2**power
+                    flying.append((offset, pool.submit(at, offset)))
+                    probes += 1
+                    power += 1
+                if not flying:
+                    high = INT64_MAX + 1  # something at the very top of the id space: the end is its edge
+                    break
+                offset, answer = flying.popleft()
+                more, top = answer.result()
                 if top is not None:
                     highest_seen = max(highest_seen, top)
                 if not more:
                     high = offset
-                    break
-                low = max(offset, highest_seen)
-            if high is None and len(asked) < len(offsets):
-                high = INT64_MAX + 1  # something at the very top of the id space: the end is its edge
-            step *= growth**parallel
+            for _, answer in flying:  # sent already: they count, and their answers are still facts
+                more, top = answer.result()
+                if top is not None:
+                    highest_seen = max(highest_seen, top)
         # Bisect in (low, high]: the smallest offset with nothing at or above it.
         low = max(highest_seen, first_id)
         resolution = max(1, int(slack * (high - first_id)))
