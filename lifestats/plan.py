@@ -15,8 +15,8 @@ How a crawl can be cut depends on the API's pagination style (:attr:`Paginator.s
 
 from __future__ import annotations
 
-from collections.abc import Callable
 import collections
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
