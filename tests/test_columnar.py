@@ -9,7 +9,7 @@ the mock must be decided entirely by the fast checks, or the comparison would pr
 from __future__ import annotations
 
 import os
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -118,6 +118,24 @@ def test_malformed_mock_records_are_decided_as_record_by_record() -> None:
 VALUES = JSON | iso_like() | st.sampled_from(["2026-03-14T10:00:00.123Z", "2026-03-14T10:00:00.123+01:00", None])
 
 
+def edges(as_of: datetime) -> st.SearchStrategy[Any]:
+    """``as_of`` itself and its neighbours, in every form: the ends of windows and of the series."""
+    seconds = as_of.timestamp()
+    return st.sampled_from(
+        [
+            as_of.isoformat(),
+            as_of.isoformat().replace("+00:00", "Z"),
+            (as_of - timedelta(microseconds=1)).isoformat(),
+            (as_of + timedelta(microseconds=1)).isoformat(),
+            seconds,
+            int(seconds),
+            int(seconds * 1000),
+            int(seconds) - 1,
+            int(seconds * 1000) + 1,
+        ]
+    )
+
+
 @st.composite
 def hostile_records(draw: st.DrawFn, as_of: datetime) -> dict[str, Any]:
     """Mostly plausible records (so that most reach the later checks), with any JSON value anywhere."""
@@ -127,7 +145,7 @@ def hostile_records(draw: st.DrawFn, as_of: datetime) -> dict[str, Any]:
         if kind == 0:
             continue  # missing
         if name == "timestamp":
-            record[name] = draw(timestamps(as_of) if kind < 3 else iso_like() if kind < 5 else VALUES)
+            record[name] = draw(timestamps(as_of) if kind < 3 else iso_like() if kind < 4 else VALUES | edges(as_of))
         elif name in ("ip", "user_agent") and kind < 4:
             record[name] = draw(st.sampled_from([*BOT_IPS, "192.0.2.1", "ExampleBot/1.0", "Mozilla/5.0", "scrapy"]))
         elif kind < 4:
