@@ -207,6 +207,8 @@ def _from_texts(texts: list[str], offset_of: Any) -> tuple[npt.NDArray[np.float6
         if at.size:
             t[at], ok[at] = _from_texts([texts[i] for i in at.tolist()], offset_of)
         return t, ok
+    if len(buffer) == 0:  # only empty texts
+        return np.zeros(n, dtype=np.float64), np.zeros(n, dtype=np.bool_)
     ends = np.cumsum(lengths)
     starts = ends - lengths
     width = np.minimum(lengths, _WIDEST)
