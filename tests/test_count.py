@@ -631,3 +631,9 @@ def test_mock_pages_counted_column_by_column_give_the_same_report_and_rejects() 
         fast, slow = _both_ways(shifted, "UTC", series, as_of, True, end=None, mode=mode)
         assert fast == slow
         assert fast[0]["records"]["counted"] > 2500
+
+
+def test_a_page_whose_timestamps_are_all_empty_texts_is_rejected_not_a_crash() -> None:
+    report, partial = count([{"id": i, "item": 1, "ts": ""} for i in range(20)], stats={"mode": "approx"})
+    assert report["records"]["rejected"] == 20
+    assert {r["reason"] for r in partial.rejects} == {"timestamp '' is not ISO 8601"}
