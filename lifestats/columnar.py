@@ -22,7 +22,7 @@ from typing import Any, Final
 import numpy as np
 import numpy.typing as npt
 
-from .statistics import FUTURE, NO_BUCKET, NO_TIME
+from .statistics import FUTURE, NO_BUCKET, NO_TIME, Columns
 from .timeline import END_INSTANT, FIRST_INSTANT, Buckets, Clock
 
 Ints = npt.NDArray[np.int64]
@@ -538,3 +538,36 @@ def select_by_id(ids: list[Any], begin: int, end: int | None, high_water: int) -
     counted = kept[fresh]
     top = int(counted[-1]) if len(counted) else high_water
     return IdSelection(where[fresh].tolist(), len(kept), len(kept) - len(counted), top)
+
+
+def key_column(values: list[Any]) -> list[Any] | Ints:
+    """A key column as the statistics take it: an int64 array when every value is an int (the common
+    case for ids; the checks above have kept them in the signed 64-bit range), else the list itself."""
+    if values and set(map(type, values)) == {int}:
+        return np.array(values, dtype=np.int64)
+    return values
+
+
+def joined(
+    fast: Sequence[FastPage],
+    items: list[Any],
+    categories: list[Any],
+    visitors: list[Any],
+    days: list[int],
+    buckets: list[int],
+) -> Columns:
+    """One page's columns: the records the fast checks counted, then those the per-record path counted."""
+    if not fast:
+        all_items, all_categories, all_visitors = items, categories, visitors
+        all_days, all_buckets = np.array(days, dtype=np.int64), np.array(buckets, dtype=np.int64)
+    else:
+        all_items = [v for page in fast for v in page.items] + items if len(fast) > 1 or items else fast[0].items
+        all_categories = (
+            [v for page in fast for v in page.categories] + categories if len(fast) > 1 or items else fast[0].categories
+        )
+        all_visitors = (
+            [v for page in fast for v in page.visitors] + visitors if len(fast) > 1 or items else fast[0].visitors
+        )
+        all_days = np.concatenate([*(page.days for page in fast), np.array(days, dtype=np.int64)])
+        all_buckets = np.concatenate([*(page.buckets for page in fast), np.array(buckets, dtype=np.int64)])
+    return Columns(key_column(all_items), key_column(all_categories), key_column(all_visitors), all_days, all_buckets)

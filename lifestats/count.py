@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import orjson
 
-from .columnar import FastCounter, FastPage, FieldNames, column, select_by_id, usable_mask
+from .columnar import FastCounter, FastPage, FieldNames, column, joined, select_by_id, usable_mask
 from .config import Settings
 from .paginate import int_id
 from .sketch import ApproxStatistics, SketchConfig
@@ -364,21 +364,14 @@ class PageCounter:
 
     def _add_page(self, partial: Partial) -> None:
         """Approx mode: hand the page's counted records to the partial's sketches as columns."""
-        page = self._page
-        for fast in self._fast_pages:
-            page.items[:0] = fast.items
-            page.categories[:0] = fast.categories
-            page.visitors[:0] = fast.visitors
-            page.days[:0] = fast.days.tolist()
-            page.buckets[:0] = fast.buckets.tolist()
-        self._fast_pages = []
-        if not page.days:
+        page, fast = self._page, self._fast_pages
+        self._page, self._fast_pages = _PageColumns(), []
+        if not page.days and not fast:
             return
         if partial.approx is None:
             assert self.sketch_config is not None
             partial.approx = ApproxStatistics(self.sketch_config)
-        partial.approx.add(page.columns())
-        self._page = _PageColumns()
+        partial.approx.add(joined(fast, page.items, page.categories, page.visitors, page.days, page.buckets))
 
     def _reject(self, partial: Partial, record: Any, reason: str) -> None:
         partial.records["rejected"] += 1
