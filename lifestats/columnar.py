@@ -132,6 +132,7 @@ for _field, _at in enumerate((0, 5, 8, 11, 14, 17)):
         _FIELD_WEIGHTS[_at + _k, _field] = 10 ** (_width - 1 - _k)
 _FIELD_LOW: Final = np.array([1, 1, 1, 0, 0, 0], dtype=np.int64)  # year, month, day, hour, minute, second
 _FIELD_HIGH: Final = np.array([9999, 12, 31, 23, 59, 59], dtype=np.int64)
+_SUFFIX_MASK: Final = np.uint64(0xFFFF_FFFF_FFFF_0000)  # little-endian: the last 6 of 8 bytes
 _DAYS_IN_MONTH: Final = np.array([0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31], dtype=np.int64)
 
 
@@ -240,12 +241,13 @@ def _from_texts(texts: list[str], offset_of: Any) -> tuple[npt.NDArray[np.float6
     ok[zulu] &= buffer[ends[zulu] - 1] == ord("Z")
     signed = np.flatnonzero(_SUFFIX[width] == 6)
     if signed.size:
-        tails = np.ascontiguousarray(buffer[ends[signed, None] - 6 + np.arange(6)]).view(np.dtype((np.void, 6)))
-        distinct, inverse = np.unique(tails.ravel(), return_inverse=True)
+        # The 6 suffix bytes as one integer (the 8 bytes that end the text, the first 2 masked out).
+        tails = np.ascontiguousarray(buffer[ends[signed, None] - 8 + np.arange(8)]).view("<u8").ravel()
+        distinct, inverse = np.unique(tails & _SUFFIX_MASK, return_inverse=True)
         values = np.zeros(len(distinct), dtype=np.int64)
         valid = np.zeros(len(distinct), dtype=np.bool_)
         for k, tail in enumerate(distinct.tolist()):
-            text = bytes(tail).decode("ascii")
+            text = int(tail).to_bytes(8, "little")[2:].decode("ascii")
             offset = offset_of(text) if text[0] in "+-" and text[3] == ":" else None
             if offset is not None and offset.microseconds == 0:
                 values[k], valid[k] = offset.days * _DAY + offset.seconds, True
