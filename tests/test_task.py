@@ -137,3 +137,41 @@ def test_rows_seen_on_a_recent_page_of_the_slice_count_once() -> None:
     assert partial.records["fetched"] == 10 + 10 + 1 + 1
     assert partial.records["duplicates"] == 2
     assert partial.records["received"] == 10 + 10 + 1 + 2
+
+
+def test_the_next_page_is_requested_while_the_last_one_is_counted() -> None:
+    """Counting each page but the last waits until the next page has been asked for: without the fetch
+    ahead, that wait would end in its timeout (and the test fail) instead of in the request."""
+    import threading
+
+    settings = job_settings(URL, api={"page_size": 100}, crawl={"backoff": 0, "retries": 0})
+    piece = Slice(0, DATA.first_id, DATA.end_id)
+    requests: list[object] = []
+    asked = threading.Condition()
+
+    class Watching(ApiClient):
+        def get_page(self, position: object, end: int | None = None):  # type: ignore[no-untyped-def]
+            with asked:
+                requests.append(position)
+                asked.notify_all()
+            return super().get_page(position, end)
+
+    def crawl(counter: PageCounter) -> None:
+        requests.clear()
+        with mock_api(DATA, URL), Watching(settings.api, settings.crawl, Free()) as client:
+            crawl_slice(Task(piece, 1, piece.begin, piece.begin - 1, 0), client, counter, 3, lambda m: None)
+
+    crawl(PageCounter(settings, AS_OF))
+    pages = len(requests)
+    waits: list[bool] = []
+
+    class Waiting(PageCounter):
+        def count_page(self, partial: Partial, records: list, offset: int, cursor: SliceCursor) -> None:  # type: ignore[override]
+            counted = len(waits)
+            if counted + 1 < pages and all(waits):  # one wait in vain is enough to fail
+                with asked:
+                    waits.append(asked.wait_for(lambda: len(requests) >= counted + 2, timeout=30))
+            super().count_page(partial, records, offset, cursor)
+
+    crawl(Waiting(settings, AS_OF))
+    assert pages > 10 and all(waits) and len(waits) == pages - 1
