@@ -43,6 +43,7 @@ import datasketches as ds
 import numpy as np
 import numpy.typing as npt
 
+from .spill import SpillStore
 from .statistics import (
     BinaryReader,
     BinaryWriter,
@@ -61,7 +62,6 @@ from .statistics import (
     decode_key,
     rank_key,
 )
-from .spill import SpillStore
 
 _HLL_TYPE: Final = ds.tgt_hll_type.HLL_4
 _NO_FALSE_NEGATIVES: Final = ds.frequent_items_error_type.NO_FALSE_NEGATIVES

@@ -152,7 +152,7 @@ class SpillStore(Mapping[K, V], Generic[K, V]):
 
     def _write(self, key: K, body: bytes) -> None:
         if self._file is None:
-            self._file = tempfile.TemporaryFile(dir=self.directory)
+            self._file = tempfile.TemporaryFile(dir=self.directory)  # noqa: SIM115 (kept open: closed by close())
         slot = self._slots.get(key)
         if slot is not None and slot[2] < len(body):  # outgrew its slot
             self._free.append((slot[0], slot[2]))
