@@ -17,12 +17,13 @@ import re
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta, timezone, tzinfo
 from typing import Any, Final, overload
 from zoneinfo import ZoneInfo
 
 import numpy as np
+import orjson
 
 __all__ = [
     "BOT_IPS",
@@ -184,6 +185,7 @@ class Dataset:
     category_ids: tuple[str, ...]
     ip_values: tuple[str, ...]
     ua_values: tuple[str, ...]
+    json_box: _JsonBox | None = None  # JSON fragments, shared by the chunks of one dataset (built on first use)
 
     @property
     def first_id(self) -> int:
@@ -222,9 +224,10 @@ class Dataset:
             return len(self)
         return int(np.searchsorted(self.ids, offset, side="left"))
 
-    def _render(self, start: int, stop: int) -> list[dict[str, Any]]:
-        """Records [start, stop) as the API serves them; timestamps and visitors rendered column-wise."""
-        sl = slice(start, stop)
+    def _render(self, start: int, stop: int, rows: np.ndarray | None = None) -> list[dict[str, Any]]:
+        """Records [start, stop) (or those at the sorted indices `rows`) as the API serves them; timestamps
+        and visitors rendered column-wise."""
+        sl: slice | np.ndarray = slice(start, stop) if rows is None else rows
         item = self.item[sl]
         item_ids = self.item_ids
         columns = zip(
@@ -254,19 +257,90 @@ class Dataset:
             if ua >= 0:
                 rec["user_agent"] = self.ua_values[ua]
             out.append(rec)
-        self._apply_malformed(start, stop, out)
+        if rows is None:
+            self._apply_malformed(start, stop, out)
+        else:
+            self._apply_malformed_rows(rows, out)
         return out
+
+    def _apply_malformed_rows(self, rows: np.ndarray, out: list[dict[str, Any]]) -> None:
+        at = np.searchsorted(self.malformed_index, rows)
+        inside = at < len(self.malformed_index)
+        hit = np.flatnonzero(inside & (self.malformed_index[np.minimum(at, len(self.malformed_index) - 1)] == rows))
+        for j, kind in zip(hit.tolist(), self.malformed_kind[at[hit]].tolist(), strict=True):
+            self._break(out[j], kind)
 
     def _apply_malformed(self, start: int, stop: int, out: list[dict[str, Any]]) -> None:
         lo, hi = np.searchsorted(self.malformed_index, [start, stop])
         for idx, kind in zip(self.malformed_index[lo:hi].tolist(), self.malformed_kind[lo:hi].tolist(), strict=True):
-            rec = out[idx - start]
-            field, breaker, _ = _MALFORMED[kind]
-            value = breaker(rec.get(field) if field != "item" else rec["item"])
-            if value is _DROP:
-                rec.pop(field, None)
-            else:
-                rec[field] = value
+            self._break(out[idx - start], kind)
+
+    @staticmethod
+    def _break(rec: dict[str, Any], kind: int) -> None:
+        field, breaker, _ = _MALFORMED[kind]
+        value = breaker(rec.get(field) if field != "item" else rec["item"])
+        if value is _DROP:
+            rec.pop(field, None)
+        else:
+            rec[field] = value
+
+    def page_json(self, offset: int, limit: int) -> tuple[bytes, int | None]:
+        """`page` as the JSON text of its record list: the same records, rendered without dicts."""
+        if limit < 1:
+            raise ValueError(f"limit must be >= 1, got {limit}")
+        start = self._index_of(offset)
+        stop = min(start + int(limit), len(self))
+        if start >= stop:
+            return b"[]", None
+        next_offset = int(self.ids[stop - 1]) + 1 if stop < len(self) else None
+        return b"[" + self._render_json(start, stop)[:-1] + b"]", next_offset
+
+    def _tables(self) -> _JsonTables:
+        if self.json_box is None:
+            self.json_box = _JsonBox()
+        if self.json_box.tables is None:
+            self.json_box.tables = _JsonTables.of(self)
+        return self.json_box.tables
+
+    def _render_json(self, start: int, stop: int) -> bytes:
+        """Records [start, stop) as JSON objects, each followed by a comma, rendered column by column in
+        numpy (no Python work per record): every field is a fixed-width byte column, padded with spaces
+        (JSON whitespace), so each record is a row of one byte matrix. Parsed, they equal what `_render`
+        gives; the few malformed records are rendered by `_render` and spliced in."""
+        tables = self._tables()
+        sl = slice(start, stop)
+        n = stop - start
+        item = self.item[sl]
+        category_state = self.category_state[sl]
+        pick = np.where(category_state == PRESENT, self.item_category[item], len(tables.categories) - 2)
+        pick[category_state == MISSING] = len(tables.categories) - 1
+        columns = [
+            _constant(b'{"id":', n),
+            self.ids[sl].astype(np.bytes_),
+            _constant(b',"item":', n),
+            tables.items[item],
+            tables.categories[pick],
+            _visitor_column(self.visitor[sl], self.visitor_state[sl], _visitor_width(self.spec.visitors)),
+            _timestamp_column(self.ts_ms[sl], self.ts_format[sl], self.ts_state[sl]),
+            _constant(b',"ip":', n),
+            tables.ips[self.ip[sl]],
+            tables.uas[self.ua[sl] + 1],
+            _constant(b"},", n),
+        ]
+        matrix = np.concatenate([c.view(np.uint8).reshape(n, c.dtype.itemsize) for c in columns], axis=1)
+        matrix[matrix == 0] = 32  # the NUL padding of fixed-width bytes becomes spaces
+        body = matrix.tobytes()
+        lo, hi = np.searchsorted(self.malformed_index, [start, stop])
+        if lo == hi:
+            return body
+        rows = self.malformed_index[lo:hi]
+        width = matrix.shape[1]
+        parts, done = [], 0
+        for row, record in zip((rows - start).tolist(), self._render(0, 0, rows), strict=True):
+            parts += [body[done * width : row * width], orjson.dumps(record), b","]
+            done = row + 1
+        parts.append(body[done * width :])
+        return b"".join(parts)
 
     def parts(self, begin: int | None = None, end: int | None = None) -> Iterator[tuple[Dataset, int, int]]:
         """The records with begin <= id < end as (dataset, lo, hi) index ranges: here, one range of self."""
@@ -359,6 +433,22 @@ class LazyDataset:
             out += part._render(max(start - c * size, 0), min(stop - c * size, len(part)))
         next_offset = self.id_at(stop - 1) + 1 if stop < len(self) else None
         return out, next_offset
+
+    def page_json(self, offset: int, limit: int) -> tuple[bytes, int | None]:
+        """`page` as the JSON text of its record list, rendered without dicts (the mock's fast path)."""
+        if limit < 1:
+            raise ValueError(f"limit must be >= 1, got {limit}")
+        start = self._index_of(offset)
+        stop = min(start + int(limit), len(self))
+        if start >= stop:
+            return b"[]", None
+        out: list[bytes] = []
+        size = self.spec.chunk
+        for c in range(start // size, (stop - 1) // size + 1):
+            part = self.chunk(c)
+            out.append(part._render_json(max(start - c * size, 0), min(stop - c * size, len(part))))
+        next_offset = self.id_at(stop - 1) + 1 if stop < len(self) else None
+        return b"[" + b"".join(out)[:-1] + b"]", next_offset
 
     def before(self, offset: int, n: int) -> list[dict[str, Any]]:
         """The last `n` records with id < offset."""
@@ -456,6 +546,79 @@ def _render_visitor(code: int, width: int) -> int | str:
     return index if as_int else f"v{index:0{width}d}"
 
 
+class _JsonBox:
+    """Where the chunks of one dataset find their shared `_JsonTables` once one of them built it."""
+
+    tables: _JsonTables | None = None
+
+
+@dataclass(frozen=True)
+class _JsonTables:
+    """JSON fragments (fixed-width bytes) of the values that come from small tables."""
+
+    items: np.ndarray  # one per item
+    categories: np.ndarray  # one per category id, then null, then missing (empty)
+    ips: np.ndarray
+    uas: np.ndarray  # missing (empty) first, then one per user agent
+
+    @classmethod
+    def of(cls, ds: Dataset) -> _JsonTables:
+        def fragments(texts: list[bytes]) -> np.ndarray:
+            return np.array(texts, dtype=np.bytes_)
+
+        return cls(
+            items=fragments([orjson.dumps(v) for v in ds.item_ids]),
+            categories=fragments(
+                [b',"category":' + orjson.dumps(c) for c in ds.category_ids] + [b',"category":null', b""]
+            ),
+            ips=fragments([orjson.dumps(v) for v in ds.ip_values]),
+            uas=fragments([b""] + [b',"user_agent":' + orjson.dumps(v) for v in ds.ua_values]),
+        )
+
+
+def _constant(text: bytes, n: int) -> np.ndarray:
+    return np.full(n, text, dtype=f"S{len(text)}")
+
+
+def _visitor_column(code: np.ndarray, state: np.ndarray, width: int) -> np.ndarray:
+    """`,"visitor":<value>` (or null, or nothing when missing) per record, as `_render_visitor` renders it."""
+    index, as_int = np.divmod(code.astype(np.int64), 2)
+    digits = index.astype(np.bytes_)
+    text = np.strings.add(np.strings.add(b',"visitor":"v', np.strings.zfill(digits, width)), b'"')
+    text = np.where(as_int == 1, np.strings.add(b',"visitor":', digits), text)
+    text = np.where(state == NULL, b',"visitor":null', text)
+    return np.where(state == MISSING, b"", text)
+
+
+_FRACTIONS: Final = np.array([b"", b".250000", b".500000", b".750000"])  # ms are multiples of 250
+
+
+def _timestamp_column(ms: np.ndarray, fmt: np.ndarray, state: np.ndarray) -> np.ndarray:
+    """`,"timestamp":<value>` (or null, or nothing when missing) per record, as `render_timestamp` renders it."""
+    sec, frac = np.divmod(ms, 1000)
+    value = np.where(fmt == FMT_SECONDS, sec, ms).astype(np.bytes_)  # FMT_MILLIS and, for now, the rest
+    floats = np.flatnonzero(fmt == FMT_FLOAT)
+    if floats.size:
+        value = value.astype(np.dtype("S24"))
+        value[floats] = (ms[floats] / 1000).astype(np.bytes_)
+    for code, zone in _ISO_ZONES.items():
+        at = np.flatnonzero(fmt == code)
+        if not at.size:
+            continue
+        offset = zone.utcoffset(None)
+        assert offset is not None
+        shift = int(offset.total_seconds())
+        suffix = b"Z" if code == FMT_ISO_Z else _offset_text(shift).encode()
+        wall = np.datetime_as_string((sec[at] + shift).astype("datetime64[s]"), unit="s").astype(np.bytes_)
+        text = np.strings.add(np.strings.add(np.strings.add(b'"', wall), _FRACTIONS[frac[at] // 250]), suffix + b'"')
+        if value.dtype.itemsize < text.dtype.itemsize:
+            value = value.astype(text.dtype)
+        value[at] = text
+    column = np.strings.add(b',"timestamp":', value)
+    column = np.where(state == NULL, b',"timestamp":null', column)
+    return np.where(state == MISSING, b"", column)
+
+
 # ---------------------------------------------------------------------------------------------- generation
 #
 # The records are cut into chunks of `spec.chunk` records. Chunk c is drawn from its own random streams
@@ -492,6 +655,7 @@ class _Plan:
     ip_values: tuple[str, ...]
     ua_values: tuple[str, ...]
     normal_ips: int
+    json_box: _JsonBox = field(default_factory=lambda: _JsonBox())
 
     @classmethod
     def of(cls, spec: DatasetSpec) -> _Plan:
@@ -589,6 +753,7 @@ class _Plan:
             category_ids=self.category_ids,
             ip_values=self.ip_values,
             ua_values=self.ua_values,
+            json_box=self.json_box,
         )
 
 
