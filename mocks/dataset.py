@@ -314,21 +314,21 @@ class Dataset:
         category_state = self.category_state[sl]
         pick = np.where(category_state == PRESENT, self.item_category[item], len(tables.categories) - 2)
         pick[category_state == MISSING] = len(tables.categories) - 1
+        ids = self.ids[sl]
         columns = [
             _constant(b'{"id":', n),
-            self.ids[sl].astype(np.bytes_),
+            _number(ids, _width(ids)) if ids[0] >= 0 else _bytes(np.strings.ljust(ids.astype(np.bytes_), 20)),
             _constant(b',"item":', n),
-            tables.items[item],
-            tables.categories[pick],
+            _bytes(tables.items[item]),
+            _bytes(tables.categories[pick]),
             _visitor_column(self.visitor[sl], self.visitor_state[sl], _visitor_width(self.spec.visitors)),
             _timestamp_column(self.ts_ms[sl], self.ts_format[sl], self.ts_state[sl]),
             _constant(b',"ip":', n),
-            tables.ips[self.ip[sl]],
-            tables.uas[self.ua[sl] + 1],
+            _bytes(tables.ips[self.ip[sl]]),
+            _bytes(tables.uas[self.ua[sl] + 1]),
             _constant(b"},", n),
         ]
-        matrix = np.concatenate([c.view(np.uint8).reshape(n, c.dtype.itemsize) for c in columns], axis=1)
-        matrix[matrix == 0] = 32  # the NUL padding of fixed-width bytes becomes spaces
+        matrix = np.concatenate(columns, axis=1)
         body = matrix.tobytes()
         lo, hi = np.searchsorted(self.malformed_index, [start, stop])
         if lo == hi:
@@ -564,7 +564,8 @@ class _JsonTables:
     @classmethod
     def of(cls, ds: Dataset) -> _JsonTables:
         def fragments(texts: list[bytes]) -> np.ndarray:
-            return np.array(texts, dtype=np.bytes_)
+            width = max(map(len, texts))
+            return np.array([t.ljust(width) for t in texts], dtype=np.bytes_)  # padded with JSON whitespace
 
         return cls(
             items=fragments([orjson.dumps(v) for v in ds.item_ids]),
@@ -577,46 +578,120 @@ class _JsonTables:
 
 
 def _constant(text: bytes, n: int) -> np.ndarray:
-    return np.full(n, text, dtype=f"S{len(text)}")
+    """`text` in every row: an (n, len(text)) byte matrix."""
+    return np.broadcast_to(np.frombuffer(text, dtype=np.uint8), (n, len(text)))
+
+
+def _bytes(texts: np.ndarray) -> np.ndarray:
+    """A fixed-width bytes array as an (n, width) byte matrix (NUL padded)."""
+    return texts.view(np.uint8).reshape(len(texts), texts.dtype.itemsize)
+
+
+_ZERO, _SPACE = ord("0"), ord(" ")
+_POWERS: Final = 10 ** np.arange(18, -1, -1, dtype=np.int64)
+
+
+def _digits(values: np.ndarray, width: int) -> np.ndarray:
+    """Non-negative integers as `width` decimal digits each, zero-padded: an (n, width) byte matrix."""
+    return (values[:, None] // _POWERS[-width:] % 10 + _ZERO).astype(np.uint8)
+
+
+def _number(values: np.ndarray, width: int) -> np.ndarray:
+    """Non-negative integers right-aligned in `width` bytes, leading zeros as spaces (JSON whitespace)."""
+    out = _digits(values, width)
+    if width > 1:
+        lead = np.cumsum(out[:, :-1] != _ZERO, axis=1) == 0  # zeros before the first other digit
+        out[:, :-1][lead] = _SPACE
+    return out
+
+
+def _width(values: np.ndarray) -> int:
+    return len(str(int(values.max()))) if len(values) else 1
+
+
+def _put(out: np.ndarray, rows: np.ndarray, at: int, piece: np.ndarray | bytes) -> int:
+    """Write `piece` (bytes for every row, or a matrix with one row per row) at column `at` of `rows`."""
+    if isinstance(piece, bytes):
+        piece = np.frombuffer(piece, dtype=np.uint8)
+    width = piece.shape[-1]
+    out[rows, at : at + width] = piece
+    return at + width
 
 
 def _visitor_column(code: np.ndarray, state: np.ndarray, width: int) -> np.ndarray:
     """`,"visitor":<value>` (or null, or nothing when missing) per record, as `_render_visitor` renders it."""
+    n = len(code)
     index, as_int = np.divmod(code.astype(np.int64), 2)
-    digits = index.astype(np.bytes_)
-    text = np.strings.add(np.strings.add(b',"visitor":"v', np.strings.zfill(digits, width)), b'"')
-    text = np.where(as_int == 1, np.strings.add(b',"visitor":', digits), text)
-    text = np.where(state == NULL, b',"visitor":null', text)
-    return np.where(state == MISSING, b"", text)
+    digits = max(width, _width(index))
+    out = np.full((n, 13 + digits + 1), _SPACE, dtype=np.uint8)
+    present = state == PRESENT
+    rows = np.flatnonzero(present & (as_int == 0))
+    at = _put(out, rows, 0, b',"visitor":"v')
+    at = _put(out, rows, at, _digits(index[rows], digits))
+    _put(out, rows, at, b'"')
+    rows = np.flatnonzero(present & (as_int == 1))
+    at = _put(out, rows, 0, b',"visitor":')
+    _put(out, rows, at, _number(index[rows], digits))
+    _put(out, np.flatnonzero(state == NULL), 0, b',"visitor":null')
+    return out
 
 
-_FRACTIONS: Final = np.array([b"", b".250000", b".500000", b".750000"])  # ms are multiples of 250
+_FLOAT_FRACTIONS: Final = np.array([b".0 ", b".25", b".5 ", b".75"])  # ms are multiples of 250; spaces pad
+_NOT_ISO: Final = -(2**40)
+
+
+def _iso_tables() -> tuple[np.ndarray, np.ndarray]:
+    """Per format code: its UTC offset in seconds (`_NOT_ISO` when not an ISO format); per (quarter second,
+    format code): what follows the seconds (isoformat's microseconds, the offset or Z, the closing quote)."""
+    codes = max(*_ISO_ZONES, FMT_SECONDS, FMT_FLOAT, FMT_MILLIS) + 1
+    shifts = np.full(codes, _NOT_ISO, dtype=np.int64)
+    tails = [b""] * (4 * codes)
+    for code, zone in _ISO_ZONES.items():
+        offset = zone.utcoffset(None)
+        assert offset is not None
+        shifts[code] = int(offset.total_seconds())
+        suffix = b"Z" if code == FMT_ISO_Z else _offset_text(int(shifts[code])).encode()
+        for quarter, fraction in enumerate((b"", b".250000", b".500000", b".750000")):
+            tails[quarter * codes + code] = fraction + suffix + b'"'
+    width = max(map(len, tails))
+    return shifts, np.array([t.ljust(width) for t in tails])
+
+
+_ISO_SHIFT, _ISO_TAILS = _iso_tables()
+_ISO_DIGIT_COLUMNS: Final = 14 + np.array([0, 1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18])  # in ',"timestamp":"'
 
 
 def _timestamp_column(ms: np.ndarray, fmt: np.ndarray, state: np.ndarray) -> np.ndarray:
     """`,"timestamp":<value>` (or null, or nothing when missing) per record, as `render_timestamp` renders it."""
+    n = len(ms)
     sec, frac = np.divmod(ms, 1000)
-    value = np.where(fmt == FMT_SECONDS, sec, ms).astype(np.bytes_)  # FMT_MILLIS and, for now, the rest
-    floats = np.flatnonzero(fmt == FMT_FLOAT)
-    if floats.size:
-        value = value.astype(np.dtype("S24"))
-        value[floats] = (ms[floats] / 1000).astype(np.bytes_)
-    for code, zone in _ISO_ZONES.items():
-        at = np.flatnonzero(fmt == code)
-        if not at.size:
-            continue
-        offset = zone.utcoffset(None)
-        assert offset is not None
-        shift = int(offset.total_seconds())
-        suffix = b"Z" if code == FMT_ISO_Z else _offset_text(shift).encode()
-        wall = np.datetime_as_string((sec[at] + shift).astype("datetime64[s]"), unit="s").astype(np.bytes_)
-        text = np.strings.add(np.strings.add(np.strings.add(b'"', wall), _FRACTIONS[frac[at] // 250]), suffix + b'"')
-        if value.dtype.itemsize < text.dtype.itemsize:
-            value = value.astype(text.dtype)
-        value[at] = text
-    column = np.strings.add(b',"timestamp":', value)
-    column = np.where(state == NULL, b',"timestamp":null', column)
-    return np.where(state == MISSING, b"", column)
+    present = state == PRESENT
+    out = np.full((n, 13 + max(_width(ms), 35)), _SPACE, dtype=np.uint8)
+    _put(out, np.flatnonzero(state == NULL), 0, b',"timestamp":null')
+    for code, values in ((FMT_SECONDS, sec), (FMT_MILLIS, ms)):
+        rows = np.flatnonzero(present & (fmt == code))
+        at = _put(out, rows, 0, b',"timestamp":')
+        _put(out, rows, at, _number(values[rows], _width(values[rows])))
+    rows = np.flatnonzero(present & (fmt == FMT_FLOAT))
+    at = _put(out, rows, 0, b',"timestamp":')
+    at = _put(out, rows, at, _number(sec[rows], _width(sec[rows])))
+    _put(out, rows, at, _bytes(_FLOAT_FRACTIONS[frac[rows] // 250]))
+    rows = np.flatnonzero(present & (_ISO_SHIFT[np.minimum(fmt, len(_ISO_SHIFT) - 1)] != _NOT_ISO))
+    if rows.size:
+        codes = fmt[rows]
+        wall = sec[rows] + _ISO_SHIFT[codes]
+        days, clock = np.divmod(wall, 86_400)
+        day = days.astype("datetime64[D]")
+        month = day.astype("datetime64[M]")
+        year = month.astype("datetime64[Y]")
+        months = month.astype(np.int64) - year.astype("datetime64[M]").astype(np.int64) + 1
+        mday = (day - month.astype("datetime64[D]")).astype(np.int64) + 1
+        stamp = (year.astype(np.int64) + 1970) * 10**10 + months * 10**8 + mday * 10**6
+        stamp += clock // 3600 * 10**4 + clock // 60 % 60 * 100 + clock % 60
+        _put(out, rows, 0, b',"timestamp":"YYYY-MM-DDThh:mm:ss')
+        out[np.ix_(rows, _ISO_DIGIT_COLUMNS)] = _digits(stamp, 14)
+        _put(out, rows, 33, _bytes(_ISO_TAILS[frac[rows] // 250 * len(_ISO_SHIFT) + codes]))  # space-padded
+    return out
 
 
 # ---------------------------------------------------------------------------------------------- generation
