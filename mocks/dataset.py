@@ -568,13 +568,19 @@ class _JsonTables:
             return np.array([t.ljust(width) for t in texts], dtype=np.bytes_)  # padded with JSON whitespace
 
         return cls(
-            items=fragments([orjson.dumps(v) for v in ds.item_ids]),
+            items=fragments([_json_value(v) for v in ds.item_ids]),
             categories=fragments(
                 [b',"category":' + orjson.dumps(c) for c in ds.category_ids] + [b',"category":null', b""]
             ),
             ips=fragments([orjson.dumps(v) for v in ds.ip_values]),
             uas=fragments([b""] + [b',"user_agent":' + orjson.dumps(v) for v in ds.ua_values]),
         )
+
+
+def _json_value(value: int | str) -> bytes:
+    """A small value as JSON. (Not orjson.dumps alone: each bytes object it returns may keep a buffer of
+    several kilobytes, which a table of 100,000 items would multiply into hundreds of megabytes.)"""
+    return str(value).encode() if type(value) is int else bytes(bytearray(orjson.dumps(value)))
 
 
 def _constant(text: bytes, n: int) -> np.ndarray:
