@@ -24,7 +24,7 @@ from .errors import CheckpointMismatch, StateDirError
 from .plan import Slice
 from .stats import Partial
 
-SCHEMA_VERSION = 3  # 3: hour and minute series keys are UTC seconds (elapsed-time buckets)
+SCHEMA_VERSION = 4  # 4: partials hold their statistics as Statistics bytes (LSP2); 3: UTC-second fine buckets
 CHECKPOINT_FILE = "checkpoint.sqlite"
 REJECTS_FILE = "rejects.jsonl"
 
