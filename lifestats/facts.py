@@ -162,9 +162,8 @@ class FactQueries:
         self._rel = relation
 
     def _one(self, sql: str, params: Sequence[Any] = ()) -> tuple[Any, ...]:
-        row = self._db.execute(sql, list(params)).fetchone()
-        assert row is not None
-        return row
+        rows = self._db.execute(sql, list(params)).fetchall()
+        return tuple(rows[0])
 
     def visits(self, days: DayRange) -> Estimate:
         (total,) = self._one(f"SELECT COALESCE(SUM(n), 0) FROM {self._rel} WHERE day BETWEEN ? AND ?", _span(days))
@@ -232,12 +231,14 @@ class FactQueries:
         self._db.register(name, span_days)
         try:
             rows = self._db.execute(
-                f"SELECT s.span, SUM(f.n), {_DISTINCT} FROM {self._rel} f JOIN {name} s ON f.day = s.day GROUP BY s.span"
+                f"SELECT s.span, SUM(f.n), {_DISTINCT} FROM {self._rel} f "
+                f"JOIN {name} s ON f.day = s.day GROUP BY s.span"
             ).fetchall()
         finally:
             self._db.unregister(name)
         found = {int(at): (int(v), int(d)) for at, v, d in rows}
-        return [Point(Estimate(found.get(at, (0, 0))[0]), Estimate(found.get(at, (0, 0))[1])) for at in range(len(spans))]
+        points = [found.get(at, (0, 0)) for at in range(len(spans))]
+        return [Point(Estimate(visits), Estimate(visitors)) for visits, visitors in points]
 
     def bucket_span(self) -> tuple[int, int] | None:
         first, last = self._one(f"SELECT MIN(bucket), MAX(bucket) FROM {self._rel} WHERE bucket <> ?", [NO_BUCKET])
