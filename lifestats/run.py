@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import signal
-import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -20,6 +19,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+import duckdb
 
 from .config import Settings, fingerprint
 from .count import PageCounter
@@ -284,7 +285,7 @@ class _Job:
             return self._stop(executor, EXIT_INTERRUPTED, "interrupted: run the same command to resume")
         except StateDirError as exc:
             return self._stop(executor, exc.exit_code, str(exc))
-        except sqlite3.Error as exc:  # a read of the checkpoint failed (writes raise StateDirError)
+        except duckdb.Error as exc:  # a read of the checkpoint failed (writes raise StateDirError)
             message = f"cannot read the checkpoint in {self.state_dir} ({exc}); run the same command to resume"
             return self._stop(executor, 1, message)
         except LifestatsError as exc:  # the API failed while the id range was being discovered
@@ -359,7 +360,7 @@ class _Job:
         with _interrupts_deferred():
             if executor is not None:
                 executor.terminate()
-            with contextlib.suppress(StateDirError, sqlite3.Error):
+            with contextlib.suppress(StateDirError, duckdb.Error):
                 self.aggregator.reload()  # an interrupt may have landed between a commit and its merge
             report = self.report(partial=True)
         return Outcome(report, exit_code, message)
@@ -525,7 +526,7 @@ class _Job:
     def _planned_slices(self) -> int | None:
         try:
             planned = self.checkpoint.get("planned_slices")
-        except sqlite3.Error:  # a broken state dir: the partial report is written all the same
+        except duckdb.Error:  # a broken state dir: the partial report is written all the same
             return None
         return planned if isinstance(planned, int) else None
 

@@ -103,8 +103,34 @@ class SliceState:
     pages: int
 
 
+class Interruptible:
+    """A DuckDB connection whose statements, when Ctrl-C stops them, raise KeyboardInterrupt.
+
+    DuckDB notices the signal itself and ends the statement with its own error ("Query interrupted");
+    the run must see the interrupt it is (exit 130, a partial report), not a failure of the state dir.
+    """
+
+    def __init__(self, db: duckdb.DuckDBPyConnection) -> None:
+        self._db = db
+
+    def execute(self, sql: str, *args: Any) -> duckdb.DuckDBPyConnection:
+        try:
+            return self._db.execute(sql, *args)
+        except (duckdb.InterruptException, RuntimeError) as exc:
+            if isinstance(exc, duckdb.InterruptException) or "interrupted" in str(exc):
+                raise KeyboardInterrupt from None
+            raise
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._db, name)
+
+
 def connect(path: Path, temp_dir: Path) -> duckdb.DuckDBPyConnection:
     """The checkpoint's connection: bounded memory, spilling to ``temp_dir``, two threads."""
+    return Interruptible(_connect(path, temp_dir))  # type: ignore[return-value]
+
+
+def _connect(path: Path, temp_dir: Path) -> duckdb.DuckDBPyConnection:
     return duckdb.connect(
         str(path),
         config={
