@@ -2,8 +2,8 @@
 
 :class:`PageCounter` is the one place that looks inside records: it validates each one (SPEC section 2),
 drops bots, de-duplicates ids within a slice and adds the rest to a :class:`~lifestats.stats.Partial`,
-one page at a time: as exact counts per window and series bucket, or in approx mode as one
-:class:`~lifestats.statistics.Columns` per page into the partial's sketches.
+one page at a time: the page's counted records become one :class:`~lifestats.statistics.Columns`
+(item, category, visitor, local day, series bucket) handed to the partial's statistics, exact or approx.
 """
 
 from __future__ import annotations
@@ -22,9 +22,8 @@ import orjson
 
 from .config import Settings
 from .paginate import int_id
-from .sketch import ApproxStatistics, SketchConfig
 from .statistics import FUTURE, NO_BUCKET, NO_TIME, Columns
-from .stats import Key, Partial
+from .stats import Key, Partial, new_statistics
 from .timeline import END_INSTANT, FIRST_INSTANT, Buckets, Clock, Windows
 
 MAX_REJECT_SAMPLES = 100
@@ -208,8 +207,7 @@ class PageCounter:
         self.series_floor = self.buckets.floor(self.buckets.key_of(as_of), settings.stats.series_max_points)
         bots = settings.bots
         self.bots = BotFilter(bots.ips, bots.user_agents, bots.known_crawlers)
-        # Approx mode: the page's counted records, column by column, for ``Partial.approx``.
-        self.sketch_config = SketchConfig.from_settings(settings.stats) if settings.stats.mode == "approx" else None
+        self.stats_settings = settings.stats
         self._page = _PageColumns()
 
     def count_page(self, partial: Partial, records: Sequence[Any], offset: int, cursor: SliceCursor) -> None:
@@ -297,14 +295,13 @@ class PageCounter:
         self._add_page(partial)
 
     def _add_page(self, partial: Partial) -> None:
-        """Approx mode: hand the page's counted records to the partial's sketches as columns."""
+        """Hand the page's counted records to the partial's statistics as columns."""
         page = self._page
         if not page.days:
             return
-        if partial.approx is None:
-            assert self.sketch_config is not None
-            partial.approx = ApproxStatistics(self.sketch_config)
-        partial.approx.add(page.columns())
+        if partial.stats is None:
+            partial.stats = new_statistics(self.stats_settings)
+        partial.stats.add(page.columns())
         self._page = _PageColumns()
 
     def _reject(self, partial: Partial, record: Any, reason: str) -> None:
@@ -342,25 +339,7 @@ class PageCounter:
         category = record.get(self.category_field) if self.category_field else None
         if not usable_key(category):
             category = None
-        if self.sketch_config is not None:
-            self._collect(partial, item, category, visitor, t, whole, offset)
-            return
-        names: tuple[str, ...] = ("all",)
-        if t is not None:
-            if t > self.windows.as_of:
-                partial.records["future"] += 1  # in `all` only, and out of the series
-            else:
-                names += self.windows.of(t)
-                key = self.buckets.key(whole, offset)
-                if self.series_floor is not None and key < self.series_floor:
-                    partial.series_cut += 1
-                else:
-                    point = partial.point(key)
-                    point.visits += 1
-                    if visitor is not None:
-                        point.visitors.add(visitor)
-        for name in names:
-            _add(partial, name, item, category, visitor)
+        self._collect(partial, item, category, visitor, t, whole, offset)
 
     def _collect(
         self,
@@ -372,7 +351,7 @@ class PageCounter:
         whole: int,
         offset: int,
     ) -> None:
-        """Approx mode: one counted record into the page's columns, with its local day and series bucket.
+        """One counted record into the page's columns, with its local day and series bucket.
 
         A record stamped after ``as_of`` has the day key FUTURE (``all`` only) and no bucket. One stamped
         exactly at ``as_of`` is in the series but not in ``this_year`` (whose end is ``as_of``, excluded):
@@ -438,18 +417,3 @@ def _storable(record: Any) -> Any:
         except ValueError:  # an integer with more digits than Python will print
             return f"a {type(record).__name__} that JSON cannot hold"
     return record
-
-
-def _add(partial: Partial, window: str, item: Key, category: Key | None, visitor: Key | None) -> None:
-    stats = partial.window(window)
-    stats.visits += 1
-    stats.items[item] += 1
-    if category is not None:
-        stats.categories[category] += 1
-    if visitor is not None:
-        stats.visitors.add(visitor)
-        visitors = stats.item_visitors.get(item)
-        if visitors is None:
-            stats.item_visitors[item] = {visitor}
-        else:
-            visitors.add(visitor)

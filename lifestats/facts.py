@@ -14,8 +14,8 @@ category or visitor), so the int 5 and the string "5" stay two keys, as the API 
 
 :class:`FactsStatistics` is the worker's side of the :class:`~lifestats.statistics.Statistics`
 protocol: ``add`` appends a page's columns, ``to_bytes`` sums equal facts (pyarrow's group-by, in C)
-and writes them. Its reads run the same SQL as the coordinator's store (:class:`FactQueries`) over an
-in-memory DuckDB, so the two cannot drift apart.
+and writes them. A worker never reads them; reads (small runs, tests) go through the in-memory
+reference. The coordinator's reads are SQL: :class:`FactQueries`, used by :mod:`lifestats.store`.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ from .statistics import (
     Columns,
     DayRange,
     Estimate,
+    ExactStatistics,
     ItemRow,
     Key,
     Point,
@@ -276,14 +277,16 @@ class FactsStatistics:
     """Exact statistics as a table of facts in memory (Arrow): what a worker counts between two flushes.
 
     Memory: the page tables are summed into one table every million rows, so a worker holds about the
-    distinct facts since its last flush. Reads (tests, small runs) query the facts with an in-memory
-    DuckDB through :class:`FactQueries`.
+    distinct facts since its last flush. Reads (tests, small runs) count the facts into the in-memory
+    reference, :class:`~lifestats.statistics.ExactStatistics`.
     """
+
+    MAGIC: Final = _MAGIC
 
     def __init__(self, table: pa.Table | None = None) -> None:
         self._parts: list[pa.Table] = [] if table is None or table.num_rows == 0 else [table]
         self._rows = sum(part.num_rows for part in self._parts)
-        self._reader: FactQueries | None = None
+        self._reader: ExactStatistics | None = None
 
     # -- writes ---------------------------------------------------------------------------------------
     def add(self, columns: Columns) -> None:
@@ -296,9 +299,7 @@ class FactsStatistics:
         return self
 
     def _append(self, table: pa.Table) -> None:
-        if self._reader is not None:
-            self._reader.close()
-            self._reader = None
+        self._reader = None
         self._parts.append(table)
         self._rows += table.num_rows
         if self._rows >= _COMPACT_EVERY and len(self._parts) > 1:
@@ -326,34 +327,50 @@ class FactsStatistics:
         return sum(part.nbytes for part in self._parts)
 
     # -- reads ----------------------------------------------------------------------------------------
-    def _queries(self) -> FactQueries:
-        """Queries over the facts, on an in-memory DuckDB kept until the next write."""
+    def _reference(self) -> ExactStatistics:
+        """The facts counted into the in-memory reference, kept until the next write (small runs, tests)."""
         if self._reader is None:
-            db = duckdb.connect(config={"threads": 1})
-            db.register("facts", self.table())
-            self._reader = FactQueries(db, "facts")
+            table = self.table()
+            at = np.repeat(np.arange(table.num_rows), table["n"].to_numpy())
+            table = table.take(pa.array(at))
+
+            def keys(name: str) -> list[Key | None]:
+                ints, strs = table[f"{name}_i"].to_pylist(), table[f"{name}_s"].to_pylist()
+                return [s if i is None else i for i, s in zip(ints, strs, strict=True)]
+
+            reference = ExactStatistics()
+            reference.add(
+                Columns(
+                    keys("item"),  # type: ignore[arg-type]  # an item is never null
+                    keys("category"),
+                    keys("visitor"),
+                    table["day"].to_numpy().astype(np.int64),
+                    table["bucket"].to_numpy(),
+                )
+            )
+            self._reader = reference
         return self._reader
 
     def visits(self, days: DayRange) -> Estimate:
-        return self._queries().visits(days)
+        return self._reference().visits(days)
 
     def distinct_visitors(self, days: DayRange) -> Estimate:
-        return self._queries().distinct_visitors(days)
+        return self._reference().distinct_visitors(days)
 
     def top_items(self, days: DayRange, k: int) -> list[ItemRow]:
-        return self._queries().top_items(days, k)
+        return self._reference().top_items(days, k)
 
     def top_categories(self, days: DayRange, k: int) -> list[CategoryRow]:
-        return self._queries().top_categories(days, k)
+        return self._reference().top_categories(days, k)
 
     def dated_days(self) -> DayRange | None:
-        return self._queries().dated_days()
+        return self._reference().dated_days()
 
     def day_points(self, spans: Sequence[DayRange]) -> list[Point]:
-        return self._queries().day_points(spans)
+        return self._reference().day_points(spans)
 
     def bucket_span(self) -> tuple[int, int] | None:
-        return self._queries().bucket_span()
+        return self._reference().bucket_span()
 
     def bucket_points(self, first: int, last: int) -> dict[int, Point]:
-        return self._queries().bucket_points(first, last)
+        return self._reference().bucket_points(first, last)

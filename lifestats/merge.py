@@ -1,20 +1,25 @@
 """The aggregator: apply each flush exactly once to the checkpoint, and keep the job's running total.
 
 The checkpoint itself (one DuckDB file, fenced by slice, attempt and sequence number) lives in
-:mod:`lifestats.store`; this module decides what of a flush goes where. The small part of a flush
-(record tallies, series floor and cut, approx sketches) is merged into :attr:`Aggregator.total` and
-kept in the checkpoint as a blob; every :data:`KEEP_RECENT` flushes the blobs are replaced by one that
+:mod:`lifestats.store`; this module decides what of a flush goes where. In exact mode a flush's facts
+(:class:`~lifestats.facts.FactsStatistics`) go to the store's ``facts`` table, in the flush's
+transaction, and :attr:`Aggregator.total` reads them there as SQL (its ``stats`` is the store's
+:class:`~lifestats.store.StoredStatistics`): the coordinator never holds them. The small part of a flush
+(record tallies, series floor and cut, approx mode's sketches) is merged into :attr:`Aggregator.total`
+and kept in the checkpoint as a blob; every :data:`KEEP_RECENT` flushes the blobs are replaced by one that
 sums them all, in the transaction of the flush that triggers it, so a resume reads a bounded number of
 blobs instead of replaying the run.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import orjson
 
 from .errors import StateDirError
+from .facts import FactsStatistics
 from .stats import Partial
 from .store import (
     CHECKPOINT_FILE,
@@ -45,9 +50,16 @@ class Aggregator:
     """Merges applied flushes into the job's running total, and samples rejected records to a file."""
 
     def __init__(
-        self, checkpoint: Checkpoint, rejects_path: Path, keep_rejects: int = 1000, keep_recent: int = KEEP_RECENT
+        self,
+        checkpoint: Checkpoint,
+        rejects_path: Path,
+        keep_rejects: int = 1000,
+        keep_recent: int = KEEP_RECENT,
+        *,
+        exact: bool = True,
     ) -> None:
         self.checkpoint = checkpoint
+        self.exact = exact
         self.keep_rejects = keep_rejects
         self.keep_recent = keep_recent
         self.rejects_path = rejects_path
@@ -59,6 +71,8 @@ class Aggregator:
         for body in self.checkpoint.partials():
             total.merge(Partial.from_bytes(body), keep_rejects=0)
         self._recent = self.checkpoint.recent()
+        if self.exact:
+            total.stats = self.checkpoint.statistics()  # the facts stay in the store: nothing replayed
         return total
 
     def reload(self) -> None:
@@ -68,6 +82,13 @@ class Aggregator:
 
     def apply(self, flush: Flush) -> bool:
         partial = Partial.from_bytes(flush.partial)
+        body, facts = flush.partial, None
+        if self.exact and partial.stats is not None:
+            if not isinstance(partial.stats, FactsStatistics):
+                raise ValueError(f"an exact run received {type(partial.stats).__name__} in a flush, not exact facts")
+            facts = partial.stats.table()
+            partial.stats = None
+            body = partial.to_bytes()
         folded = False
 
         def fold() -> bytes:
@@ -75,11 +96,12 @@ class Aggregator:
             nonlocal folded
             folded = True
             self.total.merge(partial, keep_rejects=0)
-            return self.total.to_bytes()
+            small = dataclasses.replace(self.total, stats=None) if self.exact else self.total
+            return small.to_bytes()
 
         compact = fold if self._recent + 1 >= self.keep_recent else None
         try:
-            applied = self.checkpoint.apply(flush, compacted=compact)
+            applied = self.checkpoint.apply(flush, body=body, facts=facts, compacted=compact)
         except BaseException:
             if folded:  # the total took a flush that may not have been committed: read it back
                 self.reload()

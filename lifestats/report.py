@@ -7,69 +7,16 @@ is a pure function of it, so a saved report can be shown again without crawling.
 
 from __future__ import annotations
 
-import heapq
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from .config import Settings
-from .sketch import ApproxStatistics, SketchConfig
 from .statistics import Estimate, Statistics, report_fields, window_days
-from .stats import RECORD_COUNTS, Key, Partial, WindowStats
+from .stats import RECORD_COUNTS, Partial, new_statistics
 from .timeline import WINDOWS, Buckets, Clock
 
 SCHEMA = "lifestats.report/1"
-
-
-def rank_key(key: Key, visits: int) -> tuple[int, int, int | str]:
-    """Most visits first; ties by id, numbers before strings, numbers numerically, strings by code point."""
-    return (-visits, 0, key) if isinstance(key, int) else (-visits, 1, key)  # type: ignore[return-value]
-
-
-def top(counts: dict[Key, int], k: int) -> list[tuple[Key, int]]:
-    return heapq.nsmallest(k, counts.items(), key=lambda kv: rank_key(kv[0], kv[1]))
-
-
-def window_report(stats: WindowStats, settings: Settings) -> dict[str, Any]:
-    has_visitors = settings.fields.visitor is not None
-    items = []
-    for item, visits in top(stats.items, settings.stats.top_items):
-        visitors = len(stats.item_visitors.get(item, ())) if has_visitors else None
-        items.append({"id": item, "visits": visits, "distinct_visitors": visitors})
-    categories = [{"id": c, "visits": v} for c, v in top(stats.categories, settings.stats.top_categories)]
-    return {
-        "visits": stats.visits,
-        "distinct_visitors": len(stats.visitors) if has_visitors else None,
-        "top_items": items,
-        "top_categories": categories,
-    }
-
-
-def series_report(total: Partial, settings: Settings, as_of: datetime) -> dict[str, Any]:
-    """Visits and distinct visitors per bucket, from the earliest counted record's bucket (not after
-    ``as_of``) to the bucket that holds ``as_of``: at most ``stats.series_max_points`` points, the oldest
-    cut (``truncated_before`` then names the first start kept). Only the points shown are built."""
-    unit = settings.stats.series
-    report: dict[str, Any] = {"bucket": unit, "points": []}
-    if not total.series and not total.series_cut:
-        return report
-    buckets = Buckets(unit, Clock(ZoneInfo(settings.stats.timezone)))
-    # Records cut while counting lie before every point kept: then the series reaches back as far as allowed.
-    earliest = min(total.series) if total.series and not total.series_cut else None
-    limit = settings.stats.series_max_points
-    keys = buckets.run(buckets.key_of(as_of), earliest, total.series_floor, limit)
-    has_visitors = settings.fields.visitor is not None
-    points = report["points"]
-    for key in keys:
-        point = total.series.get(key)
-        visits = point.visits if point else 0
-        visitors = len(point.visitors) if point else 0
-        points.append(
-            {"start": buckets.start(key), "visits": visits, "distinct_visitors": visitors if has_visitors else None}
-        )
-    if total.series_cut or (earliest is not None and earliest < keys[0]):
-        report["truncated_before"] = points[0]["start"]
-    return report
 
 
 def build_report(
@@ -78,27 +25,18 @@ def build_report(
     names = WINDOWS if settings.fields.timestamp is not None else ("all",)
     records = {name: total.records.get(name, 0) for name in RECORD_COUNTS}
     records["future"] = total.records.get("future", 0)
-    if settings.stats.mode == "approx":
-        stats = total.approx or ApproxStatistics(SketchConfig.from_settings(settings.stats))
-        return {
-            "schema": SCHEMA,
-            "partial": partial,
-            "run": run,
-            "records": records,
-            "windows": estimated_windows(stats, names, settings, as_of),
-            "series": estimated_series(stats, total, settings, as_of),
-        }
+    stats = total.stats if total.stats is not None else new_statistics(settings.stats)
     return {
         "schema": SCHEMA,
         "partial": partial,
         "run": run,
         "records": records,
-        "windows": {name: window_report(total.windows.get(name) or WindowStats(), settings) for name in names},
-        "series": series_report(total, settings, as_of),
+        "windows": estimated_windows(stats, names, settings, as_of),
+        "series": estimated_series(stats, total, settings, as_of),
     }
 
 
-# -- approx mode: the same document read through the statistics interface, each estimate with its bounds --
+# -- the document read through the statistics interface (approx estimates carry their bounds) --
 
 
 def estimated_windows(stats: Statistics, names: tuple[str, ...], settings: Settings, as_of: datetime) -> dict[str, Any]:
@@ -128,7 +66,9 @@ def estimated_windows(stats: Statistics, names: tuple[str, ...], settings: Setti
 
 
 def estimated_series(stats: Statistics, total: Partial, settings: Settings, as_of: datetime) -> dict[str, Any]:
-    """The series from the statistics' bucket points, cut as :func:`series_report` cuts the exact one."""
+    """Visits and distinct visitors per bucket, from the earliest counted record's bucket (not after
+    ``as_of``) to the bucket that holds ``as_of``: at most ``stats.series_max_points`` points, the oldest
+    cut (``truncated_before`` then names the first start kept). Only the points shown are read."""
     unit = settings.stats.series
     report: dict[str, Any] = {"bucket": unit, "points": []}
     span = stats.bucket_span()
@@ -139,7 +79,7 @@ def estimated_series(stats: Statistics, total: Partial, settings: Settings, as_o
     keys = buckets.run(buckets.key_of(as_of), earliest, total.series_floor, settings.stats.series_max_points)
     kept = stats.bucket_points(keys[0], keys[-1])
     has_visitors = settings.fields.visitor is not None
-    nothing = Estimate(0, 0, 0)
+    nothing = Estimate(0) if settings.stats.mode == "exact" else Estimate(0, 0, 0)
     points = report["points"]
     for key in keys:
         point = kept.get(key)

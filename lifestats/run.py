@@ -227,7 +227,9 @@ class _Job:
         self.tally = _Tally()
         self.limiter = SharedRateLimiter(settings.crawl.rate_limit)
         self.bounds: Bounds | None = None
-        self.aggregator = Aggregator(checkpoint, state_dir / REJECTS_FILE, settings.crawl.keep_rejects)
+        self.aggregator = Aggregator(
+            checkpoint, state_dir / REJECTS_FILE, settings.crawl.keep_rejects, exact=settings.stats.mode != "approx"
+        )
         self.records_before = self.aggregator.total.records["fetched"]
         self.proposal: int | None = None  # the slice asked to split, awaiting its answer
         self.unsplittable: set[int] = set()  # refused a split since its last flush

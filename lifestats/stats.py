@@ -1,81 +1,36 @@
-"""Statistics as plain mergeable values.
+"""What a worker counts between two flushes, as one mergeable value.
 
 A :class:`Partial` is what a worker counts between two flushes, what the aggregator holds, what a
 checkpoint stores and what crosses process (or machine) boundaries: ``merge`` is associative and
-commutative, and ``to_bytes``/``from_bytes`` round-trip it through JSON (never pickle).
+commutative, and ``to_bytes``/``from_bytes`` round-trip it (never pickle).
 
-In approx mode the counts of the records live in :attr:`Partial.approx` (sketches behind the
-:class:`~lifestats.statistics.Statistics` interface) instead of ``windows`` and ``series``; its binary
-form follows the JSON part, length-prefixed, so an exact partial's bytes stay what they were.
+The counts of the counted records live in :attr:`Partial.stats`, behind the
+:class:`~lifestats.statistics.Statistics` interface: :class:`~lifestats.statistics.ExactStatistics` in
+exact mode, :class:`~lifestats.sketch.ApproxStatistics` in approx mode (:func:`new_statistics` picks).
+The rest (record tallies, the rejects sample, the series cut) is small JSON; the binary form is
+``LSP2``, the JSON's length (u32), the JSON, then the statistics' own versioned bytes.
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from .sketch import ApproxStatistics
+from .facts import FactsStatistics
+from .sketch import ApproxStatistics, SketchConfig
+from .statistics import ExactStatistics, Statistics
+
+if TYPE_CHECKING:
+    from .config import StatsConfig
 
 Key = int | str  # an item, category or visitor id keeps the JSON type the API gave it
 
-_APPROX_MAGIC = b"LSPA"  # a partial with approximate statistics: magic, u32 JSON length, JSON, sketches
+_MAGIC = b"LSP2"  # magic, u32 JSON length, JSON, then the statistics' bytes (if any)
 RECORD_COUNTS = ("fetched", "counted", "rejected", "bots", "duplicates")
 # `future`, a part of `counted`: records stamped after as_of (in the window `all` only, not in the series).
-
-
-@dataclass
-class WindowStats:
-    """Exact counts of one window: visits, visitors, and per item and per category."""
-
-    visits: int = 0
-    visitors: set[Key] = field(default_factory=set)
-    items: Counter[Key] = field(default_factory=Counter)
-    item_visitors: dict[Key, set[Key]] = field(default_factory=dict)
-    categories: Counter[Key] = field(default_factory=Counter)
-
-    def merge(self, other: WindowStats) -> None:
-        self.visits += other.visits
-        self.visitors |= other.visitors
-        self.items.update(other.items)
-        self.categories.update(other.categories)
-        for item, visitors in other.item_visitors.items():
-            mine = self.item_visitors.get(item)
-            if mine is None:
-                self.item_visitors[item] = set(visitors)
-            else:
-                mine |= visitors
-
-    def to_plain(self) -> dict[str, Any]:
-        return {
-            "visits": self.visits,
-            "visitors": list(self.visitors),
-            "items": list(self.items.items()),
-            "item_visitors": [[k, list(v)] for k, v in self.item_visitors.items()],
-            "categories": list(self.categories.items()),
-        }
-
-    @classmethod
-    def from_plain(cls, data: dict[str, Any]) -> WindowStats:
-        return cls(
-            visits=data["visits"],
-            visitors=set(data["visitors"]),
-            items=Counter(dict(data["items"])),
-            item_visitors={k: set(v) for k, v in data["item_visitors"]},
-            categories=Counter(dict(data["categories"])),
-        )
-
-
-@dataclass
-class SeriesPoint:
-    visits: int = 0
-    visitors: set[Key] = field(default_factory=set)
-
-    def merge(self, other: SeriesPoint) -> None:
-        self.visits += other.visits
-        self.visitors |= other.visitors
 
 
 @dataclass
@@ -83,14 +38,12 @@ class Partial:
     """Everything counted over some set of records; empty is the identity of ``merge``."""
 
     records: Counter[str] = field(default_factory=Counter)
-    windows: dict[str, WindowStats] = field(default_factory=dict)
-    series: dict[int, SeriesPoint] = field(default_factory=dict)
     rejects: list[dict[str, Any]] = field(default_factory=list)  # a sample, with reasons
     # Records whose series bucket lies before ``series_floor`` were counted but not kept in ``series``
     # (they are older than the longest series the report can show): ``series_cut`` says how many.
     series_floor: int | None = None
     series_cut: int = 0
-    approx: ApproxStatistics | None = None  # approx mode: the counted records' sketches
+    stats: Statistics | None = None  # the counted records' statistics (None: nothing counted yet)
 
     def floor_series(self, floor: int | None) -> None:
         """Keep no series point before ``floor`` from now on (the latest floor wins, so that a merge
@@ -98,67 +51,66 @@ class Partial:
         if floor is not None and (self.series_floor is None or floor > self.series_floor):
             self.series_floor = floor
 
-    def window(self, name: str) -> WindowStats:
-        stats = self.windows.get(name)
-        if stats is None:
-            stats = self.windows[name] = WindowStats()
-        return stats
-
-    def point(self, key: int) -> SeriesPoint:
-        point = self.series.get(key)
-        if point is None:
-            point = self.series[key] = SeriesPoint()
-        return point
-
     def merge(self, other: Partial, *, keep_rejects: int = 100) -> Partial:
         self.records.update(other.records)
-        for name, stats in other.windows.items():
-            self.window(name).merge(stats)
-        for key, point in other.series.items():
-            self.point(key).merge(point)
         self.floor_series(other.series_floor)
         self.series_cut += other.series_cut
-        if other.approx is not None:
-            if self.approx is None:
-                self.approx = ApproxStatistics(other.approx.config)
-            self.approx.merge(other.approx)  # copies what it takes: ``other`` is left as it was
+        if other.stats is not None:
+            if self.stats is None:
+                self.stats = _empty_like(other.stats)
+            self.stats.merge(other.stats)  # copies what it takes: ``other`` is left as it was
         room = keep_rejects - len(self.rejects)
         if room > 0:
             self.rejects.extend(other.rejects[:room])
         return self
 
     def to_bytes(self) -> bytes:
-        plain = self._plain_bytes()
-        if self.approx is None:
-            return plain
-        return _APPROX_MAGIC + len(plain).to_bytes(4, "little") + plain + self.approx.to_bytes()
-
-    def _plain_bytes(self) -> bytes:
-        return orjson.dumps(
+        plain = orjson.dumps(
             {
                 "records": dict(self.records),
-                "windows": {name: stats.to_plain() for name, stats in self.windows.items()},
-                "series": [[k, p.visits, list(p.visitors)] for k, p in self.series.items()],
                 "rejects": self.rejects,
                 "series_floor": self.series_floor,
                 "series_cut": self.series_cut,
             }
         )
+        stats = self.stats.to_bytes() if self.stats is not None else b""
+        return _MAGIC + len(plain).to_bytes(4, "little") + plain + stats
 
     @classmethod
     def from_bytes(cls, body: bytes) -> Partial:
-        approx = None
-        if body[: len(_APPROX_MAGIC)] == _APPROX_MAGIC:
-            start = len(_APPROX_MAGIC) + 4
-            end = start + int.from_bytes(body[len(_APPROX_MAGIC) : start], "little")
-            body, approx = body[start:end], ApproxStatistics.from_bytes(body[end:])
-        data = orjson.loads(body)
+        if body[: len(_MAGIC)] != _MAGIC:
+            raise ValueError("not a partial of this version of Lifestats")
+        start = len(_MAGIC) + 4
+        end = start + int.from_bytes(body[len(_MAGIC) : start], "little")
+        data = orjson.loads(body[start:end])
+        rest = body[end:]
         return cls(
             records=Counter(data["records"]),
-            windows={name: WindowStats.from_plain(w) for name, w in data["windows"].items()},
-            series={k: SeriesPoint(visits, set(visitors)) for k, visits, visitors in data["series"]},
             rejects=data["rejects"],
             series_floor=data.get("series_floor"),
             series_cut=data.get("series_cut", 0),
-            approx=approx,
+            stats=statistics_from_bytes(rest) if rest else None,
         )
+
+
+def new_statistics(settings: StatsConfig) -> Statistics:
+    """Empty statistics of the run's mode: sketches in approx mode, otherwise exact facts as columns
+    (which the coordinator keeps in its DuckDB store, :mod:`lifestats.store`)."""
+    if settings.mode == "approx":
+        return ApproxStatistics(SketchConfig.from_settings(settings))
+    return FactsStatistics()
+
+
+def statistics_from_bytes(body: bytes) -> Statistics:
+    """The statistics whose ``to_bytes`` wrote ``body``, whichever implementation that was."""
+    if body[: len(FactsStatistics.MAGIC)] == FactsStatistics.MAGIC:
+        return FactsStatistics.from_bytes(body)
+    if body[: len(ExactStatistics.MAGIC)] == ExactStatistics.MAGIC:
+        return ExactStatistics.from_bytes(body)
+    return ApproxStatistics.from_bytes(body)
+
+
+def _empty_like(stats: Statistics) -> Statistics:
+    if isinstance(stats, ApproxStatistics):
+        return ApproxStatistics(stats.config)
+    return type(stats)()

@@ -37,7 +37,7 @@ from .facts import FACT_SCHEMA, FACTS_DDL, FactQueries, FactsStatistics, encode_
 from .plan import Slice
 from .statistics import Columns
 
-SCHEMA_VERSION: Final = 4  # 4: one DuckDB file with the exact facts; compacted partials
+SCHEMA_VERSION: Final = 5  # 5: one DuckDB file with the exact facts, compacted partials (4 and older: SQLite)
 CHECKPOINT_FILE: Final = "checkpoint.duckdb"
 LEGACY_FILE: Final = "checkpoint.sqlite"  # schema 1 to 3 (SQLite)
 TEMP_DIR: Final = "checkpoint.tmp"

@@ -11,12 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import orjson
 import pytest
 
 from lifestats.errors import CheckpointMismatch
 from lifestats.sketch import ApproxStatistics
-from lifestats.statistics import ALL, Columns
+from lifestats.statistics import ALL, Columns, ExactStatistics
 from lifestats.stats import Partial
 from mocks.dataset import Dataset, DatasetSpec, generate, ground_truth
 from mocks.server import MockServer
@@ -148,26 +147,31 @@ def _columns(items: list[Any], visitors: list[Any], days: list[int]) -> Columns:
 
 def test_a_partial_carries_its_sketches_through_bytes_and_merge() -> None:
     first, second = Partial(), Partial()
-    first.approx, second.approx = ApproxStatistics(), ApproxStatistics()
-    first.approx.add(_columns([1, 1, "a"], [10, 11, 12], [20_000, 20_000, 20_001]))
-    second.approx.add(_columns([1, 2], [10, 13], [20_001, 20_001]))
+    first.stats, second.stats = ApproxStatistics(), ApproxStatistics()
+    first.stats.add(_columns([1, 1, "a"], [10, 11, 12], [20_000, 20_000, 20_001]))
+    second.stats.add(_columns([1, 2], [10, 13], [20_001, 20_001]))
     first.records["counted"], second.records["counted"] = 3, 2
     body = first.to_bytes()
-    assert Partial.from_bytes(second.to_bytes()).approx is not None
+    assert Partial.from_bytes(second.to_bytes()).stats is not None
     total = Partial().merge(first).merge(Partial.from_bytes(second.to_bytes()))
     total.merge(Partial.from_bytes(body))  # merged twice: counts add up like any two partials
     assert total.records["counted"] == 8
-    assert total.approx is not None
-    assert total.approx.visits(ALL).value == 8
-    assert total.approx.distinct_visitors(ALL).holds(4)
-    assert [(row.id, row.visits.value) for row in total.approx.top_items(ALL, 2)] == [(1, 5), ("a", 2)]
+    assert total.stats is not None
+    assert total.stats.visits(ALL).value == 8
+    assert total.stats.distinct_visitors(ALL).holds(4)
+    assert [(row.id, row.visits.value) for row in total.stats.top_items(ALL, 2)] == [(1, 5), ("a", 2)]
     assert first.to_bytes() == body  # a merge leaves what it merged from as it was
 
 
-def test_an_exact_partial_is_the_json_it_always_was() -> None:
-    old = b'{"records":{"counted":2},"windows":{},"series":[],"rejects":[]}'  # a body from before approx mode
-    loaded = Partial.from_bytes(old)
-    assert loaded.records["counted"] == 2 and loaded.approx is None
-    assert orjson.loads(loaded.to_bytes())["records"] == {"counted": 2}
-    with pytest.raises(ValueError, match="approximate statistics"):
-        Partial.from_bytes(b"LSPA" + (2).to_bytes(4, "little") + b"{}" + b"LSEX\x01\x00")
+def test_an_exact_partial_carries_exact_statistics_and_a_foreign_body_is_refused() -> None:
+    partial = Partial()
+    partial.stats = ExactStatistics()
+    partial.stats.add(_columns([1, "1", 1], [10, 10, None], [20_000, 20_000, 20_001]))
+    partial.records["counted"] = 3
+    loaded = Partial.from_bytes(partial.to_bytes())
+    assert isinstance(loaded.stats, ExactStatistics) and loaded.records["counted"] == 3
+    assert [(row.id, row.visits.value) for row in loaded.stats.top_items(ALL, 5)] == [(1, 2), ("1", 1)]
+    assert Partial.from_bytes(Partial().to_bytes()).stats is None
+    old = b'{"records":{"counted":2},"windows":{},"series":[],"rejects":[]}'  # a body of an older version
+    with pytest.raises(ValueError, match="not a partial of this version"):
+        Partial.from_bytes(old)

@@ -379,7 +379,9 @@ def test_an_outlier_long_ago_cuts_the_series_at_max_points() -> None:
     assert len(points) == 5000 and points[0]["start"] == first.isoformat() == "2026-03-12T00:41:00+00:00"
     assert report["series"]["truncated_before"] == points[0]["start"]
     assert sum(p["visits"] for p in points) == 1 and report["windows"]["all"]["visits"] == 2
-    assert len(partial.series) == 1 and partial.series_cut == 1  # the old record was never kept as a point
+    assert partial.stats is not None and partial.series_cut == 1  # the old record was never kept as a point
+    span = partial.stats.bucket_span()
+    assert span is not None and span[0] == span[1]  # one bucket kept: the recent record's
 
 
 @pytest.mark.parametrize(

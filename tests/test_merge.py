@@ -7,18 +7,23 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import numpy as np
 import pytest
 
 from lifestats.errors import CheckpointMismatch, StateDirError
+from lifestats.facts import FactsStatistics
 from lifestats.merge import CHECKPOINT_FILE, REJECTS_FILE, Aggregator, Checkpoint, Flush
 from lifestats.plan import Slice
+from lifestats.statistics import ALL, Columns
 from lifestats.stats import Partial
 
 
 def partial(fetched: int, item: int = 1, rejects: int = 0) -> bytes:
     p = Partial()
     p.records["fetched"] = fetched
-    p.window("all").items[item] = fetched
+    p.stats = FactsStatistics()
+    days = np.full(fetched, 20_000, dtype=np.int64)
+    p.stats.add(Columns([item] * fetched, [None] * fetched, [None] * fetched, days, days))
     p.rejects = [{"reason": "bad", "record": {"n": i}} for i in range(rejects)]
     return p.to_bytes()
 
@@ -58,7 +63,8 @@ def test_reopened_checkpoint_holds_every_committed_flush(tmp_path: Path) -> None
     checkpoint.close()
     checkpoint, reopened = open_state(tmp_path)
     assert reopened.total.records == Counter(fetched=7)
-    assert reopened.total.window("all").items == Counter({1: 7})
+    assert reopened.total.stats is not None
+    assert [(row.id, row.visits.value) for row in reopened.total.stats.top_items(ALL, 5)] == [(1, 7)]
     assert checkpoint.state(1).position == 150
     assert len((tmp_path / REJECTS_FILE).read_text().splitlines()) == 2
 
@@ -322,4 +328,5 @@ def test_the_flush_blobs_are_compacted_and_the_total_survives_reopening(tmp_path
     checkpoint.close()
     reopened = Aggregator(Checkpoint(tmp_path), tmp_path / REJECTS_FILE, keep_recent=4)
     assert reopened.total.records == Counter(fetched=55)
-    assert reopened.total.window("all").items == Counter({1: 55})
+    assert reopened.total.stats is not None
+    assert [(row.id, row.visits.value) for row in reopened.total.stats.top_items(ALL, 5)] == [(1, 55)]
