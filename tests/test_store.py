@@ -177,3 +177,20 @@ def test_a_finished_sqlite_checkpoint_is_simply_replaced(tmp_path: Path) -> None
     _legacy(tmp_path, finished=True)
     checkpoint = Checkpoint(tmp_path)
     assert checkpoint.get("fingerprint") is None and not (tmp_path / LEGACY_FILE).exists()
+
+
+def test_distinct_visitors_beyond_the_memory_limit_spill_and_stay_exact(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("lifestats.store.MEMORY_LIMIT", "64MB")
+    checkpoint = _state(tmp_path)
+    n = 4_000_000  # distinct visitors: their hash table alone is larger than 64 MB
+    visitors = np.random.default_rng(3).permutation(n).astype(np.int64)
+    stats = checkpoint.statistics()
+    stats.add(Columns(visitors % 1000, np.full(n, 7), visitors, np.full(n, TODAY, dtype=np.int64)))
+    assert stats.distinct_visitors(ALL).value == n
+    assert [(r.id, r.visits.value, r.distinct_visitors.value) for r in stats.top_items(ALL, 2)] == [
+        (0, 4000, 4000),
+        (1, 4000, 4000),
+    ]
+    assert any((tmp_path / "checkpoint.tmp").iterdir())  # DuckDB spilled into the state dir
