@@ -5,6 +5,11 @@
 them, with an ``id_type`` column (``int`` or ``string``), because the API may send the item ``123``
 and the item ``"123"`` as two different things. In approx mode every estimate with bounds gains
 ``<name>_lower`` and ``<name>_upper`` columns.
+
+A spreadsheet runs a cell that starts with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return as a
+formula, and ids and names come from the API: such a text cell is written with a leading ``'`` (the
+usual guard against CSV injection; spreadsheets show the text, scripts see the quote and ``id_type``
+``string``). Numbers are written as they are (``-5`` is a number). The JSON report keeps every id exactly.
 """
 
 from __future__ import annotations
@@ -35,20 +40,30 @@ def json_type(value: Any) -> str:
     return type(value).__name__
 
 
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
 def cell(value: Any) -> str:
-    """A JSON value as CSV text: ``null`` empty, booleans lower case, anything nested as JSON."""
+    """A JSON value as CSV text: ``null`` empty, booleans lower case, anything nested as JSON, and a
+    text that a spreadsheet would run as a formula behind a leading ``'``."""
     if value is None:
         return ""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, dict | list):
-        return json.dumps(value, ensure_ascii=False)
+        return _inert(json.dumps(value, ensure_ascii=False))
+    if isinstance(value, str):
+        return _inert(value)
     return str(value)
+
+
+def _inert(text: str) -> str:
+    return "'" + text if text.startswith(_FORMULA_STARTS) else text
 
 
 def _table(header: list[str], rows: list[list[Any]]) -> bytes:
     buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
+    writer = csv.writer(buffer, lineterminator="\r\n")  # RFC 4180; a CR or LF inside a cell is then quoted
     writer.writerow(header)
     for row in rows:
         writer.writerow([cell(v) for v in row])

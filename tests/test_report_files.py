@@ -21,7 +21,7 @@ from .test_terminal import report
 
 
 def rows(data: bytes) -> list[dict[str, str]]:
-    return list(csv.DictReader(io.StringIO(data.decode("utf-8"))))
+    return list(csv.DictReader(io.StringIO(data.decode("utf-8"), newline="")))
 
 
 def test_csv_keeps_ids_as_the_api_gave_them_with_their_type() -> None:
@@ -49,6 +49,27 @@ def test_csv_keeps_ids_as_the_api_gave_them_with_their_type() -> None:
     summary = {(r["section"], r["key"]): r["value"] for r in rows(files["summary.csv"])}
     assert summary[("records", "rejected")] == "50" and summary[("run", "requests")] == "1234"
     assert summary[("report", "partial")] == "false"
+
+
+def test_csv_cells_a_spreadsheet_would_run_as_formulas_are_written_as_text() -> None:
+    doc = report()
+    hostile = ['=HYPERLINK("http://x")', "+1+2", "-2+3", "@SUM(A1)", "\tx", "\rx", "a=b", "safe"]
+    doc["windows"]["all"]["top_items"] = [
+        {"id": name, "visits": 10 - i, "distinct_visitors": 1} for i, name in enumerate(hostile)
+    ] + [{"id": -5, "visits": 1, "distinct_visitors": 1}]
+    items = [r for r in rows(csv_files(doc)["top_items.csv"]) if r["window"] == "all"]
+    written = [(r["id"], r["id_type"]) for r in items]
+    assert written == [
+        ('\'=HYPERLINK("http://x")', "string"),
+        ("'+1+2", "string"),
+        ("'-2+3", "string"),
+        ("'@SUM(A1)", "string"),
+        ("'\tx", "string"),
+        ("'\rx", "string"),
+        ("a=b", "string"),
+        ("safe", "string"),
+        ("-5", "int"),  # a number stays a number
+    ]
 
 
 def test_csv_gains_lower_and_upper_columns_in_approx_mode() -> None:
