@@ -20,6 +20,7 @@ reference. The coordinator's reads are SQL: :class:`FactQueries`, used by :mod:`
 
 from __future__ import annotations
 
+import contextlib
 import struct
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Final
@@ -238,7 +239,8 @@ class FactQueries:
                 f"JOIN {name} s ON f.day = s.day GROUP BY s.span"
             ).fetchall()
         finally:
-            self._db.unregister(name)
+            with contextlib.suppress(Exception):  # never in place of the error in flight (an interrupt)
+                self._db.unregister(name)
         found = {int(at): (int(v), int(d)) for at, v, d in rows}
         points = [found.get(at, (0, 0)) for at in range(len(spans))]
         return [Point(Estimate(visits), Estimate(visitors)) for visits, visitors in points]
@@ -285,9 +287,10 @@ class FactsStatistics:
 
     MAGIC: Final = _MAGIC
 
-    def __init__(self, table: pa.Table | None = None) -> None:
+    def __init__(self, table: pa.Table | None = None, *, summed: bool = False) -> None:
         self._parts: list[pa.Table] = [] if table is None or table.num_rows == 0 else [table]
         self._rows = sum(part.num_rows for part in self._parts)
+        self._summed = summed  # the one part's equal facts are summed already: table() need not group again
         self._reader: ExactStatistics | None = None
 
     # -- writes ---------------------------------------------------------------------------------------
@@ -304,14 +307,18 @@ class FactsStatistics:
         self._reader = None
         self._parts.append(table)
         self._rows += table.num_rows
+        self._summed = False
         if self._rows >= _COMPACT_EVERY and len(self._parts) > 1:
             self._parts = [self.table()]
             self._rows = self._parts[0].num_rows
+            self._summed = True
 
     def table(self) -> pa.Table:
         """The facts, equal ones summed."""
         if not self._parts:
             return FACT_SCHEMA.empty_table()
+        if self._summed and len(self._parts) == 1:
+            return self._parts[0]
         return summed(pa.concat_tables(self._parts))
 
     def __len__(self) -> int:
@@ -323,7 +330,7 @@ class FactsStatistics:
 
     @classmethod
     def from_bytes(cls, body: bytes) -> FactsStatistics:
-        return cls(decode_facts(body))
+        return cls(decode_facts(body), summed=True)  # to_bytes wrote them summed
 
     def nbytes(self) -> int:
         return sum(part.nbytes for part in self._parts)

@@ -149,7 +149,10 @@ def insert_facts(db: duckdb.DuckDBPyConnection, facts: pa.Table) -> None:
     try:
         db.execute(f"INSERT INTO facts SELECT * FROM {name}")
     finally:
-        db.unregister(name)
+        # Never let this replace the error in flight: after an interrupted INSERT the transaction is
+        # aborted and DuckDB refuses everything but ROLLBACK, which would turn Ctrl-C into a write error.
+        with contextlib.suppress(duckdb.Error):
+            db.unregister(name)
 
 
 class Checkpoint:
@@ -274,8 +277,8 @@ class Checkpoint:
     def _transaction(self, *, on_error_exit: int = 1) -> Iterator[duckdb.DuckDBPyConnection]:
         """One write transaction (nested uses join the enclosing one).
 
-        ROLLBACK is tried only while the transaction may be open: an interrupt that lands just after
-        COMMIT leaves the commit in place and goes on as the interrupt it is. A DuckDB failure (a full
+        Whatever stops the body, ROLLBACK is tried (harmless after a COMMIT that ran): an interrupt that
+        lands just after COMMIT leaves the commit in place and goes on as the interrupt it is. A DuckDB failure (a full
         disk, a read-only file) becomes one :class:`StateDirError` with nothing half-applied.
         """
         db = self._db
@@ -287,17 +290,15 @@ class Checkpoint:
                 self._depth -= 1
             return
         self._depth = 1
-        open_ = False
         try:
             db.execute("BEGIN TRANSACTION")
-            open_ = True
             yield db
             db.execute("COMMIT")
-            open_ = False
         except BaseException as exc:
-            if open_:
-                with contextlib.suppress(duckdb.Error):  # "no transaction is active" after a COMMIT that ran
-                    db.execute("ROLLBACK")
+            # Always: an interrupt may land just after BEGIN returned as well as in any statement. After a
+            # COMMIT that ran, DuckDB answers "no transaction is active" and the commit stands.
+            with contextlib.suppress(duckdb.Error, KeyboardInterrupt):
+                db.execute("ROLLBACK")
             if isinstance(exc, duckdb.Error):
                 advice = (
                     "point --state-dir at a writable directory with free space"

@@ -194,3 +194,33 @@ def test_distinct_visitors_beyond_the_memory_limit_spill_and_stay_exact(
         (1, 4000, 4000),
     ]
     assert any((tmp_path / "checkpoint.tmp").iterdir())  # DuckDB spilled into the state dir
+
+
+class InterruptedInsert:
+    """Ctrl-C inside the INSERT of a flush's facts: DuckDB aborts the transaction, Python sees the interrupt."""
+
+    def __init__(self, db: duckdb.DuckDBPyConnection) -> None:
+        self._db = db
+
+    def execute(self, sql: str, *args: Any) -> Any:
+        if sql.startswith("INSERT INTO facts"):
+            with pytest.raises(duckdb.Error):
+                self._db.execute("SELECT error('the statement was interrupted')")  # the transaction is aborted
+            raise KeyboardInterrupt
+        return self._db.execute(sql, *args)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._db, name)
+
+
+def test_an_interrupt_inside_the_facts_insert_stays_an_interrupt_and_commits_nothing(tmp_path: Path) -> None:
+    checkpoint = _state(tmp_path)
+    a = checkpoint.begin_attempt(0).attempt
+    real = checkpoint._db
+    checkpoint._db = InterruptedInsert(real)  # type: ignore[assignment]
+    with pytest.raises(KeyboardInterrupt):  # not "cannot write the checkpoint (... transaction is aborted)"
+        checkpoint.apply(_flush(0, a, 1, 10), facts=_page([1], [1]).table())
+    checkpoint._db = real
+    assert checkpoint.state(0).seq == 0 and checkpoint.statistics().visits(ALL).value == 0
+    assert checkpoint.apply(_flush(0, a, 1, 10), facts=_page([1], [1]).table())
+    assert checkpoint.statistics().visits(ALL).value == 1
