@@ -1,6 +1,7 @@
 """How fast and how big the mock API is: startup time, pages per second at page size 1,000 over one
-keep-alive loopback connection, the server process's peak RSS after pages at the start, middle and end of
-the id range, and the ground truth's time and peak RSS.
+keep-alive loopback connection (the client parses each page with orjson), the server process's CPU
+microseconds per record served (what the mock costs next to a client's own per-record cost), its peak
+RSS after pages at the start, middle and end of the id range, and the ground truth's time and peak RSS.
 
     python -m bench.mock_server --records 1000000 10000000 100000000 [--pages 300] [--truth 10000000]
 """
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import http.client
+import os
 import subprocess
 import sys
 import time
@@ -18,6 +20,12 @@ from urllib.parse import urlsplit
 import orjson
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User and system CPU time of a live process so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _peak_rss(pid: int) -> int:
@@ -57,17 +65,20 @@ def serve(records: int, pages: int, limit: int) -> dict[str, float]:
         for offset in (first, (first + lo) // 2, lo - 10_000):
             get(offset)
         offset, served, t0 = first + (lo - first) // 3, 0, time.perf_counter()
+        cpu0 = _cpu_seconds(process.pid)
         for _ in range(pages):  # a crawl from a third of the way in
             document = get(offset)
             served += len(document["response"])
             offset = document["meta"]["next_offset"] or first
         elapsed = time.perf_counter() - t0
+        server_cpu = _cpu_seconds(process.pid) - cpu0
         connection.close()
         return {
             "records": records,
             "startup_s": round(startup, 2),
             "pages_per_s": round(pages / elapsed, 1),
             "records_per_s": round(served / elapsed),
+            "server_cpu_us_per_record": round(server_cpu / served * 1e6, 2),  # the mock's own cost
             "peak_rss_mb": round(_peak_rss(process.pid) / 2**20, 1),
         }
     finally:

@@ -3,9 +3,11 @@
 Each measurement runs in a fresh process (so its peak RSS is its own): it generates synthetic counted
 records page by page (1,000 a page; Zipf-distributed items over 100,000 ids, visitors uniform over 10^6,
 20 categories, 400 local days in crawl order, 3% without a timestamp), adds them into the statistics,
-then serialises them. Reported: peak RSS; peak RSS before the final ``to_bytes`` (counting only); RSS
-before the first record (imports and generator); serialised size; and CPU microseconds per record spent
-in ``add`` alone (CPU time, not wall time: the machine may be shared).
+asks them what a report asks (top 100 items and distinct visitors of all days and of the last 30, one
+point per day), then serialises them whole. Reported: peak RSS after counting, after the reads (what a
+coordinator holds), and after serialising everything (approx: streamed to a file with ``write_to``);
+RSS before the first record (imports and generator); serialised size; what went to the spill file; and
+CPU microseconds per record spent in ``add`` alone (CPU time, not wall time: the machine may be shared).
 
     python bench/sketch_memory.py                      # approx at 10^6 and 10^7, exact at 10^6
     python bench/sketch_memory.py --approx 1e6 1e7 1e8 --exact 1e6 1e7
@@ -18,6 +20,7 @@ import json
 import resource
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,7 +30,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from lifestats.statistics import NO_TIME, Columns, ExactStatistics  # noqa: E402
+from lifestats.statistics import ALL, NO_TIME, Columns, DayRange, ExactStatistics  # noqa: E402
 
 PAGE = 1000
 CHUNK = 100_000
@@ -74,15 +77,30 @@ def measure(mode: str, n: int) -> dict[str, object]:
         adding += time.process_time() - t
     counting_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     t = time.process_time()
-    body = stats.to_bytes()
+    for days in (ALL, DayRange(FIRST_DAY + DAYS - 30, FIRST_DAY + DAYS - 1)):  # what the report asks
+        stats.top_items(days, 100)
+        stats.distinct_visitors(days)
+    stats.day_points([DayRange(d, d) for d in range(FIRST_DAY, FIRST_DAY + DAYS)])
+    reads = time.process_time() - t
+    job_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    t = time.process_time()
+    if mode == "approx":  # streamed to a file, as a checkpoint of large totals would keep them
+        with tempfile.TemporaryFile() as sink:
+            stats.write_to(sink)
+            written = sink.tell()
+    else:
+        written = len(stats.to_bytes())
     serialise = time.process_time() - t
     return {
         "mode": mode,
         "records": n,
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-        "peak_rss_counting_mb": round(counting_peak / 1024, 1),  # before the one big to_bytes
+        "peak_rss_counting_mb": round(counting_peak / 1024, 1),
+        "peak_rss_reads_mb": round(job_peak / 1024, 1),  # counting and the report's reads, before one to_bytes
+        "spilled_mb": round(getattr(stats, "spilled_bytes", lambda: 0)() / 2**20, 1),
+        "reads_s": round(reads, 2),
         "rss_before_records_mb": round(start_rss / 2**20, 1),
-        "serialised_mb": round(len(body) / 2**20, 2),
+        "serialised_mb": round(written / 2**20, 2),
         "nbytes_mb": round(stats.nbytes() / 2**20, 1),
         "us_per_record_add": round(adding / n * 1e6, 3),  # CPU microseconds
         "serialise_s": round(serialise, 2),
@@ -99,8 +117,8 @@ def main() -> None:
         print(json.dumps(measure(args.child[0], int(float(args.child[1])))))
         return
     print(
-        f"{'mode':<7} {'records':>12} {'peak RSS':>10} {'counting':>10} {'at start':>10} {'serialised':>11} "
-        f"{'CPU µs/record':>14}"
+        f"{'mode':<7} {'records':>12} {'counting':>10} {'+reads':>10} {'+serialise':>10} {'at start':>10} "
+        f"{'serialised':>11} {'spilled':>9} {'CPU µs/record':>14}"
     )
     runs = [("approx", n) for n in args.approx] + [("exact", n) for n in args.exact]
     for mode, n in runs:
@@ -109,9 +127,9 @@ def main() -> None:
         )
         r = json.loads(out.stdout)
         print(
-            f"{r['mode']:<7} {r['records']:>12,} {r['peak_rss_mb']:>7} MB {r['peak_rss_counting_mb']:>7} MB "
-            f"{r['rss_before_records_mb']:>7} MB "
-            f"{r['serialised_mb']:>8} MB {r['us_per_record_add']:>14}",
+            f"{r['mode']:<7} {r['records']:>12,} {r['peak_rss_counting_mb']:>7} MB {r['peak_rss_reads_mb']:>7} MB "
+            f"{r['peak_rss_mb']:>7} MB {r['rss_before_records_mb']:>7} MB "
+            f"{r['serialised_mb']:>8} MB {r['spilled_mb']:>6} MB {r['us_per_record_add']:>14}",
             flush=True,
         )
 

@@ -22,25 +22,28 @@ Item and category keys travel through the frequent-items sketches as strings tha
 (:func:`~lifestats.statistics.encode_key`), and visitor keys reach the HLLs through :func:`hll_key`, so
 5 and "5" stay two keys and the empty string counts.
 
-Memory: a day's sketches fill up and then stop growing, so memory is bounded by the number of days
-held, not by the records; and only a few days are live objects at a time (the rest stay serialised,
-several times smaller). Counting speed: integer item and visitor columns take a numpy path (grouping by
+Memory: a day's sketches fill up and then stop growing, and only a few days are live objects at a
+time: the rest stay serialised (several times smaller), in memory up to a budget and then in a
+temporary file (:class:`~lifestats.spill.SpillStore`), so memory grows neither with the records nor
+with the days counted. Counting speed: integer item and visitor columns take a numpy path (grouping by
 item in numpy, one sketch call per distinct key of the page); other columns a single Python pass.
 """
 
 from __future__ import annotations
 
 import heapq
+import io
 import math
-from collections import OrderedDict
+import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, BinaryIO, Final
 
 import datasketches as ds
 import numpy as np
 import numpy.typing as npt
 
+from .spill import SpillStore
 from .statistics import (
     BinaryReader,
     BinaryWriter,
@@ -350,45 +353,76 @@ class _Bucket:
         self.visits = 0
         self.visitors = ds.hll_sketch(lg_k, _HLL_TYPE)
 
+    def encode(self) -> bytes:
+        return self.visits.to_bytes(8, "little", signed=True) + self.visitors.serialize_updatable()
+
+    @classmethod
+    def decode(cls, body: bytes, lg_k: int) -> _Bucket:
+        point = cls.__new__(cls)
+        point.visits = int.from_bytes(body[:8], "little", signed=True)
+        point.visitors = ds.hll_sketch.deserialize(body[8:])
+        return point
+
 
 class ApproxStatistics(DayKeyed):
     """The :class:`~lifestats.statistics.Statistics` protocol over DataSketches, per day.
 
-    Only the ``live_days`` most recently updated days are kept as sketch objects; the others wait in their
-    serialised form (several times smaller), and :meth:`from_bytes` leaves every day serialised until it
-    is needed. A crawl in time order updates a few days at a time, so memory stays that of a few live days
-    plus the compact rest, however many days the statistics hold. Reads decode one day at a time.
+    Days and fine series buckets each live in a :class:`~lifestats.spill.SpillStore`: only the ``live_days``
+    most recently updated days are sketch objects; the others wait serialised (several times smaller),
+    in memory up to ``memory_bytes`` and then in a temporary file, so memory does not grow with the
+    records or the days counted. :meth:`from_bytes` leaves every day serialised until it is needed, and
+    reads decode one day at a time.
     """
 
     MAGIC: Final = b"LSAP"
     VERSION: Final = 1
 
-    def __init__(self, config: SketchConfig | None = None, *, live_days: int = 8) -> None:
-        self.config = config or SketchConfig()
+    def __init__(
+        self,
+        config: SketchConfig | None = None,
+        *,
+        live_days: int = 8,
+        memory_bytes: int = 8 << 20,
+        spill_dir: str | os.PathLike[str] | None = None,
+    ) -> None:
+        self.config = config = config or SketchConfig()
         self.live_days = max(1, live_days)
-        self._days: dict[int, _Day | bytes] = {}
-        self._live: OrderedDict[int, None] = OrderedDict()  # live days, least recently updated first
-        self._buckets: dict[int, _Bucket] = {}
+        self.memory_bytes = memory_bytes
+        self.spill_dir = spill_dir
+        self._days: SpillStore[int, _Day] = SpillStore(
+            _Day.encode,
+            lambda body: _Day.decode(body, config),
+            live=self.live_days,
+            memory_bytes=memory_bytes // 2,
+            directory=spill_dir,
+        )
+        self._buckets: SpillStore[int, _Bucket] = SpillStore(
+            _Bucket.encode,
+            lambda body: _Bucket.decode(body, config.hll_lg_k),
+            live=4 * self.live_days,
+            memory_bytes=memory_bytes // 2,
+            directory=spill_dir,
+        )
+
+    def _new_day(self) -> _Day:
+        return _Day(self.config)
+
+    def _new_bucket(self) -> _Bucket:
+        return _Bucket(self.config.hll_lg_k)
 
     # -- days, live or serialised ---------------------------------------------------------------------
     def _updating(self, day: int) -> _Day:
-        state = self._days.get(day)
-        if not isinstance(state, _Day):
-            state = self._days[day] = _Day(self.config) if state is None else _Day.decode(state, self.config)
-        self._live[day] = None
-        self._live.move_to_end(day)
-        while len(self._live) > self.live_days:
-            old, _ = self._live.popitem(last=False)
-            kept = self._days[old]
-            if isinstance(kept, _Day):
-                self._days[old] = kept.encode()
-        return state
+        return self._days.updating(day, self._new_day)
 
     def _reading(self, days: DayRange) -> Iterator[_Day]:
         """The days in the range, oldest first, each decoded only while it is being read."""
         for day in sorted(d for d in self._days if days.first <= d <= days.last):
-            state = self._days[day]
-            yield state if isinstance(state, _Day) else _Day.decode(state, self.config)
+            yield self._days[day]
+
+    def close(self) -> None:
+        """Let go of every sketch and of the spill file now (garbage collection would, later)."""
+        self._days.close()
+        self._buckets.close()
 
     # -- writes ---------------------------------------------------------------------------------------
     def add(self, columns: Columns) -> None:
@@ -411,9 +445,7 @@ class ApproxStatistics(DayKeyed):
                 state.add_lists(_pick(item_list, where), _pick(visitor_list, where))
                 state.add_categories(_pick(categories, where))
         for bucket, who in columns.bucket_groups():
-            point = self._buckets.get(bucket)
-            if point is None:
-                point = self._buckets[bucket] = _Bucket(self.config.hll_lg_k)
+            point = self._buckets.updating(bucket, self._new_bucket)
             point.visits += len(who)
             update = point.visitors.update
             for key in {hll_key(v) for v in who if v is not None}:
@@ -422,15 +454,14 @@ class ApproxStatistics(DayKeyed):
     def merge(self, other: ApproxStatistics) -> ApproxStatistics:
         if other.config != self.config:
             raise ValueError(f"cannot merge sketches of different sizes ({self.config} and {other.config})")
-        for day, theirs in sorted(other._days.items()):
+        for day in sorted(other._days):
             if day not in self._days:  # a copy keeps a lone sketch's own (HIP) estimator
-                self._days[day] = theirs.encode() if isinstance(theirs, _Day) else theirs
+                self._days.put_encoded(day, other._days.encoded(day))
                 continue
-            self._updating(day).merge(theirs if isinstance(theirs, _Day) else _Day.decode(theirs, self.config))
-        for bucket, their_point in other._buckets.items():
-            point = self._buckets.get(bucket)
-            if point is None:
-                point = self._buckets[bucket] = _Bucket(self.config.hll_lg_k)
+            self._updating(day).merge(other._days[day])
+        for bucket in sorted(other._buckets):
+            their_point = other._buckets[bucket]
+            point = self._buckets.updating(bucket, self._new_bucket)
             point.visits += their_point.visits
             union = ds.hll_union(self.config.hll_lg_k)
             union.update(point.visitors)
@@ -468,20 +499,25 @@ class ApproxStatistics(DayKeyed):
         ranked = _ranked(merged, k)
         unions = {code: ds.hll_union(self.config.item_hll_lg_k) for _, code, _ in ranked}
         seen = dict.fromkeys(unions, 0)
-        lone: dict[str, list[ds.hll_sketch]] = {code: [] for code in unions}
+        sketches = dict.fromkeys(unions, 0)  # how many days tracked the item
+        first: dict[str, ds.hll_sketch] = {}  # its sketch when only one day did (no day's sketch is kept longer)
         for state in self._reading(days):
             for code in unions:
                 entry = state.tracked.get(code)
                 if entry is not None:
                     unions[code].update(entry.hll)
                     seen[code] += entry.visits
-                    lone[code].append(entry.hll)
+                    sketches[code] += 1
+                    if sketches[code] == 1:
+                        first[code] = entry.hll
+                    else:
+                        first.pop(code, None)
         rows = []
         for key, code, visits in ranked:
-            if not lone[code]:
+            if not sketches[code]:
                 hll = _distinct(None)
             else:  # a lone sketch keeps its own (HIP) estimator; a union answers otherwise
-                hll = _distinct(lone[code][0] if len(lone[code]) == 1 else unions[code].get_result(_HLL_TYPE))
+                hll = _distinct(first[code] if sketches[code] == 1 else unions[code].get_result(_HLL_TYPE))
             rows.append(ItemRow(key, visits, _item_visitors(hll, visits, seen[code])))
         return rows
 
@@ -495,26 +531,53 @@ class ApproxStatistics(DayKeyed):
         return Point(Estimate(point.visits), _distinct(point.visitors))
 
     def nbytes(self) -> int:
-        total = sum(s.nbytes() if isinstance(s, _Day) else 100 + len(s) for s in self._days.values())
-        return total + sum(300 + b.visitors.get_updatable_serialization_bytes() for b in self._buckets.values())
+        """Memory held: the live sketches and the serialised ones kept in memory (not the spill file)."""
+        total = sum(day.nbytes() for day in self._days.live_values())
+        total += sum(300 + b.visitors.get_updatable_serialization_bytes() for b in self._buckets.live_values())
+        return total + self._days.cold_bytes_in_memory() + self._buckets.cold_bytes_in_memory()
+
+    def spilled_bytes(self) -> int:
+        """The size of the temporary files the serialised days and buckets went to past ``memory_bytes``."""
+        return self._days.file_bytes() + self._buckets.file_bytes()
 
     # -- transport ------------------------------------------------------------------------------------
     def to_bytes(self) -> bytes:
+        out = io.BytesIO()
+        self.write_to(out)
+        return out.getvalue()
+
+    def write_to(self, stream: BinaryIO) -> int:
+        """Write what :meth:`to_bytes` returns to ``stream`` a day at a time (memory of one day, not of
+        the whole body: for a checkpoint that keeps large totals); returns the bytes written."""
+        written = 0
+
+        def put(out: BinaryWriter) -> None:
+            nonlocal written
+            body = out.getvalue()
+            stream.write(body)
+            written += len(body)
+
         out = BinaryWriter()
         out.raw(self.MAGIC + self.VERSION.to_bytes(2, "little"))
         c = self.config
         for value in (c.hll_lg_k, c.item_hll_lg_k, c.frequent_lg_max_map_size, c.tracked_items):
             out.u32(value)
         out.u32(len(self._days))
-        for day, state in sorted(self._days.items()):
+        put(out)
+        for day in sorted(self._days):
+            out = BinaryWriter()
             out.i64(day)
-            out.blob(state.encode() if isinstance(state, _Day) else state)
+            out.blob(self._days.encoded(day))
+            put(out)
+        out = BinaryWriter()
         out.u32(len(self._buckets))
-        for bucket, point in sorted(self._buckets.items()):
+        for bucket in sorted(self._buckets):
+            point = self._buckets[bucket]
             out.i64(bucket)
             out.i64(point.visits)
             out.blob(point.visitors.serialize_updatable())
-        return out.getvalue()
+        put(out)
+        return written
 
     @classmethod
     def from_bytes(cls, body: bytes) -> ApproxStatistics:
@@ -528,12 +591,11 @@ class ApproxStatistics(DayKeyed):
         stats = cls(config)
         for _ in range(reader.u32()):
             day = reader.i64()
-            stats._days[day] = reader.blob()
+            stats._days.put_encoded(day, reader.blob())
         for _ in range(reader.u32()):
             bucket = reader.i64()
-            point = stats._buckets[bucket] = _Bucket(config.hll_lg_k)
-            point.visits = reader.i64()
-            point.visitors = ds.hll_sketch.deserialize(reader.blob())
+            visits = reader.i64()
+            stats._buckets.put_encoded(bucket, visits.to_bytes(8, "little", signed=True) + reader.blob())
         reader.end()
         return stats
 

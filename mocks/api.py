@@ -23,7 +23,7 @@ from mocks.faults import (
     format_seconds,
     json_error,
 )
-from mocks.source import PageSource
+from mocks.source import PageSource, page_body
 from mocks.styles import MockStyle, Request, StylePager
 
 DEFAULT_MAX_PAGE_SIZE = 1000
@@ -179,8 +179,8 @@ class MockApi:
         if params.problem is not None or params.offset is None or params.limit is None:
             return json_error(400, params.problem or "bad request")
         limit = min(params.limit, self.max_page_size)
-        if self.faults is None:
-            return build_reply(self.source, params.offset, limit)
+        if self.faults is None:  # the plain page, rendered by the source itself when it can (fast)
+            return Reply(200, page_body(self.source, params.offset, limit))
         attempt = self.attempts.next(params.offset)
         fault = self.faults.decide(params.offset, attempt)
         repeats = self.faults.duplicates(params.offset)

@@ -17,12 +17,13 @@ import re
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta, timezone, tzinfo
 from typing import Any, Final, overload
 from zoneinfo import ZoneInfo
 
 import numpy as np
+import orjson
 
 __all__ = [
     "BOT_IPS",
@@ -184,6 +185,7 @@ class Dataset:
     category_ids: tuple[str, ...]
     ip_values: tuple[str, ...]
     ua_values: tuple[str, ...]
+    json_box: _JsonBox | None = None  # JSON fragments, shared by the chunks of one dataset (built on first use)
 
     @property
     def first_id(self) -> int:
@@ -222,9 +224,10 @@ class Dataset:
             return len(self)
         return int(np.searchsorted(self.ids, offset, side="left"))
 
-    def _render(self, start: int, stop: int) -> list[dict[str, Any]]:
-        """Records [start, stop) as the API serves them; timestamps and visitors rendered column-wise."""
-        sl = slice(start, stop)
+    def _render(self, start: int, stop: int, rows: np.ndarray | None = None) -> list[dict[str, Any]]:
+        """Records [start, stop) (or those at the sorted indices `rows`) as the API serves them; timestamps
+        and visitors rendered column-wise."""
+        sl: slice | np.ndarray = slice(start, stop) if rows is None else rows
         item = self.item[sl]
         item_ids = self.item_ids
         columns = zip(
@@ -254,19 +257,90 @@ class Dataset:
             if ua >= 0:
                 rec["user_agent"] = self.ua_values[ua]
             out.append(rec)
-        self._apply_malformed(start, stop, out)
+        if rows is None:
+            self._apply_malformed(start, stop, out)
+        else:
+            self._apply_malformed_rows(rows, out)
         return out
+
+    def _apply_malformed_rows(self, rows: np.ndarray, out: list[dict[str, Any]]) -> None:
+        at = np.searchsorted(self.malformed_index, rows)
+        inside = at < len(self.malformed_index)
+        hit = np.flatnonzero(inside & (self.malformed_index[np.minimum(at, len(self.malformed_index) - 1)] == rows))
+        for j, kind in zip(hit.tolist(), self.malformed_kind[at[hit]].tolist(), strict=True):
+            self._break(out[j], kind)
 
     def _apply_malformed(self, start: int, stop: int, out: list[dict[str, Any]]) -> None:
         lo, hi = np.searchsorted(self.malformed_index, [start, stop])
         for idx, kind in zip(self.malformed_index[lo:hi].tolist(), self.malformed_kind[lo:hi].tolist(), strict=True):
-            rec = out[idx - start]
-            field, breaker, _ = _MALFORMED[kind]
-            value = breaker(rec.get(field) if field != "item" else rec["item"])
-            if value is _DROP:
-                rec.pop(field, None)
-            else:
-                rec[field] = value
+            self._break(out[idx - start], kind)
+
+    @staticmethod
+    def _break(rec: dict[str, Any], kind: int) -> None:
+        field, breaker, _ = _MALFORMED[kind]
+        value = breaker(rec.get(field) if field != "item" else rec["item"])
+        if value is _DROP:
+            rec.pop(field, None)
+        else:
+            rec[field] = value
+
+    def page_json(self, offset: int, limit: int) -> tuple[bytes, int | None]:
+        """`page` as the JSON text of its record list: the same records, rendered without dicts."""
+        if limit < 1:
+            raise ValueError(f"limit must be >= 1, got {limit}")
+        start = self._index_of(offset)
+        stop = min(start + int(limit), len(self))
+        if start >= stop:
+            return b"[]", None
+        next_offset = int(self.ids[stop - 1]) + 1 if stop < len(self) else None
+        return b"[" + self._render_json(start, stop)[:-1] + b"]", next_offset
+
+    def _tables(self) -> _JsonTables:
+        if self.json_box is None:
+            self.json_box = _JsonBox()
+        if self.json_box.tables is None:
+            self.json_box.tables = _JsonTables.of(self)
+        return self.json_box.tables
+
+    def _render_json(self, start: int, stop: int) -> bytes:
+        """Records [start, stop) as JSON objects, each followed by a comma, rendered column by column in
+        numpy (no Python work per record): every field is a fixed-width byte column, padded with spaces
+        (JSON whitespace), so each record is a row of one byte matrix. Parsed, they equal what `_render`
+        gives; the few malformed records are rendered by `_render` and spliced in."""
+        tables = self._tables()
+        sl = slice(start, stop)
+        n = stop - start
+        item = self.item[sl]
+        category_state = self.category_state[sl]
+        pick = np.where(category_state == PRESENT, self.item_category[item], len(tables.categories) - 2)
+        pick[category_state == MISSING] = len(tables.categories) - 1
+        ids = self.ids[sl]
+        columns = [
+            _constant(b'{"id":', n),
+            _number(ids, _width(ids)) if ids[0] >= 0 else _bytes(np.strings.ljust(ids.astype(np.bytes_), 20)),
+            _constant(b',"item":', n),
+            _bytes(tables.items[item]),
+            _bytes(tables.categories[pick]),
+            _visitor_column(self.visitor[sl], self.visitor_state[sl], _visitor_width(self.spec.visitors)),
+            _timestamp_column(self.ts_ms[sl], self.ts_format[sl], self.ts_state[sl]),
+            _constant(b',"ip":', n),
+            _bytes(tables.ips[self.ip[sl]]),
+            _bytes(tables.uas[self.ua[sl] + 1]),
+            _constant(b"},", n),
+        ]
+        matrix = np.concatenate(columns, axis=1)
+        body = matrix.tobytes()
+        lo, hi = np.searchsorted(self.malformed_index, [start, stop])
+        if lo == hi:
+            return body
+        rows = self.malformed_index[lo:hi]
+        width = matrix.shape[1]
+        parts, done = [], 0
+        for row, record in zip((rows - start).tolist(), self._render(0, 0, rows), strict=True):
+            parts += [body[done * width : row * width], orjson.dumps(record), b","]
+            done = row + 1
+        parts.append(body[done * width :])
+        return b"".join(parts)
 
     def parts(self, begin: int | None = None, end: int | None = None) -> Iterator[tuple[Dataset, int, int]]:
         """The records with begin <= id < end as (dataset, lo, hi) index ranges: here, one range of self."""
@@ -359,6 +433,22 @@ class LazyDataset:
             out += part._render(max(start - c * size, 0), min(stop - c * size, len(part)))
         next_offset = self.id_at(stop - 1) + 1 if stop < len(self) else None
         return out, next_offset
+
+    def page_json(self, offset: int, limit: int) -> tuple[bytes, int | None]:
+        """`page` as the JSON text of its record list, rendered without dicts (the mock's fast path)."""
+        if limit < 1:
+            raise ValueError(f"limit must be >= 1, got {limit}")
+        start = self._index_of(offset)
+        stop = min(start + int(limit), len(self))
+        if start >= stop:
+            return b"[]", None
+        out: list[bytes] = []
+        size = self.spec.chunk
+        for c in range(start // size, (stop - 1) // size + 1):
+            part = self.chunk(c)
+            out.append(part._render_json(max(start - c * size, 0), min(stop - c * size, len(part))))
+        next_offset = self.id_at(stop - 1) + 1 if stop < len(self) else None
+        return b"[" + b"".join(out)[:-1] + b"]", next_offset
 
     def before(self, offset: int, n: int) -> list[dict[str, Any]]:
         """The last `n` records with id < offset."""
@@ -456,6 +546,160 @@ def _render_visitor(code: int, width: int) -> int | str:
     return index if as_int else f"v{index:0{width}d}"
 
 
+class _JsonBox:
+    """Where the chunks of one dataset find their shared `_JsonTables` once one of them built it."""
+
+    tables: _JsonTables | None = None
+
+
+@dataclass(frozen=True)
+class _JsonTables:
+    """JSON fragments (fixed-width bytes) of the values that come from small tables."""
+
+    items: np.ndarray  # one per item
+    categories: np.ndarray  # one per category id, then null, then missing (empty)
+    ips: np.ndarray
+    uas: np.ndarray  # missing (empty) first, then one per user agent
+
+    @classmethod
+    def of(cls, ds: Dataset) -> _JsonTables:
+        def fragments(texts: list[bytes]) -> np.ndarray:
+            width = max(map(len, texts))
+            return np.array([t.ljust(width) for t in texts], dtype=np.bytes_)  # padded with JSON whitespace
+
+        return cls(
+            items=fragments([_json_value(v) for v in ds.item_ids]),
+            categories=fragments(
+                [b',"category":' + orjson.dumps(c) for c in ds.category_ids] + [b',"category":null', b""]
+            ),
+            ips=fragments([orjson.dumps(v) for v in ds.ip_values]),
+            uas=fragments([b""] + [b',"user_agent":' + orjson.dumps(v) for v in ds.ua_values]),
+        )
+
+
+def _json_value(value: int | str) -> bytes:
+    """A small value as JSON. (Not orjson.dumps alone: each bytes object it returns may keep a buffer of
+    several kilobytes, which a table of 100,000 items would multiply into hundreds of megabytes.)"""
+    return str(value).encode() if type(value) is int else bytes(bytearray(orjson.dumps(value)))
+
+
+def _constant(text: bytes, n: int) -> np.ndarray:
+    """`text` in every row: an (n, len(text)) byte matrix."""
+    return np.broadcast_to(np.frombuffer(text, dtype=np.uint8), (n, len(text)))
+
+
+def _bytes(texts: np.ndarray) -> np.ndarray:
+    """A fixed-width bytes array as an (n, width) byte matrix (NUL padded)."""
+    return texts.view(np.uint8).reshape(len(texts), texts.dtype.itemsize)
+
+
+_ZERO, _SPACE = ord("0"), ord(" ")
+_POWERS: Final = 10 ** np.arange(18, -1, -1, dtype=np.int64)
+
+
+def _digits(values: np.ndarray, width: int) -> np.ndarray:
+    """Non-negative integers as `width` decimal digits each, zero-padded: an (n, width) byte matrix."""
+    return (values[:, None] // _POWERS[-width:] % 10 + _ZERO).astype(np.uint8)
+
+
+def _number(values: np.ndarray, width: int) -> np.ndarray:
+    """Non-negative integers right-aligned in `width` bytes, leading zeros as spaces (JSON whitespace)."""
+    out = _digits(values, width)
+    if width > 1:
+        lead = np.cumsum(out[:, :-1] != _ZERO, axis=1) == 0  # zeros before the first other digit
+        out[:, :-1][lead] = _SPACE
+    return out
+
+
+def _width(values: np.ndarray) -> int:
+    return len(str(int(values.max()))) if len(values) else 1
+
+
+def _put(out: np.ndarray, rows: np.ndarray, at: int, piece: np.ndarray | bytes) -> int:
+    """Write `piece` (bytes for every row, or a matrix with one row per row) at column `at` of `rows`."""
+    if isinstance(piece, bytes):
+        piece = np.frombuffer(piece, dtype=np.uint8)
+    width = piece.shape[-1]
+    out[rows, at : at + width] = piece
+    return at + width
+
+
+def _visitor_column(code: np.ndarray, state: np.ndarray, width: int) -> np.ndarray:
+    """`,"visitor":<value>` (or null, or nothing when missing) per record, as `_render_visitor` renders it."""
+    n = len(code)
+    index, as_int = np.divmod(code.astype(np.int64), 2)
+    digits = max(width, _width(index))
+    out = np.full((n, 13 + digits + 1), _SPACE, dtype=np.uint8)
+    present = state == PRESENT
+    rows = np.flatnonzero(present & (as_int == 0))
+    at = _put(out, rows, 0, b',"visitor":"v')
+    at = _put(out, rows, at, _digits(index[rows], digits))
+    _put(out, rows, at, b'"')
+    rows = np.flatnonzero(present & (as_int == 1))
+    at = _put(out, rows, 0, b',"visitor":')
+    _put(out, rows, at, _number(index[rows], digits))
+    _put(out, np.flatnonzero(state == NULL), 0, b',"visitor":null')
+    return out
+
+
+_FLOAT_FRACTIONS: Final = np.array([b".0 ", b".25", b".5 ", b".75"])  # ms are multiples of 250; spaces pad
+_NOT_ISO: Final = -(2**40)
+
+
+def _iso_tables() -> tuple[np.ndarray, np.ndarray]:
+    """Per format code: its UTC offset in seconds (`_NOT_ISO` when not an ISO format); per (quarter second,
+    format code): what follows the seconds (isoformat's microseconds, the offset or Z, the closing quote)."""
+    codes = max(*_ISO_ZONES, FMT_SECONDS, FMT_FLOAT, FMT_MILLIS) + 1
+    shifts = np.full(codes, _NOT_ISO, dtype=np.int64)
+    tails = [b""] * (4 * codes)
+    for code, zone in _ISO_ZONES.items():
+        offset = zone.utcoffset(None)
+        assert offset is not None
+        shifts[code] = int(offset.total_seconds())
+        suffix = b"Z" if code == FMT_ISO_Z else _offset_text(int(shifts[code])).encode()
+        for quarter, fraction in enumerate((b"", b".250000", b".500000", b".750000")):
+            tails[quarter * codes + code] = fraction + suffix + b'"'
+    width = max(map(len, tails))
+    return shifts, np.array([t.ljust(width) for t in tails])
+
+
+_ISO_SHIFT, _ISO_TAILS = _iso_tables()
+_ISO_DIGIT_COLUMNS: Final = 14 + np.array([0, 1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18])  # in ',"timestamp":"'
+
+
+def _timestamp_column(ms: np.ndarray, fmt: np.ndarray, state: np.ndarray) -> np.ndarray:
+    """`,"timestamp":<value>` (or null, or nothing when missing) per record, as `render_timestamp` renders it."""
+    n = len(ms)
+    sec, frac = np.divmod(ms, 1000)
+    present = state == PRESENT
+    out = np.full((n, 13 + max(_width(ms), 35)), _SPACE, dtype=np.uint8)
+    _put(out, np.flatnonzero(state == NULL), 0, b',"timestamp":null')
+    for code, values in ((FMT_SECONDS, sec), (FMT_MILLIS, ms)):
+        rows = np.flatnonzero(present & (fmt == code))
+        at = _put(out, rows, 0, b',"timestamp":')
+        _put(out, rows, at, _number(values[rows], _width(values[rows])))
+    rows = np.flatnonzero(present & (fmt == FMT_FLOAT))
+    at = _put(out, rows, 0, b',"timestamp":')
+    at = _put(out, rows, at, _number(sec[rows], _width(sec[rows])))
+    _put(out, rows, at, _bytes(_FLOAT_FRACTIONS[frac[rows] // 250]))
+    rows = np.flatnonzero(present & (_ISO_SHIFT[np.minimum(fmt, len(_ISO_SHIFT) - 1)] != _NOT_ISO))
+    if rows.size:
+        codes = fmt[rows]
+        wall = sec[rows] + _ISO_SHIFT[codes]
+        days, clock = np.divmod(wall, 86_400)
+        day = days.astype("datetime64[D]")
+        month = day.astype("datetime64[M]")
+        year = month.astype("datetime64[Y]")
+        months = month.astype(np.int64) - year.astype("datetime64[M]").astype(np.int64) + 1
+        mday = (day - month.astype("datetime64[D]")).astype(np.int64) + 1
+        stamp = (year.astype(np.int64) + 1970) * 10**10 + months * 10**8 + mday * 10**6
+        stamp += clock // 3600 * 10**4 + clock // 60 % 60 * 100 + clock % 60
+        _put(out, rows, 0, b',"timestamp":"YYYY-MM-DDThh:mm:ss')
+        out[np.ix_(rows, _ISO_DIGIT_COLUMNS)] = _digits(stamp, 14)
+        _put(out, rows, 33, _bytes(_ISO_TAILS[frac[rows] // 250 * len(_ISO_SHIFT) + codes]))  # space-padded
+    return out
+
+
 # ---------------------------------------------------------------------------------------------- generation
 #
 # The records are cut into chunks of `spec.chunk` records. Chunk c is drawn from its own random streams
@@ -492,6 +736,7 @@ class _Plan:
     ip_values: tuple[str, ...]
     ua_values: tuple[str, ...]
     normal_ips: int
+    json_box: _JsonBox = field(default_factory=lambda: _JsonBox())
 
     @classmethod
     def of(cls, spec: DatasetSpec) -> _Plan:
@@ -589,6 +834,7 @@ class _Plan:
             category_ids=self.category_ids,
             ip_values=self.ip_values,
             ua_values=self.ua_values,
+            json_box=self.json_box,
         )
 
 

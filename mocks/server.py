@@ -303,7 +303,26 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--fault-slow-seconds", type=float, default=2.0)
     p.add_argument("--watch-stdin", action="store_true", help="exit when stdin reaches EOF (parent died)")
     p.add_argument("--log-file", default=None, help="on exit, write the request log here as JSON lines")
+    p.add_argument(
+        "--announce-first-request",
+        action="store_true",
+        help="print 'first-request <time.monotonic()>' on stdout when the first request arrives",
+    )
     return p
+
+
+class _AnnouncingLog(RequestLog):
+    """A request log that says on stdout when the first request arrived (``time.monotonic()`` is one clock
+    for every process of the machine: a benchmark can tell how long a client took to send it)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._first = threading.Lock()
+
+    def append(self, entry: LoggedRequest) -> None:
+        super().append(entry)
+        if not self._first.locked() and self._first.acquire(blocking=False):  # once, whichever thread is first
+            print(f"first-request {entry.t!r}", flush=True)
 
 
 def _faults(args: argparse.Namespace) -> FaultSpec | None:
@@ -383,6 +402,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
+    if args.announce_first_request:
+        server.api.log = _AnnouncingLog()
     if args.watch_stdin:
         threading.Thread(target=_watch_stdin, args=(stop,), name="stdin-watch", daemon=True).start()
     try:

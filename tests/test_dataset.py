@@ -745,3 +745,32 @@ def test_series_cut_at_max_points_and_future_records_left_out() -> None:
     truth = assert_matches(ds, as_of=far, bucket="minute")
     assert len(truth["series"]["points"]) == 5000 and truth["records"]["future"] == 0
     assert truth["series"]["points"][-1]["start"] == "2036-03-15T12:00:00+00:00"
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    seed=st.integers(0, 2**16),
+    records=st.integers(1, 3000),
+    malformed=st.sampled_from([0.0, 0.005, 0.2]),
+    nulls=st.sampled_from([0.0, 0.01, 0.3]),
+    visitors=st.sampled_from([3, 3000, 1_000_000]),
+    limit=st.sampled_from([1, 7, 250, 1000]),
+    chunk=st.sampled_from([64, 1 << 16]),
+)
+def test_pages_rendered_as_json_text_parse_to_the_records(
+    seed: int, records: int, malformed: float, nulls: float, visitors: int, limit: int, chunk: int
+) -> None:
+    """The mock's fast rendering (byte columns, no dicts) serves what the record dicts say, page by page."""
+    spec = DatasetSpec(
+        seed=seed, records=records, malformed_share=malformed, null_share=nulls, visitors=visitors, chunk=chunk
+    )
+    for data in (LazyDataset(spec), generate(spec)):
+        offset: int | None = data.first_id - 3
+        pages = 0
+        while offset is not None and pages < 40:
+            expected, following = data.page(offset, limit)
+            body, next_offset = data.page_json(offset, limit)
+            assert orjson.loads(body) == expected
+            assert next_offset == following
+            offset, pages = following, pages + 1
+    assert LazyDataset(spec).page_json(2**62, 10) == (b"[]", None)

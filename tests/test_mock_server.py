@@ -728,3 +728,22 @@ def test_the_command_line_serves_the_generated_dataset_chunk_by_chunk(client: ht
     finally:
         stop()
     assert found == orjson.loads(orjson.dumps([expected.record(i) for i in range(len(expected))]))
+
+
+def test_the_server_serves_a_lazy_dataset_as_its_pages_say() -> None:
+    """The fast path (the dataset renders its JSON text itself) answers the same document as the dicts."""
+    from mocks.dataset import LazyDataset
+    from mocks.source import page_payload
+
+    data = LazyDataset(DatasetSpec(seed=5, records=5000, malformed_share=0.05, null_share=0.05, chunk=1000))
+    with MockServer(data) as server, httpx.Client() as client:
+        offset: int | None = 0
+        pages = 0
+        while offset is not None:
+            answer = client.get(server.url, params={"offset": offset, "limit": 700})
+            assert answer.status_code == 200
+            document = orjson.loads(answer.content)
+            assert document == page_payload(data, offset, 700)
+            offset = document["meta"]["next_offset"]
+            pages += 1
+    assert pages == 8

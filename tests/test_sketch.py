@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lifestats.sketch import ApproxStatistics, SketchConfig
+from lifestats.spill import SpillStore
 from lifestats.statistics import ALL, FUTURE, NO_BUCKET, NO_TIME, Columns, DayRange, Estimate, Statistics
 from tests import stat_truth
 from tests.stat_truth import TODAY, rank_order, truth
@@ -340,3 +341,89 @@ def test_any_merge_order_of_full_sketches_keeps_the_truth_inside_the_bounds() ->
             total.merge(parts[i])
         check(total, data)
     assert [p.visits(ALL).value for p in parts] == [_copy(p).visits(ALL).value for p in parts]  # parts untouched
+
+
+def test_days_and_buckets_spilled_to_disk_read_as_kept_in_memory() -> None:
+    """Past its memory budget the statistics put serialised days and hour buckets in a file; every read
+    gives what the same statistics kept in memory give, and the truth stays inside the bounds."""
+    data = stat_truth.make(seed=21, n=30_000, n_items=2000, skew=1.0, n_days=40)
+    order = np.random.default_rng(2).permutation(len(data))  # pages that jump between days
+    for column in ("items", "visitors", "categories", "days", "hours"):
+        setattr(data, column, getattr(data, column)[order])
+    kept = ApproxStatistics(SMALL, live_days=2)
+    spilled = ApproxStatistics(SMALL, live_days=2, memory_bytes=0)
+    for columns in data.pages(100):
+        kept.add(columns)
+        spilled.add(columns)
+    assert kept.spilled_bytes() == 0
+    assert spilled.spilled_bytes() > 0
+    assert spilled.nbytes() < kept.nbytes() / 5
+    assert snapshot(spilled) == snapshot(kept)
+    assert spilled.to_bytes() == kept.to_bytes()
+    check(spilled, data)
+    merged = ApproxStatistics(SMALL, memory_bytes=0).merge(spilled).merge(ApproxStatistics.from_bytes(kept.to_bytes()))
+    twice = ApproxStatistics(SMALL).merge(kept).merge(kept)
+    assert snapshot(merged) == snapshot(twice)
+    spilled.close()
+    assert spilled.spilled_bytes() == 0
+
+
+def test_memory_held_does_not_grow_with_the_days_counted() -> None:
+    """400 days of sketches: what stays in memory is the live days and the budget, not the days."""
+    budget = 256 << 10
+    stats = ApproxStatistics(SMALL, live_days=4, memory_bytes=budget)
+    held = []
+    for n_days in (50, 400):
+        data = stat_truth.make(seed=22, n=40_000, n_items=3000, skew=1.0, n_days=n_days)
+        for columns in data.pages(500):
+            stats.add(columns)
+        held.append(stats.nbytes())
+    live = sum(day.nbytes() for day in stats._days.live_values())
+    assert held[1] <= budget + live + 200_000  # plus the live hour buckets
+    assert len(list(stats._reading(ALL))) >= 400
+    assert stats.spilled_bytes() > 0
+
+
+spill_ops = st.lists(
+    st.tuples(st.sampled_from(["update", "put", "read"]), st.integers(0, 12), st.integers(0, 3000)), max_size=120
+)
+
+
+@settings(max_examples=80, deadline=None)
+@given(spill_ops, st.integers(1, 4), st.sampled_from([0, 2000, 1 << 20]))
+def test_spill_store_reads_what_a_dict_holds(ops: list[tuple[str, int, int]], live: int, budget: int) -> None:
+    """Whatever the live count and memory budget, the store holds what a plain dict would."""
+    store: SpillStore[int, bytearray] = SpillStore(bytes, bytearray, live=live, memory_bytes=budget)
+    model: dict[int, bytes] = {}
+    for op, key, size in ops:
+        if op == "update":  # grow (or make) the value in place: slots are outgrown and reused
+            value = store.updating(key, bytearray)
+            value += bytes([key]) * size
+            model[key] = model.get(key, b"") + bytes([key]) * size
+        elif op == "put":
+            body = bytes([key + 1]) * size
+            store.put_encoded(key, body)
+            model[key] = body
+        elif key in model:
+            assert bytes(store[key]) == model[key]
+            assert store.encoded(key) == model[key]
+        else:
+            assert key not in store
+            with pytest.raises(KeyError):
+                store.encoded(key)
+        assert sorted(store) == sorted(model)
+        assert len(store) == len(model)
+    assert {k: bytes(v) for k, v in store.items()} == model
+    store.close()
+    assert len(store) == 0
+
+
+def test_written_to_a_stream_as_to_bytes_gives(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    data = stat_truth.make(seed=23, n=5000, n_items=300, skew=1.0, n_days=20)
+    stats = ApproxStatistics(SMALL, live_days=2, memory_bytes=0)
+    for columns in data.pages(100):
+        stats.add(columns)
+    with open(tmp_path / "stats", "wb") as out:
+        assert stats.write_to(out) == len(stats.to_bytes())
+    assert (tmp_path / "stats").read_bytes() == stats.to_bytes()
+    assert ApproxStatistics.from_bytes(stats.to_bytes()).to_bytes() == stats.to_bytes()
