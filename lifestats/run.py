@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import signal
-import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -20,6 +19,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
+
+import duckdb
 
 from .config import Settings, fingerprint
 from .count import PageCounter
@@ -230,7 +231,9 @@ class _Job:
         self.tally = _Tally()
         self.limiter = SharedRateLimiter(settings.crawl.rate_limit)
         self.bounds: Bounds | None = None
-        self.aggregator = Aggregator(checkpoint, state_dir / REJECTS_FILE, settings.crawl.keep_rejects)
+        self.aggregator = Aggregator(
+            checkpoint, state_dir / REJECTS_FILE, settings.crawl.keep_rejects, exact=settings.stats.mode != "approx"
+        )
         self.records_before = self.aggregator.total.records["fetched"]
         self.proposal: int | None = None  # the slice asked to split, awaiting its answer
         self.unsplittable: set[int] = set()  # refused a split since its last flush
@@ -296,7 +299,7 @@ class _Job:
             return self._stop(executor, EXIT_INTERRUPTED, "interrupted: run the same command to resume")
         except StateDirError as exc:
             return self._stop(executor, exc.exit_code, str(exc))
-        except sqlite3.Error as exc:  # a read of the checkpoint failed (writes raise StateDirError)
+        except duckdb.Error as exc:  # a read of the checkpoint failed (writes raise StateDirError)
             message = f"cannot read the checkpoint in {self.state_dir} ({exc}); run the same command to resume"
             return self._stop(executor, 1, message)
         except LifestatsError as exc:  # the API failed while the id range was being discovered
@@ -371,7 +374,7 @@ class _Job:
         with _interrupts_deferred():
             if executor is not None:
                 executor.terminate()
-            with contextlib.suppress(StateDirError, sqlite3.Error):
+            with contextlib.suppress(StateDirError, duckdb.Error):
                 self.aggregator.reload()  # an interrupt may have landed between a commit and its merge
             report = self.report(partial=True)
         return Outcome(report, exit_code, message)
@@ -537,7 +540,7 @@ class _Job:
     def _planned_slices(self) -> int | None:
         try:
             planned = self.checkpoint.get("planned_slices")
-        except sqlite3.Error:  # a broken state dir: the partial report is written all the same
+        except duckdb.Error:  # a broken state dir: the partial report is written all the same
             return None
         return planned if isinstance(planned, int) else None
 

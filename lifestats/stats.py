@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from .facts import FactsStatistics
 from .sketch import ApproxStatistics, SketchConfig
 from .statistics import ExactStatistics, Statistics
 
@@ -93,14 +94,17 @@ class Partial:
 
 
 def new_statistics(settings: StatsConfig) -> Statistics:
-    """Empty statistics of the run's mode: sketches in approx mode, exact counts otherwise."""
+    """Empty statistics of the run's mode: sketches in approx mode, otherwise exact facts as columns
+    (which the coordinator keeps in its DuckDB store, :mod:`lifestats.store`)."""
     if settings.mode == "approx":
         return ApproxStatistics(SketchConfig.from_settings(settings))
-    return ExactStatistics()
+    return FactsStatistics()
 
 
 def statistics_from_bytes(body: bytes) -> Statistics:
     """The statistics whose ``to_bytes`` wrote ``body``, whichever implementation that was."""
+    if body[: len(FactsStatistics.MAGIC)] == FactsStatistics.MAGIC:
+        return FactsStatistics.from_bytes(body)
     if body[: len(ExactStatistics.MAGIC)] == ExactStatistics.MAGIC:
         return ExactStatistics.from_bytes(body)
     return ApproxStatistics.from_bytes(body)

@@ -67,7 +67,7 @@ def test_main_writes_the_report_and_prints_rankings(tmp_path: Path, server: Mock
     top = report["windows"]["all"]["top_items"][0]
     assert "Top 20 of 100 items" in result.stdout and str(top["id"]) in result.stdout
     assert max(len(line) for line in result.stdout.splitlines()) <= 80  # nothing wraps on an 80-column terminal
-    assert (tmp_path / ".lifestats" / "checkpoint.sqlite").exists()
+    assert (tmp_path / ".lifestats" / "checkpoint.duckdb").exists()
 
 
 def test_env_variable_selects_environment_and_overrides_keys(tmp_path: Path, server: MockServer) -> None:

@@ -2,26 +2,26 @@
 
 from __future__ import annotations
 
-import os
-import sqlite3
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import numpy as np
 import pytest
 
 from lifestats.errors import CheckpointMismatch, StateDirError
-from lifestats.merge import REJECTS_FILE, Aggregator, Checkpoint, Flush
+from lifestats.facts import FactsStatistics
+from lifestats.merge import CHECKPOINT_FILE, REJECTS_FILE, Aggregator, Checkpoint, Flush
 from lifestats.plan import Slice
-from lifestats.statistics import ALL, Columns, ExactStatistics
+from lifestats.statistics import ALL, Columns
 from lifestats.stats import Partial
 
 
 def partial(fetched: int, item: int = 1, rejects: int = 0) -> bytes:
     p = Partial()
     p.records["fetched"] = fetched
-    p.stats = ExactStatistics()
+    p.stats = FactsStatistics()
     days = np.full(fetched, 20_000, dtype=np.int64)
     p.stats.add(Columns([item] * fetched, [None] * fetched, [None] * fetched, days, days))
     p.rejects = [{"reason": "bad", "record": {"n": i}} for i in range(rejects)]
@@ -109,19 +109,33 @@ def test_a_proposal_unanswered_because_the_slice_ended_is_forgotten(tmp_path: Pa
 # -- the fenced checkpoint --------------------------------------------------------------------------
 
 
-class InterruptAfterCommit(sqlite3.Connection):
-    """A connection that raises KeyboardInterrupt just after the COMMIT of the ``after``-th flush, as a
-    Ctrl-C landing between the commit and the next line would."""
+class Hooked:
+    """The checkpoint's DuckDB connection with a hook around each statement (DuckDB's connection class
+    cannot be subclassed), for faults that land at an exact point of a write."""
+
+    def __init__(self, db: duckdb.DuckDBPyConnection) -> None:
+        self._db = db
+
+    def execute(self, sql: str, *args: Any) -> Any:
+        return self._db.execute(sql, *args)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._db, name)
+
+
+class InterruptAfterCommit(Hooked):
+    """Raises KeyboardInterrupt just after the COMMIT of the ``after``-th flush, as a Ctrl-C landing
+    between the commit and the next line would."""
 
     after = 1
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(self, db: duckdb.DuckDBPyConnection) -> None:
+        super().__init__(db)
         self.flushes = 0
         self.pending = False
 
-    def execute(self, sql: str, *args: Any) -> sqlite3.Cursor:  # type: ignore[override]
-        cursor = super().execute(sql, *args)
+    def execute(self, sql: str, *args: Any) -> Any:
+        result = self._db.execute(sql, *args)
         if sql.startswith("INSERT INTO partials"):
             self.pending = True
         elif sql == "COMMIT" and self.pending:
@@ -129,14 +143,32 @@ class InterruptAfterCommit(sqlite3.Connection):
             self.flushes += 1
             if self.flushes == self.after:
                 raise KeyboardInterrupt
-        return cursor
+        return result
+
+
+class FullAfterFlush(Hooked):
+    """The disk fills up during the ``after``-th flush: every write fails from then on, as a full disk's do."""
+
+    after = 1
+
+    def __init__(self, db: duckdb.DuckDBPyConnection) -> None:
+        super().__init__(db)
+        self.flushes = 0
+        self.full = False
+
+    def execute(self, sql: str, *args: Any) -> Any:
+        if sql.startswith("INSERT INTO partials"):
+            self.flushes += 1
+            self.full = self.full or self.flushes >= self.after
+        if self.full and sql.split()[0] in ("INSERT", "UPDATE", "DELETE"):
+            raise duckdb.IOException('Could not write file "checkpoint.duckdb.wal": No space left on device')
+        return self._db.execute(sql, *args)
 
 
 def test_an_interrupt_just_after_commit_keeps_the_commit_and_stays_an_interrupt(tmp_path: Path) -> None:
     open_state(tmp_path)[0].close()
     checkpoint = Checkpoint(tmp_path)
-    checkpoint._db.close()
-    checkpoint._db = sqlite3.connect(checkpoint.path, isolation_level=None, factory=InterruptAfterCommit)
+    checkpoint._db = InterruptAfterCommit(checkpoint._db)  # type: ignore[assignment]
     attempt = checkpoint.begin_attempt(0).attempt
     with pytest.raises(KeyboardInterrupt):  # not "cannot rollback - no transaction is active"
         checkpoint.apply(flush(0, attempt, 1, 10, 3))
@@ -177,8 +209,8 @@ def test_finished_is_written_only_when_every_slice_is_done(tmp_path: Path) -> No
 
 
 def _set_schema(tmp_path: Path, version: int, finished: bool = False) -> None:
-    db = sqlite3.connect(tmp_path / "checkpoint.sqlite", isolation_level=None)
-    db.execute("UPDATE meta SET value = ? WHERE key = 'schema'", (str(version).encode(),))
+    db = duckdb.connect(str(tmp_path / CHECKPOINT_FILE))
+    db.execute("UPDATE meta SET value = ? WHERE key = 'schema'", [str(version)])
     if finished:
         db.execute("INSERT INTO meta (key, value) VALUES ('finished', 'true')")
     db.close()
@@ -207,7 +239,7 @@ def test_a_finished_checkpoint_of_another_schema_is_simply_replaced(tmp_path: Pa
 
 
 def test_a_file_that_is_not_a_checkpoint_is_refused_in_one_line(tmp_path: Path) -> None:
-    (tmp_path / "checkpoint.sqlite").write_bytes(b"this is not sqlite at all" * 100)
+    (tmp_path / CHECKPOINT_FILE).write_bytes(b"this is not a database at all" * 100)
     with pytest.raises(StateDirError) as info:
         Checkpoint(tmp_path)
     assert info.value.exit_code == 2 and "--fresh" in str(info.value) and "\n" not in str(info.value)
@@ -252,31 +284,49 @@ def test_a_full_disk_fails_in_one_line_and_leaves_no_half_applied_flush(tmp_path
     checkpoint, aggregator = open_state(tmp_path)
     a = checkpoint.begin_attempt(0).attempt
     assert aggregator.apply(flush(0, a, 1, 10, 3))
-    (pages,) = checkpoint._db.execute("PRAGMA page_count").fetchone()
-    checkpoint._db.execute(f"PRAGMA max_page_count = {pages}")  # SQLite's own "database or disk is full"
-    big = Flush(0, a, 2, 20, 19, 1, 1, 0, os.urandom(200_000))
+    hooked = FullAfterFlush(checkpoint._db)
+    hooked.after = 1
+    checkpoint._db = hooked  # type: ignore[assignment]
     with pytest.raises(StateDirError) as info:
-        aggregator.apply(big)
+        aggregator.apply(flush(0, a, 2, 20, 4))
     message = str(info.value)
     print(f"\nfull disk: {message}")
-    assert "full" in message and "\n" not in message and info.value.exit_code == 1
+    assert "No space left" in message and "\n" not in message and info.value.exit_code == 1
     state = checkpoint.state(0)
     assert (state.seq, state.position) == (1, 10)  # the flush is all there or not at all
     assert aggregator.total.records == Counter(fetched=3)
-    checkpoint._db.execute("PRAGMA max_page_count = 1073741823")
-    assert aggregator.apply(flush(0, a, 2, 20, 4))  # space again: it goes on from its last commit
+    hooked.full, hooked.after = False, 10**9  # space again: it goes on from its last commit
+    assert aggregator.apply(flush(0, a, 2, 20, 4))
     assert checkpoint.state(0).seq == 2
 
 
 def test_a_read_only_checkpoint_is_refused_before_anything_runs(tmp_path: Path, monkeypatch: Any) -> None:
     open_state(tmp_path)[0].close()
-    connect = sqlite3.connect
 
-    def read_only(path: Any, **kwargs: Any) -> sqlite3.Connection:
-        return connect(f"file:{path}?mode=ro", uri=True, **kwargs)
+    def read_only(path: Path, temp_dir: Path) -> duckdb.DuckDBPyConnection:
+        return duckdb.connect(str(path), read_only=True)
 
-    monkeypatch.setattr("lifestats.merge.sqlite3.connect", read_only)
+    monkeypatch.setattr("lifestats.store.connect", read_only)
     with pytest.raises(StateDirError) as info:
         Checkpoint(tmp_path)
     print(f"\nread-only: {info.value}")
-    assert info.value.exit_code == 2 and "readonly" in str(info.value) and "\n" not in str(info.value)
+    assert info.value.exit_code == 2 and "read-only" in str(info.value) and "\n" not in str(info.value)
+
+
+def test_the_flush_blobs_are_compacted_and_the_total_survives_reopening(tmp_path: Path) -> None:
+    checkpoint = Checkpoint(tmp_path)
+    checkpoint.claim({"job": 1})
+    checkpoint.save_plan([Slice(0, 0, None)], {"planned_slices": 1})
+    aggregator = Aggregator(checkpoint, tmp_path / REJECTS_FILE, keep_recent=4)
+    a = checkpoint.begin_attempt(0).attempt
+    for seq in range(1, 11):
+        assert aggregator.apply(flush(0, a, seq, seq * 10, seq))
+        assert len(list(checkpoint.partials())) <= 4
+    assert not aggregator.apply(flush(0, a, 10, 100, 10))  # a duplicate is neither counted nor folded
+    assert aggregator.total.records == Counter(fetched=55)
+    assert len(list(checkpoint.partials())) == 3  # the compacted blob (1..8) and flushes 9 and 10
+    checkpoint.close()
+    reopened = Aggregator(Checkpoint(tmp_path), tmp_path / REJECTS_FILE, keep_recent=4)
+    assert reopened.total.records == Counter(fetched=55)
+    assert reopened.total.stats is not None
+    assert [(row.id, row.visits.value) for row in reopened.total.stats.top_items(ALL, 5)] == [(1, 55)]

@@ -6,7 +6,6 @@ import json
 import os
 import random
 import signal
-import sqlite3
 import subprocess
 import threading
 from pathlib import Path
@@ -14,9 +13,10 @@ from typing import Any
 
 import pytest
 
+from lifestats import store
 from lifestats.errors import CheckpointMismatch
 from lifestats.executor import LocalExecutor, WorkerSetup
-from lifestats.merge import CHECKPOINT_FILE, REJECTS_FILE, Aggregator, Checkpoint, Flush
+from lifestats.merge import REJECTS_FILE, Aggregator, Checkpoint, Flush
 from lifestats.plan import Slice
 from lifestats.run import _Job
 from lifestats.stats import Partial
@@ -26,7 +26,7 @@ from mocks.server import MockServer
 
 from .conftest import AS_OF, job_settings, main_command, run, statistics
 from .test_faults import Switchable
-from .test_merge import InterruptAfterCommit
+from .test_merge import FullAfterFlush, Hooked, InterruptAfterCommit
 
 DATA = generate(DatasetSpec(seed=23, records=30_000))
 
@@ -225,15 +225,13 @@ def test_the_run_is_finished_only_when_every_slice_is_done(state_dir: Path) -> N
     assert statistics(again.report) == ground_truth(DATA, as_of=AS_OF)
 
 
-def _patch_checkpoint_connection(monkeypatch: pytest.MonkeyPatch, factory: type[sqlite3.Connection]) -> None:
-    connect = sqlite3.connect
+def _patch_checkpoint_connection(monkeypatch: pytest.MonkeyPatch, hooked: type[Hooked]) -> None:
+    connect = store.connect
 
-    def patched(path: Any, *args: Any, **kwargs: Any) -> sqlite3.Connection:
-        if Path(path).name == CHECKPOINT_FILE:
-            kwargs["factory"] = factory
-        return connect(path, *args, **kwargs)
+    def patched(path: Path, temp_dir: Path) -> Any:
+        return hooked(connect(path, temp_dir))
 
-    monkeypatch.setattr("lifestats.merge.sqlite3.connect", patched)
+    monkeypatch.setattr("lifestats.store.connect", patched)
 
 
 class InterruptAfterFifthFlush(InterruptAfterCommit):
@@ -258,21 +256,8 @@ def test_ctrl_c_just_after_a_commit_exits_130_with_a_partial_report(
     assert statistics(again.report) == ground_truth(DATA, as_of=AS_OF)
 
 
-class FullAfterFifthFlush(sqlite3.Connection):
-    """The disk fills up after the fifth flush: SQLite's own 'database or disk is full' from then on."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.flushes = 0
-
-    def execute(self, sql: str, *args: Any) -> sqlite3.Cursor:  # type: ignore[override]
-        cursor = super().execute(sql, *args)
-        if sql.startswith("INSERT INTO partials"):
-            self.flushes += 1
-            if self.flushes == 5:
-                (pages,) = super().execute("PRAGMA page_count").fetchone()
-                super().execute(f"PRAGMA max_page_count = {pages}")
-        return cursor
+class FullAfterFifthFlush(FullAfterFlush):
+    after = 5
 
 
 def test_a_full_state_dir_mid_run_is_one_line_and_resumes_exactly(
@@ -285,7 +270,7 @@ def test_a_full_state_dir_mid_run_is_one_line_and_resumes_exactly(
         monkeypatch.undo()
         print(f"\nfull state dir: exit {outcome.exit_code}: {outcome.message}")
         assert outcome.exit_code == 1
-        assert "database or disk is full" in (outcome.message or "") and "\n" not in (outcome.message or "")
+        assert "No space left on device" in (outcome.message or "") and "\n" not in (outcome.message or "")
         assert outcome.report["partial"] is True
         again = run(settings, state_dir)
     assert again.exit_code == 0 and again.report["run"]["resumed"] is True

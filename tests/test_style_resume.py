@@ -6,12 +6,13 @@ from __future__ import annotations
 import contextlib
 import json
 import signal
-import sqlite3
 import subprocess
 from pathlib import Path
 
+import duckdb
 import pytest
 
+from lifestats.store import CHECKPOINT_FILE
 from mocks.server import MockServer
 from mocks.styles import MockStyle
 
@@ -69,8 +70,8 @@ def test_a_crawl_killed_in_the_middle_resumes_from_its_position_exactly(name: st
         process.wait(timeout=60)
         assert process.returncode == -signal.SIGKILL
         before = len(server.log) - baseline
-        with contextlib.closing(sqlite3.connect(killed / ".lifestats" / "checkpoint.sqlite")) as db:
-            state = [json.loads(row[0]) for row in db.execute("SELECT position FROM slices ORDER BY idx")]
+        with contextlib.closing(duckdb.connect(str(killed / ".lifestats" / CHECKPOINT_FILE), read_only=True)) as db:
+            state = [json.loads(row[0]) for row in db.execute("SELECT position FROM slices ORDER BY idx").fetchall()]
         report = finish(killed)
         after = len(server.log) - baseline - before
     print(

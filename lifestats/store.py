@@ -1,0 +1,572 @@
+"""The checkpoint and the exact facts in one DuckDB file: what makes a run resumable, exactly once.
+
+One file in the state dir (:data:`CHECKPOINT_FILE`) holds:
+
+- ``meta``: what the run learnt (fingerprint, as_of, bounds, schema version, finished);
+- ``slices``: each slice's committed position (JSON text), high-water mark, attempt and sequence number;
+- ``partials``: the small part of each flush (record tallies, series floor and cut, approx sketches),
+  compacted: one row (slice -1) that sums all flushes up to some point plus the recent flushes' rows,
+  so that a resume reads a bounded number of blobs instead of replaying the run;
+- ``facts``: exact mode's facts (:mod:`lifestats.facts`), appended per flush, read by SQL.
+
+A flush is applied only when it continues the slice's committed state (same attempt, next sequence
+number), and then its position, its small blob and its facts are committed in one transaction: a flush
+that arrives twice, late, or from an attempt given up is ignored, so no record is counted twice.
+
+Memory: DuckDB runs with a memory limit and a temp directory in the state dir, so ``COUNT(DISTINCT
+...)`` over more visitors than fit spills to disk instead of growing the coordinator.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import shutil
+import sqlite3
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+import duckdb
+import orjson
+import pyarrow as pa
+
+from .errors import CheckpointMismatch, StateDirError
+from .facts import FACT_SCHEMA, FACTS_DDL, FactQueries, FactsStatistics, encode_facts, facts_of
+from .plan import Slice
+from .statistics import Columns
+
+SCHEMA_VERSION: Final = 5  # 5: one DuckDB file with the exact facts, compacted partials (4 and older: SQLite)
+CHECKPOINT_FILE: Final = "checkpoint.duckdb"
+LEGACY_FILE: Final = "checkpoint.sqlite"  # schema 1 to 3 (SQLite)
+TEMP_DIR: Final = "checkpoint.tmp"
+REJECTS_FILE: Final = "rejects.jsonl"
+COMPACTED_SLICE: Final = -1  # the partials row that sums every flush folded so far
+MEMORY_LIMIT: Final = "512MB"  # DuckDB's own buffer; what a query needs beyond it spills to TEMP_DIR
+THREADS: Final = 2
+
+# Ids and high-water marks are kept as decimal text: an id range may end at 2**63 (one past the largest
+# signed 64-bit id), and nothing is compared in SQL but slice numbers.
+_SCHEMA: Final = f"""
+CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR NOT NULL);
+CREATE TABLE IF NOT EXISTS slices (
+    idx INTEGER PRIMARY KEY,
+    begin_id VARCHAR NOT NULL,
+    end_id VARCHAR,
+    position VARCHAR NOT NULL,
+    high_water VARCHAR,
+    seq INTEGER NOT NULL DEFAULT 0,
+    attempt INTEGER NOT NULL DEFAULT 0,
+    done BOOLEAN NOT NULL DEFAULT false,
+    pages BIGINT NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS partials (slice INTEGER NOT NULL, seq INTEGER NOT NULL, body BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS facts ({FACTS_DDL});
+"""
+_TABLES: Final = ("meta", "slices", "partials", "facts")
+
+
+class CheckpointSchemaError(StateDirError):
+    """The state dir holds a checkpoint this version cannot read (exit 2)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, exit_code=2)
+
+
+@dataclass(frozen=True)
+class Flush:
+    """A worker's report for one slice: progress and the statistics counted since its last flush."""
+
+    slice: int
+    attempt: int
+    seq: int  # this flush's number in the slice's history; it continues seq - 1
+    position: Any  # where the slice's crawl goes on (a JSON value, e.g. the next offset); None when done
+    high_water: int | None  # the highest id counted in the slice so far, when the API's ids are ordered
+    pages: int
+    requests: int
+    retries: int
+    partial: bytes
+    # What the worker process spent since its last report (run figures only; not checkpointed).
+    cpu_seconds: float = 0.0
+    peak_rss_bytes: int = 0
+
+
+@dataclass(frozen=True)
+class SliceState:
+    slice: Slice
+    position: Any  # a JSON value; None when the slice is done
+    high_water: int | None
+    seq: int
+    attempt: int
+    done: bool
+    pages: int
+
+
+class Interruptible:
+    """A DuckDB connection whose statements, when Ctrl-C stops them, raise KeyboardInterrupt.
+
+    DuckDB notices the signal itself and ends the statement with its own error ("Query interrupted");
+    the run must see the interrupt it is (exit 130, a partial report), not a failure of the state dir.
+    """
+
+    def __init__(self, db: duckdb.DuckDBPyConnection) -> None:
+        self._db = db
+
+    def execute(self, sql: str, *args: Any) -> duckdb.DuckDBPyConnection:
+        try:
+            return self._db.execute(sql, *args)
+        except (duckdb.InterruptException, RuntimeError) as exc:
+            if isinstance(exc, duckdb.InterruptException) or "interrupted" in str(exc):
+                raise KeyboardInterrupt from None
+            raise
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._db, name)
+
+
+def connect(path: Path, temp_dir: Path) -> duckdb.DuckDBPyConnection:
+    """The checkpoint's connection: bounded memory, spilling to ``temp_dir``, two threads."""
+    return Interruptible(_connect(path, temp_dir))  # type: ignore[return-value]
+
+
+def _connect(path: Path, temp_dir: Path) -> duckdb.DuckDBPyConnection:
+    return duckdb.connect(
+        str(path),
+        config={
+            "memory_limit": MEMORY_LIMIT,
+            "temp_directory": str(temp_dir),
+            "threads": THREADS,
+            "preserve_insertion_order": False,
+        },
+    )
+
+
+def insert_facts(db: duckdb.DuckDBPyConnection, facts: pa.Table) -> None:
+    """Append facts (an Arrow table) by DuckDB's own scan of it: no Python work per row."""
+    name = f"_incoming_{id(facts)}"
+    db.register(name, facts.cast(FACT_SCHEMA))
+    try:
+        db.execute(f"INSERT INTO facts SELECT * FROM {name}")
+    finally:
+        # Never let this replace the error in flight: after an interrupted INSERT the transaction is
+        # aborted and DuckDB refuses everything but ROLLBACK, which would turn Ctrl-C into a write error.
+        with contextlib.suppress(duckdb.Error):
+            db.unregister(name)
+
+
+class Checkpoint:
+    """The DuckDB state of one job.
+
+    Every write goes through :meth:`_transaction`, so a write is all there or not there at all, and
+    whatever stops it (Ctrl-C, a full disk, a read-only file) leaves the last committed state for the
+    next run to resume from.
+    """
+
+    def __init__(self, state_dir: Path) -> None:
+        self.state_dir = state_dir
+        self.path = state_dir / CHECKPOINT_FILE
+        self._depth = 0
+        try:
+            state_dir.mkdir(parents=True, exist_ok=True)
+            self._retire_legacy()
+            self._db = connect(self.path, state_dir / TEMP_DIR)
+        except (OSError, duckdb.Error) as exc:
+            raise self._unusable(exc) from None
+        try:
+            self._open()
+        except StateDirError:
+            self._db.close()
+            raise
+        except duckdb.Error as exc:
+            self._db.close()
+            raise self._unusable(exc) from None
+
+    def _unusable(self, exc: BaseException) -> StateDirError:
+        reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+        if "not a valid DuckDB database file" in reason:
+            return CheckpointSchemaError(
+                f"{self.path} is not a Lifestats checkpoint; "
+                "run again with --fresh to start over, or point --state-dir elsewhere"
+            )
+        return StateDirError(
+            f"cannot use the checkpoint in {self.state_dir} ({_one_line(reason)}); "
+            "point --state-dir at a writable directory with free space",
+            exit_code=2,
+        )
+
+    def _retire_legacy(self) -> None:
+        """An SQLite checkpoint of an earlier version: removed when its run finished, else refused."""
+        legacy = self.state_dir / LEGACY_FILE
+        if not legacy.exists():
+            return
+        finished, version = False, None
+        try:
+            with contextlib.closing(sqlite3.connect(f"file:{legacy}?mode=ro", uri=True)) as db:
+                values = dict(db.execute("SELECT key, value FROM meta WHERE key IN ('schema', 'finished')"))
+            finished = "finished" in values and json.loads(values["finished"]) is True
+            version = json.loads(values["schema"]) if "schema" in values else 1
+        except (sqlite3.Error, ValueError):
+            pass  # unreadable: refused below like any unfinished one
+        if finished:
+            for suffix in ("", "-wal", "-shm"):
+                (self.state_dir / (LEGACY_FILE + suffix)).unlink(missing_ok=True)
+            return
+        raise CheckpointSchemaError(
+            f"the checkpoint in {self.state_dir} was written by an older version of Lifestats "
+            f"(checkpoint schema {version if version is not None else 'unknown'}, this version reads "
+            f"{SCHEMA_VERSION}) and cannot be resumed; run again with --fresh to start over, "
+            "or point --state-dir elsewhere"
+        )
+
+    def _open(self) -> None:
+        self._check_schema()
+        with self._transaction(on_error_exit=2):  # also proves, before any request, that it can be written
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    self._db.execute(statement)
+            self.put("schema", SCHEMA_VERSION)
+
+    def _check_schema(self) -> None:
+        """Refuse a checkpoint of another schema, unless it only records a finished run (then discard it)."""
+        db = self._db
+        tables = {name for (name,) in db.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
+        if "meta" not in tables:
+            return
+        values = dict(
+            db.execute("SELECT key, value FROM meta WHERE key IN ('schema', 'finished', 'fingerprint')").fetchall()
+        )
+        if "schema" not in values and "fingerprint" not in values:
+            return  # created, never used
+        version = _loads(values["schema"]) if "schema" in values else 1
+        if version == SCHEMA_VERSION:
+            return
+        if "finished" in values and _loads(values["finished"]) is True:
+            with self._transaction(on_error_exit=2):  # nothing to resume: start afresh
+                for table in _TABLES:
+                    db.execute(f"DROP TABLE IF EXISTS {table}")
+            return
+        which = "an older" if isinstance(version, int) and version < SCHEMA_VERSION else "a newer"
+        raise CheckpointSchemaError(
+            f"the checkpoint in {self.state_dir} was written by {which} version of Lifestats "
+            f"(checkpoint schema {version}, this version reads {SCHEMA_VERSION}) and cannot be resumed; "
+            "run again with --fresh to start over, or point --state-dir elsewhere"
+        )
+
+    def close(self) -> None:
+        self._db.close()
+
+    @staticmethod
+    def remove(state_dir: Path) -> None:
+        """Delete the checkpoint files (the caller holds the state dir's lock)."""
+        try:
+            for name in (CHECKPOINT_FILE, CHECKPOINT_FILE + ".wal", LEGACY_FILE, LEGACY_FILE + "-wal"):
+                (state_dir / name).unlink(missing_ok=True)
+            (state_dir / (LEGACY_FILE + "-shm")).unlink(missing_ok=True)
+            (state_dir / REJECTS_FILE).unlink(missing_ok=True)
+            shutil.rmtree(state_dir / TEMP_DIR, ignore_errors=True)
+        except OSError as exc:
+            raise StateDirError(
+                f"cannot remove the checkpoint in {state_dir} ({exc.strerror or exc}); "
+                "point --state-dir at a writable directory",
+                exit_code=2,
+            ) from None
+
+    # -- the one way to write -----------------------------------------------------------------------
+    @contextlib.contextmanager
+    def _transaction(self, *, on_error_exit: int = 1) -> Iterator[duckdb.DuckDBPyConnection]:
+        """One write transaction (nested uses join the enclosing one).
+
+        Whatever stops the body, ROLLBACK is tried (harmless after a COMMIT that ran): an interrupt that
+        lands just after COMMIT leaves the commit in place and goes on as the interrupt it is. A DuckDB failure (a full
+        disk, a read-only file) becomes one :class:`StateDirError` with nothing half-applied.
+        """
+        db = self._db
+        if self._depth:
+            self._depth += 1
+            try:
+                yield db
+            finally:
+                self._depth -= 1
+            return
+        self._depth = 1
+        try:
+            db.execute("BEGIN TRANSACTION")
+            yield db
+            db.execute("COMMIT")
+        except BaseException as exc:
+            # Always: an interrupt may land just after BEGIN returned as well as in any statement. After a
+            # COMMIT that ran, DuckDB answers "no transaction is active" and the commit stands.
+            with contextlib.suppress(duckdb.Error, KeyboardInterrupt):
+                db.execute("ROLLBACK")
+            if isinstance(exc, duckdb.Error):
+                advice = (
+                    "point --state-dir at a writable directory with free space"
+                    if on_error_exit == 2
+                    else "nothing was half-written: free space or make it writable, then run the same command to resume"
+                )
+                raise StateDirError(
+                    f"cannot write the checkpoint in {self.state_dir} ({_one_line(str(exc))}); {advice}",
+                    exit_code=on_error_exit,
+                ) from None
+            raise
+        finally:
+            self._depth = 0
+
+    # -- meta ---------------------------------------------------------------------------------------
+    def get(self, key: str) -> Any:
+        row = _row(self._db.execute("SELECT value FROM meta WHERE key = ?", [key]))
+        return _loads(row[0]) if row else None
+
+    def put(self, key: str, value: Any) -> None:
+        with self._transaction() as db:
+            db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", [key, _dumps(value)])
+
+    def claim(self, fingerprint: dict[str, Any]) -> bool:
+        """Bind the checkpoint to a job; True when it already held this job's state (a resume)."""
+        stored = self.get("fingerprint")
+        if stored is None:
+            with self._transaction():
+                self.put("schema", SCHEMA_VERSION)
+                self.put("fingerprint", fingerprint)
+            return False
+        if stored != fingerprint:
+            changed = sorted(k for k in set(stored) | set(fingerprint) if stored.get(k) != fingerprint.get(k))
+            raise CheckpointMismatch(
+                f"the checkpoint in {self.path.parent} belongs to a run with other settings "
+                f"({', '.join(changed)} changed), so resuming would mix two jobs' counts. "
+                "Run again with --fresh to start over, or point --state-dir elsewhere."
+            )
+        return True
+
+    def mark_finished(self) -> int:
+        """Record that the run finished, if every slice is done; else the number of slices not done."""
+        with self._transaction() as db:
+            row = db.execute("SELECT COUNT(*), COALESCE(SUM(CASE WHEN done THEN 0 ELSE 1 END), 0) FROM slices")
+            (total, open_) = _row(row) or (0, 0)
+            if open_ or not total:
+                return int(open_) or 1
+            self.put("finished", True)
+            return 0
+
+    # -- slices -------------------------------------------------------------------------------------
+    def save_plan(self, slices: list[Slice], meta: dict[str, Any]) -> None:
+        """Store the slices and what was learnt making them (``meta``) in one transaction."""
+        with self._transaction() as db:
+            if slices:
+                db.executemany(
+                    "INSERT INTO slices (idx, begin_id, end_id, position, high_water) VALUES (?, ?, ?, ?, ?)",
+                    [[s.index, _text(s.begin), _text(s.end), _json(s.begin), _text(s.begin - 1)] for s in slices],
+                )
+            for key, value in meta.items():
+                self.put(key, value)
+
+    _COLUMNS = "idx, begin_id, end_id, position, high_water, seq, attempt, done, pages"
+
+    @staticmethod
+    def _state(row: tuple[Any, ...]) -> SliceState:
+        i, begin, end, position, high_water, seq, attempt, done, pages = row
+        return SliceState(
+            Slice(i, int(begin), _int(end)), _loads(position), _int(high_water), seq, attempt, bool(done), int(pages)
+        )
+
+    def states(self) -> list[SliceState]:
+        rows = self._db.execute(f"SELECT {self._COLUMNS} FROM slices ORDER BY idx").fetchall()
+        return [self._state(row) for row in rows]
+
+    def state(self, index: int) -> SliceState:
+        row = _row(self._db.execute(f"SELECT {self._COLUMNS} FROM slices WHERE idx = ?", [index]))
+        if row is None:
+            raise KeyError(f"no slice {index} in the checkpoint")
+        return self._state(row)
+
+    def open_slices(self) -> int:
+        """How many slices are not done."""
+        (count,) = _row(self._db.execute("SELECT COUNT(*) FROM slices WHERE NOT done")) or (0,)
+        return int(count)
+
+    def begin_attempt(self, index: int) -> SliceState:
+        """A new attempt at the slice: flushes and splits of any earlier attempt are ignored from now on."""
+        with self._transaction() as db:
+            db.execute("UPDATE slices SET attempt = attempt + 1 WHERE idx = ?", [index])
+        return self.state(index)
+
+    def split(self, index: int, attempt: int, new_end: int) -> SliceState | None:
+        """End slice ``index`` at ``new_end``; its remaining range becomes a new slice, returned.
+
+        Applied only if the split is still true to the checkpoint: the proposer's attempt is the slice's
+        current one, the slice is not done, and ``new_end`` lies strictly inside the range not yet
+        committed (above its position and high-water mark, below its end). Otherwise None, and nothing
+        changes: a late split can never re-open a range that was already counted.
+        """
+        with self._transaction() as db:
+            row = _row(
+                db.execute("SELECT end_id, position, high_water, attempt, done FROM slices WHERE idx = ?", [index])
+            )
+            if row is None:
+                return None
+            end, position, high_water = _int(row[0]), _loads(row[1]), _int(row[2])
+            if row[3] != attempt or row[4]:
+                return None
+            if not isinstance(position, int) or isinstance(position, bool) or new_end <= position:
+                return None  # only a crawl by id offsets can be cut at an id
+            if (high_water is not None and new_end <= high_water) or (end is not None and new_end >= end):
+                return None
+            (new_index,) = _row(db.execute("SELECT COALESCE(MAX(idx), -1) + 1 FROM slices")) or (0,)
+            db.execute("UPDATE slices SET end_id = ? WHERE idx = ?", [_text(new_end), index])
+            db.execute(
+                "INSERT INTO slices (idx, begin_id, end_id, position, high_water) VALUES (?, ?, ?, ?, ?)",
+                [new_index, _text(new_end), _text(end), _json(new_end), _text(new_end - 1)],
+            )
+        return self.state(new_index)
+
+    def apply(
+        self,
+        flush: Flush,
+        *,
+        body: bytes | None = None,
+        facts: pa.Table | None = None,
+        compacted: Callable[[], bytes] | None = None,
+    ) -> bool:
+        """Commit the flush if it continues the slice's committed state; False if it was ignored.
+
+        ``body`` is the flush's small blob (``flush.partial`` unless given), ``facts`` its exact facts.
+        With ``compacted`` (called only once the flush is known to apply), the partials become that one
+        blob, which must sum every committed flush and this one: in the same transaction.
+        """
+        with self._transaction() as db:
+            row = _row(db.execute("SELECT seq, attempt, done FROM slices WHERE idx = ?", [flush.slice]))
+            if row is None or row[2] or row[1] != flush.attempt or row[0] + 1 != flush.seq:
+                return False
+            if compacted is not None:
+                db.execute("DELETE FROM partials")
+                db.execute("INSERT INTO partials (slice, seq, body) VALUES (?, 0, ?)", [COMPACTED_SLICE, compacted()])
+            else:
+                db.execute(
+                    "INSERT INTO partials (slice, seq, body) VALUES (?, ?, ?)",
+                    [flush.slice, flush.seq, flush.partial if body is None else body],
+                )
+            if facts is not None and facts.num_rows:
+                self._insert_facts(facts)
+            db.execute(
+                "UPDATE slices SET position = ?, high_water = ?, seq = ?, done = ?, pages = pages + ? WHERE idx = ?",
+                [
+                    _json(flush.position),
+                    _text(flush.high_water),
+                    flush.seq,
+                    flush.position is None,
+                    flush.pages,
+                    flush.slice,
+                ],
+            )
+        return True
+
+    def _insert_facts(self, facts: pa.Table) -> None:
+        insert_facts(self._db, facts)
+
+    def partials(self) -> Iterator[bytes]:
+        """The committed small blobs: the compacted one first, then the recent flushes'."""
+        rows = self._db.execute("SELECT body FROM partials ORDER BY slice, seq").fetchall()
+        for (body,) in rows:
+            yield bytes(body)
+
+    def recent(self) -> int:
+        """How many flush blobs are kept beside the compacted one."""
+        (count,) = _row(self._db.execute("SELECT COUNT(*) FROM partials WHERE slice <> ?", [COMPACTED_SLICE])) or (0,)
+        return int(count)
+
+    def statistics(self) -> StoredStatistics:
+        """The exact statistics the checkpoint holds, read as queries."""
+        return StoredStatistics(self._db, self._transaction)
+
+
+class StoredStatistics(FactQueries):
+    """Exact :class:`~lifestats.statistics.Statistics` whose facts live in a DuckDB table ``facts``.
+
+    Writes append facts (in the checkpoint's transaction when given one); reads are SQL. An instance
+    from :meth:`from_bytes` keeps its facts in an in-memory DuckDB.
+    """
+
+    def __init__(
+        self,
+        db: duckdb.DuckDBPyConnection,
+        transaction: Callable[[], contextlib.AbstractContextManager[Any]] | None = None,
+    ) -> None:
+        super().__init__(db, "facts")
+        self._transaction = transaction
+
+    @classmethod
+    def in_memory(cls) -> StoredStatistics:
+        db = duckdb.connect(config={"threads": 1})
+        db.execute(f"CREATE TABLE facts ({FACTS_DDL})")
+        return cls(db)
+
+    def _insert(self, facts: pa.Table) -> None:
+        if not facts.num_rows:
+            return
+        with self._transaction() if self._transaction is not None else contextlib.nullcontext():
+            insert_facts(self._db, facts)
+
+    def add(self, columns: Columns) -> None:
+        self._insert(facts_of(columns))
+
+    def merge(self, other: StoredStatistics | FactsStatistics) -> StoredStatistics:
+        self._insert(other.table())
+        return self
+
+    def table(self) -> pa.Table:
+        """Every fact, equal ones summed (for transport; the whole table in memory)."""
+        columns = ", ".join(name for name in FACT_SCHEMA.names if name != "n")
+        query = f"SELECT {columns}, SUM(n)::BIGINT AS n FROM facts GROUP BY ALL"
+        table: pa.Table = self._db.sql(query).to_arrow_table()
+        return table.cast(FACT_SCHEMA)
+
+    def to_bytes(self) -> bytes:
+        return encode_facts(self.table())
+
+    @classmethod
+    def from_bytes(cls, body: bytes) -> StoredStatistics:
+        stats = cls.in_memory()
+        stats.merge(FactsStatistics.from_bytes(body))
+        return stats
+
+    def nbytes(self) -> int:
+        """The memory DuckDB holds for the connection's database (its buffer, not the file)."""
+        row = _row(self._db.execute("SELECT COALESCE(SUM(memory_usage_bytes), 0) FROM duckdb_memory()"))
+        return int(row[0]) if row else 0
+
+
+def _row(result: duckdb.DuckDBPyConnection) -> tuple[Any, ...] | None:
+    """The first row of a query, read to its end (DuckDB wants every result finished before the next)."""
+    rows = result.fetchall()
+    return tuple(rows[0]) if rows else None
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _dumps(value: Any) -> str:
+    """JSON text of ``value``; integers beyond 64 bits (which orjson refuses) through the standard library."""
+    try:
+        return orjson.dumps(value).decode()
+    except TypeError:
+        return json.dumps(value, separators=(",", ":"))
+
+
+def _loads(text: str | bytes) -> Any:
+    """The value of JSON text, integers of any size exact (orjson would turn big ones into floats)."""
+    return json.loads(text)
+
+
+def _json(value: Any) -> str:
+    """A position as the JSON text the ``slices`` table stores."""
+    return _dumps(value)
+
+
+def _text(value: int | None) -> str | None:
+    return None if value is None else str(value)
+
+
+def _int(value: str | int | None) -> int | None:
+    return None if value is None else int(value)

@@ -1,0 +1,226 @@
+"""The DuckDB checkpoint: fenced flushes whose facts commit with their position, compaction, SQL reads."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import numpy as np
+import pytest
+from hypothesis import given, settings
+
+from lifestats.errors import StateDirError
+from lifestats.facts import FactsStatistics
+from lifestats.plan import Slice
+from lifestats.statistics import ALL, Columns
+from lifestats.store import CHECKPOINT_FILE, LEGACY_FILE, Checkpoint, Flush, StoredStatistics
+from tests import stat_truth
+from tests.stat_truth import TODAY, rank_order, truth
+from tests.test_facts import _facts_from
+from tests.test_statistics import _from, records, snapshot
+
+
+def _state(tmp_path: Path) -> Checkpoint:
+    checkpoint = Checkpoint(tmp_path)
+    checkpoint.claim({"job": 1})
+    if not checkpoint.states():
+        checkpoint.save_plan([Slice(0, 0, 100), Slice(1, 100, None)], {"planned_slices": 2})
+    return checkpoint
+
+
+def _page(items: list[int], visitors: list[int]) -> FactsStatistics:
+    stats = FactsStatistics()
+    stats.add(Columns(items, [None] * len(items), visitors, np.full(len(items), TODAY, dtype=np.int64)))
+    return stats
+
+
+def _flush(slice_: int, attempt: int, seq: int, position: int | None) -> Flush:
+    return Flush(slice_, attempt, seq, position, position, 1, 1, 0, b"small:%d" % seq)
+
+
+def test_facts_commit_only_with_a_flush_that_applies(tmp_path: Path) -> None:
+    checkpoint = _state(tmp_path)
+    a = checkpoint.begin_attempt(0).attempt
+    page = _page([1, 1, 2], [7, 8, 7]).table()
+    assert checkpoint.apply(_flush(0, a, 1, 10), facts=page)
+    assert not checkpoint.apply(_flush(0, a, 1, 10), facts=page)  # the same flush twice
+    assert not checkpoint.apply(_flush(0, a, 3, 30), facts=page)  # out of order
+    newer = checkpoint.begin_attempt(0).attempt
+    assert not checkpoint.apply(_flush(0, a, 2, 20), facts=page)  # a late flush of a dead attempt
+    assert checkpoint.apply(_flush(0, newer, 2, None), facts=_page([3], [9]).table())
+    checkpoint.close()
+    stats = Checkpoint(tmp_path).statistics()  # reopened: read from the file, nothing replayed
+    assert [(r.id, r.visits.value, r.distinct_visitors.value) for r in stats.top_items(ALL, 5)] == [
+        (1, 2, 2),
+        (2, 1, 1),
+        (3, 1, 1),
+    ]
+    assert stats.distinct_visitors(ALL).value == 3
+
+
+class FailingInsert:
+    """A connection whose ``fail``-th INSERT INTO facts fails as a full disk does."""
+
+    def __init__(self, db: duckdb.DuckDBPyConnection, fail: int) -> None:
+        self._db, self.fail, self.seen = db, fail, 0
+
+    def execute(self, sql: str, *args: Any) -> Any:
+        if sql.startswith("INSERT INTO facts"):
+            self.seen += 1
+            if self.seen == self.fail:
+                raise duckdb.IOException("Could not write file: No space left on device")
+        return self._db.execute(sql, *args)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._db, name)
+
+
+def test_a_failed_write_leaves_neither_the_position_nor_the_facts(tmp_path: Path) -> None:
+    checkpoint = _state(tmp_path)
+    a = checkpoint.begin_attempt(0).attempt
+    checkpoint._db = FailingInsert(checkpoint._db, fail=2)  # type: ignore[assignment]
+    assert checkpoint.apply(_flush(0, a, 1, 10), facts=_page([1], [1]).table())
+    with pytest.raises(StateDirError) as info:
+        checkpoint.apply(_flush(0, a, 2, 20), facts=_page([2, 2], [1, 2]).table())
+    assert "No space left" in str(info.value) and "\n" not in str(info.value) and info.value.exit_code == 1
+    state = checkpoint.state(0)
+    assert (state.seq, state.position) == (1, 10)
+    assert list(checkpoint.partials()) == [b"small:1"]
+    assert checkpoint.statistics().visits(ALL).value == 1  # the failed flush's facts are not there either
+    assert checkpoint.apply(_flush(0, a, 2, 20), facts=_page([2, 2], [1, 2]).table())  # space again
+    assert checkpoint.statistics().visits(ALL).value == 3
+
+
+def test_compaction_replaces_the_blobs_in_the_flush_transaction(tmp_path: Path) -> None:
+    checkpoint = _state(tmp_path)
+    a = checkpoint.begin_attempt(1).attempt
+    for seq in (1, 2, 3):
+        assert checkpoint.apply(_flush(1, a, seq, 100 + seq))
+    assert checkpoint.recent() == 3
+    called: list[int] = []
+
+    def fold() -> bytes:
+        called.append(1)
+        return b"all four"
+
+    assert not checkpoint.apply(_flush(1, a, 3, 104), compacted=fold)  # ignored: nothing is folded
+    assert called == []
+    assert checkpoint.apply(_flush(1, a, 4, 104), compacted=fold)
+    assert list(checkpoint.partials()) == [b"all four"] and checkpoint.recent() == 0
+    assert checkpoint.apply(_flush(1, a, 5, 105))
+    checkpoint.close()
+    assert list(Checkpoint(tmp_path).partials()) == [b"all four", b"small:5"]
+
+
+def test_stored_statistics_equal_the_truth(tmp_path: Path) -> None:
+    data = stat_truth.make(seed=9, n=20_000, n_items=3000, n_visitors=8000)
+    checkpoint = _state(tmp_path)
+    a = checkpoint.begin_attempt(1).attempt
+    pages = list(data.pages(1500))
+    for seq, columns in enumerate(pages, start=1):
+        facts = FactsStatistics()
+        facts.add(columns)
+        assert checkpoint.apply(_flush(1, a, seq, 100 + seq), facts=facts.table())
+    stats = checkpoint.statistics()
+    for name, days in stat_truth.windows().items():
+        expected = truth(data, days)
+        assert stats.visits(days).value == expected.visits, name
+        assert stats.distinct_visitors(days).value == expected.distinct_visitors, name
+        rows = stats.top_items(days, 20)
+        assert [(r.id, r.visits.value) for r in rows] == rank_order(expected.item_visits)[:20], name
+        assert [r.distinct_visitors.value for r in rows] == [expected.item_visitors.get(r.id, 0) for r in rows]
+        categories = stats.top_categories(days, 4)
+        assert [(r.id, r.visits.value) for r in categories] == rank_order(expected.category_visits)[:4], name
+
+
+@settings(max_examples=30, deadline=None)
+@given(records, records)
+def test_stored_statistics_read_what_the_reference_reads(a, b) -> None:  # type: ignore[no-untyped-def]
+    stored = StoredStatistics.in_memory().merge(_facts_from(a))
+    stored.merge(StoredStatistics.from_bytes(_facts_from(b).to_bytes()))
+    assert snapshot(stored) == snapshot(_from(a + b))  # type: ignore[arg-type]
+    assert snapshot(StoredStatistics.from_bytes(stored.to_bytes())) == snapshot(stored)  # type: ignore[arg-type]
+
+
+def test_memory_is_bounded_and_spills_into_the_state_dir(tmp_path: Path) -> None:
+    checkpoint = _state(tmp_path)
+    settings_ = dict(checkpoint._db.execute("SELECT name, value FROM duckdb_settings()").fetchall())
+    assert settings_["temp_directory"] == str(tmp_path / "checkpoint.tmp")
+    assert settings_["threads"] == "2"
+    assert settings_["memory_limit"] not in ("", None) and "GiB" not in settings_["memory_limit"]
+
+
+def _legacy(tmp_path: Path, finished: bool) -> None:
+    db = sqlite3.connect(tmp_path / LEGACY_FILE)
+    db.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value BLOB NOT NULL)")
+    db.execute("INSERT INTO meta VALUES ('schema', '3'), ('fingerprint', '{}')")
+    if finished:
+        db.execute("INSERT INTO meta VALUES ('finished', 'true')")
+    db.commit()
+    db.close()
+
+
+def test_an_unfinished_sqlite_checkpoint_of_an_older_version_is_refused(tmp_path: Path) -> None:
+    _legacy(tmp_path, finished=False)
+    with pytest.raises(StateDirError) as info:
+        Checkpoint(tmp_path)
+    message = str(info.value)
+    assert info.value.exit_code == 2 and "older" in message and "schema 3" in message and "--fresh" in message
+    assert (tmp_path / LEGACY_FILE).exists() and not (tmp_path / CHECKPOINT_FILE).exists()
+    Checkpoint.remove(tmp_path)  # what --fresh does
+    Checkpoint(tmp_path).close()
+
+
+def test_a_finished_sqlite_checkpoint_is_simply_replaced(tmp_path: Path) -> None:
+    _legacy(tmp_path, finished=True)
+    checkpoint = Checkpoint(tmp_path)
+    assert checkpoint.get("fingerprint") is None and not (tmp_path / LEGACY_FILE).exists()
+
+
+def test_distinct_visitors_beyond_the_memory_limit_spill_and_stay_exact(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("lifestats.store.MEMORY_LIMIT", "64MB")
+    checkpoint = _state(tmp_path)
+    n = 4_000_000  # distinct visitors: their hash table alone is larger than 64 MB
+    visitors = np.random.default_rng(3).permutation(n).astype(np.int64)
+    stats = checkpoint.statistics()
+    stats.add(Columns(visitors % 1000, np.full(n, 7), visitors, np.full(n, TODAY, dtype=np.int64)))
+    assert stats.distinct_visitors(ALL).value == n
+    assert [(r.id, r.visits.value, r.distinct_visitors.value) for r in stats.top_items(ALL, 2)] == [
+        (0, 4000, 4000),
+        (1, 4000, 4000),
+    ]
+    assert any((tmp_path / "checkpoint.tmp").iterdir())  # DuckDB spilled into the state dir
+
+
+class InterruptedInsert:
+    """Ctrl-C inside the INSERT of a flush's facts: DuckDB aborts the transaction, Python sees the interrupt."""
+
+    def __init__(self, db: duckdb.DuckDBPyConnection) -> None:
+        self._db = db
+
+    def execute(self, sql: str, *args: Any) -> Any:
+        if sql.startswith("INSERT INTO facts"):
+            with pytest.raises(duckdb.Error):
+                self._db.execute("SELECT error('the statement was interrupted')")  # the transaction is aborted
+            raise KeyboardInterrupt
+        return self._db.execute(sql, *args)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._db, name)
+
+
+def test_an_interrupt_inside_the_facts_insert_stays_an_interrupt_and_commits_nothing(tmp_path: Path) -> None:
+    checkpoint = _state(tmp_path)
+    a = checkpoint.begin_attempt(0).attempt
+    real = checkpoint._db
+    checkpoint._db = InterruptedInsert(real)  # type: ignore[assignment]
+    with pytest.raises(KeyboardInterrupt):  # not "cannot write the checkpoint (... transaction is aborted)"
+        checkpoint.apply(_flush(0, a, 1, 10), facts=_page([1], [1]).table())
+    checkpoint._db = real
+    assert checkpoint.state(0).seq == 0 and checkpoint.statistics().visits(ALL).value == 0
+    assert checkpoint.apply(_flush(0, a, 1, 10), facts=_page([1], [1]).table())
+    assert checkpoint.statistics().visits(ALL).value == 1
