@@ -44,6 +44,8 @@ __all__ = [
 ]
 
 KEEP_RECENT = 32  # flush blobs kept beside the compacted one before they are folded into it
+# Approx mode: the store's blobs need no large buffer (exact mode's facts queries keep store.MEMORY_LIMIT).
+APPROX_STORE_MEMORY = "64MB"
 
 
 class Aggregator:
@@ -63,13 +65,18 @@ class Aggregator:
         self.keep_rejects = keep_rejects
         self.keep_recent = keep_recent
         self.rejects_path = rejects_path
+        if not exact:
+            checkpoint.limit_memory(APPROX_STORE_MEMORY)
         self.total = self._committed()
         self._rejects_written = _count_lines(rejects_path)
 
     def _committed(self) -> Partial:
         total = Partial()
+        self._recent_bytes = 0  # the blobs beside the compacted one (all of them, when reopened)
+        self._compacted_bytes = 0
         for body in self.checkpoint.partials():
             total.merge(Partial.from_bytes(body), keep_rejects=0)
+            self._recent_bytes += len(body)
         self._recent = self.checkpoint.recent()
         if self.exact:
             total.stats = self.checkpoint.statistics()  # the facts stay in the store: nothing replayed
@@ -97,9 +104,15 @@ class Aggregator:
             folded = True
             self.total.merge(partial, keep_rejects=0)
             small = dataclasses.replace(self.total, stats=None) if self.exact else self.total
-            return small.to_bytes()
+            blob = small.to_bytes()
+            self._compacted_bytes = len(blob)
+            return blob
 
-        compact = fold if self._recent + 1 >= self.keep_recent else None
+        # Folded once the recent blobs are many AND weigh as much as the compacted one: an approx total
+        # grows to tens of MB, so rewriting it every few flushes would cost its size each time; this way
+        # the bytes rewritten stay proportional to the bytes received, and the blobs kept to twice the total.
+        due = self._recent + 1 >= self.keep_recent and self._recent_bytes + len(body) >= self._compacted_bytes
+        compact = fold if due else None
         try:
             applied = self.checkpoint.apply(flush, body=body, facts=facts, compacted=compact)
         except BaseException:
@@ -109,10 +122,11 @@ class Aggregator:
         if not applied:
             return False
         if folded:
-            self._recent = 0
+            self._recent = self._recent_bytes = 0
         else:
             self.total.merge(partial, keep_rejects=0)
             self._recent += 1
+            self._recent_bytes += len(body)
         try:
             self._write_rejects(flush.slice, partial)
         except OSError as exc:

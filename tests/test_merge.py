@@ -14,6 +14,7 @@ from lifestats.errors import CheckpointMismatch, StateDirError
 from lifestats.facts import FactsStatistics
 from lifestats.merge import CHECKPOINT_FILE, REJECTS_FILE, Aggregator, Checkpoint, Flush
 from lifestats.plan import Slice
+from lifestats.sketch import ApproxStatistics
 from lifestats.statistics import ALL, Columns
 from lifestats.stats import Partial
 
@@ -330,3 +331,33 @@ def test_the_flush_blobs_are_compacted_and_the_total_survives_reopening(tmp_path
     assert reopened.total.records == Counter(fetched=55)
     assert reopened.total.stats is not None
     assert [(row.id, row.visits.value) for row in reopened.total.stats.top_items(ALL, 5)] == [(1, 55)]
+
+
+def _approx_body(items: int) -> bytes:
+    p = Partial()
+    p.records["fetched"] = items
+    p.stats = ApproxStatistics()
+    days = np.full(items, 20_000, dtype=np.int64)
+    p.stats.add(Columns(list(range(items)), [None] * items, list(range(items)), days, days))
+    return p.to_bytes()
+
+
+def test_a_large_compacted_total_is_rewritten_only_once_the_recent_blobs_weigh_as_much(tmp_path: Path) -> None:
+    checkpoint = Checkpoint(tmp_path)
+    checkpoint.claim({"job": 1})
+    checkpoint.save_plan([Slice(0, 0, None)], {"planned_slices": 1})
+    aggregator = Aggregator(checkpoint, tmp_path / REJECTS_FILE, keep_recent=2, exact=False)
+    a = checkpoint.begin_attempt(0).attempt
+    big, small = _approx_body(20_000), _approx_body(1)
+    assert len(big) > 20 * len(small)
+
+    def apply(seq: int, body: bytes) -> int:
+        assert aggregator.apply(Flush(0, a, seq, seq, seq, 1, 1, 0, body))
+        return len(list(checkpoint.partials()))
+
+    assert [apply(1, big), apply(2, big)] == [1, 1]  # folded at 2: the compacted blob alone
+    kept = [apply(seq, small) for seq in range(3, 13)]
+    assert kept == list(range(2, 12))  # ten small blobs do not weigh as much as the total: none folded
+    assert aggregator.total.records["fetched"] == 40_010
+    blobs = sum(len(body) for body in checkpoint.partials())
+    assert blobs < 2 * len(aggregator.total.to_bytes()) + len(big)
