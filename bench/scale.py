@@ -79,6 +79,8 @@ def child(spec_json: str) -> None:
     )
     outcome = run_job(settings, env="bench", state_dir=Path(spec["state_dir"]), as_of=datetime.fromisoformat(AS_OF))
     Path(spec["report"]).write_bytes(json.dumps(outcome.report or {}).encode())
+    if outcome.message:
+        print(f"job: {outcome.message}", file=sys.stderr)
     sys.exit(outcome.exit_code)
 
 

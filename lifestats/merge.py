@@ -44,8 +44,6 @@ __all__ = [
 ]
 
 KEEP_RECENT = 32  # flush blobs kept beside the compacted one before they are folded into it
-# Approx mode: the store's blobs need no large buffer (exact mode's facts queries keep store.MEMORY_LIMIT).
-APPROX_STORE_MEMORY = "64MB"
 
 
 class Aggregator:
@@ -65,8 +63,6 @@ class Aggregator:
         self.keep_rejects = keep_rejects
         self.keep_recent = keep_recent
         self.rejects_path = rejects_path
-        if not exact:
-            checkpoint.limit_memory(APPROX_STORE_MEMORY)
         self.total = self._committed()
         self._rejects_written = _count_lines(rejects_path)
 

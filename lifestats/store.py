@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import re
 import shutil
 import sqlite3
 from collections.abc import Callable, Iterator
@@ -470,12 +469,6 @@ class Checkpoint:
         rows = self._db.execute("SELECT body FROM partials ORDER BY slice, seq").fetchall()
         for (body,) in rows:
             yield bytes(body)
-
-    def limit_memory(self, limit: str) -> None:
-        """Lower (or raise) DuckDB's buffer for this connection, e.g. ``"64MB"``."""
-        if not re.fullmatch(r"\d+(KB|MB|GB)", limit):
-            raise ValueError(f"not a memory size: {limit!r}")
-        self._db.execute(f"SET memory_limit = '{limit}'")
 
     def recent(self) -> int:
         """How many flush blobs are kept beside the compacted one."""
