@@ -123,6 +123,13 @@ _EPOCH_NAIVE: Final = datetime(1970, 1, 1)
 _US: Final = timedelta(microseconds=1)
 
 
+def _rows(limit: int, start: int, n: int) -> tuple[int, int]:
+    """The row range of a page of at most ``limit`` records from row ``start`` of ``n`` (empty: start >= stop)."""
+    if limit < 1:
+        raise ValueError(f"limit must be >= 1, got {limit}")
+    return start, min(start + int(limit), n)
+
+
 @dataclass(frozen=True)
 class DatasetSpec:
     seed: int = 0
@@ -207,10 +214,7 @@ class Dataset:
 
     def page(self, offset: int, limit: int) -> tuple[list[dict[str, Any]], int | None]:
         """The first `limit` records with id >= offset, and the offset of the next page (None: no more)."""
-        if limit < 1:
-            raise ValueError(f"limit must be >= 1, got {limit}")
-        start = self._index_of(offset)
-        stop = min(start + int(limit), len(self))
+        start, stop = _rows(limit, self._index_of(offset), len(self))
         if start >= stop:
             return [], None
         next_offset = int(self.ids[stop - 1]) + 1 if stop < len(self) else None
@@ -286,10 +290,7 @@ class Dataset:
 
     def page_json(self, offset: int, limit: int) -> tuple[bytes, int | None]:
         """`page` as the JSON text of its record list: the same records, rendered without dicts."""
-        if limit < 1:
-            raise ValueError(f"limit must be >= 1, got {limit}")
-        start = self._index_of(offset)
-        stop = min(start + int(limit), len(self))
+        start, stop = _rows(limit, self._index_of(offset), len(self))
         if start >= stop:
             return b"[]", None
         next_offset = int(self.ids[stop - 1]) + 1 if stop < len(self) else None
@@ -420,10 +421,7 @@ class LazyDataset:
 
     def page(self, offset: int, limit: int) -> tuple[list[dict[str, Any]], int | None]:
         """The first `limit` records with id >= offset, and the offset of the next page (None: no more)."""
-        if limit < 1:
-            raise ValueError(f"limit must be >= 1, got {limit}")
-        start = self._index_of(offset)
-        stop = min(start + int(limit), len(self))
+        start, stop = _rows(limit, self._index_of(offset), len(self))
         if start >= stop:
             return [], None
         out: list[dict[str, Any]] = []
@@ -436,10 +434,7 @@ class LazyDataset:
 
     def page_json(self, offset: int, limit: int) -> tuple[bytes, int | None]:
         """`page` as the JSON text of its record list, rendered without dicts (the mock's fast path)."""
-        if limit < 1:
-            raise ValueError(f"limit must be >= 1, got {limit}")
-        start = self._index_of(offset)
-        stop = min(start + int(limit), len(self))
+        start, stop = _rows(limit, self._index_of(offset), len(self))
         if start >= stop:
             return b"[]", None
         out: list[bytes] = []
