@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import signal
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -22,6 +20,7 @@ from typing import Any, Final
 
 import duckdb
 
+from ._signals import held
 from .config import Settings, fingerprint
 from .count import PageCounter
 from .errors import CREDENTIAL_STATUSES, ApiError, CheckpointMismatch, ConfigError, LifestatsError, StateDirError
@@ -308,7 +307,7 @@ class _Job:
             return self._stop(executor, exc.exit_code, self._advice(str(exc), resumable, status))
         except BaseException:
             if executor is not None:
-                with _interrupts_deferred():
+                with held(redeliver=False):
                     executor.terminate()
             raise
         if failure is not None:
@@ -371,7 +370,7 @@ class _Job:
         A second Ctrl-C (or a SIGTERM) that arrives meanwhile is held back until the partial report
         exists, so that the command line can still write it.
         """
-        with _interrupts_deferred():
+        with held(redeliver=False):
             if executor is not None:
                 executor.terminate()
             with contextlib.suppress(StateDirError, duckdb.Error):
@@ -577,23 +576,3 @@ def _offset(state: SliceState) -> int | None:
     if state.done or not isinstance(position, int) or isinstance(position, bool):
         return None
     return position
-
-
-@contextlib.contextmanager
-def _interrupts_deferred() -> Iterator[None]:
-    """Ignore SIGINT and SIGTERM during the body (main thread only): the run is already stopping, and a
-    second Ctrl-C must not cut short the partial report that lets the user see what was done."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    caught: list[int] = []
-
-    def hold(signum: int, frame: object) -> None:
-        caught.append(signum)
-
-    previous = {signum: signal.signal(signum, hold) for signum in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)

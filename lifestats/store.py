@@ -32,6 +32,7 @@ import duckdb
 import orjson
 import pyarrow as pa
 
+from ._signals import held
 from .errors import CheckpointMismatch, StateDirError
 from .facts import FACT_SCHEMA, FACTS_DDL, FactQueries, FactsStatistics, encode_facts, facts_of
 from .plan import Slice
@@ -291,9 +292,12 @@ class Checkpoint:
             return
         self._depth = 1
         try:
-            db.execute("BEGIN TRANSACTION")
-            yield db
-            db.execute("COMMIT")
+            # A signal is answered once the transaction is over (committed or rolled back), never from
+            # inside a DuckDB statement, which would turn it into a DuckDB error.
+            with held():
+                db.execute("BEGIN TRANSACTION")
+                yield db
+                db.execute("COMMIT")
         except BaseException as exc:
             # Always: an interrupt may land just after BEGIN returned as well as in any statement. After a
             # COMMIT that ran, DuckDB answers "no transaction is active" and the commit stands.

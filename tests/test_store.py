@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -211,6 +212,45 @@ class InterruptedInsert:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._db, name)
+
+
+class SignalledInsert:
+    """A real SIGINT or SIGTERM delivered to this process while DuckDB inserts a flush's facts."""
+
+    def __init__(self, db: duckdb.DuckDBPyConnection, signum: int) -> None:
+        self._db, self._signum, self.sent = db, signum, False
+
+    def execute(self, sql: str, *args: Any) -> Any:
+        if sql.startswith("INSERT INTO facts"):
+            signal.raise_signal(self._signum)
+            self.sent = True
+        return self._db.execute(sql, *args)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._db, name)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_during_a_flush_is_answered_after_its_commit(tmp_path: Path, signum: int) -> None:
+    checkpoint = _state(tmp_path)
+    a = checkpoint.begin_attempt(0).attempt
+    real = checkpoint._db
+    signalled = SignalledInsert(real, signum)
+    checkpoint._db = signalled  # type: ignore[assignment]
+
+    def interrupt(number: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signum, interrupt)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            checkpoint.apply(_flush(0, a, 1, 10), facts=_page([1, 2], [1, 1]).table())
+    finally:
+        signal.signal(signum, previous)
+        checkpoint._db = real
+    assert signalled.sent
+    assert checkpoint.state(0).seq == 1  # the whole flush committed, then the interrupt went on
+    assert checkpoint.statistics().visits(ALL).value == 2
 
 
 def test_an_interrupt_inside_the_facts_insert_stays_an_interrupt_and_commits_nothing(tmp_path: Path) -> None:
