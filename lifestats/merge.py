@@ -6,20 +6,22 @@ The checkpoint itself (one DuckDB file, fenced by slice, attempt and sequence nu
 transaction, and :attr:`Aggregator.total` reads them there as SQL (its ``stats`` is the store's
 :class:`~lifestats.store.StoredStatistics`): the coordinator never holds them. The small part of a flush
 (record tallies, series floor and cut, approx mode's sketches) is merged into :attr:`Aggregator.total`
-and kept in the checkpoint as a blob; every :data:`KEEP_RECENT` flushes the blobs are replaced by one that
-sums them all, in the transaction of the flush that triggers it, so a resume reads a bounded number of
-blobs instead of replaying the run.
+and kept in the checkpoint as a blob; once the recent blobs are many (:data:`KEEP_RECENT`) and weigh as
+much as the compacted total, they are folded into a new compacted total (a file the checkpoint commits
+by generation, written from :attr:`Aggregator.total` a day of sketches at a time) in the transaction of
+the flush that triggers it, so a resume reads the total and a bounded number of blobs instead of
+replaying the run. Approx mode never imports pyarrow (exact facts are checked for only in exact mode).
 """
 
 from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import BinaryIO
 
 import orjson
 
 from .errors import StateDirError
-from .facts import FactsStatistics
 from .stats import Partial
 from .store import (
     CHECKPOINT_FILE,
@@ -67,9 +69,23 @@ class Aggregator:
         self._rejects_written = _count_lines(rejects_path)
 
     def _committed(self) -> Partial:
-        total = Partial()
-        self._recent_bytes = 0  # the blobs beside the compacted one (all of them, when reopened)
-        self._compacted_bytes = 0
+        """The total the checkpoint holds: its compacted total (read a day at a time) plus its recent blobs."""
+        path = self.checkpoint.total_path()
+        if path is None:
+            total, self._compacted_bytes = Partial(), 0
+        else:
+            try:
+                with path.open("rb", buffering=1 << 20) as stream:
+                    total = Partial.read_from(stream)
+                    self._compacted_bytes = stream.tell()
+            except (OSError, ValueError) as exc:
+                reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+                raise StateDirError(
+                    f"cannot read the checkpoint's total {path} ({reason}); "
+                    "run again with --fresh to start over, or point --state-dir elsewhere",
+                    exit_code=2,
+                ) from None
+        self._recent_bytes = 0
         for body in self.checkpoint.partials():
             total.merge(Partial.from_bytes(body), keep_rejects=0)
             self._recent_bytes += len(body)
@@ -87,6 +103,8 @@ class Aggregator:
         partial = Partial.from_bytes(flush.partial)
         body, facts = flush.partial, None
         if self.exact and partial.stats is not None:
+            from .facts import FactsStatistics  # exact mode only: pyarrow
+
             if not isinstance(partial.stats, FactsStatistics):
                 raise ValueError(f"an exact run received {type(partial.stats).__name__} in a flush, not exact facts")
             facts = partial.stats.table()
@@ -94,17 +112,15 @@ class Aggregator:
             body = partial.to_bytes()
         folded = False
 
-        def fold() -> bytes:
-            """The compacted blob: every committed flush and this one (the total, merged first)."""
+        def fold(stream: BinaryIO) -> None:
+            """Write the compacted total: every committed flush and this one (the total, merged first)."""
             nonlocal folded
             folded = True
             self.total.merge(partial, keep_rejects=0)
             small = dataclasses.replace(self.total, stats=None) if self.exact else self.total
-            blob = small.to_bytes()
-            self._compacted_bytes = len(blob)
-            return blob
+            self._compacted_bytes = small.write_to(stream)
 
-        # Folded once the recent blobs are many AND weigh as much as the compacted one: an approx total
+        # Folded once the recent blobs are many AND weigh as much as the compacted total: an approx total
         # grows to tens of MB, so rewriting it every few flushes would cost its size each time; this way
         # the bytes rewritten stay proportional to the bytes received, and the blobs kept to twice the total.
         due = self._recent + 1 >= self.keep_recent and self._recent_bytes + len(body) >= self._compacted_bytes

@@ -58,7 +58,6 @@ from .statistics import (
     Point,
     Statistics,
     as_list,
-    check_header,
     decode_key,
     rank_key,
 )
@@ -582,8 +581,27 @@ class ApproxStatistics(DayKeyed):
     @classmethod
     def from_bytes(cls, body: bytes) -> ApproxStatistics:
         """The statistics that :meth:`to_bytes` wrote; each day stays serialised until it is used."""
-        reader = BinaryReader(body)
-        check_header(reader, cls.MAGIC, cls.VERSION, "approximate statistics")
+        stream = io.BytesIO(body)
+        stats = cls.read_from(stream)
+        if stream.tell() != len(body):
+            raise ValueError("statistics body has trailing bytes")
+        return stats
+
+    @classmethod
+    def read_from(cls, stream: BinaryIO, *, magic: bytes | None = None) -> ApproxStatistics:
+        """The statistics that :meth:`write_to` wrote to ``stream``, read a day at a time: each day stays
+        serialised (kept within the spill store's memory budget, the rest in its file), so reading a
+        large total costs the memory of one day, not of the body. ``magic``: the first bytes, when the
+        caller already read them (to tell which statistics follow)."""
+        reader = _StreamReader(stream, magic or b"")
+        found = reader.raw(len(cls.MAGIC))
+        if found != cls.MAGIC:
+            raise ValueError(f"not approximate statistics: the body starts with {found!r}, not {cls.MAGIC!r}")
+        version = reader.u16()
+        if version != cls.VERSION:
+            raise ValueError(
+                f"approximate statistics of format version {version}; this Lifestats reads version {cls.VERSION}"
+            )
         try:
             config = SketchConfig(reader.u32(), reader.u32(), reader.u32(), reader.u32())
         except ValueError as exc:
@@ -596,8 +614,34 @@ class ApproxStatistics(DayKeyed):
             bucket = reader.i64()
             visits = reader.i64()
             stats._buckets.put_encoded(bucket, visits.to_bytes(8, "little", signed=True) + reader.blob())
-        reader.end()
         return stats
+
+
+class _StreamReader:
+    """The reads of :class:`~lifestats.statistics.BinaryReader` over a stream (ValueError when it ends early)."""
+
+    def __init__(self, stream: BinaryIO, pushed_back: bytes = b"") -> None:
+        self._stream = stream
+        self._pushed_back = pushed_back
+
+    def raw(self, n: int) -> bytes:
+        head, self._pushed_back = self._pushed_back[:n], self._pushed_back[n:]
+        data = head + self._stream.read(n - len(head)) if len(head) < n else head
+        if len(data) != n:
+            raise ValueError("statistics body is truncated")
+        return data
+
+    def u16(self) -> int:
+        return int.from_bytes(self.raw(2), "little")
+
+    def u32(self) -> int:
+        return int.from_bytes(self.raw(4), "little")
+
+    def i64(self) -> int:
+        return int.from_bytes(self.raw(8), "little", signed=True)
+
+    def blob(self) -> bytes:
+        return self.raw(self.u32())
 
 
 def _pick(column: Any, where: npt.NDArray[np.intp] | None) -> Any:

@@ -9,17 +9,21 @@ The counts of the counted records live in :attr:`Partial.stats`, behind the
 exact mode, :class:`~lifestats.sketch.ApproxStatistics` in approx mode (:func:`new_statistics` picks).
 The rest (record tallies, the rejects sample, the series cut) is small JSON; the binary form is
 ``LSP2``, the JSON's length (u32), the JSON, then the statistics' own versioned bytes.
+:meth:`Partial.write_to` and :meth:`Partial.read_from` stream that form to and from a file (the
+checkpoint's compacted total) without holding it whole in memory.
+
+Exact facts (:mod:`lifestats.facts`) need pyarrow, which costs a process tens of MB: it is imported
+only where exact facts are made or read, so an approx run never loads it.
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO, Final
 
 import orjson
 
-from .facts import FactsStatistics
 from .sketch import ApproxStatistics, SketchConfig
 from .statistics import ExactStatistics, Statistics
 
@@ -29,6 +33,7 @@ if TYPE_CHECKING:
 Key = int | str  # an item, category or visitor id keeps the JSON type the API gave it
 
 _MAGIC = b"LSP2"  # magic, u32 JSON length, JSON, then the statistics' bytes (if any)
+FACTS_MAGIC: Final = b"LSFX"  # what exact facts' bytes start with (lifestats.facts, imported only for them)
 RECORD_COUNTS = ("fetched", "counted", "rejected", "bots", "duplicates")
 # `future`, a part of `counted`: records stamped after as_of (in the window `all` only, not in the series).
 
@@ -64,7 +69,7 @@ class Partial:
             self.rejects.extend(other.rejects[:room])
         return self
 
-    def to_bytes(self) -> bytes:
+    def _header(self) -> bytes:
         plain = orjson.dumps(
             {
                 "records": dict(self.records),
@@ -73,8 +78,33 @@ class Partial:
                 "series_cut": self.series_cut,
             }
         )
+        return _MAGIC + len(plain).to_bytes(4, "little") + plain
+
+    @classmethod
+    def _from_header(cls, plain: bytes, stats: Statistics | None) -> Partial:
+        data = orjson.loads(plain)
+        return cls(
+            records=Counter(data["records"]),
+            rejects=data["rejects"],
+            series_floor=data.get("series_floor"),
+            series_cut=data.get("series_cut", 0),
+            stats=stats,
+        )
+
+    def to_bytes(self) -> bytes:
         stats = self.stats.to_bytes() if self.stats is not None else b""
-        return _MAGIC + len(plain).to_bytes(4, "little") + plain + stats
+        return self._header() + stats
+
+    def write_to(self, stream: BinaryIO) -> int:
+        """Write what :meth:`to_bytes` returns to ``stream``, approx statistics a day at a time (so a
+        large total never exists whole in memory); returns the bytes written."""
+        header = self._header()
+        stream.write(header)
+        if isinstance(self.stats, ApproxStatistics):
+            return len(header) + self.stats.write_to(stream)
+        stats = self.stats.to_bytes() if self.stats is not None else b""
+        stream.write(stats)
+        return len(header) + len(stats)
 
     @classmethod
     def from_bytes(cls, body: bytes) -> Partial:
@@ -82,15 +112,35 @@ class Partial:
             raise ValueError("not a partial of this version of Lifestats")
         start = len(_MAGIC) + 4
         end = start + int.from_bytes(body[len(_MAGIC) : start], "little")
-        data = orjson.loads(body[start:end])
+        if end > len(body):
+            raise ValueError("a partial is truncated")
         rest = body[end:]
-        return cls(
-            records=Counter(data["records"]),
-            rejects=data["rejects"],
-            series_floor=data.get("series_floor"),
-            series_cut=data.get("series_cut", 0),
-            stats=statistics_from_bytes(rest) if rest else None,
-        )
+        return cls._from_header(body[start:end], statistics_from_bytes(rest) if rest else None)
+
+    @classmethod
+    def read_from(cls, stream: BinaryIO) -> Partial:
+        """The partial that :meth:`write_to` (or :meth:`to_bytes`) wrote to ``stream``, read to its end;
+        approx statistics are read a day at a time, each day kept serialised (ValueError when damaged)."""
+        head = stream.read(len(_MAGIC) + 4)
+        if head[: len(_MAGIC)] != _MAGIC:
+            raise ValueError("not a partial of this version of Lifestats")
+        if len(head) < len(_MAGIC) + 4:
+            raise ValueError("a partial is truncated")
+        length = int.from_bytes(head[len(_MAGIC) :], "little")
+        plain = stream.read(length)
+        if len(plain) != length:
+            raise ValueError("a partial is truncated")
+        magic = stream.read(len(ApproxStatistics.MAGIC))
+        stats: Statistics | None
+        if not magic:
+            stats = None
+        elif magic == ApproxStatistics.MAGIC:
+            stats = ApproxStatistics.read_from(stream, magic=magic)
+            if stream.read(1):
+                raise ValueError("approximate statistics have trailing bytes")
+        else:
+            stats = statistics_from_bytes(magic + stream.read())
+        return cls._from_header(plain, stats)
 
 
 def new_statistics(settings: StatsConfig) -> Statistics:
@@ -98,12 +148,16 @@ def new_statistics(settings: StatsConfig) -> Statistics:
     (which the coordinator keeps in its DuckDB store, :mod:`lifestats.store`)."""
     if settings.mode == "approx":
         return ApproxStatistics(SketchConfig.from_settings(settings))
+    from .facts import FactsStatistics  # pyarrow: only exact mode pays for it
+
     return FactsStatistics()
 
 
 def statistics_from_bytes(body: bytes) -> Statistics:
     """The statistics whose ``to_bytes`` wrote ``body``, whichever implementation that was."""
-    if body[: len(FactsStatistics.MAGIC)] == FactsStatistics.MAGIC:
+    if body[: len(FACTS_MAGIC)] == FACTS_MAGIC:
+        from .facts import FactsStatistics
+
         return FactsStatistics.from_bytes(body)
     if body[: len(ExactStatistics.MAGIC)] == ExactStatistics.MAGIC:
         return ExactStatistics.from_bytes(body)

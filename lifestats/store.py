@@ -2,16 +2,32 @@
 
 One file in the state dir (:data:`CHECKPOINT_FILE`) holds:
 
-- ``meta``: what the run learnt (fingerprint, as_of, bounds, schema version, finished);
+- ``meta``: what the run learnt (fingerprint, as_of, bounds, schema version, finished) and which
+  generation of the compacted total is committed (``total``);
 - ``slices``: each slice's committed position (JSON text), high-water mark, attempt and sequence number;
-- ``partials``: the small part of each flush (record tallies, series floor and cut, approx sketches),
-  compacted: one row (slice -1) that sums all flushes up to some point plus the recent flushes' rows,
-  so that a resume reads a bounded number of blobs instead of replaying the run;
-- ``facts``: exact mode's facts (:mod:`lifestats.facts`), appended per flush, read by SQL.
+- ``partials``: the small part of each recent flush (record tallies, series floor and cut, approx
+  sketches), one blob per flush since the last compaction;
+- ``facts``: exact mode's facts (:mod:`lifestats.facts`, via :mod:`lifestats.stored`), appended per
+  flush, read by SQL.
+
+Beside it, one file ``total-<generation>.bin`` holds the compacted total: the sum of every flush folded
+so far (a :class:`~lifestats.stats.Partial` as :meth:`~lifestats.stats.Partial.write_to` streams it),
+so that a resume reads that file and a bounded number of recent blobs instead of replaying the run.
+Why a file and not a BLOB: in approx mode the total is tens of MB of sketches, and a BLOB of that size
+is copied whole several times over (built as bytes, handed to DuckDB, held in its buffers and WAL,
+read back), which made the coordinator's memory grow with it; a file is written and read a day of
+sketches at a time.
 
 A flush is applied only when it continues the slice's committed state (same attempt, next sequence
 number), and then its position, its small blob and its facts are committed in one transaction: a flush
 that arrives twice, late, or from an attempt given up is ignored, so no record is counted twice.
+
+A compaction commits by generation: the new total is written to ``total-<g+1>.bin`` and synced to disk
+first; then the flush's own transaction deletes the blobs it folded and sets ``total`` to ``g + 1``;
+only after that commit is ``total-<g>.bin`` removed. Whatever stops it, the checkpoint names exactly one
+total, consistent with its blobs and positions (the old generation with the old blobs, or the new one
+without them); a file of any other generation is left over from an interrupted compaction and is
+removed when the checkpoint is opened.
 
 Memory: DuckDB runs with a memory limit and a temp directory in the state dir, so ``COUNT(DISTINCT
 ...)`` over more visitors than fit spills to disk instead of growing the coordinator.
@@ -21,35 +37,40 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
+import re
 import shutil
 import sqlite3
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, BinaryIO, Final
 
 import duckdb
 import orjson
-import pyarrow as pa
 
 from ._signals import held
 from .errors import CheckpointMismatch, StateDirError
-from .facts import FACT_SCHEMA, FACTS_DDL, FactQueries, FactsStatistics, encode_facts, facts_of
 from .plan import Slice
-from .statistics import Columns
 
-SCHEMA_VERSION: Final = 5  # 5: one DuckDB file with the exact facts, compacted partials (4 and older: SQLite)
+if TYPE_CHECKING:  # exact mode's facts need pyarrow: imported (through lifestats.stored) only when used
+    import pyarrow as pa
+
+    from .stored import StoredStatistics
+
+SCHEMA_VERSION: Final = 6  # 6: the compacted total in a file beside the DuckDB file (5: a BLOB; 4 and older: SQLite)
 CHECKPOINT_FILE: Final = "checkpoint.duckdb"
 LEGACY_FILE: Final = "checkpoint.sqlite"  # schema 1 to 3 (SQLite)
 TEMP_DIR: Final = "checkpoint.tmp"
 REJECTS_FILE: Final = "rejects.jsonl"
-COMPACTED_SLICE: Final = -1  # the partials row that sums every flush folded so far
+TOTAL_KEY: Final = "total"  # the meta key naming the committed generation of the compacted total
+_TOTAL_NAME: Final = re.compile(r"total-(\d+)\.bin")
 MEMORY_LIMIT: Final = "512MB"  # DuckDB's own buffer; what a query needs beyond it spills to TEMP_DIR
 THREADS: Final = 2
 
 # Ids and high-water marks are kept as decimal text: an id range may end at 2**63 (one past the largest
 # signed 64-bit id), and nothing is compared in SQL but slice numbers.
-_SCHEMA: Final = f"""
+_SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR NOT NULL);
 CREATE TABLE IF NOT EXISTS slices (
     idx INTEGER PRIMARY KEY,
@@ -63,7 +84,6 @@ CREATE TABLE IF NOT EXISTS slices (
     pages BIGINT NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS partials (slice INTEGER NOT NULL, seq INTEGER NOT NULL, body BLOB NOT NULL);
-CREATE TABLE IF NOT EXISTS facts ({FACTS_DDL});
 """
 _TABLES: Final = ("meta", "slices", "partials", "facts")
 
@@ -143,19 +163,6 @@ def _connect(path: Path, temp_dir: Path) -> duckdb.DuckDBPyConnection:
     )
 
 
-def insert_facts(db: duckdb.DuckDBPyConnection, facts: pa.Table) -> None:
-    """Append facts (an Arrow table) by DuckDB's own scan of it: no Python work per row."""
-    name = f"_incoming_{id(facts)}"
-    db.register(name, facts.cast(FACT_SCHEMA))
-    try:
-        db.execute(f"INSERT INTO facts SELECT * FROM {name}")
-    finally:
-        # Never let this replace the error in flight: after an interrupted INSERT the transaction is
-        # aborted and DuckDB refuses everything but ROLLBACK, which would turn Ctrl-C into a write error.
-        with contextlib.suppress(duckdb.Error):
-            db.unregister(name)
-
-
 class Checkpoint:
     """The DuckDB state of one job.
 
@@ -176,10 +183,11 @@ class Checkpoint:
             raise self._unusable(exc) from None
         try:
             self._open()
+            self._remove_stale_totals()
         except StateDirError:
             self._db.close()
             raise
-        except duckdb.Error as exc:
+        except (OSError, duckdb.Error) as exc:
             self._db.close()
             raise self._unusable(exc) from None
 
@@ -246,7 +254,7 @@ class Checkpoint:
             with self._transaction(on_error_exit=2):  # nothing to resume: start afresh
                 for table in _TABLES:
                     db.execute(f"DROP TABLE IF EXISTS {table}")
-            return
+            return  # its total files, named by no generation now, go with the stale ones
         which = "an older" if isinstance(version, int) and version < SCHEMA_VERSION else "a newer"
         raise CheckpointSchemaError(
             f"the checkpoint in {self.state_dir} was written by {which} version of Lifestats "
@@ -263,6 +271,8 @@ class Checkpoint:
         try:
             for name in (CHECKPOINT_FILE, CHECKPOINT_FILE + ".wal", LEGACY_FILE, LEGACY_FILE + "-wal"):
                 (state_dir / name).unlink(missing_ok=True)
+            for path, _ in _total_files(state_dir):
+                path.unlink(missing_ok=True)
             (state_dir / (LEGACY_FILE + "-shm")).unlink(missing_ok=True)
             (state_dir / REJECTS_FILE).unlink(missing_ok=True)
             shutil.rmtree(state_dir / TEMP_DIR, ignore_errors=True)
@@ -430,114 +440,115 @@ class Checkpoint:
         *,
         body: bytes | None = None,
         facts: pa.Table | None = None,
-        compacted: Callable[[], bytes] | None = None,
+        compacted: Callable[[BinaryIO], object] | None = None,
     ) -> bool:
         """Commit the flush if it continues the slice's committed state; False if it was ignored.
 
         ``body`` is the flush's small blob (``flush.partial`` unless given), ``facts`` its exact facts.
-        With ``compacted`` (called only once the flush is known to apply), the partials become that one
-        blob, which must sum every committed flush and this one: in the same transaction.
+        With ``compacted`` (called only once the flush is known to apply), the blobs are folded: it
+        writes, to the stream it is given, the new total, which must sum the committed total, every
+        committed blob and this flush; the new total is committed by generation (see the module's
+        docstring) in the flush's transaction, and the blobs are deleted in it.
         """
-        with self._transaction() as db:
-            row = _row(db.execute("SELECT seq, attempt, done FROM slices WHERE idx = ?", [flush.slice]))
-            if row is None or row[2] or row[1] != flush.attempt or row[0] + 1 != flush.seq:
-                return False
-            if compacted is not None:
-                db.execute("DELETE FROM partials")
-                db.execute("INSERT INTO partials (slice, seq, body) VALUES (?, 0, ?)", [COMPACTED_SLICE, compacted()])
-            else:
+        try:
+            with self._transaction() as db:
+                row = _row(db.execute("SELECT seq, attempt, done FROM slices WHERE idx = ?", [flush.slice]))
+                if row is None or row[2] or row[1] != flush.attempt or row[0] + 1 != flush.seq:
+                    return False
+                if compacted is not None:
+                    generation = self.total_generation() + 1
+                    self._write_total(generation, compacted)  # on disk before the commit that names it
+                    db.execute("DELETE FROM partials")
+                    self.put(TOTAL_KEY, generation)
+                else:
+                    db.execute(
+                        "INSERT INTO partials (slice, seq, body) VALUES (?, ?, ?)",
+                        [flush.slice, flush.seq, flush.partial if body is None else body],
+                    )
+                if facts is not None and facts.num_rows:
+                    self._insert_facts(facts)
                 db.execute(
-                    "INSERT INTO partials (slice, seq, body) VALUES (?, ?, ?)",
-                    [flush.slice, flush.seq, flush.partial if body is None else body],
+                    "UPDATE slices SET position = ?, high_water = ?, seq = ?, done = ?, pages = pages + ? "
+                    "WHERE idx = ?",
+                    [
+                        _json(flush.position),
+                        _text(flush.high_water),
+                        flush.seq,
+                        flush.position is None,
+                        flush.pages,
+                        flush.slice,
+                    ],
                 )
-            if facts is not None and facts.num_rows:
-                self._insert_facts(facts)
-            db.execute(
-                "UPDATE slices SET position = ?, high_water = ?, seq = ?, done = ?, pages = pages + ? WHERE idx = ?",
-                [
-                    _json(flush.position),
-                    _text(flush.high_water),
-                    flush.seq,
-                    flush.position is None,
-                    flush.pages,
-                    flush.slice,
-                ],
-            )
+        finally:
+            if compacted is not None:  # committed or not: keep only the generation the checkpoint names
+                with contextlib.suppress(OSError, duckdb.Error, StateDirError):
+                    self._remove_stale_totals()
         return True
 
+    # -- the compacted total ------------------------------------------------------------------------
+    def total_generation(self) -> int:
+        """The generation of the committed total (0: nothing compacted yet, no file)."""
+        generation = self.get(TOTAL_KEY)
+        return int(generation) if generation is not None else 0
+
+    def total_path(self) -> Path | None:
+        """The file of the committed compacted total, or None when nothing was compacted yet."""
+        generation = self.total_generation()
+        return _total_path(self.state_dir, generation) if generation else None
+
+    def _write_total(self, generation: int, write: Callable[[BinaryIO], object]) -> None:
+        """Write and sync ``total-<generation>.bin`` (a failure leaves no file and raises StateDirError)."""
+        path = _total_path(self.state_dir, generation)
+        try:
+            with path.open("wb", buffering=1 << 20) as out:
+                write(out)
+                out.flush()
+                os.fsync(out.fileno())
+            _sync_directory(self.state_dir)  # the file's name is durable before the commit that names it
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                path.unlink(missing_ok=True)
+            raise StateDirError(
+                f"cannot write the checkpoint's total in {self.state_dir} ({_one_line(exc.strerror or str(exc))}); "
+                "nothing was half-written: free space or make it writable, then run the same command to resume"
+            ) from None
+
+    def _remove_stale_totals(self) -> None:
+        """Remove every total file but the committed generation's: a new one whose commit never happened,
+        or an old one whose removal did not (the caller holds the state dir's lock)."""
+        keep = self.total_generation()
+        for path, generation in _total_files(self.state_dir):
+            if generation != keep:
+                path.unlink(missing_ok=True)
+
+    # -- exact facts (pyarrow, imported only here) ----------------------------------------------------
     def _insert_facts(self, facts: pa.Table) -> None:
-        insert_facts(self._db, facts)
+        from .stored import create_facts_table, insert_facts
+
+        with self._transaction() as db:
+            create_facts_table(db)
+            insert_facts(db, facts)
 
     def partials(self) -> Iterator[bytes]:
-        """The committed small blobs: the compacted one first, then the recent flushes'."""
-        rows = self._db.execute("SELECT body FROM partials ORDER BY slice, seq").fetchall()
-        for (body,) in rows:
-            yield bytes(body)
+        """The committed blobs of the recent flushes (those not yet in the compacted total), a few at a
+        time (read the iterator to its end before the next query)."""
+        result = self._db.execute("SELECT body FROM partials ORDER BY slice, seq")
+        while rows := result.fetchmany(16):
+            for (body,) in rows:
+                yield bytes(body)
 
     def recent(self) -> int:
-        """How many flush blobs are kept beside the compacted one."""
-        (count,) = _row(self._db.execute("SELECT COUNT(*) FROM partials WHERE slice <> ?", [COMPACTED_SLICE])) or (0,)
+        """How many flush blobs are kept beside the compacted total."""
+        (count,) = _row(self._db.execute("SELECT COUNT(*) FROM partials")) or (0,)
         return int(count)
 
     def statistics(self) -> StoredStatistics:
         """The exact statistics the checkpoint holds, read as queries."""
+        from .stored import StoredStatistics, create_facts_table
+
+        with self._transaction() as db:
+            create_facts_table(db)
         return StoredStatistics(self._db, self._transaction)
-
-
-class StoredStatistics(FactQueries):
-    """Exact :class:`~lifestats.statistics.Statistics` whose facts live in a DuckDB table ``facts``.
-
-    Writes append facts (in the checkpoint's transaction when given one); reads are SQL. An instance
-    from :meth:`from_bytes` keeps its facts in an in-memory DuckDB.
-    """
-
-    def __init__(
-        self,
-        db: duckdb.DuckDBPyConnection,
-        transaction: Callable[[], contextlib.AbstractContextManager[Any]] | None = None,
-    ) -> None:
-        super().__init__(db, "facts")
-        self._transaction = transaction
-
-    @classmethod
-    def in_memory(cls) -> StoredStatistics:
-        db = duckdb.connect(config={"threads": 1})
-        db.execute(f"CREATE TABLE facts ({FACTS_DDL})")
-        return cls(db)
-
-    def _insert(self, facts: pa.Table) -> None:
-        if not facts.num_rows:
-            return
-        with self._transaction() if self._transaction is not None else contextlib.nullcontext():
-            insert_facts(self._db, facts)
-
-    def add(self, columns: Columns) -> None:
-        self._insert(facts_of(columns))
-
-    def merge(self, other: StoredStatistics | FactsStatistics) -> StoredStatistics:
-        self._insert(other.table())
-        return self
-
-    def table(self) -> pa.Table:
-        """Every fact, equal ones summed (for transport; the whole table in memory)."""
-        columns = ", ".join(name for name in FACT_SCHEMA.names if name != "n")
-        query = f"SELECT {columns}, SUM(n)::BIGINT AS n FROM facts GROUP BY ALL"
-        table: pa.Table = self._db.sql(query).to_arrow_table()
-        return table.cast(FACT_SCHEMA)
-
-    def to_bytes(self) -> bytes:
-        return encode_facts(self.table())
-
-    @classmethod
-    def from_bytes(cls, body: bytes) -> StoredStatistics:
-        stats = cls.in_memory()
-        stats.merge(FactsStatistics.from_bytes(body))
-        return stats
-
-    def nbytes(self) -> int:
-        """The memory DuckDB holds for the connection's database (its buffer, not the file)."""
-        row = _row(self._db.execute("SELECT COALESCE(SUM(memory_usage_bytes), 0) FROM duckdb_memory()"))
-        return int(row[0]) if row else 0
 
 
 def _row(result: duckdb.DuckDBPyConnection) -> tuple[Any, ...] | None:
@@ -574,3 +585,26 @@ def _text(value: int | None) -> str | None:
 
 def _int(value: str | int | None) -> int | None:
     return None if value is None else int(value)
+
+
+def _total_path(state_dir: Path, generation: int) -> Path:
+    return state_dir / f"total-{generation}.bin"
+
+
+def _total_files(state_dir: Path) -> list[tuple[Path, int]]:
+    """Every compacted total file in the state dir, with its generation."""
+    found = []
+    for entry in os.scandir(state_dir):
+        match = _TOTAL_NAME.fullmatch(entry.name)
+        if match:
+            found.append((Path(entry.path), int(match.group(1))))
+    return found
+
+
+def _sync_directory(path: Path) -> None:
+    """Make the directory's entries (a new file's name) durable."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

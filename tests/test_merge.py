@@ -322,10 +322,11 @@ def test_the_flush_blobs_are_compacted_and_the_total_survives_reopening(tmp_path
     a = checkpoint.begin_attempt(0).attempt
     for seq in range(1, 11):
         assert aggregator.apply(flush(0, a, seq, seq * 10, seq))
-        assert len(list(checkpoint.partials())) <= 4
+        assert len(list(checkpoint.partials())) <= 3
     assert not aggregator.apply(flush(0, a, 10, 100, 10))  # a duplicate is neither counted nor folded
     assert aggregator.total.records == Counter(fetched=55)
-    assert len(list(checkpoint.partials())) == 3  # the compacted blob (1..8) and flushes 9 and 10
+    assert len(list(checkpoint.partials())) == 2  # flushes 9 and 10, beside the compacted total (1..8)
+    assert checkpoint.total_path() == tmp_path / "total-2.bin"  # folded at 4 and at 8
     checkpoint.close()
     reopened = Aggregator(Checkpoint(tmp_path), tmp_path / REJECTS_FILE, keep_recent=4)
     assert reopened.total.records == Counter(fetched=55)
@@ -355,9 +356,11 @@ def test_a_large_compacted_total_is_rewritten_only_once_the_recent_blobs_weigh_a
         assert aggregator.apply(Flush(0, a, seq, seq, seq, 1, 1, 0, body))
         return len(list(checkpoint.partials()))
 
-    assert [apply(1, big), apply(2, big)] == [1, 1]  # folded at 2: the compacted blob alone
+    assert [apply(1, big), apply(2, big)] == [1, 0]  # folded at 2: the compacted total alone
     kept = [apply(seq, small) for seq in range(3, 13)]
-    assert kept == list(range(2, 12))  # ten small blobs do not weigh as much as the total: none folded
+    assert kept == list(range(1, 11))  # ten small blobs do not weigh as much as the total: none folded
     assert aggregator.total.records["fetched"] == 40_010
-    blobs = sum(len(body) for body in checkpoint.partials())
+    total = checkpoint.total_path()
+    assert total is not None and total.name == "total-1.bin"
+    blobs = sum(len(body) for body in checkpoint.partials()) + total.stat().st_size
     assert blobs < 2 * len(aggregator.total.to_bytes()) + len(big)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import signal
 import sqlite3
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import duckdb
 import numpy as np
@@ -16,7 +16,8 @@ from lifestats.errors import StateDirError
 from lifestats.facts import FactsStatistics
 from lifestats.plan import Slice
 from lifestats.statistics import ALL, Columns
-from lifestats.store import CHECKPOINT_FILE, LEGACY_FILE, Checkpoint, Flush, StoredStatistics
+from lifestats.store import CHECKPOINT_FILE, LEGACY_FILE, Checkpoint, Flush
+from lifestats.stored import StoredStatistics
 from tests import stat_truth
 from tests.stat_truth import TODAY, rank_order, truth
 from tests.test_facts import _facts_from
@@ -99,20 +100,31 @@ def test_compaction_replaces_the_blobs_in_the_flush_transaction(tmp_path: Path) 
     a = checkpoint.begin_attempt(1).attempt
     for seq in (1, 2, 3):
         assert checkpoint.apply(_flush(1, a, seq, 100 + seq))
-    assert checkpoint.recent() == 3
+    assert checkpoint.recent() == 3 and checkpoint.total_path() is None
     called: list[int] = []
 
-    def fold() -> bytes:
+    def fold(stream: BinaryIO) -> None:
         called.append(1)
-        return b"all four"
+        stream.write(b"all four")
 
     assert not checkpoint.apply(_flush(1, a, 3, 104), compacted=fold)  # ignored: nothing is folded
-    assert called == []
+    assert called == [] and _totals(tmp_path) == []
     assert checkpoint.apply(_flush(1, a, 4, 104), compacted=fold)
-    assert list(checkpoint.partials()) == [b"all four"] and checkpoint.recent() == 0
+    assert list(checkpoint.partials()) == [] and checkpoint.recent() == 0
+    assert checkpoint.total_path() == tmp_path / "total-1.bin" and _totals(tmp_path) == ["total-1.bin"]
     assert checkpoint.apply(_flush(1, a, 5, 105))
+    assert checkpoint.apply(_flush(1, a, 6, 106), compacted=lambda stream: stream.write(b"all six"))
+    assert _totals(tmp_path) == ["total-2.bin"]  # the older generation is removed once the new one commits
+    assert checkpoint.apply(_flush(1, a, 7, 107))
     checkpoint.close()
-    assert list(Checkpoint(tmp_path).partials()) == [b"all four", b"small:5"]
+    reopened = Checkpoint(tmp_path)
+    path = reopened.total_path()
+    assert path is not None and path.read_bytes() == b"all six"
+    assert list(reopened.partials()) == [b"small:7"] and reopened.state(1).seq == 7
+
+
+def _totals(state_dir: Path) -> list[str]:
+    return sorted(p.name for p in state_dir.glob("total-*"))
 
 
 def test_stored_statistics_equal_the_truth(tmp_path: Path) -> None:
