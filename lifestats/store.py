@@ -5,29 +5,36 @@ One file in the state dir (:data:`CHECKPOINT_FILE`) holds:
 - ``meta``: what the run learnt (fingerprint, as_of, bounds, schema version, finished) and which
   generation of the compacted total is committed (``total``);
 - ``slices``: each slice's committed position (JSON text), high-water mark, attempt and sequence number;
-- ``partials``: the small part of each recent flush (record tallies, series floor and cut, approx
-  sketches), one blob per flush since the last compaction;
+- ``partials``: where each recent flush's small part (record tallies, series floor and cut, approx
+  sketches) lies in the recent-blobs file: one row per flush since the last compaction;
 - ``facts``: exact mode's facts (:mod:`lifestats.facts`, via :mod:`lifestats.stored`), appended per
   flush, read by SQL.
 
-Beside it, one file ``total-<generation>.bin`` holds the compacted total: the sum of every flush folded
-so far (a :class:`~lifestats.stats.Partial` as :meth:`~lifestats.stats.Partial.write_to` streams it),
-so that a resume reads that file and a bounded number of recent blobs instead of replaying the run.
-Why a file and not a BLOB: in approx mode the total is tens of MB of sketches, and a BLOB of that size
-is copied whole several times over (built as bytes, handed to DuckDB, held in its buffers and WAL,
-read back), which made the coordinator's memory grow with it; a file is written and read a day of
-sketches at a time.
+Beside it, per generation ``g`` of the compacted total, two files:
+
+- ``total-<g>.bin``: the sum of every flush folded so far (a :class:`~lifestats.stats.Partial` as
+  :meth:`~lifestats.stats.Partial.write_to` streams it; none for generation 0);
+- ``recent-<g>.bin``: the blobs of the flushes since, appended one after the other.
+
+So a resume reads the total and a bounded number of recent blobs instead of replaying the run. Why
+files and not BLOBs: in approx mode the total is tens of MB of sketches, and the recent blobs weigh up
+to as much again before they are folded. As BLOBs they were copied whole several times over (built as
+bytes, handed to DuckDB, held in its buffers, its WAL and its checkpoints, read back), so the
+coordinator's memory grew with them; as files they are written and read a blob, or a day of sketches,
+at a time, and DuckDB only holds small rows.
 
 A flush is applied only when it continues the slice's committed state (same attempt, next sequence
-number), and then its position, its small blob and its facts are committed in one transaction: a flush
-that arrives twice, late, or from an attempt given up is ignored, so no record is counted twice.
+number), and then its position, its blob's place and its facts are committed in one transaction: a
+flush that arrives twice, late, or from an attempt given up is ignored, so no record is counted twice.
+Its blob is appended to ``recent-<g>.bin`` and synced before that transaction; bytes past the last
+committed blob (a flush whose commit never happened) are never read, and are cut off on opening.
 
 A compaction commits by generation: the new total is written to ``total-<g+1>.bin`` and synced to disk
-first; then the flush's own transaction deletes the blobs it folded and sets ``total`` to ``g + 1``;
-only after that commit is ``total-<g>.bin`` removed. Whatever stops it, the checkpoint names exactly one
-total, consistent with its blobs and positions (the old generation with the old blobs, or the new one
-without them); a file of any other generation is left over from an interrupted compaction and is
-removed when the checkpoint is opened.
+first; then the flush's own transaction deletes the rows of the blobs it folded and sets ``total`` to
+``g + 1``; only after that commit are generation ``g``'s files removed. Whatever stops it, the
+checkpoint names exactly one generation, consistent with its rows and positions (the old total with the
+old blobs, or the new one without them); files of any other generation are left over from an
+interrupted compaction and are removed when the checkpoint is opened.
 
 Memory: DuckDB runs with a memory limit and a temp directory in the state dir, so ``COUNT(DISTINCT
 ...)`` over more visitors than fit spills to disk instead of growing the coordinator.
@@ -64,7 +71,7 @@ LEGACY_FILE: Final = "checkpoint.sqlite"  # schema 1 to 3 (SQLite)
 TEMP_DIR: Final = "checkpoint.tmp"
 REJECTS_FILE: Final = "rejects.jsonl"
 TOTAL_KEY: Final = "total"  # the meta key naming the committed generation of the compacted total
-_TOTAL_NAME: Final = re.compile(r"total-(\d+)\.bin")
+_GENERATION_FILE: Final = re.compile(r"(?:total|recent)-(\d+)\.bin")
 MEMORY_LIMIT: Final = "512MB"  # DuckDB's own buffer; what a query needs beyond it spills to TEMP_DIR
 THREADS: Final = 2
 
@@ -83,7 +90,12 @@ CREATE TABLE IF NOT EXISTS slices (
     done BOOLEAN NOT NULL DEFAULT false,
     pages BIGINT NOT NULL DEFAULT 0
 );
-CREATE TABLE IF NOT EXISTS partials (slice INTEGER NOT NULL, seq INTEGER NOT NULL, body BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS partials (
+    slice INTEGER NOT NULL,
+    seq INTEGER NOT NULL,
+    start BIGINT NOT NULL,
+    length BIGINT NOT NULL
+);
 """
 _TABLES: Final = ("meta", "slices", "partials", "facts")
 
@@ -175,6 +187,8 @@ class Checkpoint:
         self.state_dir = state_dir
         self.path = state_dir / CHECKPOINT_FILE
         self._depth = 0
+        self._recent_fd: int | None = None  # the open recent-blobs file, of generation ``_recent_generation``
+        self._recent_generation = -1
         try:
             state_dir.mkdir(parents=True, exist_ok=True)
             self._retire_legacy()
@@ -184,6 +198,7 @@ class Checkpoint:
         try:
             self._open()
             self._remove_stale_totals()
+            self._cut_recent_tail()
         except StateDirError:
             self._db.close()
             raise
@@ -263,6 +278,7 @@ class Checkpoint:
         )
 
     def close(self) -> None:
+        self._close_recent()
         self._db.close()
 
     @staticmethod
@@ -271,7 +287,7 @@ class Checkpoint:
         try:
             for name in (CHECKPOINT_FILE, CHECKPOINT_FILE + ".wal", LEGACY_FILE, LEGACY_FILE + "-wal"):
                 (state_dir / name).unlink(missing_ok=True)
-            for path, _ in _total_files(state_dir):
+            for path, _ in _generation_files(state_dir):
                 path.unlink(missing_ok=True)
             (state_dir / (LEGACY_FILE + "-shm")).unlink(missing_ok=True)
             (state_dir / REJECTS_FILE).unlink(missing_ok=True)
@@ -461,9 +477,11 @@ class Checkpoint:
                     db.execute("DELETE FROM partials")
                     self.put(TOTAL_KEY, generation)
                 else:
+                    blob = flush.partial if body is None else body
+                    at = self._append_recent(blob)  # on disk before the commit that names it
                     db.execute(
-                        "INSERT INTO partials (slice, seq, body) VALUES (?, ?, ?)",
-                        [flush.slice, flush.seq, flush.partial if body is None else body],
+                        "INSERT INTO partials (slice, seq, start, length) VALUES (?, ?, ?, ?)",
+                        [flush.slice, flush.seq, at, len(blob)],
                     )
                 if facts is not None and facts.num_rows:
                     self._insert_facts(facts)
@@ -481,6 +499,7 @@ class Checkpoint:
                 )
         finally:
             if compacted is not None:  # committed or not: keep only the generation the checkpoint names
+                self._close_recent()
                 with contextlib.suppress(OSError, duckdb.Error, StateDirError):
                     self._remove_stale_totals()
         return True
@@ -514,12 +533,61 @@ class Checkpoint:
             ) from None
 
     def _remove_stale_totals(self) -> None:
-        """Remove every total file but the committed generation's: a new one whose commit never happened,
-        or an old one whose removal did not (the caller holds the state dir's lock)."""
+        """Remove the files of every generation but the committed one: a new total whose commit never
+        happened, or an old generation whose removal did not (the caller holds the state dir's lock)."""
         keep = self.total_generation()
-        for path, generation in _total_files(self.state_dir):
+        for path, generation in _generation_files(self.state_dir):
             if generation != keep:
                 path.unlink(missing_ok=True)
+
+    # -- the recent blobs -----------------------------------------------------------------------------
+    def _committed_end(self) -> int:
+        (end,) = _row(self._db.execute("SELECT COALESCE(MAX(start + length), 0) FROM partials")) or (0,)
+        return int(end)
+
+    def _cut_recent_tail(self) -> None:
+        """Cut off bytes past the last committed blob (appended by a flush whose commit never happened)."""
+        path = _recent_path(self.state_dir, self.total_generation())
+        end = self._committed_end()
+        with contextlib.suppress(FileNotFoundError):
+            if path.stat().st_size > end:
+                os.truncate(path, end)
+
+    def _recent_file(self) -> int:
+        """The recent-blobs file of the committed generation, open for writing."""
+        generation = self.total_generation()
+        if self._recent_fd is None or self._recent_generation != generation:
+            self._close_recent()
+            self._recent_fd = os.open(_recent_path(self.state_dir, generation), os.O_RDWR | os.O_CREAT, 0o644)
+            self._recent_generation = generation
+        return self._recent_fd
+
+    def _append_recent(self, blob: bytes) -> int:
+        """Write ``blob`` after the last committed one (over any bytes of a flush whose commit failed) and
+        sync it; where it starts. Asked of the checkpoint each time, so that nothing committed is overwritten."""
+        at = self._committed_end()
+        try:
+            fd = self._recent_file()
+            written = os.pwrite(fd, blob, at)
+            if written != len(blob):
+                raise OSError(f"wrote {written} of {len(blob)} bytes")
+            os.fdatasync(fd)
+            if at == 0:
+                _sync_directory(self.state_dir)  # a new file: its name is durable too
+        except OSError as exc:
+            self._close_recent()
+            raise StateDirError(
+                f"cannot write the checkpoint's recent flushes in {self.state_dir} "
+                f"({_one_line(exc.strerror or str(exc))}); nothing was half-written: free space or make it "
+                "writable, then run the same command to resume"
+            ) from None
+        return at
+
+    def _close_recent(self) -> None:
+        if self._recent_fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._recent_fd)
+            self._recent_fd = None
 
     # -- exact facts (pyarrow, imported only here) ----------------------------------------------------
     def _insert_facts(self, facts: pa.Table) -> None:
@@ -530,12 +598,26 @@ class Checkpoint:
             insert_facts(db, facts)
 
     def partials(self) -> Iterator[bytes]:
-        """The committed blobs of the recent flushes (those not yet in the compacted total), a few at a
-        time (read the iterator to its end before the next query)."""
-        result = self._db.execute("SELECT body FROM partials ORDER BY slice, seq")
-        while rows := result.fetchmany(16):
-            for (body,) in rows:
-                yield bytes(body)
+        """The committed blobs of the recent flushes (those not yet in the compacted total), one at a time."""
+        places = self._db.execute("SELECT start, length FROM partials ORDER BY slice, seq").fetchall()
+        if not places:
+            return
+        path = _recent_path(self.state_dir, self.total_generation())
+        try:
+            with path.open("rb") as stream:
+                for at, length in places:
+                    stream.seek(at)
+                    body = stream.read(length)
+                    if len(body) != length:
+                        raise OSError(f"{path.name} ends before its committed flushes do")
+                    yield body
+        except OSError as exc:
+            raise StateDirError(
+                f"cannot read the checkpoint's recent flushes in {self.state_dir} "
+                f"({_one_line(exc.strerror or str(exc))}); run again with --fresh to start over, "
+                "or point --state-dir elsewhere",
+                exit_code=2,
+            ) from None
 
     def recent(self) -> int:
         """How many flush blobs are kept beside the compacted total."""
@@ -591,11 +673,15 @@ def _total_path(state_dir: Path, generation: int) -> Path:
     return state_dir / f"total-{generation}.bin"
 
 
-def _total_files(state_dir: Path) -> list[tuple[Path, int]]:
-    """Every compacted total file in the state dir, with its generation."""
+def _recent_path(state_dir: Path, generation: int) -> Path:
+    return state_dir / f"recent-{generation}.bin"
+
+
+def _generation_files(state_dir: Path) -> list[tuple[Path, int]]:
+    """Every compacted total and recent-blobs file in the state dir, with its generation."""
     found = []
     for entry in os.scandir(state_dir):
-        match = _TOTAL_NAME.fullmatch(entry.name)
+        match = _GENERATION_FILE.fullmatch(entry.name)
         if match:
             found.append((Path(entry.path), int(match.group(1))))
     return found

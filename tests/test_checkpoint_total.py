@@ -88,6 +88,11 @@ def totals_on_disk(state_dir: Path) -> list[str]:
     return sorted(p.name for p in state_dir.glob("total-*"))
 
 
+def generations_on_disk(state_dir: Path) -> set[int]:
+    """The generations of the total and recent-blobs files in the state dir."""
+    return {int(p.stem.split("-")[1]) for pattern in ("total-*", "recent-*") for p in state_dir.glob(pattern)}
+
+
 def test_every_flush_applied_once_with_compactions_gives_the_truth(tmp_path: Path) -> None:
     checkpoint, aggregator, attempt = open_job(tmp_path)
     for flush in approx_flushes(attempt):
@@ -95,6 +100,7 @@ def test_every_flush_applied_once_with_compactions_gives_the_truth(tmp_path: Pat
         assert not aggregator.apply(flush)  # twice: ignored, neither counted nor folded
     assert checkpoint.total_generation() >= 2  # compacted more than once
     assert totals_on_disk(tmp_path) == [f"total-{checkpoint.total_generation()}.bin"]
+    assert generations_on_disk(tmp_path) == {checkpoint.total_generation()}
     assert_counts_first(aggregator.total, 10**9)
     checkpoint.close()
     _, reopened, _ = open_job(tmp_path)
@@ -110,9 +116,9 @@ class FailBeforeCommit:
         self.failed_flush: int | None = None
 
     def execute(self, sql: str, *args: Any) -> Any:
-        if sql.startswith("INSERT OR REPLACE INTO meta") and args and args[0][0] == "total":
-            if args[0][1] == str(self.on_generation):
-                raise self.error
+        naming = sql.startswith("INSERT OR REPLACE INTO meta") and args and args[0][0] == "total"
+        if naming and args[0][1] == str(self.on_generation):
+            raise self.error
         return self._db.execute(sql, *args)
 
     def __getattr__(self, name: str) -> Any:
@@ -141,6 +147,7 @@ def test_a_compaction_stopped_before_its_commit_leaves_the_previous_generation(
     assert failed is not None, "the second compaction never came"
     # The new file was written (its generation was about to be committed) and is gone again.
     assert checkpoint.total_generation() == 1 and totals_on_disk(tmp_path) == ["total-1.bin"]
+    assert generations_on_disk(tmp_path) == {1}
     assert checkpoint.state(0).seq == failed - 1
     assert_counts_first(aggregator.total, failed - 1)  # read back: the failed flush is not in it
     checkpoint.close()
@@ -165,10 +172,32 @@ def die(*args, **kwargs):
         os.kill(os.getpid(), signal.SIGKILL)
     return original(*args, **kwargs)
 
-if point == "before-commit":  # the new file is written and synced; the transaction has not committed
-    original = store._sync_directory
-    store._sync_directory = die
-else:  # committed; the old file is not removed yet
+if point == "blob-before-commit":  # a flush's blob is appended and synced; its transaction has not committed
+    append = checkpoint._append_recent
+
+    def original(*args, **kwargs):
+        pass
+
+    def append_then_die(blob):
+        at = append(blob)
+        if checkpoint.total_generation() == generation and checkpoint.recent() >= 1:  # one committed before it
+            print("appended", at + len(blob), flush=True)
+            os.kill(os.getpid(), signal.SIGKILL)
+        return at
+
+    checkpoint._append_recent = append_then_die
+elif point == "before-commit":  # the new file is written and synced; the transaction has not committed
+    write = checkpoint._write_total
+
+    def original(*args, **kwargs):
+        pass
+
+    def write_then_die(*args, **kwargs):
+        write(*args, **kwargs)
+        die()
+
+    checkpoint._write_total = write_then_die
+else:  # committed; the old files are not removed yet
     original = checkpoint._remove_stale_totals
     checkpoint._remove_stale_totals = die
 for flush in approx_flushes(attempt):
@@ -177,7 +206,7 @@ for flush in approx_flushes(attempt):
 """
 
 
-@pytest.mark.parametrize("point", ["before-commit", "after-commit"])
+@pytest.mark.parametrize("point", ["before-commit", "after-commit", "blob-before-commit"])
 def test_sigkill_during_a_compaction_reopens_to_exactly_the_committed_flushes(tmp_path: Path, point: str) -> None:
     state = tmp_path / "state"
     run = subprocess.run(
@@ -189,13 +218,22 @@ def test_sigkill_during_a_compaction_reopens_to_exactly_the_committed_flushes(tm
         timeout=120,
     )
     assert run.returncode == -signal.SIGKILL, run.stderr
+    if point == "blob-before-commit":
+        *_, last, _, appended = run.stdout.split()  # the flush killed before its commit, and the file's end
+        recent = state / "recent-2.bin"
+        assert recent.stat().st_size == int(appended)
+        checkpoint, reopened, attempt = open_job(state)
+        assert checkpoint.total_generation() == 2 and checkpoint.state(0).seq == int(last) - 1
+        assert recent.stat().st_size < int(appended)  # the uncommitted blob is cut off
+        assert_counts_first(reopened.total, int(last) - 1)
+        return
     last = int(run.stdout.split()[-1])  # the flush whose compaction was killed
     # Both generations' files are there: the killed process removed neither.
-    assert totals_on_disk(state) == ["total-1.bin", "total-2.bin"]
+    assert totals_on_disk(state) == ["total-1.bin", "total-2.bin"] and (state / "recent-1.bin").exists()
     committed = last - 1 if point == "before-commit" else last
     checkpoint, reopened, attempt = open_job(state)
     assert checkpoint.total_generation() == (1 if point == "before-commit" else 2)
-    assert totals_on_disk(state) == [f"total-{checkpoint.total_generation()}.bin"]  # the other one removed
+    assert generations_on_disk(state) == {checkpoint.total_generation()}  # the other generation's removed
     assert checkpoint.state(0).seq == committed
     assert_counts_first(reopened.total, committed)
     for flush in approx_flushes(attempt):  # the resumed slice goes on from what was committed

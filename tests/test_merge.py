@@ -137,7 +137,7 @@ class InterruptAfterCommit(Hooked):
 
     def execute(self, sql: str, *args: Any) -> Any:
         result = self._db.execute(sql, *args)
-        if sql.startswith("INSERT INTO partials"):
+        if sql.startswith("INSERT INTO partials") or sql == "DELETE FROM partials":
             self.pending = True
         elif sql == "COMMIT" and self.pending:
             self.pending = False
@@ -158,7 +158,7 @@ class FullAfterFlush(Hooked):
         self.full = False
 
     def execute(self, sql: str, *args: Any) -> Any:
-        if sql.startswith("INSERT INTO partials"):
+        if sql.startswith("INSERT INTO partials") or sql == "DELETE FROM partials":
             self.flushes += 1
             self.full = self.full or self.flushes >= self.after
         if self.full and sql.split()[0] in ("INSERT", "UPDATE", "DELETE"):
