@@ -104,6 +104,9 @@ class SliceState:
     pages: int
 
 
+_INTERRUPT: Final = "failed: KeyboardInterrupt"
+
+
 class Interruptible:
     """A DuckDB connection whose statements, when Ctrl-C stops them, raise KeyboardInterrupt.
 
@@ -117,8 +120,9 @@ class Interruptible:
     def execute(self, sql: str, *args: Any) -> duckdb.DuckDBPyConnection:
         try:
             return self._db.execute(sql, *args)
-        except (duckdb.InterruptException, RuntimeError) as exc:
-            if isinstance(exc, duckdb.InterruptException) or "interrupted" in str(exc):
+        except (duckdb.InterruptException, duckdb.InvalidInputException, RuntimeError) as exc:
+            # DuckDB's own notice of the signal, or the interrupt raised inside its scan of an Arrow table
+            if isinstance(exc, duckdb.InterruptException) or "interrupted" in str(exc) or _INTERRUPT in str(exc):
                 raise KeyboardInterrupt from None
             raise
 

@@ -16,7 +16,7 @@ from lifestats.errors import StateDirError
 from lifestats.facts import FactsStatistics
 from lifestats.plan import Slice
 from lifestats.statistics import ALL, Columns
-from lifestats.store import CHECKPOINT_FILE, LEGACY_FILE, Checkpoint, Flush, StoredStatistics
+from lifestats.store import CHECKPOINT_FILE, LEGACY_FILE, Checkpoint, Flush, Interruptible, StoredStatistics
 from tests import stat_truth
 from tests.stat_truth import TODAY, rank_order, truth
 from tests.test_facts import _facts_from
@@ -264,3 +264,26 @@ def test_an_interrupt_inside_the_facts_insert_stays_an_interrupt_and_commits_not
     assert checkpoint.state(0).seq == 0 and checkpoint.statistics().visits(ALL).value == 0
     assert checkpoint.apply(_flush(0, a, 1, 10), facts=_page([1], [1]).table())
     assert checkpoint.statistics().visits(ALL).value == 1
+
+
+class ScanInterrupted:
+    """A connection whose statement failed because Ctrl-C landed while DuckDB scanned a registered table."""
+
+    def execute(self, sql: str, *args: Any) -> Any:
+        raise duckdb.InvalidInputException(
+            "Invalid Input Error: counting the rows of the object registered as '_span_days' failed: KeyboardInterrupt:"
+        )
+
+
+def test_an_interrupt_inside_a_scan_of_a_registered_table_is_an_interrupt() -> None:
+    with pytest.raises(KeyboardInterrupt):
+        Interruptible(ScanInterrupted()).execute("SELECT 1")  # type: ignore[arg-type]
+
+
+def test_other_invalid_input_stays_a_duckdb_error() -> None:
+    class Refusing:
+        def execute(self, sql: str, *args: Any) -> Any:
+            raise duckdb.InvalidInputException("Invalid Input Error: a real mistake")
+
+    with pytest.raises(duckdb.InvalidInputException, match="a real mistake"):
+        Interruptible(Refusing()).execute("SELECT 1")  # type: ignore[arg-type]
