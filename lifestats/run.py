@@ -373,6 +373,7 @@ class _Job:
         with held(redeliver=False):
             if executor is not None:
                 executor.terminate()
+            self.checkpoint.settle()  # an interrupted read may have left its result unfinished
             with contextlib.suppress(StateDirError, duckdb.Error):
                 self.aggregator.reload()  # an interrupt may have landed between a commit and its merge
             report = self.report(partial=True)

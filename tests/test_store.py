@@ -9,6 +9,7 @@ from typing import Any
 
 import duckdb
 import numpy as np
+import pyarrow as pa
 import pytest
 from hypothesis import given, settings
 
@@ -274,10 +275,15 @@ class ScanInterrupted:
             "Invalid Input Error: counting the rows of the object registered as '_span_days' failed: KeyboardInterrupt:"
         )
 
+    def abort(self) -> None:
+        self.aborted = True
+
 
 def test_an_interrupt_inside_a_scan_of_a_registered_table_is_an_interrupt() -> None:
+    db = ScanInterrupted()
     with pytest.raises(KeyboardInterrupt):
-        Interruptible(ScanInterrupted()).execute("SELECT 1")  # type: ignore[arg-type]
+        Interruptible(db).execute("SELECT 1")  # type: ignore[arg-type]
+    assert db.aborted  # its unfinished result dropped
 
 
 def test_other_invalid_input_stays_a_duckdb_error() -> None:
@@ -287,3 +293,23 @@ def test_other_invalid_input_stays_a_duckdb_error() -> None:
 
     with pytest.raises(duckdb.InvalidInputException, match="a real mistake"):
         Interruptible(Refusing()).execute("SELECT 1")  # type: ignore[arg-type]
+
+
+def test_a_signal_inside_a_read_of_a_registered_stream_is_an_interrupt_and_the_connection_goes_on() -> None:
+    schema = pa.schema([("x", pa.int64())])
+
+    def batches() -> Any:
+        yield pa.record_batch([pa.array([1, 2])], schema=schema)
+        signal.raise_signal(signal.SIGINT)  # Ctrl-C while DuckDB reads the stream
+        yield pa.record_batch([pa.array([3])], schema=schema)
+
+    db = duckdb.connect()
+    db.register("stream", pa.RecordBatchReader.from_batches(schema, batches()))
+    wrapped = Interruptible(db)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            wrapped.execute("SELECT SUM(x) FROM stream").fetchall()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert wrapped.execute("SELECT 42").fetchall() == [(42,)]  # nothing left unfinished on the connection
