@@ -4,7 +4,7 @@ The checkpoint itself (one DuckDB file, fenced by slice, attempt and sequence nu
 :mod:`lifestats.store`; this module decides what of a flush goes where. In exact mode a flush's facts
 (:class:`~lifestats.facts.FactsStatistics`) go to the store's ``facts`` table, in the flush's
 transaction, and :attr:`Aggregator.total` reads them there as SQL (its ``stats`` is the store's
-:class:`~lifestats.store.StoredStatistics`): the coordinator never holds them. The small part of a flush
+:class:`~lifestats.stored.StoredStatistics`): the coordinator never holds them. The small part of a flush
 (record tallies, series floor and cut, approx mode's sketches) is merged into :attr:`Aggregator.total`
 and kept in the checkpoint as a blob; once the recent blobs are many (:data:`KEEP_RECENT`) and weigh as
 much as the compacted total, they are folded into a new compacted total (a file the checkpoint commits
