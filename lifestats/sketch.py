@@ -35,7 +35,7 @@ import heapq
 import io
 import math
 import os
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, BinaryIO, Final
 
@@ -45,6 +45,7 @@ import numpy.typing as npt
 
 from .spill import SpillStore
 from .statistics import (
+    NO_BUCKET,
     BinaryReader,
     BinaryWriter,
     CategoryRow,
@@ -154,6 +155,64 @@ def _int_column(column: Any) -> npt.NDArray[np.int64] | None:
     return array.astype(np.int64, copy=False) if array.dtype.kind == "i" and array.ndim == 1 else None
 
 
+class _Keys:
+    """A key column of one page, factorised: each distinct key once, the records as integer codes.
+
+    ``codes[i]`` is the index in ``keys`` of record ``i``'s key, numbered in order of first appearance,
+    or -1 where the record has none. A dict does the numbering (5 and "5" stay two keys), so the sketch
+    code (:func:`~lifestats.statistics.encode_key`) and the HLL key (:func:`hll_key`) of a key are made
+    once per distinct key of the page, not once per record, and numpy does the grouping on the codes."""
+
+    __slots__ = ("_hll", "_names", "codes", "keys")
+
+    def __init__(self, column: Sequence[Key | None]) -> None:
+        index: dict[Key | None, int] = {}
+        number = index.setdefault
+        codes = np.array([number(key, len(index)) for key in column], dtype=np.intp)
+        keys = list(index)
+        missing = index.get(None)
+        if missing is not None:  # None is no key: its records get -1, the keys after it move down one
+            del keys[missing]
+            codes = np.where(codes == missing, -1, codes - (codes > missing))
+        self.codes: npt.NDArray[np.intp] = codes
+        self.keys: list[Key] = keys  # type: ignore[assignment]
+        self._names: list[str] | None = None
+        self._hll: npt.NDArray[np.object_] | None = None
+
+    @property
+    def names(self) -> list[str]:
+        """Each key's code in the frequent-items sketches (it keeps the key's type)."""
+        if self._names is None:
+            self._names = [f"i{k}" if isinstance(k, int) else "s" + k for k in self.keys]
+        return self._names
+
+    @property
+    def hll(self) -> npt.NDArray[np.object_]:
+        """Each key's :func:`hll_key`, as an object array (so that ``hll[codes]`` picks them per record)."""
+        if self._hll is None:
+            self._hll = np.empty(len(self.keys), dtype=object)
+            self._hll[:] = [hll_key(k) for k in self.keys]
+        return self._hll
+
+    def local(
+        self, at: npt.NDArray[np.intp] | None, *, skip_missing: bool = False
+    ) -> tuple[npt.NDArray[np.intp], list[str]]:
+        """The codes of the records at ``at`` (all when None) numbered afresh in their order of first
+        appearance among those records, and the names in that order (records without a key left out when
+        ``skip_missing``; items always have one)."""
+        codes = self.codes if at is None else self.codes[at]
+        if skip_missing:
+            codes = codes[codes >= 0]
+        if at is None:
+            return codes, self.names
+        unique, first, inverse = np.unique(codes, return_index=True, return_inverse=True)
+        order = np.argsort(first, kind="stable")
+        rank = np.empty(len(order), dtype=np.intp)
+        rank[order] = np.arange(len(order))
+        names = self.names
+        return rank[inverse.reshape(-1)], [names[u] for u in unique[order].tolist()]
+
+
 class _Tracked:
     """An item's visitors (HLL) and its visits, counted while the item was tracked."""
 
@@ -179,29 +238,29 @@ class _Day:
         self.tracked: dict[str, _Tracked] = {}
 
     # -- counting -------------------------------------------------------------------------------------
-    def add_lists(self, items: list[Key], visitors: list[Key | None]) -> None:
-        """Any keys: one pass groups the records by item, with each item's distinct visitors."""
-        self.visits += len(items)
-        index: dict[str, int] = {}
-        codes: list[str] = []
-        counts: list[int] = []
-        visitor_sets: list[set[int | str]] = []
-        everyone: set[int | str] = set()
-        limit = _INT_HLL_LIMIT
-        for item, visitor in zip(items, visitors, strict=True):
-            code = f"i{item}" if isinstance(item, int) else "s" + item
-            j = index.get(code)
-            if j is None:
-                j = index[code] = len(codes)
-                codes.append(code)
-                counts.append(0)
-                visitor_sets.append(set())
-            counts[j] += 1
-            if visitor is not None:
-                who = visitor if visitor.__class__ is int and 0 <= visitor < limit else hll_key(visitor)
-                visitor_sets[j].add(who)
-                everyone.add(who)
-        self._feed(everyone, codes, counts, visitor_sets.__getitem__)
+    def add_keys(self, items: _Keys, visitors: _Keys, at: npt.NDArray[np.intp] | None) -> None:
+        """The records at ``at`` (all when None) of a factorised page: numpy groups them by item, Python
+        feeds the sketches once per distinct key.
+
+        The sketches get what a per-record pass would give them, in the same order: the items in order of
+        first appearance on this day, the visitors as Python sets built in record order (an HLL's HIP
+        estimate depends on the order of its inputs, so the order is kept, not only the inputs)."""
+        codes, names = items.local(at)
+        self.visits += len(codes)
+        counts = np.bincount(codes, minlength=len(names)).tolist()
+        who = visitors.codes if at is None else visitors.codes[at]
+        present = who >= 0
+        if not bool(present.all()):
+            codes, who = codes[present], who[present]
+        everyone = set(visitors.hll[who].tolist())  # in record order: the set a per-record pass builds
+        order = np.argsort(codes, kind="stable")  # stable: record order within each item
+        grouped = visitors.hll[who[order]].tolist()
+        edges = np.searchsorted(codes[order], np.arange(len(names) + 1)).tolist()
+
+        def visitors_of(j: int) -> set[int | str]:
+            return set(grouped[edges[j] : edges[j + 1]])
+
+        self._feed(everyone, names, counts, visitors_of)
 
     def add_arrays(self, items: npt.NDArray[np.int64], visitors: npt.NDArray[np.int64]) -> None:
         """Integer items and visitors (every record has one): numpy groups them, Python only feeds sketches."""
@@ -220,19 +279,17 @@ class _Day:
         codes = [f"i{k}" for k in unique.tolist()]
         self._feed(_hll_keys(np.unique(visitors)), codes, counts.tolist(), visitors_of)
 
-    def add_categories(self, categories: list[Key | None] | npt.NDArray[np.int64]) -> None:
+    def add_categories(self, categories: _Keys | npt.NDArray[np.int64], at: npt.NDArray[np.intp] | None) -> None:
+        """The categories of the records at ``at`` (all when None), one sketch update per distinct category
+        (in order of first appearance on this day)."""
         update = self.categories.update
         if isinstance(categories, np.ndarray):
-            unique, counts = np.unique(categories, return_counts=True)
+            unique, counts = np.unique(categories if at is None else categories[at], return_counts=True)
             for key, n in zip(unique.tolist(), counts.tolist(), strict=True):
                 update(f"i{key}", n)
             return
-        counted: dict[str, int] = {}
-        for category in categories:
-            if category is not None:
-                code = f"i{category}" if isinstance(category, int) else "s" + category
-                counted[code] = counted.get(code, 0) + 1
-        for code, n in counted.items():
+        codes, names = categories.local(at, skip_missing=True)
+        for code, n in zip(names, np.bincount(codes, minlength=len(names)).tolist(), strict=True):
             update(code, n)
 
     def _feed(
@@ -426,9 +483,9 @@ class ApproxStatistics(DayKeyed):
 
     # -- writes ---------------------------------------------------------------------------------------
     def add(self, columns: Columns) -> None:
-        categories: list[Key | None] | npt.NDArray[np.int64] | None = _int_column(columns.categories)
+        categories: _Keys | npt.NDArray[np.int64] | None = _int_column(columns.categories)
         if categories is None:
-            categories = as_list(columns.categories)
+            categories = _Keys(as_list(columns.categories))
         items, visitors = _int_column(columns.items), _int_column(columns.visitors)
         if items is not None and visitors is not None:  # integer keys, none missing: numpy groups them
             for day, where in columns.day_indices():
@@ -437,18 +494,46 @@ class ApproxStatistics(DayKeyed):
                     state.add_arrays(items, visitors)
                 else:
                     state.add_arrays(items[where], visitors[where])
-                state.add_categories(_pick(categories, where))
-        else:
-            item_list, visitor_list = as_list(columns.items), as_list(columns.visitors)
-            for day, where in columns.day_indices():
-                state = self._updating(day)
-                state.add_lists(_pick(item_list, where), _pick(visitor_list, where))
-                state.add_categories(_pick(categories, where))
-        for bucket, who in columns.bucket_groups():
+                state.add_categories(categories, where)
+            if columns.buckets is not None:
+                self._add_buckets(columns.buckets, lambda at: _hll_keys(visitors[at]), len(visitors))
+            return
+        item_keys = _Keys(as_list(columns.items))
+        visitor_keys = _Keys(as_list(columns.visitors))
+        for day, where in columns.day_indices():
+            state = self._updating(day)
+            state.add_keys(item_keys, visitor_keys, where)
+            state.add_categories(categories, where)
+        if columns.buckets is not None:
+            codes, hll = visitor_keys.codes, visitor_keys.hll
+
+            def keys_at(at: npt.NDArray[np.intp]) -> list[int | str]:
+                who = codes[at]
+                return hll[who[who >= 0]].tolist()  # type: ignore[no-any-return]
+
+            self._add_buckets(columns.buckets, keys_at, len(codes))
+
+    def _add_buckets(
+        self,
+        buckets: npt.NDArray[np.int64],
+        keys_at: Callable[[npt.NDArray[np.intp]], list[int | str]],
+        n: int,
+    ) -> None:
+        """Visits and visitors per fine series bucket: the records grouped by bucket in numpy (record order
+        kept within a bucket), each bucket's HLL fed the set of its visitors' keys, as a per-record pass
+        would build it."""
+        buckets = np.asarray(buckets)
+        order = np.argsort(buckets, kind="stable")
+        ordered = buckets[order]
+        starts = np.flatnonzero(np.concatenate(([True], ordered[1:] != ordered[:-1]))).tolist()
+        for start, end in zip(starts, [*starts[1:], n], strict=True):
+            bucket = int(ordered[start])
+            if bucket == NO_BUCKET:
+                continue
             point = self._buckets.updating(bucket, self._new_bucket)
-            point.visits += len(who)
+            point.visits += end - start
             update = point.visitors.update
-            for key in {hll_key(v) for v in who if v is not None}:
+            for key in set(keys_at(order[start:end])):
                 update(key)
 
     def merge(self, other: ApproxStatistics) -> ApproxStatistics:
@@ -598,15 +683,6 @@ class ApproxStatistics(DayKeyed):
             stats._buckets.put_encoded(bucket, visits.to_bytes(8, "little", signed=True) + reader.blob())
         reader.end()
         return stats
-
-
-def _pick(column: Any, where: npt.NDArray[np.intp] | None) -> Any:
-    """The records of a column at ``where`` (all of them when None), as the column's own kind."""
-    if where is None:
-        return column
-    if isinstance(column, np.ndarray):
-        return column[where]
-    return [column[i] for i in where.tolist()]
 
 
 def _ranked(sketch: ds.frequent_strings_sketch, k: int) -> list[tuple[Key, str, Estimate]]:
