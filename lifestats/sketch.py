@@ -156,14 +156,14 @@ def _int_column(column: Any) -> npt.NDArray[np.int64] | None:
 
 
 class _Keys:
-    """A key column of one page, factorised: each distinct key once, the records as integer codes.
+    """A key column factorised: each distinct key once, the records as integer codes.
 
     ``codes[i]`` is the index in ``keys`` of record ``i``'s key, numbered in order of first appearance,
     or -1 where the record has none. A dict does the numbering (5 and "5" stay two keys), so the sketch
     code (:func:`~lifestats.statistics.encode_key`) and the HLL key (:func:`hll_key`) of a key are made
-    once per distinct key of the page, not once per record, and numpy does the grouping on the codes."""
+    once per distinct key, not once per record, and numpy does the grouping on the codes."""
 
-    __slots__ = ("_hll", "_names", "codes", "keys")
+    __slots__ = ("_hll", "_names", "codes", "keys", "missing")
 
     def __init__(self, column: Sequence[Key | None]) -> None:
         index: dict[Key | None, int] = {}
@@ -176,6 +176,7 @@ class _Keys:
             codes = np.where(codes == missing, -1, codes - (codes > missing))
         self.codes: npt.NDArray[np.intp] = codes
         self.keys: list[Key] = keys  # type: ignore[assignment]
+        self.missing = missing is not None
         self._names: list[str] | None = None
         self._hll: npt.NDArray[np.object_] | None = None
 
@@ -183,34 +184,28 @@ class _Keys:
     def names(self) -> list[str]:
         """Each key's code in the frequent-items sketches (it keeps the key's type)."""
         if self._names is None:
-            self._names = [f"i{k}" if isinstance(k, int) else "s" + k for k in self.keys]
+            self._names = [f"i{k}" if k.__class__ is int else "s" + k for k in self.keys]  # type: ignore[operator]
         return self._names
 
     @property
     def hll(self) -> npt.NDArray[np.object_]:
         """Each key's :func:`hll_key`, as an object array (so that ``hll[codes]`` picks them per record)."""
         if self._hll is None:
+            limit = _INT_HLL_LIMIT
             self._hll = np.empty(len(self.keys), dtype=object)
-            self._hll[:] = [hll_key(k) for k in self.keys]
+            self._hll[:] = [k if k.__class__ is int and 0 <= k < limit else hll_key(k) for k in self.keys]  # type: ignore[operator]
         return self._hll
 
-    def local(
-        self, at: npt.NDArray[np.intp] | None, *, skip_missing: bool = False
-    ) -> tuple[npt.NDArray[np.intp], list[str]]:
-        """The codes of the records at ``at`` (all when None) numbered afresh in their order of first
-        appearance among those records, and the names in that order (records without a key left out when
-        ``skip_missing``; items always have one)."""
-        codes = self.codes if at is None else self.codes[at]
-        if skip_missing:
-            codes = codes[codes >= 0]
-        if at is None:
-            return codes, self.names
-        unique, first, inverse = np.unique(codes, return_index=True, return_inverse=True)
-        order = np.argsort(first, kind="stable")
-        rank = np.empty(len(order), dtype=np.intp)
-        rank[order] = np.arange(len(order))
-        names = self.names
-        return rank[inverse.reshape(-1)], [names[u] for u in unique[order].tolist()]
+    def present(self) -> npt.NDArray[np.intp]:
+        """The codes of the records that have a key."""
+        return self.codes[self.codes >= 0] if self.missing else self.codes
+
+
+def _objects(column: list[Any]) -> npt.NDArray[np.object_]:
+    """A list as a 1-d object array (so that a day's records are picked in C, not in a Python loop)."""
+    array = np.empty(len(column), dtype=object)
+    array[:] = column
+    return array
 
 
 class _Tracked:
@@ -238,27 +233,29 @@ class _Day:
         self.tracked: dict[str, _Tracked] = {}
 
     # -- counting -------------------------------------------------------------------------------------
-    def add_keys(self, items: _Keys, visitors: _Keys, at: npt.NDArray[np.intp] | None) -> None:
-        """The records at ``at`` (all when None) of a factorised page: numpy groups them by item, Python
-        feeds the sketches once per distinct key.
+    def add_keys(self, items: _Keys, visitors: _Keys, who: npt.NDArray[np.intp]) -> None:
+        """Records with any keys: ``items`` factorised over this day's records, ``who`` their visitors'
+        codes in ``visitors`` (-1: none). Numpy groups them by item; Python feeds the sketches once per
+        distinct key.
 
         The sketches get what a per-record pass would give them, in the same order: the items in order of
-        first appearance on this day, the visitors as Python sets built in record order (an HLL's HIP
-        estimate depends on the order of its inputs, so the order is kept, not only the inputs)."""
-        codes, names = items.local(at)
+        first appearance, the visitors as Python sets built in record order (an HLL's HIP estimate depends
+        on the order of its inputs, so the order is kept, not only the inputs)."""
+        codes, names = items.codes, items.names
         self.visits += len(codes)
         counts = np.bincount(codes, minlength=len(names)).tolist()
-        who = visitors.codes if at is None else visitors.codes[at]
         present = who >= 0
         if not bool(present.all()):
             codes, who = codes[present], who[present]
-        everyone = set(visitors.hll[who].tolist())  # in record order: the set a per-record pass builds
+        keys = visitors.hll[who]
+        everyone = set(keys.tolist())  # in record order: the set a per-record pass builds
         order = np.argsort(codes, kind="stable")  # stable: record order within each item
-        grouped = visitors.hll[who[order]].tolist()
+        grouped = keys[order].tolist()
         edges = np.searchsorted(codes[order], np.arange(len(names) + 1)).tolist()
 
-        def visitors_of(j: int) -> set[int | str]:
-            return set(grouped[edges[j] : edges[j + 1]])
+        def visitors_of(j: int) -> Iterable[int | str]:
+            start, end = edges[j], edges[j + 1]
+            return grouped[start:end] if end - start < 2 else set(grouped[start:end])
 
         self._feed(everyone, names, counts, visitors_of)
 
@@ -279,17 +276,16 @@ class _Day:
         codes = [f"i{k}" for k in unique.tolist()]
         self._feed(_hll_keys(np.unique(visitors)), codes, counts.tolist(), visitors_of)
 
-    def add_categories(self, categories: _Keys | npt.NDArray[np.int64], at: npt.NDArray[np.intp] | None) -> None:
-        """The categories of the records at ``at`` (all when None), one sketch update per distinct category
-        (in order of first appearance on this day)."""
+    def add_categories(self, categories: _Keys | npt.NDArray[np.int64]) -> None:
+        """One sketch update per distinct category (in order of first appearance, for any keys)."""
         update = self.categories.update
         if isinstance(categories, np.ndarray):
-            unique, counts = np.unique(categories if at is None else categories[at], return_counts=True)
+            unique, counts = np.unique(categories, return_counts=True)
             for key, n in zip(unique.tolist(), counts.tolist(), strict=True):
                 update(f"i{key}", n)
             return
-        codes, names = categories.local(at, skip_missing=True)
-        for code, n in zip(names, np.bincount(codes, minlength=len(names)).tolist(), strict=True):
+        names = categories.names
+        for code, n in zip(names, np.bincount(categories.present(), minlength=len(names)).tolist(), strict=True):
             update(code, n)
 
     def _feed(
@@ -483,27 +479,29 @@ class ApproxStatistics(DayKeyed):
 
     # -- writes ---------------------------------------------------------------------------------------
     def add(self, columns: Columns) -> None:
-        categories: _Keys | npt.NDArray[np.int64] | None = _int_column(columns.categories)
-        if categories is None:
-            categories = _Keys(as_list(columns.categories))
         items, visitors = _int_column(columns.items), _int_column(columns.visitors)
+        int_categories = _int_column(columns.categories)
+        days = list(columns.day_indices())
         if items is not None and visitors is not None:  # integer keys, none missing: numpy groups them
-            for day, where in columns.day_indices():
+            category_list = _page_column(columns.categories, int_categories, len(days))
+            for day, where in days:
                 state = self._updating(day)
                 if where is None:
                     state.add_arrays(items, visitors)
                 else:
                     state.add_arrays(items[where], visitors[where])
-                state.add_categories(categories, where)
+                state.add_categories(_day_keys(int_categories, category_list, where))
             if columns.buckets is not None:
-                self._add_buckets(columns.buckets, lambda at: _hll_keys(visitors[at]), len(visitors))
+                self._add_buckets(columns.buckets, lambda at: _hll_keys(visitors[at]))
             return
-        item_keys = _Keys(as_list(columns.items))
-        visitor_keys = _Keys(as_list(columns.visitors))
-        for day, where in columns.day_indices():
+        visitor_keys = _Keys(as_list(columns.visitors))  # for the whole page: days and buckets pick from it
+        item_list = _page_column(columns.items, None, len(days))
+        category_list = _page_column(columns.categories, int_categories, len(days))
+        for day, where in days:
             state = self._updating(day)
-            state.add_keys(item_keys, visitor_keys, where)
-            state.add_categories(categories, where)
+            who = visitor_keys.codes if where is None else visitor_keys.codes[where]
+            state.add_keys(_Keys(_at(item_list, where)), visitor_keys, who)
+            state.add_categories(_day_keys(int_categories, category_list, where))
         if columns.buckets is not None:
             codes, hll = visitor_keys.codes, visitor_keys.hll
 
@@ -511,13 +509,12 @@ class ApproxStatistics(DayKeyed):
                 who = codes[at]
                 return hll[who[who >= 0]].tolist()  # type: ignore[no-any-return]
 
-            self._add_buckets(columns.buckets, keys_at, len(codes))
+            self._add_buckets(columns.buckets, keys_at)
 
     def _add_buckets(
         self,
         buckets: npt.NDArray[np.int64],
         keys_at: Callable[[npt.NDArray[np.intp]], list[int | str]],
-        n: int,
     ) -> None:
         """Visits and visitors per fine series bucket: the records grouped by bucket in numpy (record order
         kept within a bucket), each bucket's HLL fed the set of its visitors' keys, as a per-record pass
@@ -526,7 +523,7 @@ class ApproxStatistics(DayKeyed):
         order = np.argsort(buckets, kind="stable")
         ordered = buckets[order]
         starts = np.flatnonzero(np.concatenate(([True], ordered[1:] != ordered[:-1]))).tolist()
-        for start, end in zip(starts, [*starts[1:], n], strict=True):
+        for start, end in zip(starts, [*starts[1:], len(buckets)], strict=True):
             bucket = int(ordered[start])
             if bucket == NO_BUCKET:
                 continue
@@ -683,6 +680,31 @@ class ApproxStatistics(DayKeyed):
             stats._buckets.put_encoded(bucket, visits.to_bytes(8, "little", signed=True) + reader.blob())
         reader.end()
         return stats
+
+
+def _page_column(column: Any, array: npt.NDArray[np.int64] | None, days: int) -> list[Any] | npt.NDArray[np.object_]:
+    """A key column ready for :func:`_day_keys`: nothing when it is an integer array, a list when the page
+    is one day, an object array when it holds several (each day's records are picked in C, not one by one)."""
+    if array is not None:
+        return []
+    return as_list(column) if days == 1 else _objects(as_list(column))
+
+
+def _at(column: list[Any] | npt.NDArray[np.object_], where: npt.NDArray[np.intp] | None) -> list[Any]:
+    """The records of a column at ``where`` (all when None; then the column is a list)."""
+    return column if where is None else column[where].tolist()  # type: ignore[return-value]
+
+
+def _day_keys(
+    array: npt.NDArray[np.int64] | None,
+    column: list[Any] | npt.NDArray[np.object_],
+    where: npt.NDArray[np.intp] | None,
+) -> _Keys | npt.NDArray[np.int64]:
+    """One day's records of a key column: an integer array as it is, any other column factorised (the
+    column is an object array when the page holds several days)."""
+    if array is not None:
+        return array if where is None else array[where]
+    return _Keys(_at(column, where))
 
 
 def _ranked(sketch: ds.frequent_strings_sketch, k: int) -> list[tuple[Key, str, Estimate]]:
