@@ -192,9 +192,17 @@ class _Keys:
     def hll(self) -> npt.NDArray[np.object_]:
         """Each key's :func:`hll_key`, as an object array (so that ``hll[codes]`` picks them per record)."""
         if self._hll is None:
-            limit = _INT_HLL_LIMIT
-            self._hll = np.empty(len(self.keys), dtype=object)
-            self._hll[:] = [k if k.__class__ is int and 0 <= k < limit else hll_key(k) for k in self.keys]  # type: ignore[operator]
+            limit, nul = _INT_HLL_LIMIT, "\x00"
+            keys: list[Any] = self.keys
+            self._hll = np.empty(len(keys), dtype=object)
+            self._hll[:] = [  # hll_key, inlined for the common keys
+                k
+                if (kind := k.__class__) is int and 0 <= k < limit
+                else "s" + k
+                if kind is str and k[-1:] != nul
+                else hll_key(k)
+                for k in keys
+            ]
         return self._hll
 
     def present(self) -> npt.NDArray[np.intp]:
@@ -339,12 +347,7 @@ class _Day:
         order = np.argsort(codes, kind="stable")  # stable: record order within each item
         grouped = keys[order].tolist()
         edges = np.searchsorted(codes[order], np.arange(len(names) + 1)).tolist()
-
-        def visitors_of(j: int) -> Iterable[int | str]:
-            start, end = edges[j], edges[j + 1]
-            return grouped[start:end] if end - start < 2 else set(grouped[start:end])
-
-        self._feed(everyone, names, counts, visitors_of)
+        self._feed(everyone, names, counts, grouped, edges, distinct=False)
 
     def add_arrays(self, items: npt.NDArray[np.int64], visitors: npt.NDArray[np.int64]) -> None:
         """Integer items and visitors (every record has one): numpy groups them, Python only feeds sketches."""
@@ -357,12 +360,8 @@ class _Day:
         fresh[1:] = (owner[1:] != owner[:-1]) | (who[1:] != who[:-1])
         owner, who_keys = owner[fresh], _hll_keys(who[fresh])
         edges = np.searchsorted(owner, np.arange(len(unique) + 1)).tolist()
-
-        def visitors_of(j: int) -> list[int | str]:
-            return who_keys[edges[j] : edges[j + 1]]
-
         codes = [f"i{k}" for k in unique.tolist()]
-        self._feed(_hll_keys(np.unique(visitors)), codes, counts.tolist(), visitors_of)
+        self._feed(_hll_keys(np.unique(visitors)), codes, counts.tolist(), who_keys, edges, distinct=True)
 
     def add_categories(self, categories: _Keys | npt.NDArray[np.int64]) -> None:
         """One sketch update per distinct category (in order of first appearance, for any keys)."""
@@ -382,29 +381,46 @@ class _Day:
         everyone: Iterable[int | str],
         codes: list[str],
         counts: list[int],
-        visitors_of: Callable[[int], Iterable[int | str]],
+        grouped: list[int | str],
+        edges: list[int],
+        *,
+        distinct: bool,
     ) -> None:
+        """Feed the day's sketches: ``everyone`` to the visitors' HLL, each item code its count, and the
+        tracked items' HLLs ``grouped[edges[j]:edges[j + 1]]`` for item ``j`` (made a set first unless
+        ``distinct``: the visitors of each item are then distinct already)."""
         update = self.visitors.update
         for who in everyone:
             update(who)
         update_item = self.items.update
         for code, count in zip(codes, counts, strict=True):
             update_item(code, count)
-        self._track(codes, counts, visitors_of)
+        self._track(codes, counts, grouped, edges, distinct=distinct)
 
-    def _track(self, codes: list[str], counts: list[int], visitors_of: Callable[[int], Iterable[int | str]]) -> None:
-        """Feed the tracked items' HLLs, and start tracking new items while there is room."""
+    def _track(
+        self, codes: list[str], counts: list[int], grouped: list[int | str], edges: list[int], *, distinct: bool
+    ) -> None:
+        """Feed the tracked items' HLLs, and start tracking new items (in order) while there is room."""
         tracked, cap, lg_k = self.tracked, self.config.tracked_items, self.config.item_hll_lg_k
-        for j, code in enumerate(codes):
-            entry = tracked.get(code)
+        entries = list(map(tracked.get, codes))
+        work: Iterable[tuple[int, _Tracked | None]]
+        if len(tracked) >= cap:  # no room: only the items tracked already
+            work = [(j, entry) for j, entry in enumerate(entries) if entry is not None]
+        else:
+            work = enumerate(entries)
+        for j, entry in work:
             if entry is None:
                 if len(tracked) >= cap:
                     continue
-                entry = tracked[code] = _Tracked(ds.hll_sketch(lg_k, _HLL_TYPE))
+                entry = tracked[codes[j]] = _Tracked(ds.hll_sketch(lg_k, _HLL_TYPE))
             entry.visits += counts[j]
-            update = entry.hll.update
-            for who in visitors_of(j):
-                update(who)
+            start, end = edges[j], edges[j + 1]
+            if end - start == 1:
+                entry.hll.update(grouped[start])
+            elif end > start:
+                update = entry.hll.update
+                for who in grouped[start:end] if distinct else set(grouped[start:end]):
+                    update(who)
         self.pages += 1
         if cap and len(tracked) >= cap and self.pages % _REBALANCE_EVERY == 0:
             self._rebalance()

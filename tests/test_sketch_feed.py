@@ -1,21 +1,23 @@
 """Counting a page into sketches column by column feeds them exactly what a per-record pass feeds them.
 
 The reference below is the per-record pass (one Python loop over the records, a key's sketch code and
-HLL key made per record, Python sets of visitors): approximate statistics counted either way must be
-byte for byte the same, sketches included, on hostile mixed columns (ints and strings, 5 and "5", None,
-NUL-ending strings, ints past 2^56 and negative), because an HLL's estimate depends on its inputs and
-on their order.
+HLL key made per record, Python sets of visitors; integer columns by sorted value, as before):
+approximate statistics counted either way must be byte for byte the same, sketches included, on hostile
+mixed columns (ints and strings, 5 and "5", None, NUL-ending strings, ints past 2^56 and negative),
+because an HLL's estimate depends on its inputs and on their order.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from typing import Any
 
+import datasketches as ds
 import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lifestats.sketch import ApproxStatistics, SketchConfig, _Day, _int_column, hll_key
+from lifestats.sketch import ApproxStatistics, SketchConfig, _Day, _int_column, _Tracked, hll_key
 from lifestats.statistics import FUTURE, NO_BUCKET, NO_TIME, Columns, Key, as_list, encode_key
 
 CONFIG = SketchConfig(hll_lg_k=6, item_hll_lg_k=4, frequent_lg_max_map_size=3, tracked_items=3)
@@ -44,7 +46,42 @@ def _reference_lists(day: _Day, items: list[Key], visitors: list[Key | None]) ->
         if visitor is not None:
             visitor_sets[j].add(hll_key(visitor))
             everyone.add(hll_key(visitor))
-    day._feed(everyone, codes, counts, visitor_sets.__getitem__)
+    _reference_feed(day, everyone, codes, counts, visitor_sets.__getitem__)
+
+
+def _reference_feed(
+    day: _Day, everyone: Iterable[Key], codes: list[str], counts: list[int], visitors_of: Callable[[int], Iterable[Key]]
+) -> None:
+    for who in everyone:
+        day.visitors.update(who)
+    for code, count in zip(codes, counts, strict=True):
+        day.items.update(code, count)
+    tracked, cap = day.tracked, day.config.tracked_items
+    for j, code in enumerate(codes):
+        entry = tracked.get(code)
+        if entry is None:
+            if len(tracked) >= cap:
+                continue
+            entry = tracked[code] = _Tracked(ds.hll_sketch(day.config.item_hll_lg_k, ds.tgt_hll_type.HLL_4))
+        entry.visits += counts[j]
+        for who in visitors_of(j):
+            entry.hll.update(who)
+    day.pages += 1
+    if cap and len(tracked) >= cap and day.pages % 4 == 0:
+        day._rebalance()
+
+
+def _reference_arrays(day: _Day, items: np.ndarray, visitors: np.ndarray) -> None:
+    """Integer columns: numpy grouped them already before, each item's distinct visitors in sorted order."""
+    day.visits += len(items)
+    unique, inverse, counts = np.unique(items, return_inverse=True, return_counts=True)
+    order = np.lexsort((visitors, inverse))
+    pairs = sorted(set(zip(inverse[order].tolist(), visitors[order].tolist(), strict=True)))
+    members: list[list[Key]] = [[] for _ in unique]
+    for owner, who in pairs:
+        members[owner].append(hll_key(who))
+    everyone = [hll_key(v) for v in sorted(set(visitors.tolist()))]
+    _reference_feed(day, everyone, [encode_key(k) for k in unique.tolist()], counts.tolist(), members.__getitem__)
 
 
 def _reference_categories(day: _Day, categories: list[Key | None]) -> None:
@@ -59,14 +96,21 @@ def _reference_categories(day: _Day, categories: list[Key | None]) -> None:
 def reference_add(stats: ApproxStatistics, columns: Columns) -> None:
     """The per-record pass."""
     items, visitors = _int_column(columns.items), _int_column(columns.visitors)
-    categories = as_list(columns.categories)
+    categories, int_categories = as_list(columns.categories), _int_column(columns.categories)
     for day, where in columns.day_indices():
         state = stats._updating(day)
         if items is not None and visitors is not None:
-            state.add_arrays(items if where is None else items[where], visitors if where is None else visitors[where])
+            _reference_arrays(
+                state, items if where is None else items[where], visitors if where is None else visitors[where]
+            )
         else:
             _reference_lists(state, _pick(as_list(columns.items), where), _pick(as_list(columns.visitors), where))
-        _reference_categories(state, _pick(categories, where))
+        if int_categories is not None:  # an integer column: one update per value, in sorted order
+            at = slice(None) if where is None else where
+            for key, n in zip(*(a.tolist() for a in np.unique(int_categories[at], return_counts=True)), strict=True):
+                state.categories.update(encode_key(key), n)
+        else:
+            _reference_categories(state, _pick(categories, where))
     for bucket, who in columns.bucket_groups():
         point = stats._buckets.updating(bucket, stats._new_bucket)
         point.visits += len(who)
