@@ -322,6 +322,17 @@ class _Day:
             self._tracked = _read_tracked(self._parts[3])
         return self._tracked
 
+    def _tracked_rows(self) -> Iterator[tuple[str, int, _Tracked | bytes]]:
+        """Each tracked item's code, visits and sketch: its serialisation (bytes) while the table is not
+        parsed (so that a merge takes a day's table without making an object per item)."""
+        if self._tracked is not None:
+            for code, entry in self._tracked.items():
+                yield code, entry.visits, entry
+            return
+        codes, visits, starts, ends, hlls = _tracked_table(self._parts[3])
+        for code, n, start, end in zip(codes, visits, starts, ends, strict=True):
+            yield code, n, bytes(hlls[start:end])
+
     def _changing(self) -> None:
         """Called before any change: the encoding it was decoded from no longer holds."""
         self._body = None
@@ -454,17 +465,17 @@ class _Day:
         self.visitors = union.get_result(_HLL_TYPE)
         self.items.merge(other.items)
         self.categories.merge(other.categories)
-        tracked = self.tracked
-        for code, theirs in other.tracked.items():
+        tracked, lg_k = self.tracked, self.config.item_hll_lg_k
+        for code, visits, theirs in other._tracked_rows():
             mine = tracked.get(code)
-            if mine is None:
-                tracked[code] = theirs.copy()
+            if mine is None:  # a serialised sketch is taken as it is (its own bytes), a live one copied
+                tracked[code] = _Tracked(None, visits, theirs) if isinstance(theirs, bytes) else theirs.copy()
             else:
-                item_union = ds.hll_union(self.config.item_hll_lg_k)
+                item_union = ds.hll_union(lg_k)
                 item_union.update(mine.hll)
-                item_union.update(theirs.hll)
+                item_union.update(ds.hll_sketch.deserialize(theirs) if isinstance(theirs, bytes) else theirs.hll)
                 mine.hll = item_union.get_result(_HLL_TYPE)
-                mine.visits += theirs.visits
+                mine.visits += visits
         excess = len(tracked) - self.config.tracked_items
         if excess > 0:  # keep the leaders by the merged sketch (ties by code, so merge order does not matter)
             estimate = self.items.get_estimate
@@ -552,8 +563,9 @@ class _Day:
         return size
 
 
-def _read_tracked(part: memoryview) -> dict[str, _Tracked]:
-    """The tracked items' table that :meth:`_Day.encode` wrote: each HLL left serialised (a view of ``part``)."""
+def _tracked_table(part: memoryview) -> tuple[list[str], list[int], list[int], list[int], memoryview]:
+    """The tracked items' table that :meth:`_Day.encode` wrote: codes, visits, where each HLL starts and
+    ends in the last value (the HLLs end to end)."""
     reader = BinaryReader(part)
     codes = reader.strings()
     visits = reader.array(np.int64).tolist()
@@ -562,7 +574,12 @@ def _read_tracked(part: memoryview) -> dict[str, _Tracked]:
     reader.end()
     if not len(codes) == len(visits) == len(ends) or (ends and ends[-1] != len(hlls)):
         raise ValueError("approximate statistics with a malformed table of tracked items")
-    starts = [0, *ends[:-1]]
+    return codes, visits, [0, *ends[:-1]] if ends else [], ends, hlls
+
+
+def _read_tracked(part: memoryview) -> dict[str, _Tracked]:
+    """The tracked items, each HLL left serialised (a view of ``part``) until it is used."""
+    codes, visits, starts, ends, hlls = _tracked_table(part)
     return {
         code: _Tracked(None, n, hlls[start:end])
         for code, n, start, end in zip(codes, visits, starts, ends, strict=True)

@@ -566,8 +566,13 @@ class BinaryWriter:
         self.blob(values.astype(values.dtype.newbyteorder("<"), copy=False).tobytes())
 
     def strings(self, texts: Sequence[str]) -> None:
+        joined = "".join(texts)
+        if joined.isascii():  # the common case (encoded keys): one encoding, lengths in characters are bytes
+            self.array(np.fromiter(map(len, texts), dtype=np.uint32, count=len(texts)))
+            self.blob(joined.encode("ascii"))
+            return
         encoded = [t.encode("utf-8", "surrogatepass") for t in texts]
-        self.array(np.fromiter((len(e) for e in encoded), dtype=np.uint32, count=len(encoded)))
+        self.array(np.fromiter(map(len, encoded), dtype=np.uint32, count=len(encoded)))
         self.blob(b"".join(encoded))
 
     def getvalue(self) -> bytes:
@@ -626,15 +631,16 @@ class BinaryReader:
         return np.frombuffer(self.view(), dtype=np.dtype(dtype).newbyteorder("<")).astype(dtype)
 
     def strings(self) -> list[str]:
-        lengths = self.array(np.uint32).tolist()
-        data = self.blob()
-        if sum(lengths) != len(data):
+        lengths = self.array(np.uint32)
+        data = self.view()
+        ends = np.cumsum(lengths, dtype=np.int64).tolist()
+        if (ends[-1] if ends else 0) != len(data):
             raise ValueError("statistics body has a malformed list of strings")
-        texts, at = [], 0
-        for n in lengths:
-            texts.append(data[at : at + n].decode("utf-8", "surrogatepass"))
-            at += n
-        return texts
+        starts = [0, *ends[:-1]] if ends else []
+        if data.tobytes().isascii():  # one decoding, then slices (byte offsets are character offsets)
+            text = str(data, "ascii")
+            return [text[start:end] for start, end in zip(starts, ends, strict=True)]
+        return [str(data[start:end], "utf-8", "surrogatepass") for start, end in zip(starts, ends, strict=True)]
 
     def end(self) -> None:
         if self._at != len(self._view):

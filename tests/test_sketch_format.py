@@ -114,3 +114,14 @@ def test_columns_made_of_numpy_and_lists_count_the_same() -> None:
     a.add(as_lists)
     b.add(as_arrays)
     assert a.to_bytes() == b.to_bytes()
+
+
+def test_a_day_that_tracks_no_item_round_trips() -> None:
+    """An empty table of tracked items (a new day, or ``tracked_items: 0``) reads back as empty."""
+    assert _Day.decode(_Day(CONFIG).encode(), CONFIG).tracked == {}
+    untracked = SketchConfig(hll_lg_k=10, item_hll_lg_k=8, frequent_lg_max_map_size=7, tracked_items=0)
+    stats = ApproxStatistics(untracked)
+    stats.add(Columns([1, "a"], [None, None], ["v", None], np.array([20_000, 20_000])))
+    again = ApproxStatistics.from_bytes(stats.to_bytes())
+    assert [row.id for row in again.top_items(ALL, 5)] == [1, "a"]
+    assert again.merge(ApproxStatistics.from_bytes(stats.to_bytes())).visits(ALL).value == 4
