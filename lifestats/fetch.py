@@ -36,6 +36,7 @@ from tenacity import (
     wait_random_exponential,
 )
 
+from ._transport import PlainTransport
 from .config import TOKEN_VARIABLE, ApiConfig, CrawlConfig
 from .errors import ApiError, TransientApiError
 from .limiter import RateLimiter
@@ -191,10 +192,13 @@ class ApiClient:
         headers = {"User-Agent": USER_AGENT, "Accept": "application/json"}
         if token:
             headers["Authorization"] = f"Bearer {token}"
+        verify = self._verify(api)
+        if transport is None and not api.http2:
+            transport = PlainTransport(httpx.create_ssl_context(verify=verify))
         self._http = httpx.Client(
             headers=headers,
             timeout=httpx.Timeout(api.timeout, connect=min(api.connect_timeout, api.timeout)),
-            verify=self._verify(api),
+            verify=verify,
             http2=api.http2,
             transport=transport,
             follow_redirects=False,

@@ -373,6 +373,7 @@ class _Job:
         with held(redeliver=False):
             if executor is not None:
                 executor.terminate()
+            self.checkpoint.settle()  # an interrupted read may have left its result unfinished
             with contextlib.suppress(StateDirError, duckdb.Error):
                 self.aggregator.reload()  # an interrupt may have landed between a commit and its merge
             report = self.report(partial=True)
@@ -567,7 +568,11 @@ class _Job:
             "peak_rss_bytes": peak_rss_bytes(),  # the coordinator's
             "worker_peak_rss_bytes": tally.worker_peak_rss,  # the largest of the workers'
         }
-        return build_report(self.aggregator.total, self.settings, self.as_of, run, partial=partial)
+        report = build_report(self.aggregator.total, self.settings, self.as_of, run, partial=partial)
+        # Building the report is part of the run: its queries can be the coordinator's largest moment.
+        run["cpu_seconds"] = round(self.cpu.total() + tally.worker_cpu, 3)
+        run["peak_rss_bytes"] = peak_rss_bytes()
+        return report
 
 
 def _offset(state: SliceState) -> int | None:

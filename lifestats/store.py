@@ -104,6 +104,9 @@ class SliceState:
     pages: int
 
 
+_INTERRUPT: Final = "KeyboardInterrupt"  # in DuckDB's message when Python code it called was interrupted
+
+
 class Interruptible:
     """A DuckDB connection whose statements, when Ctrl-C stops them, raise KeyboardInterrupt.
 
@@ -117,10 +120,22 @@ class Interruptible:
     def execute(self, sql: str, *args: Any) -> duckdb.DuckDBPyConnection:
         try:
             return self._db.execute(sql, *args)
-        except (duckdb.InterruptException, RuntimeError) as exc:
-            if isinstance(exc, duckdb.InterruptException) or "interrupted" in str(exc):
+        except KeyboardInterrupt:
+            self.abort()
+            raise
+        except (duckdb.InterruptException, duckdb.InvalidInputException, RuntimeError) as exc:
+            # DuckDB's own notice of the signal, or the interrupt raised inside its scan of an Arrow table
+            text = str(exc)
+            if isinstance(exc, duckdb.InterruptException) or "interrupted" in text or _INTERRUPT in text:
+                self.abort()
                 raise KeyboardInterrupt from None
             raise
+
+    def abort(self) -> None:
+        """Drop a statement's unfinished result, so that the connection takes the next one (the partial
+        report after Ctrl-C); harmless when there is none."""
+        with contextlib.suppress(duckdb.Error):
+            self._db.abort()
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._db, name)
@@ -272,6 +287,13 @@ class Checkpoint:
                 "point --state-dir at a writable directory",
                 exit_code=2,
             ) from None
+
+    def settle(self) -> None:
+        """Drop whatever an interrupted read left unfinished on the connection (see :class:`Interruptible`)."""
+        abort = getattr(self._db, "abort", None)
+        if abort is not None:
+            with contextlib.suppress(duckdb.Error):
+                abort()
 
     # -- the one way to write -----------------------------------------------------------------------
     @contextlib.contextmanager

@@ -12,10 +12,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import respx.mocks
 
 from lifestats.config import Settings, load_settings
 from lifestats.run import Outcome, run_job
 from mocks.dataset import BOT_IPS, BOT_UA_PATTERNS, FIELDS
+
+# respx intercepts requests where the httpx client picks its transport (not inside httpcore), so that it
+# mocks the API whichever transport the client uses: Lifestats' own plain HTTP/1.1 one, or httpx's.
+respx.mocks.DEFAULT_MOCKER = "httpx"
 
 REPO = Path(__file__).resolve().parent.parent
 AS_OF = datetime(2026, 3, 15, 12, 0, tzinfo=UTC)  # the synthetic datasets end here by default

@@ -9,6 +9,7 @@ from typing import Any
 
 import duckdb
 import numpy as np
+import pyarrow as pa
 import pytest
 from hypothesis import given, settings
 
@@ -16,7 +17,7 @@ from lifestats.errors import StateDirError
 from lifestats.facts import FactsStatistics
 from lifestats.plan import Slice
 from lifestats.statistics import ALL, Columns
-from lifestats.store import CHECKPOINT_FILE, LEGACY_FILE, Checkpoint, Flush, StoredStatistics
+from lifestats.store import CHECKPOINT_FILE, LEGACY_FILE, Checkpoint, Flush, Interruptible, StoredStatistics
 from tests import stat_truth
 from tests.stat_truth import TODAY, rank_order, truth
 from tests.test_facts import _facts_from
@@ -264,3 +265,51 @@ def test_an_interrupt_inside_the_facts_insert_stays_an_interrupt_and_commits_not
     assert checkpoint.state(0).seq == 0 and checkpoint.statistics().visits(ALL).value == 0
     assert checkpoint.apply(_flush(0, a, 1, 10), facts=_page([1], [1]).table())
     assert checkpoint.statistics().visits(ALL).value == 1
+
+
+class ScanInterrupted:
+    """A connection whose statement failed because Ctrl-C landed while DuckDB scanned a registered table."""
+
+    def execute(self, sql: str, *args: Any) -> Any:
+        raise duckdb.InvalidInputException(
+            "Invalid Input Error: counting the rows of the object registered as '_span_days' failed: KeyboardInterrupt:"
+        )
+
+    def abort(self) -> None:
+        self.aborted = True
+
+
+def test_an_interrupt_inside_a_scan_of_a_registered_table_is_an_interrupt() -> None:
+    db = ScanInterrupted()
+    with pytest.raises(KeyboardInterrupt):
+        Interruptible(db).execute("SELECT 1")  # type: ignore[arg-type]
+    assert db.aborted  # its unfinished result dropped
+
+
+def test_other_invalid_input_stays_a_duckdb_error() -> None:
+    class Refusing:
+        def execute(self, sql: str, *args: Any) -> Any:
+            raise duckdb.InvalidInputException("Invalid Input Error: a real mistake")
+
+    with pytest.raises(duckdb.InvalidInputException, match="a real mistake"):
+        Interruptible(Refusing()).execute("SELECT 1")  # type: ignore[arg-type]
+
+
+def test_a_signal_inside_a_read_of_a_registered_stream_is_an_interrupt_and_the_connection_goes_on() -> None:
+    schema = pa.schema([("x", pa.int64())])
+
+    def batches() -> Any:
+        yield pa.record_batch([pa.array([1, 2])], schema=schema)
+        signal.raise_signal(signal.SIGINT)  # Ctrl-C while DuckDB reads the stream
+        yield pa.record_batch([pa.array([3])], schema=schema)
+
+    db = duckdb.connect()
+    db.register("stream", pa.RecordBatchReader.from_batches(schema, batches()))
+    wrapped = Interruptible(db)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            wrapped.execute("SELECT SUM(x) FROM stream").fetchall()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert wrapped.execute("SELECT 42").fetchall() == [(42,)]  # nothing left unfinished on the connection
