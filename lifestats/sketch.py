@@ -69,6 +69,7 @@ _NO_FALSE_NEGATIVES: Final = ds.frequent_items_error_type.NO_FALSE_NEGATIVES
 _NEVER_A_KEY: Final = "?"  # encoded keys start with "i" or "s": this one's upper bound is the sketch's max error
 _STD_DEVS: Final = 3
 _INT_HLL_LIMIT: Final = 2**56
+_KEY_TYPES: Final = frozenset({int, str, type(None)})
 _DAY_FORMAT: Final = -2  # the tag a day's encoding starts with (format 1 started with its visits)
 _REBALANCE_EVERY: Final = 4  # pages of a day between two reviews of its tracked items
 
@@ -151,7 +152,14 @@ def _hll_keys(values: npt.NDArray[np.int64]) -> list[int | str]:
 
 
 def _int_column(column: Any) -> npt.NDArray[np.int64] | None:
-    """The column as an int64 array when every entry is an int (no None, no str); else None."""
+    """The column as an int64 array when every entry is an int (no None, no str); else None.
+
+    A list that holds a string or None is answered from its entries' types (numpy would first turn
+    the whole list into an array of strings to find that out)."""
+    if not isinstance(column, np.ndarray):
+        kinds = set(map(type, column))
+        if kinds - {int} and kinds <= _KEY_TYPES:
+            return None
     array = column if isinstance(column, np.ndarray) else np.asarray(column)
     return array.astype(np.int64, copy=False) if array.dtype.kind == "i" and array.ndim == 1 else None
 
