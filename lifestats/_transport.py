@@ -88,8 +88,9 @@ class _Body(httpx.SyncByteStream):
 class PlainTransport(httpx.BaseTransport):
     """HTTP/1.1 (and HTTPS) requests over pooled ``http.client`` connections; thread-safe."""
 
-    def __init__(self, ssl_context: ssl.SSLContext | None = None) -> None:
-        self._ssl_context = ssl_context
+    def __init__(self, verify: ssl.SSLContext | bool = True) -> None:
+        self._verify = verify
+        self._ssl_context: ssl.SSLContext | None = None  # made on the first HTTPS connection (about 40 ms)
         self._idle: dict[_Key, list[http.client.HTTPConnection]] = {}
         self._lock = threading.Lock()
         self._closed = False
@@ -140,12 +141,17 @@ class PlainTransport(httpx.BaseTransport):
         conn = self._checkout(key) or self._connect(key, connect_timeout)
         return self._exchange(conn, key, request, target, headers, body, read_timeout)
 
+    def _context(self) -> ssl.SSLContext:
+        with self._lock:
+            if self._ssl_context is None:
+                self._ssl_context = httpx.create_ssl_context(verify=self._verify)
+            return self._ssl_context
+
     def _connect(self, key: _Key, timeout: float | None) -> http.client.HTTPConnection:
         scheme, host, port = key
         conn: http.client.HTTPConnection
         if scheme == "https":
-            context = self._ssl_context or httpx.create_ssl_context()
-            conn = http.client.HTTPSConnection(host, port, timeout=timeout, context=context)
+            conn = http.client.HTTPSConnection(host, port, timeout=timeout, context=self._context())
         else:
             conn = http.client.HTTPConnection(host, port, timeout=timeout)
         try:

@@ -194,7 +194,7 @@ class ApiClient:
             headers["Authorization"] = f"Bearer {token}"
         verify = self._verify(api)
         if transport is None and not api.http2:
-            transport = PlainTransport(httpx.create_ssl_context(verify=verify))
+            transport = PlainTransport(verify)
         self._http = httpx.Client(
             headers=headers,
             timeout=httpx.Timeout(api.timeout, connect=min(api.connect_timeout, api.timeout)),

@@ -282,8 +282,8 @@ class _Job:
             executor = executor_factory(workers, setup)
             self.bounds = self._plan()
             todo = [s for s in self.checkpoint.states() if not s.done]
-            for state in todo:
-                executor.submit(self._task(self.checkpoint.begin_attempt(state.slice.index)))
+            for state in self.checkpoint.begin_attempts([state.slice.index for state in todo]):
+                executor.submit(self._task(state))
             self.last_moved = time.monotonic()
             self._notify(on_progress)
             while executor.busy() and failure is None:

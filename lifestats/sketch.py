@@ -35,7 +35,7 @@ import heapq
 import io
 import math
 import os
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, BinaryIO, Final
 
@@ -45,6 +45,7 @@ import numpy.typing as npt
 
 from .spill import SpillStore
 from .statistics import (
+    NO_BUCKET,
     BinaryReader,
     BinaryWriter,
     CategoryRow,
@@ -67,6 +68,8 @@ _NO_FALSE_NEGATIVES: Final = ds.frequent_items_error_type.NO_FALSE_NEGATIVES
 _NEVER_A_KEY: Final = "?"  # encoded keys start with "i" or "s": this one's upper bound is the sketch's max error
 _STD_DEVS: Final = 3
 _INT_HLL_LIMIT: Final = 2**56
+_KEY_TYPES: Final = frozenset({int, str, type(None)})
+_DAY_FORMAT: Final = -2  # the tag a day's encoding starts with (format 1 started with its visits)
 _REBALANCE_EVERY: Final = 4  # pages of a day between two reviews of its tracked items
 
 
@@ -148,62 +151,225 @@ def _hll_keys(values: npt.NDArray[np.int64]) -> list[int | str]:
 
 
 def _int_column(column: Any) -> npt.NDArray[np.int64] | None:
-    """The column as an int64 array when every entry is an int (no None, no str); else None."""
+    """The column as an int64 array when every entry is an int (no None, no str); else None.
+
+    A list that holds a string or None is answered from its entries' types (numpy would first turn
+    the whole list into an array of strings to find that out)."""
+    if not isinstance(column, np.ndarray):
+        kinds = set(map(type, column))
+        if kinds - {int} and kinds <= _KEY_TYPES:
+            return None
     array = column if isinstance(column, np.ndarray) else np.asarray(column)
     return array.astype(np.int64, copy=False) if array.dtype.kind == "i" and array.ndim == 1 else None
 
 
+class _Keys:
+    """A key column factorised: each distinct key once, the records as integer codes.
+
+    ``codes[i]`` is the index in ``keys`` of record ``i``'s key, numbered in order of first appearance,
+    or -1 where the record has none. A dict does the numbering (5 and "5" stay two keys), so the sketch
+    code (:func:`~lifestats.statistics.encode_key`) and the HLL key (:func:`hll_key`) of a key are made
+    once per distinct key, not once per record, and numpy does the grouping on the codes."""
+
+    __slots__ = ("_hll", "_names", "codes", "keys", "missing")
+
+    def __init__(self, column: Sequence[Key | None]) -> None:
+        index: dict[Key | None, int] = {}
+        number = index.setdefault
+        codes = np.array([number(key, len(index)) for key in column], dtype=np.intp)
+        keys = list(index)
+        missing = index.get(None)
+        if missing is not None:  # None is no key: its records get -1, the keys after it move down one
+            del keys[missing]
+            codes = np.where(codes == missing, -1, codes - (codes > missing))
+        self.codes: npt.NDArray[np.intp] = codes
+        self.keys: list[Key] = keys  # type: ignore[assignment]
+        self.missing = missing is not None
+        self._names: list[str] | None = None
+        self._hll: npt.NDArray[np.object_] | None = None
+
+    @property
+    def names(self) -> list[str]:
+        """Each key's code in the frequent-items sketches (it keeps the key's type)."""
+        if self._names is None:
+            self._names = [f"i{k}" if k.__class__ is int else "s" + k for k in self.keys]  # type: ignore[operator]
+        return self._names
+
+    @property
+    def hll(self) -> npt.NDArray[np.object_]:
+        """Each key's :func:`hll_key`, as an object array (so that ``hll[codes]`` picks them per record)."""
+        if self._hll is None:
+            limit, nul = _INT_HLL_LIMIT, "\x00"
+            keys: list[Any] = self.keys
+            self._hll = np.empty(len(keys), dtype=object)
+            self._hll[:] = [  # hll_key, inlined for the common keys
+                k
+                if (kind := k.__class__) is int and 0 <= k < limit
+                else "s" + k
+                if kind is str and k[-1:] != nul
+                else hll_key(k)
+                for k in keys
+            ]
+        return self._hll
+
+    def present(self) -> npt.NDArray[np.intp]:
+        """The codes of the records that have a key."""
+        return self.codes[self.codes >= 0] if self.missing else self.codes
+
+
+def _objects(column: list[Any]) -> npt.NDArray[np.object_]:
+    """A list as a 1-d object array (so that a day's records are picked in C, not in a Python loop)."""
+    array = np.empty(len(column), dtype=object)
+    array[:] = column
+    return array
+
+
 class _Tracked:
-    """An item's visitors (HLL) and its visits, counted while the item was tracked."""
+    """An item's visitors (HLL) and its visits, counted while the item was tracked.
 
-    __slots__ = ("hll", "visits")
+    A decoded entry keeps its HLL serialised until it is used (a report reads a few items of a day, a
+    merge copies the items it did not have as they are), so reading a day costs little more than its
+    table of codes and visits."""
 
-    def __init__(self, hll: ds.hll_sketch, visits: int = 0) -> None:
-        self.hll = hll
+    __slots__ = ("_hll", "_raw", "visits")
+
+    def __init__(self, hll: ds.hll_sketch | None, visits: int = 0, raw: bytes | memoryview | None = None) -> None:
+        self._hll = hll
+        self._raw = raw  # the serialisation, while the sketch is not made
         self.visits = visits
+
+    @property
+    def hll(self) -> ds.hll_sketch:
+        """The sketch (made from its serialisation on first use; from then on it may change)."""
+        if self._hll is None:
+            assert self._raw is not None
+            self._hll = ds.hll_sketch.deserialize(bytes(self._raw))
+            self._raw = None
+        return self._hll
+
+    @hll.setter
+    def hll(self, sketch: ds.hll_sketch) -> None:
+        self._hll, self._raw = sketch, None
+
+    def serialized(self) -> bytes | memoryview:
+        """The sketch in its updatable serialisation (see :meth:`_Day.encode` for why not the compact one)."""
+        return self._raw if self._hll is None else self._hll.serialize_updatable()  # type: ignore[return-value]
+
+    def copy(self) -> _Tracked:
+        """An independent copy (a serialised one as its own bytes: a view would keep the whole body it
+        came from alive)."""
+        if self._hll is None:
+            return _Tracked(None, self.visits, bytes(self._raw))  # type: ignore[arg-type]
+        return _Tracked(_copy_hll(self._hll), self.visits)
+
+    def nbytes(self) -> int:
+        if self._hll is None:
+            return 100 + len(self._raw)  # type: ignore[arg-type]
+        return 200 + int(1.4 * self._hll.get_updatable_serialization_bytes())
 
 
 class _Day:
-    """The sketches of one day key."""
+    """The sketches of one day key.
 
-    __slots__ = ("categories", "config", "items", "pages", "tracked", "visitors", "visits")
+    A decoded day parses its parts on first use (:meth:`decode`): reading a window's visits touches only
+    each day's count, its distinct visitors only each day's HLL. ``_body`` is the encoding the day was
+    decoded from while nothing changed it, so that encoding it again costs nothing."""
+
+    __slots__ = (
+        "_body",
+        "_categories",
+        "_items",
+        "_parts",
+        "_tracked",
+        "_visitors",
+        "config",
+        "pages",
+        "visits",
+    )
 
     def __init__(self, config: SketchConfig) -> None:
         self.config = config
         self.pages = 0  # pages added since this object was made (when to rebalance the tracked items)
         self.visits = 0
-        self.visitors = ds.hll_sketch(config.hll_lg_k, _HLL_TYPE)
-        self.items = ds.frequent_strings_sketch(config.frequent_lg_max_map_size)
-        self.categories = ds.frequent_strings_sketch(config.frequent_lg_max_map_size)
-        self.tracked: dict[str, _Tracked] = {}
+        self._visitors: ds.hll_sketch | None = ds.hll_sketch(config.hll_lg_k, _HLL_TYPE)
+        self._items: ds.frequent_strings_sketch | None = ds.frequent_strings_sketch(config.frequent_lg_max_map_size)
+        self._categories: ds.frequent_strings_sketch | None = ds.frequent_strings_sketch(
+            config.frequent_lg_max_map_size
+        )
+        self._tracked: dict[str, _Tracked] | None = {}
+        self._body: bytes | None = None
+        self._parts: list[memoryview] = []  # the serialised parts not parsed yet (see decode)
+
+    # -- parts, parsed on first use -------------------------------------------------------------------
+    @property
+    def visitors(self) -> ds.hll_sketch:
+        if self._visitors is None:
+            self._visitors = ds.hll_sketch.deserialize(bytes(self._parts[0]))
+        return self._visitors
+
+    @visitors.setter
+    def visitors(self, sketch: ds.hll_sketch) -> None:
+        self._visitors = sketch
+
+    @property
+    def items(self) -> ds.frequent_strings_sketch:
+        if self._items is None:
+            self._items = ds.frequent_strings_sketch.deserialize(bytes(self._parts[1]))
+        return self._items
+
+    @property
+    def categories(self) -> ds.frequent_strings_sketch:
+        if self._categories is None:
+            self._categories = ds.frequent_strings_sketch.deserialize(bytes(self._parts[2]))
+        return self._categories
+
+    @property
+    def tracked(self) -> dict[str, _Tracked]:
+        if self._tracked is None:
+            self._tracked = _read_tracked(self._parts[3])
+        return self._tracked
+
+    def _tracked_rows(self) -> Iterator[tuple[str, int, _Tracked | bytes]]:
+        """Each tracked item's code, visits and sketch: its serialisation (bytes) while the table is not
+        parsed (so that a merge takes a day's table without making an object per item)."""
+        if self._tracked is not None:
+            for code, entry in self._tracked.items():
+                yield code, entry.visits, entry
+            return
+        codes, visits, starts, ends, hlls = _tracked_table(self._parts[3])
+        for code, n, start, end in zip(codes, visits, starts, ends, strict=True):
+            yield code, n, bytes(hlls[start:end])
+
+    def _changing(self) -> None:
+        """Called before any change: the encoding it was decoded from no longer holds."""
+        self._body = None
 
     # -- counting -------------------------------------------------------------------------------------
-    def add_lists(self, items: list[Key], visitors: list[Key | None]) -> None:
-        """Any keys: one pass groups the records by item, with each item's distinct visitors."""
-        self.visits += len(items)
-        index: dict[str, int] = {}
-        codes: list[str] = []
-        counts: list[int] = []
-        visitor_sets: list[set[int | str]] = []
-        everyone: set[int | str] = set()
-        limit = _INT_HLL_LIMIT
-        for item, visitor in zip(items, visitors, strict=True):
-            code = f"i{item}" if isinstance(item, int) else "s" + item
-            j = index.get(code)
-            if j is None:
-                j = index[code] = len(codes)
-                codes.append(code)
-                counts.append(0)
-                visitor_sets.append(set())
-            counts[j] += 1
-            if visitor is not None:
-                who = visitor if visitor.__class__ is int and 0 <= visitor < limit else hll_key(visitor)
-                visitor_sets[j].add(who)
-                everyone.add(who)
-        self._feed(everyone, codes, counts, visitor_sets.__getitem__)
+    def add_keys(self, items: _Keys, visitors: _Keys, who: npt.NDArray[np.intp]) -> None:
+        """Records with any keys: ``items`` factorised over this day's records, ``who`` their visitors'
+        codes in ``visitors`` (-1: none). Numpy groups them by item; Python feeds the sketches once per
+        distinct key.
+
+        The sketches get what a per-record pass would give them, in the same order: the items in order of
+        first appearance, the visitors as Python sets built in record order (an HLL's HIP estimate depends
+        on the order of its inputs, so the order is kept, not only the inputs)."""
+        self._changing()
+        codes, names = items.codes, items.names
+        self.visits += len(codes)
+        counts = np.bincount(codes, minlength=len(names)).tolist()
+        present = who >= 0
+        if not bool(present.all()):
+            codes, who = codes[present], who[present]
+        keys = visitors.hll[who]
+        everyone = set(keys.tolist())  # in record order: the set a per-record pass builds
+        order = np.argsort(codes, kind="stable")  # stable: record order within each item
+        grouped = keys[order].tolist()
+        edges = np.searchsorted(codes[order], np.arange(len(names) + 1)).tolist()
+        self._feed(everyone, names, counts, grouped, edges, distinct=False)
 
     def add_arrays(self, items: npt.NDArray[np.int64], visitors: npt.NDArray[np.int64]) -> None:
         """Integer items and visitors (every record has one): numpy groups them, Python only feeds sketches."""
+        self._changing()
         self.visits += len(items)
         unique, inverse, counts = np.unique(items, return_inverse=True, return_counts=True)
         order = np.lexsort((visitors, inverse))
@@ -212,26 +378,20 @@ class _Day:
         fresh[1:] = (owner[1:] != owner[:-1]) | (who[1:] != who[:-1])
         owner, who_keys = owner[fresh], _hll_keys(who[fresh])
         edges = np.searchsorted(owner, np.arange(len(unique) + 1)).tolist()
-
-        def visitors_of(j: int) -> list[int | str]:
-            return who_keys[edges[j] : edges[j + 1]]
-
         codes = [f"i{k}" for k in unique.tolist()]
-        self._feed(_hll_keys(np.unique(visitors)), codes, counts.tolist(), visitors_of)
+        self._feed(_hll_keys(np.unique(visitors)), codes, counts.tolist(), who_keys, edges, distinct=True)
 
-    def add_categories(self, categories: list[Key | None] | npt.NDArray[np.int64]) -> None:
+    def add_categories(self, categories: _Keys | npt.NDArray[np.int64]) -> None:
+        """One sketch update per distinct category (in order of first appearance, for any keys)."""
+        self._changing()
         update = self.categories.update
         if isinstance(categories, np.ndarray):
             unique, counts = np.unique(categories, return_counts=True)
             for key, n in zip(unique.tolist(), counts.tolist(), strict=True):
                 update(f"i{key}", n)
             return
-        counted: dict[str, int] = {}
-        for category in categories:
-            if category is not None:
-                code = f"i{category}" if isinstance(category, int) else "s" + category
-                counted[code] = counted.get(code, 0) + 1
-        for code, n in counted.items():
+        names = categories.names
+        for code, n in zip(names, np.bincount(categories.present(), minlength=len(names)).tolist(), strict=True):
             update(code, n)
 
     def _feed(
@@ -239,29 +399,46 @@ class _Day:
         everyone: Iterable[int | str],
         codes: list[str],
         counts: list[int],
-        visitors_of: Callable[[int], Iterable[int | str]],
+        grouped: list[int | str],
+        edges: list[int],
+        *,
+        distinct: bool,
     ) -> None:
+        """Feed the day's sketches: ``everyone`` to the visitors' HLL, each item code its count, and the
+        tracked items' HLLs ``grouped[edges[j]:edges[j + 1]]`` for item ``j`` (made a set first unless
+        ``distinct``: the visitors of each item are then distinct already)."""
         update = self.visitors.update
         for who in everyone:
             update(who)
         update_item = self.items.update
         for code, count in zip(codes, counts, strict=True):
             update_item(code, count)
-        self._track(codes, counts, visitors_of)
+        self._track(codes, counts, grouped, edges, distinct=distinct)
 
-    def _track(self, codes: list[str], counts: list[int], visitors_of: Callable[[int], Iterable[int | str]]) -> None:
-        """Feed the tracked items' HLLs, and start tracking new items while there is room."""
+    def _track(
+        self, codes: list[str], counts: list[int], grouped: list[int | str], edges: list[int], *, distinct: bool
+    ) -> None:
+        """Feed the tracked items' HLLs, and start tracking new items (in order) while there is room."""
         tracked, cap, lg_k = self.tracked, self.config.tracked_items, self.config.item_hll_lg_k
-        for j, code in enumerate(codes):
-            entry = tracked.get(code)
+        entries = list(map(tracked.get, codes))
+        work: Iterable[tuple[int, _Tracked | None]]
+        if len(tracked) >= cap:  # no room: only the items tracked already
+            work = [(j, entry) for j, entry in enumerate(entries) if entry is not None]
+        else:
+            work = enumerate(entries)
+        for j, entry in work:
             if entry is None:
                 if len(tracked) >= cap:
                     continue
-                entry = tracked[code] = _Tracked(ds.hll_sketch(lg_k, _HLL_TYPE))
+                entry = tracked[codes[j]] = _Tracked(ds.hll_sketch(lg_k, _HLL_TYPE))
             entry.visits += counts[j]
-            update = entry.hll.update
-            for who in visitors_of(j):
-                update(who)
+            start, end = edges[j], edges[j + 1]
+            if end - start == 1:
+                entry.hll.update(grouped[start])
+            elif end > start:
+                update = entry.hll.update
+                for who in grouped[start:end] if distinct else set(grouped[start:end]):
+                    update(who)
         self.pages += 1
         if cap and len(tracked) >= cap and self.pages % _REBALANCE_EVERY == 0:
             self._rebalance()
@@ -287,6 +464,7 @@ class _Day:
 
     # -- combining ------------------------------------------------------------------------------------
     def merge(self, other: _Day) -> None:
+        self._changing()
         self.visits += other.visits
         union = ds.hll_union(self.config.hll_lg_k)
         union.update(self.visitors)
@@ -294,43 +472,84 @@ class _Day:
         self.visitors = union.get_result(_HLL_TYPE)
         self.items.merge(other.items)
         self.categories.merge(other.categories)
-        for code, theirs in other.tracked.items():
-            mine = self.tracked.get(code)
-            if mine is None:
-                self.tracked[code] = _Tracked(_copy_hll(theirs.hll), theirs.visits)
+        tracked, lg_k = self.tracked, self.config.item_hll_lg_k
+        for code, visits, theirs in other._tracked_rows():
+            mine = tracked.get(code)
+            if mine is None:  # a serialised sketch is taken as it is (its own bytes), a live one copied
+                tracked[code] = _Tracked(None, visits, theirs) if isinstance(theirs, bytes) else theirs.copy()
             else:
-                item_union = ds.hll_union(self.config.item_hll_lg_k)
+                item_union = ds.hll_union(lg_k)
                 item_union.update(mine.hll)
-                item_union.update(theirs.hll)
+                item_union.update(ds.hll_sketch.deserialize(theirs) if isinstance(theirs, bytes) else theirs.hll)
                 mine.hll = item_union.get_result(_HLL_TYPE)
-                mine.visits += theirs.visits
-        excess = len(self.tracked) - self.config.tracked_items
+                mine.visits += visits
+        excess = len(tracked) - self.config.tracked_items
         if excess > 0:  # keep the leaders by the merged sketch (ties by code, so merge order does not matter)
             estimate = self.items.get_estimate
-            for _, code in heapq.nsmallest(excess, ((estimate(c), c) for c in self.tracked)):
-                del self.tracked[code]
+            for _, code in heapq.nsmallest(excess, ((estimate(c), c) for c in tracked)):
+                del tracked[code]
 
     # -- transport ------------------------------------------------------------------------------------
     def encode(self) -> bytes:
+        """Format 2: a tag (-2; format 1 began with the visits, never negative), the visits, the visitors'
+        HLL, the two frequent-items sketches, then the tracked items as one table: their codes, an array of
+        their visits, an array of their HLLs' sizes and the HLLs end to end (a few reads per day instead
+        of four per item, and a table that is parsed only when an item is asked for). A part never parsed
+        is copied as it was read.
+
+        HLLs stay in their updatable form: the compact one is smaller (by about a quarter of a day) and
+        deserialises to the same estimate, but a union of compact sketches in list or set mode takes
+        their entries in another order and estimates differently, so windows and merged days would
+        depend on whether a day had been serialised."""
+        if self._body is not None:
+            return self._body
         out = BinaryWriter()
+        out.i64(_DAY_FORMAT)
         out.i64(self.visits)
-        out.blob(self.visitors.serialize_updatable())
-        out.blob(self.items.serialize())
-        out.blob(self.categories.serialize())
-        out.strings(list(self.tracked))
-        for entry in self.tracked.values():
-            out.i64(entry.visits)
-            out.blob(entry.hll.serialize_updatable())
+        parts = self._parts
+        out.blob(self._visitors.serialize_updatable() if self._visitors is not None else parts[0])
+        out.blob(self._items.serialize() if self._items is not None else parts[1])
+        out.blob(self._categories.serialize() if self._categories is not None else parts[2])
+        if self._tracked is None:
+            out.raw(parts[3])
+        else:
+            entries = self._tracked.values()
+            hlls = [entry.serialized() for entry in entries]
+            out.strings(list(self._tracked))
+            out.array(np.fromiter((entry.visits for entry in entries), dtype=np.int64, count=len(hlls)))
+            out.array(np.fromiter(map(len, hlls), dtype=np.uint32, count=len(hlls)))
+            out.blob(b"".join(hlls))
         return out.getvalue()
 
     @classmethod
     def decode(cls, body: bytes, config: SketchConfig) -> _Day:
+        """The day :meth:`encode` wrote (format 2, parts parsed on first use) or an older Lifestats wrote
+        (format 1, parsed at once)."""
         reader = BinaryReader(body)
-        day = cls(config)
+        tag = reader.i64()
+        if tag >= 0:
+            return cls._decode_format_1(tag, reader, config)
+        if tag != _DAY_FORMAT:
+            raise ValueError(
+                f"approximate statistics with a day of format {-tag}; this Lifestats reads up to {-_DAY_FORMAT}"
+            )
+        day = cls.__new__(cls)
+        day.config = config
+        day.pages = 0
         day.visits = reader.i64()
+        day._parts = [reader.view(), reader.view(), reader.view(), reader.rest()]
+        day._visitors = day._items = day._categories = None
+        day._tracked = None
+        day._body = body
+        return day
+
+    @classmethod
+    def _decode_format_1(cls, visits: int, reader: BinaryReader, config: SketchConfig) -> _Day:
+        day = cls(config)
+        day.visits = visits
         day.visitors = ds.hll_sketch.deserialize(reader.blob())
-        day.items = ds.frequent_strings_sketch.deserialize(reader.blob())
-        day.categories = ds.frequent_strings_sketch.deserialize(reader.blob())
+        day._items = ds.frequent_strings_sketch.deserialize(reader.blob())
+        day._categories = ds.frequent_strings_sketch.deserialize(reader.blob())
         for code in reader.strings():
             visits = reader.i64()
             day.tracked[code] = _Tracked(ds.hll_sketch.deserialize(reader.blob()), visits)
@@ -338,11 +557,40 @@ class _Day:
         return day
 
     def nbytes(self) -> int:
-        """Measured in-memory sizes: about 4x the serialised frequent-items map, 1.4x an HLL, plus objects."""
-        size = 300 + self.visitors.get_updatable_serialization_bytes()
-        size += 4 * (self.items.get_serialized_size_bytes() + self.categories.get_serialized_size_bytes())
-        size += sum(200 + int(1.4 * entry.hll.get_updatable_serialization_bytes()) for entry in self.tracked.values())
+        """Measured in-memory sizes: about 4x the serialised frequent-items map, 1.4x an HLL, plus objects;
+        the serialised size of the parts not parsed yet."""
+        size = 300 + sum(len(part) for part in self._parts)
+        if self._visitors is not None:
+            size += self._visitors.get_updatable_serialization_bytes()
+        for sketch in (self._items, self._categories):
+            if sketch is not None:
+                size += 4 * sketch.get_serialized_size_bytes()
+        if self._tracked is not None:
+            size += sum(entry.nbytes() for entry in self._tracked.values())
         return size
+
+
+def _tracked_table(part: memoryview) -> tuple[list[str], list[int], list[int], list[int], memoryview]:
+    """The tracked items' table that :meth:`_Day.encode` wrote: codes, visits, where each HLL starts and
+    ends in the last value (the HLLs end to end)."""
+    reader = BinaryReader(part)
+    codes = reader.strings()
+    visits = reader.array(np.int64).tolist()
+    ends = np.cumsum(reader.array(np.uint32), dtype=np.int64).tolist()
+    hlls = reader.view()
+    reader.end()
+    if not len(codes) == len(visits) == len(ends) or (ends and ends[-1] != len(hlls)):
+        raise ValueError("approximate statistics with a malformed table of tracked items")
+    return codes, visits, [0, *ends[:-1]] if ends else [], ends, hlls
+
+
+def _read_tracked(part: memoryview) -> dict[str, _Tracked]:
+    """The tracked items, each HLL left serialised (a view of ``part``) until it is used."""
+    codes, visits, starts, ends, hlls = _tracked_table(part)
+    return {
+        code: _Tracked(None, n, hlls[start:end])
+        for code, n, start, end in zip(codes, visits, starts, ends, strict=True)
+    }
 
 
 class _Bucket:
@@ -374,7 +622,7 @@ class ApproxStatistics(DayKeyed):
     """
 
     MAGIC: Final = b"LSAP"
-    VERSION: Final = 1
+    VERSION: Final = 2  # 2: days in format 2 (see _Day.encode); version 1 bodies are still read
 
     def __init__(
         self,
@@ -425,29 +673,58 @@ class ApproxStatistics(DayKeyed):
 
     # -- writes ---------------------------------------------------------------------------------------
     def add(self, columns: Columns) -> None:
-        categories: list[Key | None] | npt.NDArray[np.int64] | None = _int_column(columns.categories)
-        if categories is None:
-            categories = as_list(columns.categories)
         items, visitors = _int_column(columns.items), _int_column(columns.visitors)
+        int_categories = _int_column(columns.categories)
+        days = list(columns.day_indices())
         if items is not None and visitors is not None:  # integer keys, none missing: numpy groups them
-            for day, where in columns.day_indices():
+            category_list = _page_column(columns.categories, int_categories, len(days))
+            for day, where in days:
                 state = self._updating(day)
                 if where is None:
                     state.add_arrays(items, visitors)
                 else:
                     state.add_arrays(items[where], visitors[where])
-                state.add_categories(_pick(categories, where))
-        else:
-            item_list, visitor_list = as_list(columns.items), as_list(columns.visitors)
-            for day, where in columns.day_indices():
-                state = self._updating(day)
-                state.add_lists(_pick(item_list, where), _pick(visitor_list, where))
-                state.add_categories(_pick(categories, where))
-        for bucket, who in columns.bucket_groups():
+                state.add_categories(_day_keys(int_categories, category_list, where))
+            if columns.buckets is not None:
+                self._add_buckets(columns.buckets, lambda at: _hll_keys(visitors[at]))
+            return
+        visitor_keys = _Keys(as_list(columns.visitors))  # for the whole page: days and buckets pick from it
+        item_list = _page_column(columns.items, None, len(days))
+        category_list = _page_column(columns.categories, int_categories, len(days))
+        for day, where in days:
+            state = self._updating(day)
+            who = visitor_keys.codes if where is None else visitor_keys.codes[where]
+            state.add_keys(_Keys(_at(item_list, where)), visitor_keys, who)
+            state.add_categories(_day_keys(int_categories, category_list, where))
+        if columns.buckets is not None:
+            codes, hll = visitor_keys.codes, visitor_keys.hll
+
+            def keys_at(at: npt.NDArray[np.intp]) -> list[int | str]:
+                who = codes[at]
+                return hll[who[who >= 0]].tolist()  # type: ignore[no-any-return]
+
+            self._add_buckets(columns.buckets, keys_at)
+
+    def _add_buckets(
+        self,
+        buckets: npt.NDArray[np.int64],
+        keys_at: Callable[[npt.NDArray[np.intp]], list[int | str]],
+    ) -> None:
+        """Visits and visitors per fine series bucket: the records grouped by bucket in numpy (record order
+        kept within a bucket), each bucket's HLL fed the set of its visitors' keys, as a per-record pass
+        would build it."""
+        buckets = np.asarray(buckets)
+        order = np.argsort(buckets, kind="stable")
+        ordered = buckets[order]
+        starts = np.flatnonzero(np.concatenate(([True], ordered[1:] != ordered[:-1]))).tolist()
+        for start, end in zip(starts, [*starts[1:], len(buckets)], strict=True):
+            bucket = int(ordered[start])
+            if bucket == NO_BUCKET:
+                continue
             point = self._buckets.updating(bucket, self._new_bucket)
-            point.visits += len(who)
+            point.visits += end - start
             update = point.visitors.update
-            for key in {hll_key(v) for v in who if v is not None}:
+            for key in set(keys_at(order[start:end])):
                 update(key)
 
     def merge(self, other: ApproxStatistics) -> ApproxStatistics:
@@ -598,9 +875,9 @@ class ApproxStatistics(DayKeyed):
         if found != cls.MAGIC:
             raise ValueError(f"not approximate statistics: the body starts with {found!r}, not {cls.MAGIC!r}")
         version = reader.u16()
-        if version != cls.VERSION:
+        if not 1 <= version <= cls.VERSION:  # version 1 bodies are still read (as in check_header)
             raise ValueError(
-                f"approximate statistics of format version {version}; this Lifestats reads version {cls.VERSION}"
+                f"approximate statistics of format version {version}; this Lifestats reads versions 1 to {cls.VERSION}"
             )
         try:
             config = SketchConfig(reader.u32(), reader.u32(), reader.u32(), reader.u32())
@@ -644,13 +921,29 @@ class _StreamReader:
         return self.raw(self.u32())
 
 
-def _pick(column: Any, where: npt.NDArray[np.intp] | None) -> Any:
-    """The records of a column at ``where`` (all of them when None), as the column's own kind."""
-    if where is None:
-        return column
-    if isinstance(column, np.ndarray):
-        return column[where]
-    return [column[i] for i in where.tolist()]
+def _page_column(column: Any, array: npt.NDArray[np.int64] | None, days: int) -> list[Any] | npt.NDArray[np.object_]:
+    """A key column ready for :func:`_day_keys`: nothing when it is an integer array, a list when the page
+    is one day, an object array when it holds several (each day's records are picked in C, not one by one)."""
+    if array is not None:
+        return []
+    return as_list(column) if days == 1 else _objects(as_list(column))
+
+
+def _at(column: list[Any] | npt.NDArray[np.object_], where: npt.NDArray[np.intp] | None) -> list[Any]:
+    """The records of a column at ``where`` (all when None; then the column is a list)."""
+    return column if where is None else column[where].tolist()  # type: ignore[return-value]
+
+
+def _day_keys(
+    array: npt.NDArray[np.int64] | None,
+    column: list[Any] | npt.NDArray[np.object_],
+    where: npt.NDArray[np.intp] | None,
+) -> _Keys | npt.NDArray[np.int64]:
+    """One day's records of a key column: an integer array as it is, any other column factorised (the
+    column is an object array when the page holds several days)."""
+    if array is not None:
+        return array if where is None else array[where]
+    return _Keys(_at(column, where))
 
 
 def _ranked(sketch: ds.frequent_strings_sketch, k: int) -> list[tuple[Key, str, Estimate]]:

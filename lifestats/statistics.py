@@ -547,9 +547,9 @@ class BinaryWriter:
     """Little-endian framing: fixed-width numbers, length-prefixed blobs, arrays and string lists."""
 
     def __init__(self) -> None:
-        self._parts: list[bytes] = []
+        self._parts: list[bytes | memoryview] = []
 
-    def raw(self, data: bytes) -> None:
+    def raw(self, data: bytes | memoryview) -> None:
         self._parts.append(data)
 
     def u32(self, value: int) -> None:
@@ -558,7 +558,7 @@ class BinaryWriter:
     def i64(self, value: int) -> None:
         self._parts.append(struct.pack("<q", value))
 
-    def blob(self, data: bytes) -> None:
+    def blob(self, data: bytes | memoryview) -> None:
         self._parts.append(struct.pack("<I", len(data)))
         self._parts.append(data)
 
@@ -566,59 +566,95 @@ class BinaryWriter:
         self.blob(values.astype(values.dtype.newbyteorder("<"), copy=False).tobytes())
 
     def strings(self, texts: Sequence[str]) -> None:
+        joined = "".join(texts)
+        if joined.isascii():  # the common case (encoded keys): one encoding, lengths in characters are bytes
+            self.array(np.fromiter(map(len, texts), dtype=np.uint32, count=len(texts)))
+            self.blob(joined.encode("ascii"))
+            return
         encoded = [t.encode("utf-8", "surrogatepass") for t in texts]
-        self.array(np.fromiter((len(e) for e in encoded), dtype=np.uint32, count=len(encoded)))
+        self.array(np.fromiter(map(len, encoded), dtype=np.uint32, count=len(encoded)))
         self.blob(b"".join(encoded))
 
     def getvalue(self) -> bytes:
         return b"".join(self._parts)
 
 
+_U16: Final = struct.Struct("<H")
+_U32: Final = struct.Struct("<I")
+_I64: Final = struct.Struct("<q")
+
+
 class BinaryReader:
-    def __init__(self, body: bytes) -> None:
+    """Reads what :class:`BinaryWriter` wrote, from bytes or a memoryview (numbers are unpacked in place,
+    not copied out first: a day of approximate statistics is hundreds of fields)."""
+
+    def __init__(self, body: bytes | memoryview) -> None:
         self._view = memoryview(body)
         self._at = 0
 
-    def raw(self, n: int) -> bytes:
-        if self._at + n > len(self._view):
+    def _take(self, n: int) -> int:
+        """The offset of the next ``n`` bytes, which are then consumed."""
+        at = self._at
+        if n < 0 or at + n > len(self._view):
             raise ValueError("statistics body is truncated")
-        data = bytes(self._view[self._at : self._at + n])
-        self._at += n
-        return data
+        self._at = at + n
+        return at
+
+    def raw(self, n: int) -> bytes:
+        at = self._take(n)
+        return bytes(self._view[at : at + n])
 
     def u32(self) -> int:
-        return int(struct.unpack("<I", self.raw(4))[0])
+        return int(_U32.unpack_from(self._view, self._take(4))[0])
 
     def u16(self) -> int:
-        return int(struct.unpack("<H", self.raw(2))[0])
+        return int(_U16.unpack_from(self._view, self._take(2))[0])
 
     def i64(self) -> int:
-        return int(struct.unpack("<q", self.raw(8))[0])
+        return int(_I64.unpack_from(self._view, self._take(8))[0])
 
     def blob(self) -> bytes:
         return self.raw(self.u32())
 
+    def view(self) -> memoryview:
+        """The next blob as a view of the body (no copy)."""
+        n = self.u32()
+        at = self._take(n)
+        return self._view[at : at + n]
+
+    def rest(self) -> memoryview:
+        """Everything not read yet, as a view of the body (which is then read to its end)."""
+        at = self._take(len(self._view) - self._at)
+        return self._view[at:]
+
     def array(self, dtype: type[np.generic]) -> npt.NDArray[Any]:
-        return np.frombuffer(self.blob(), dtype=np.dtype(dtype).newbyteorder("<")).astype(dtype)
+        return np.frombuffer(self.view(), dtype=np.dtype(dtype).newbyteorder("<")).astype(dtype)
 
     def strings(self) -> list[str]:
-        lengths = self.array(np.uint32).tolist()
-        data = self.blob()
-        texts, at = [], 0
-        for n in lengths:
-            texts.append(data[at : at + n].decode("utf-8", "surrogatepass"))
-            at += n
-        return texts
+        lengths = self.array(np.uint32)
+        data = self.view()
+        ends = np.cumsum(lengths, dtype=np.int64).tolist()
+        if (ends[-1] if ends else 0) != len(data):
+            raise ValueError("statistics body has a malformed list of strings")
+        starts = [0, *ends[:-1]] if ends else []
+        if data.tobytes().isascii():  # one decoding, then slices (byte offsets are character offsets)
+            text = str(data, "ascii")
+            return [text[start:end] for start, end in zip(starts, ends, strict=True)]
+        return [str(data[start:end], "utf-8", "surrogatepass") for start, end in zip(starts, ends, strict=True)]
 
     def end(self) -> None:
         if self._at != len(self._view):
             raise ValueError("statistics body has trailing bytes")
 
 
-def check_header(reader: BinaryReader, magic: bytes, version: int, what: str) -> None:
+def check_header(reader: BinaryReader, magic: bytes, version: int, what: str, *, oldest: int | None = None) -> int:
+    """Check the magic and the format version (``oldest`` to ``version`` are read); returns the version."""
     found = reader.raw(len(magic))
     if found != magic:
         raise ValueError(f"not {what}: the body starts with {found!r}, not {magic!r}")
     got = reader.u16()
-    if got != version:
-        raise ValueError(f"{what} of format version {got}; this Lifestats reads version {version}")
+    first = version if oldest is None else oldest
+    if not first <= got <= version:
+        reads = f"version {version}" if first == version else f"versions {first} to {version}"
+        raise ValueError(f"{what} of format version {got}; this Lifestats reads {reads}")
+    return got

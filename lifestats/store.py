@@ -443,6 +443,17 @@ class Checkpoint:
             db.execute("UPDATE slices SET attempt = attempt + 1 WHERE idx = ?", [index])
         return self.state(index)
 
+    def begin_attempts(self, indices: list[int]) -> list[SliceState]:
+        """:meth:`begin_attempt` of many slices in one transaction (a run hands out every slice at its start:
+        one transaction each cost about 3 ms, 0.3 s of a 100-slice plan before the crawl got going)."""
+        if not indices:
+            return []
+        with self._transaction() as db:
+            marks = ", ".join("?" * len(indices))
+            db.execute(f"UPDATE slices SET attempt = attempt + 1 WHERE idx IN ({marks})", list(indices))
+        states = {state.slice.index: state for state in self.states()}
+        return [states[index] for index in indices]
+
     def split(self, index: int, attempt: int, new_end: int) -> SliceState | None:
         """End slice ``index`` at ``new_end``; its remaining range becomes a new slice, returned.
 

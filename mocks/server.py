@@ -399,6 +399,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ImportError, OSError, TypeError, ValueError) as error:
         print(f"mocks.server: {type(error).__name__}: {error}", file=sys.stderr)
         return 2
+    warm = getattr(source, "warm", None)
+    if warm is not None:
+        warm()  # before the URL is announced: no request waits for data to be drawn
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())

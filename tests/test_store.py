@@ -325,3 +325,17 @@ def test_a_signal_inside_a_read_of_a_registered_stream_is_an_interrupt_and_the_c
     finally:
         signal.signal(signal.SIGINT, previous)
     assert wrapped.execute("SELECT 42").fetchall() == [(42,)]  # nothing left unfinished on the connection
+
+
+def test_attempts_begun_together_fence_out_every_earlier_attempt(tmp_path: Path) -> None:
+    checkpoint = _state(tmp_path)
+    first = {s.slice.index: s.attempt for s in checkpoint.begin_attempts([0, 1])}
+    assert checkpoint.apply(_flush(0, first[0], 1, 10))
+    again = checkpoint.begin_attempts([1, 0])
+    assert [s.slice.index for s in again] == [1, 0]
+    assert all(s.attempt == first[s.slice.index] + 1 for s in again)
+    assert not checkpoint.apply(_flush(1, first[1], 1, 110))  # the earlier attempt's flush is ignored
+    assert not checkpoint.apply(_flush(0, first[0], 2, 20))
+    assert checkpoint.state(0).seq == 1 and checkpoint.state(0).position == 10  # what it had committed stays
+    assert checkpoint.apply(_flush(0, again[1].attempt, 2, 20))
+    assert checkpoint.begin_attempts([]) == []
