@@ -269,8 +269,10 @@ class LocalExecutor:
     def __init__(self, workers: int, setup: WorkerSetup, context: str = WORKER_CONTEXT) -> None:
         self._ctx = mp.get_context(context)
         if context == "forkserver":
-            # Workers fork from a server that imported their code once, instead of importing it each.
-            self._ctx.set_forkserver_preload(["lifestats.executor"])
+            # Workers fork from a server that imported their code once, instead of importing it each; exact
+            # facts' pyarrow too when the run needs it (imported later, by each worker, it weighs more).
+            exact = setup.settings.stats.mode != "approx"
+            self._ctx.set_forkserver_preload(["lifestats.executor", *(["lifestats.facts"] if exact else [])])
         self._setup = setup
         self._started = 0
         self._startup_deaths = 0
