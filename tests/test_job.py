@@ -97,7 +97,7 @@ def test_rejected_records_are_sampled_with_their_reasons(state_dir: Path) -> Non
 
 def test_a_straggling_slice_is_split_for_idle_workers(state_dir: Path) -> None:
     with MockServer(SMALL) as server:
-        settings = job_settings(server.url, crawl={"slices": 1, "workers": 3, "flush_every": 2, "rate_limit": 400})
+        settings = job_settings(server.url, crawl={"slices": 1, "workers": 3, "flush_every": 2, "rate_limit": 100})
         outcome = run(settings, state_dir)
     assert outcome.report["run"]["slices_split"] >= 2
     assert statistics(outcome.report) == ground_truth(SMALL, as_of=AS_OF)
