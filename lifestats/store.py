@@ -316,10 +316,8 @@ class Checkpoint:
 
     def settle(self) -> None:
         """Drop whatever an interrupted read left unfinished on the connection (see :class:`Interruptible`)."""
-        abort = getattr(self._db, "abort", None)
-        if abort is not None:
-            with contextlib.suppress(duckdb.Error):
-                abort()
+        with contextlib.suppress(duckdb.Error):
+            self._db.abort()
 
     # -- the one way to write -----------------------------------------------------------------------
     @contextlib.contextmanager
