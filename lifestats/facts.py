@@ -45,6 +45,7 @@ from .statistics import (
     Key,
     Point,
 )
+from .stats import FACTS_MAGIC
 
 KEYS: Final = ("item", "category", "visitor")
 FACT_SCHEMA: Final = pa.schema(
@@ -66,7 +67,7 @@ FACTS_DDL: Final = (
     "day INTEGER NOT NULL, bucket BIGINT NOT NULL, item_i BIGINT, item_s VARCHAR, category_i BIGINT, "
     "category_s VARCHAR, visitor_i BIGINT, visitor_s VARCHAR, n BIGINT NOT NULL"
 )
-_MAGIC: Final = b"LSFX"
+_MAGIC: Final = FACTS_MAGIC  # defined where flush bodies are told apart without importing pyarrow
 _VERSION: Final = 1
 # lz4: about half of zstd's CPU to write and a third to read, 1.8x the bytes (`bench/facts_codec.py`); the
 # facts only travel from a worker to the coordinator, which inserts them into DuckDB.
