@@ -202,6 +202,11 @@ class Checkpoint:
         self.state_dir = state_dir
         self.path = state_dir / CHECKPOINT_FILE
         self._depth = 0
+        # What this process last read or wrote of a few checkpoint values that every flush needs (the
+        # total's generation, the end of the committed blobs, whether the facts table exists): the
+        # coordinator is the checkpoint's only writer (the state dir's lock), so they change only here.
+        # Forgotten whenever a transaction does not commit, and read again.
+        self._memo: dict[str, Any] = {}
         self._recent_fd: int | None = None  # the open recent-blobs file, of generation ``_recent_generation``
         self._recent_generation = -1
         try:
@@ -284,6 +289,7 @@ class Checkpoint:
             with self._transaction(on_error_exit=2):  # nothing to resume: start afresh
                 for table in _TABLES:
                     db.execute(f"DROP TABLE IF EXISTS {table}")
+            self._memo.clear()
             return  # its total files, named by no generation now, go with the stale ones
         which = "an older" if isinstance(version, int) and version < SCHEMA_VERSION else "a newer"
         raise CheckpointSchemaError(
@@ -345,6 +351,7 @@ class Checkpoint:
                 yield db
                 db.execute("COMMIT")
         except BaseException as exc:
+            self._memo.clear()  # it may hold a value of the transaction that did not commit
             # Always: an interrupt may land just after BEGIN returned as well as in any statement. After a
             # COMMIT that ran, DuckDB answers "no transaction is active" and the commit stands.
             with contextlib.suppress(duckdb.Error, KeyboardInterrupt):
@@ -499,26 +506,11 @@ class Checkpoint:
         """
         try:
             with self._transaction() as db:
-                row = _row(db.execute("SELECT seq, attempt, done FROM slices WHERE idx = ?", [flush.slice]))
-                if row is None or row[2] or row[1] != flush.attempt or row[0] + 1 != flush.seq:
-                    return False
-                if compacted is not None:
-                    generation = self.total_generation() + 1
-                    self._write_total(generation, compacted)  # on disk before the commit that names it
-                    db.execute("DELETE FROM partials")
-                    self.put(TOTAL_KEY, generation)
-                else:
-                    blob = flush.partial if body is None else body
-                    at = self._append_recent(blob)  # on disk before the commit that names it
-                    db.execute(
-                        "INSERT INTO partials (slice, seq, start, length) VALUES (?, ?, ?, ?)",
-                        [flush.slice, flush.seq, at, len(blob)],
-                    )
-                if facts is not None and facts.num_rows:
-                    self._insert_facts(facts)
-                db.execute(
+                # The fence and the cursor in one statement: it moves the slice on only from the state
+                # the flush continues (same attempt, the next seq, not done); else nothing is written.
+                moved = db.execute(
                     "UPDATE slices SET position = ?, high_water = ?, seq = ?, done = ?, pages = pages + ? "
-                    "WHERE idx = ?",
+                    "WHERE idx = ? AND attempt = ? AND seq = ? AND NOT done RETURNING idx",
                     [
                         _json(flush.position),
                         _text(flush.high_water),
@@ -526,8 +518,28 @@ class Checkpoint:
                         flush.position is None,
                         flush.pages,
                         flush.slice,
+                        flush.attempt,
+                        flush.seq - 1,
                     ],
                 )
+                if _row(moved) is None:
+                    return False
+                if compacted is not None:
+                    generation = self.total_generation() + 1
+                    self._write_total(generation, compacted)  # on disk before the commit that names it
+                    db.execute("DELETE FROM partials")
+                    self.put(TOTAL_KEY, generation)
+                    self._memo.update(generation=generation, committed_end=0)
+                else:
+                    blob = flush.partial if body is None else body
+                    at = self._append_recent(blob)  # on disk before the commit that names it
+                    db.execute(
+                        "INSERT INTO partials (slice, seq, start, length) VALUES (?, ?, ?, ?)",
+                        [flush.slice, flush.seq, at, len(blob)],
+                    )
+                    self._memo["committed_end"] = at + len(blob)
+                if facts is not None and facts.num_rows:
+                    self._insert_facts(facts)
         finally:
             if compacted is not None:  # committed or not: keep only the generation the checkpoint names
                 self._close_recent()
@@ -538,8 +550,10 @@ class Checkpoint:
     # -- the compacted total ------------------------------------------------------------------------
     def total_generation(self) -> int:
         """The generation of the committed total (0: nothing compacted yet, no file)."""
-        generation = self.get(TOTAL_KEY)
-        return int(generation) if generation is not None else 0
+        if "generation" not in self._memo:
+            generation = self.get(TOTAL_KEY)
+            self._memo["generation"] = int(generation) if generation is not None else 0
+        return int(self._memo["generation"])
 
     def total_path(self) -> Path | None:
         """The file of the committed compacted total, or None when nothing was compacted yet."""
@@ -573,8 +587,10 @@ class Checkpoint:
 
     # -- the recent blobs -----------------------------------------------------------------------------
     def _committed_end(self) -> int:
-        (end,) = _row(self._db.execute("SELECT COALESCE(MAX(start + length), 0) FROM partials")) or (0,)
-        return int(end)
+        if "committed_end" not in self._memo:
+            (end,) = _row(self._db.execute("SELECT COALESCE(MAX(start + length), 0) FROM partials")) or (0,)
+            self._memo["committed_end"] = int(end)
+        return int(self._memo["committed_end"])
 
     def _cut_recent_tail(self) -> None:
         """Cut off bytes past the last committed blob (appended by a flush whose commit never happened)."""
@@ -625,7 +641,9 @@ class Checkpoint:
         from .stored import create_facts_table, insert_facts
 
         with self._transaction() as db:
-            create_facts_table(db)
+            if "facts_table" not in self._memo:
+                create_facts_table(db)
+                self._memo["facts_table"] = True
             insert_facts(db, facts)
 
     def partials(self) -> Iterator[bytes]:
