@@ -252,9 +252,9 @@ class SchedulerExtension:
         """True for the first run of a task; False when Dask runs it again (its first worker died)."""
         return self.claims.setdefault(key, token) == token
 
-    def propose(self, key: str, new_end: int) -> None:
+    def propose(self, key: str, until: int) -> None:
         self.proposed += 1
-        self.proposals[key] = (self.proposed, new_end)
+        self.proposals[key] = (self.proposed, until)
 
     def control(self, key: str) -> tuple[bool, tuple[int, int] | None]:
         """Whether a client still wants task ``key`` (else it should stop), and its latest proposal."""
@@ -435,11 +435,11 @@ class DaskExecutor:
         """The process ids of the workers running a task (tests and operators signal them)."""
         return [t.pid for t in self._tracked.values() if t.pid is not None and t.result is None]
 
-    def propose_split(self, task: Task, new_end: int) -> None:
+    def propose_split(self, task: Task, until: int) -> None:
         for key, tracked in self._tracked.items():
             if tracked.task == task:
                 client = self._client
-                client.sync(client.scheduler.lifestats_propose, key=key, new_end=new_end)
+                client.sync(client.scheduler.lifestats_propose, key=key, until=until)
 
     def events(self, timeout: float) -> list[Event]:
         out: list[Event] = []

@@ -99,8 +99,9 @@ class Executor(Protocol):
         ...
 
     def running(self) -> list[Task]: ...
-    def propose_split(self, task: Task, new_end: int) -> None:
-        """Ask the worker running ``task`` to stop at ``new_end``; it answers with a Split event."""
+    def propose_split(self, task: Task, until: int) -> None:
+        """Ask the worker running ``task`` to hand over half of what it has left up to id ``until`` (the
+        slice's end or the estimated end of the id range); it answers with a Split event."""
         ...
 
     def close(self) -> None: ...
@@ -190,12 +191,12 @@ def worker_main(conn: Connection, setup: WorkerSetup) -> None:
         """The latest split proposal that arrived while crawling, if any. Called between pages."""
         if os.getppid() != parent or outbox.broken:  # the coordinator is gone: stop now
             raise SystemExit(0)
-        new_end = None
+        until = None
         while conn.poll():
             message = conn.recv()
             if isinstance(message, tuple) and message[0] == "split":
-                new_end = message[1]
-        return new_end
+                until = message[1]
+        return until
 
     stop = threading.Event()
     threading.Thread(target=_heartbeat, args=(client, outbox, stop), name="heartbeat", daemon=True).start()
@@ -303,11 +304,11 @@ class LocalExecutor:
     def running(self) -> list[Task]:
         return [w.task for w in self._workers if w.task is not None]
 
-    def propose_split(self, task: Task, new_end: int) -> None:
+    def propose_split(self, task: Task, until: int) -> None:
         for worker in self._workers:
             if worker.task == task:
                 with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-                    worker.conn.send(("split", new_end))
+                    worker.conn.send(("split", until))
 
     def _dispatch(self) -> None:
         for worker in self._workers:

@@ -39,8 +39,10 @@ from .usage import CpuMeter, peak_rss_bytes
 MAX_LOSSES_PER_SLICE = 3
 EXIT_INTERRUPTED = 130
 EXIT_DATA_SUSPECT = 4
-# A straggler is split only when its estimated remaining pages are at least this many flushes' worth.
-MIN_SPLIT_FLUSHES = 2
+# A straggler is asked to split only when its estimated remaining pages (from its committed position,
+# which lags the worker by up to a flush) are at least this many; the worker then halves what it really
+# has left, or refuses when too little is (see lifestats.task).
+MIN_SPLIT_PAGES = 4
 # With no request sent or ended by any worker for this long (and no pause asked by the API), the job
 # stops: max(STALL_TIMEOUTS x api.timeout, STALL_MIN_SECONDS, two retry waits), plus a few request
 # intervals of the rate limit (at 0.01/s a healthy job sends one request every 100 s).
@@ -473,11 +475,12 @@ class _Job:
         return None
 
     def _maybe_split(self, executor: Executor) -> None:
-        """When a worker would idle, ask the slice with the most work left to hand over half of it."""
+        """When a worker would idle, ask the slice with the most work left to hand over half of it (the
+        worker chooses where: it knows how far it really is)."""
         if self.proposal is not None or executor.idle() == 0:
             return
         best: tuple[float, Task, int] | None = None
-        minimum = MIN_SPLIT_FLUSHES * self.settings.crawl.flush_every
+        minimum = MIN_SPLIT_PAGES
         for task in executor.running():
             state = self.checkpoint.state(task.slice.index)
             if state.done or state.attempt != task.attempt or state.slice.index in self.unsplittable:
@@ -492,11 +495,11 @@ class _Job:
             crawled = offset - state.slice.begin
             pages_left = left * state.pages / crawled if state.pages and crawled > 0 else 0.0
             if pages_left >= minimum and (best is None or pages_left > best[0]):
-                best = (pages_left, task, offset + left // 2)
+                best = (pages_left, task, end)
         if best is not None:
-            _, task, new_end = best
+            _, task, until = best
             self.proposal = task.slice.index
-            executor.propose_split(task, new_end)
+            executor.propose_split(task, until)
 
     def _estimated_end(self) -> int:
         return self.bounds.estimated_end if self.bounds is not None else 0

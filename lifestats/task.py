@@ -28,7 +28,8 @@ from .stats import Partial
 
 @dataclass(frozen=True)
 class Split:
-    """A worker's answer to a proposal to end its slice at ``new_end`` (the rest becomes a new slice)."""
+    """A worker's answer to a proposal to hand over the second half of what is left of its slice: the end
+    it chose (the rest becomes a new slice), or a refusal."""
 
     slice: int
     attempt: int
@@ -43,6 +44,22 @@ class Task:
     position: Any  # where the crawl goes on (a JSON value); for offsets by id, the offset to request next
     high_water: int | None
     seq: int  # the last committed flush of the slice
+
+
+# A split is accepted only when each half would keep at least this many pages (estimated from the ids
+# the last page spanned): a smaller half costs a request more than it saves.
+MIN_SPLIT_PAGES = 1
+
+# Slices that start together would flush together (every worker counting and serialising at the same
+# moment, none asking for its next page): a slice's first flush comes after a share of ``flush_every``
+# pages that differs from slice to slice (multiples of the golden ratio, so any few consecutive slices
+# are spread over the interval), its later flushes every ``flush_every`` pages.
+_PHASE_STEP = 0.6180339887498949
+
+
+def first_flush_after(index: int, flush_every: int) -> int:
+    """Pages before a slice's first flush: between 1 and ``flush_every``, staggered by slice index."""
+    return flush_every - int((index * _PHASE_STEP) % 1.0 * flush_every)
 
 
 # A sequential crawl remembers this many of its last positions to refuse a next reference that loops.
@@ -141,11 +158,16 @@ def crawl_slice(
     prefetch: bool = True,
 ) -> None:
     """Crawl ``task.slice`` from ``task.position`` to its end, emitting a :class:`Flush` every
-    ``flush_every`` pages and one last flush (``position`` None) when the slice is done.
+    ``flush_every`` pages (the first one sooner, staggered by slice: :func:`first_flush_after`) and one
+    last flush (``position`` None) when the slice is done.
 
     Between pages it asks ``proposals`` whether the coordinator wants to cut the slice short so that
-    an idle worker can take its remaining range, and answers each proposal with a :class:`Split` (a
-    sequential crawl, which has no range to cut, refuses).
+    an idle worker can take its remaining range. A proposal names the id the coordinator expects the
+    slice to reach (its end, or the estimated end of the id range for the open last slice); the worker
+    halves what is left between where it really is (ahead of its last committed flush) and that id,
+    and answers with a :class:`Split` naming the end it chose. It refuses when less than
+    :data:`MIN_SPLIT_PAGES` pages would be left on either side, or when it cannot cut (a sequential or
+    positional crawl).
 
     The next page is requested as soon as the paginator has read the current one (which gives the next
     position), and counted after the current one: waiting on the API overlaps counting. A page fetched
@@ -186,6 +208,7 @@ def _crawl(
     seq = task.seq
     partial = Partial()
     pages = 0
+    due = first_flush_after(task.slice.index, flush_every)
     counts = client.counts
     requests0, retries0 = counts.requests, counts.retries
     sequential = paginator.slicing == "sequential"
@@ -194,12 +217,13 @@ def _crawl(
             loops.visit(position, paginator.describe(position))
         prefetch.ask(position, end)
     loop: ApiError | None = None  # a next reference that leads back, raised where its page would be taken
+    stride = 0  # ids the last page spanned (by id): how much a page covers
     while position is not None:
-        new_end = proposals()
-        if new_end is not None:
+        until = proposals()
+        if until is not None:
             at = paginator.progress(position)
-            floor = max(at, ids.high_water) if by_id and at is not None else at
-            accepted = floor is not None and new_end > floor and (end is None or new_end < end)
+            floor = max(at, ids.high_water + 1) if by_id and at is not None else at
+            new_end, accepted = _halve(floor, end, until, stride)
             if accepted:
                 end = ids.end = new_end
             emit(Split(task.slice.index, task.attempt, new_end, accepted))
@@ -223,8 +247,12 @@ def _crawl(
                 room = end - at  # the rows of the page that still lie inside the slice
             counter.count_rows(partial, page.records, room, recent)
         pages += 1
+        if next_position is not None and position is not None:
+            step = paginator.progress(next_position), paginator.progress(position)
+            if step[0] is not None and step[1] is not None:
+                stride = step[0] - step[1]
         position = next_position
-        if position is None or pages == flush_every:
+        if position is None or pages == due:
             requests, retries = counts.requests, counts.retries  # read once: the prefetch may add to them
             seq += 1
             emit(
@@ -240,5 +268,19 @@ def _crawl(
                     partial=partial.to_bytes(),
                 )
             )
-            partial, pages = Partial(), 0
+            partial, pages, due = Partial(), 0, flush_every
             requests0, retries0 = requests, retries
+
+
+def _halve(floor: int | None, end: int | None, until: int, stride: int) -> tuple[int, bool]:
+    """Where to end a slice that is asked to hand over half of what is left up to ``until`` (its end, or
+    the coordinator's estimate for an open one): the middle between ``floor``, the first id (or row, or
+    page) the slice may still count, and ``until``, if both halves keep :data:`MIN_SPLIT_PAGES` pages'
+    worth (``stride``: what the last page spanned). None: a crawl that cannot be cut."""
+    if floor is None:
+        return until, False
+    target = until if end is None else min(until, end)
+    new_end = floor + (target - floor) // 2
+    room = MIN_SPLIT_PAGES * max(stride, 1)
+    accepted = new_end - floor >= room and target - new_end >= room and (end is None or new_end < end)
+    return new_end, accepted

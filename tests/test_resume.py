@@ -291,8 +291,8 @@ class Idle(Recorder):
     def running(self) -> list[Task]:
         return self._running
 
-    def propose_split(self, task: Task, new_end: int) -> None:
-        self.proposals.append((task.slice.index, new_end))
+    def propose_split(self, task: Task, until: int) -> None:
+        self.proposals.append((task.slice.index, until))
 
 
 def test_negative_id_ranges_are_planned_split_and_shown_like_any_other(state_dir: Path) -> None:
@@ -306,9 +306,10 @@ def test_negative_id_ranges_are_planned_split_and_shown_like_any_other(state_dir
     state = checkpoint.state(1)
     executor = Idle([job._task(state)])
     job._maybe_split(executor)  # type: ignore[arg-type]
-    assert executor.proposals == [(1, -900 + (2**63 + 900) // 2)]
-    job._handle(Split(1, a, executor.proposals[0][1], True), executor)  # type: ignore[arg-type]
-    assert [(t.slice.begin, t.slice.end) for t in executor.submitted] == [(executor.proposals[0][1], 2**63)]
+    assert executor.proposals == [(1, 2**63)]  # half of the way to the slice's end, as the worker sees it
+    middle = -900 + (2**63 + 900) // 2  # where the worker, at -900, would cut
+    job._handle(Split(1, a, middle, True), executor)  # type: ignore[arg-type]
+    assert [(t.slice.begin, t.slice.end) for t in executor.submitted] == [(middle, 2**63)]
     snapshots: list[Any] = []
     job._notify(snapshots.append)
     assert 0 < snapshots[0].fraction < 1e-9  # 100 ids of a range of 2**64

@@ -75,13 +75,44 @@ def test_discovered_slices_count_every_record_once() -> None:
 
 
 def test_split_proposals_hand_over_the_rest_of_a_slice() -> None:
-    middle = int(DATA.ids[3000])
-    # The first proposal comes before the first page (accepted); a second, below the cursor, is refused.
-    proposals = iter([middle, None, None, None, int(DATA.ids[10]), *[None] * 10_000])
+    until = int(DATA.ids[3000])
+    # The first proposal comes before the first page: the worker halves the range up to `until` (accepted);
+    # a second, whose `until` lies below the cursor, is refused.
+    proposals = iter([until, None, None, None, int(DATA.ids[10]), *[None] * 10_000])
     with mock_api(DATA, URL):
         report, messages = crawl_all([Slice(0, DATA.first_id, None)], proposals)
     answers = [(m.new_end, m.accepted) for m in messages if isinstance(m, Split)]
-    assert answers == [(middle, True), (int(DATA.ids[10]), False)]
+    assert [accepted for _, accepted in answers] == [True, False]
+    chosen = answers[0][0]
+    assert DATA.first_id < chosen < until
+    assert abs((chosen - DATA.first_id) - (until - chosen)) <= 1  # the middle of what was left
+    assert statistics(report) == ground_truth(DATA, as_of=AS_OF)
+
+
+def test_a_worker_ahead_of_its_last_flush_halves_what_it_really_has_left() -> None:
+    # After 7 pages of 77 records (two flushes of 3 pages, and one page since), the coordinator, which has
+    # seen only the flushes, asks for half of the way to the end; the worker cuts in the middle of the
+    # rest of its own range, past every id it has counted, not only past its last flush.
+    end = DATA.end_id
+    proposals = iter([*[None] * 7, end, *[None] * 10_000])
+    with mock_api(DATA, URL):
+        report, messages = crawl_all([Slice(0, DATA.first_id, end)], proposals)
+    splits = [m for m in messages if isinstance(m, Split)]
+    assert len(splits) == 1 and splits[0].accepted
+    ids = sorted(int(i) for i in DATA.ids)
+    counted, flushed = ids[7 * 77 - 1], ids[6 * 77 - 1]  # the highest ids counted, and flushed, by then
+    rest = counted + 1  # the first id the worker may still count
+    assert splits[0].new_end > counted > flushed
+    assert abs((splits[0].new_end - rest) - (end - splits[0].new_end)) <= 1
+    assert statistics(report) == ground_truth(DATA, as_of=AS_OF)
+
+
+def test_a_proposal_with_less_than_a_page_on_either_side_is_refused() -> None:
+    # `until` just past the first page: the half handed over would hold less than a page's ids.
+    proposals = iter([None, int(DATA.ids[80]), *[None] * 10_000])
+    with mock_api(DATA, URL):
+        report, messages = crawl_all([Slice(0, DATA.first_id, None)], proposals)
+    assert [m.accepted for m in messages if isinstance(m, Split)] == [False]
     assert statistics(report) == ground_truth(DATA, as_of=AS_OF)
 
 
