@@ -435,6 +435,9 @@ class DaskExecutor:
         """The process ids of the workers running a task (tests and operators signal them)."""
         return [t.pid for t in self._tracked.values() if t.pid is not None and t.result is None]
 
+    def helper_cpu_seconds(self) -> float:
+        return 0.0  # the Dask workers report their own CPU; the scheduler and nannies are the cluster's
+
     def propose_split(self, task: Task, until: int) -> None:
         for key, tracked in self._tracked.items():
             if tracked.task == task:

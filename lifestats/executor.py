@@ -19,6 +19,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from multiprocessing import forkserver
 from multiprocessing.connection import Connection, wait
 from typing import Any, Protocol
 
@@ -29,7 +30,7 @@ from .fetch import ApiClient
 from .limiter import RateLimiter
 from .merge import Flush
 from .task import Split, Task, crawl_slice
-from .usage import CpuMeter, peak_rss_bytes
+from .usage import CpuMeter, peak_rss_bytes, process_cpu_seconds
 
 # forkserver: a clean single-threaded parent (unlike fork from a coordinator with threads) that starts
 # workers in milliseconds (unlike spawn, which re-imports everything in each).
@@ -106,6 +107,10 @@ class Executor(Protocol):
 
     def close(self) -> None: ...
     def terminate(self) -> None: ...
+    def helper_cpu_seconds(self) -> float:
+        """CPU seconds spent for this run by processes that serve the workers without being one (the
+        server that forks them), which the workers' own reports do not include."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -169,6 +174,15 @@ def _one_line(exc: BaseException) -> str:
     frames = traceback.extract_tb(exc.__traceback__)
     where = f" ({os.path.basename(frames[-1].filename)}:{frames[-1].lineno})" if frames else ""
     return f"{type(exc).__name__}: {exc}{where}"
+
+
+def _forkserver_cpu() -> float:
+    """CPU seconds the forkserver of this process has spent itself (0 before it runs, or where the
+    platform does not tell)."""
+    pid = getattr(getattr(forkserver, "_forkserver", None), "_forkserver_pid", None)
+    if not isinstance(pid, int):
+        return 0.0
+    return process_cpu_seconds(pid) or 0.0
 
 
 def worker_main(conn: Connection, setup: WorkerSetup) -> None:
@@ -271,15 +285,23 @@ class LocalExecutor:
         self._ctx = mp.get_context(context)
         if context == "forkserver":
             # Workers fork from a server that imported their code once, instead of importing it each; exact
-            # facts' pyarrow too when the run needs it (imported later, by each worker, it weighs more).
+            # facts' pyarrow too when the run needs it, warmed up (lifestats._preload).
             exact = setup.settings.stats.mode != "approx"
-            self._ctx.set_forkserver_preload(["lifestats.executor", *(["lifestats.facts"] if exact else [])])
+            self._ctx.set_forkserver_preload(["lifestats.executor", *(["lifestats._preload"] if exact else [])])
         self._setup = setup
+        # The forkserver's CPU so far: the server this run starts (or reuses) is counted from here on,
+        # its imports and warm-up included (see helper_cpu_seconds).
+        self._server_cpu0 = _forkserver_cpu() if context == "forkserver" else None
         self._started = 0
         self._startup_deaths = 0
         self._gave_up = False
         self._workers = [self._spawn() for _ in range(workers)]
         self._pending: deque[Task] = deque()
+
+    def helper_cpu_seconds(self) -> float:
+        if self._server_cpu0 is None:
+            return 0.0
+        return max(0.0, _forkserver_cpu() - self._server_cpu0)
 
     def _spawn(self) -> _Worker:
         self._started += 1

@@ -105,6 +105,7 @@ class _Tally:
     splits: int = 0
     losses: dict[int, int] = field(default_factory=dict)
     worker_cpu: float = 0.0  # CPU seconds the workers reported spending
+    helper_cpu: float = 0.0  # CPU seconds of the server that forks the workers (see Executor.helper_cpu_seconds)
     worker_peak_rss: int = 0  # the largest peak resident memory a worker reported, in bytes
 
 
@@ -317,6 +318,7 @@ class _Job:
                 executor, failure.exit_code, self._advice(failure.message, failure.resumable, failure.status)
             )
         executor.close()
+        self.tally.helper_cpu = executor.helper_cpu_seconds()
         try:
             return self._finish(deliver)
         except KeyboardInterrupt:
@@ -375,6 +377,8 @@ class _Job:
         with held(redeliver=False):
             if executor is not None:
                 executor.terminate()
+                with contextlib.suppress(Exception):  # a figure of the report, never a reason to fail it
+                    self.tally.helper_cpu = executor.helper_cpu_seconds()
             self.checkpoint.settle()  # an interrupted read may have left its result unfinished
             with contextlib.suppress(StateDirError, duckdb.Error):
                 self.aggregator.reload()  # an interrupt may have landed between a commit and its merge
@@ -567,13 +571,14 @@ class _Job:
             "slices_split": tally.splits,
             # Figures of this run (a resumed run counts only its own records and CPU).
             "records_per_second": round((self.aggregator.total.records["fetched"] - self.records_before) / elapsed, 1),
-            "cpu_seconds": round(self.cpu.total() + tally.worker_cpu, 3),  # the coordinator and every worker
+            # the coordinator, every worker and the server that forks them
+            "cpu_seconds": round(self.cpu.total() + tally.worker_cpu + tally.helper_cpu, 3),
             "peak_rss_bytes": peak_rss_bytes(),  # the coordinator's
             "worker_peak_rss_bytes": tally.worker_peak_rss,  # the largest of the workers'
         }
         report = build_report(self.aggregator.total, self.settings, self.as_of, run, partial=partial)
         # Building the report is part of the run: its queries can be the coordinator's largest moment.
-        run["cpu_seconds"] = round(self.cpu.total() + tally.worker_cpu, 3)
+        run["cpu_seconds"] = round(self.cpu.total() + tally.worker_cpu + tally.helper_cpu, 3)
         run["peak_rss_bytes"] = peak_rss_bytes()
         return report
 

@@ -7,12 +7,24 @@ at the end of each task; the coordinator meters itself and adds them up, so the 
 
 from __future__ import annotations
 
+import os
 import resource
 import sys
 import time
 
 # ru_maxrss is in kibibytes on Linux and in bytes on macOS.
 _RSS_UNIT = 1 if sys.platform == "darwin" else 1024
+
+
+def process_cpu_seconds(pid: int) -> float | None:
+    """CPU seconds another process of this machine has spent itself (user and system, not its children),
+    from ``/proc``; None where that cannot be read (not Linux, gone, not ours to read)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            fields = stat.read().rsplit(b")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def peak_rss_bytes() -> int:

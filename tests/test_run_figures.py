@@ -105,3 +105,28 @@ def test_next_page_is_requested_while_the_last_one_is_counted() -> None:
         assert isinstance(flush, Flush)
         total.merge(Partial.from_bytes(flush.partial))
     assert total.records["fetched"] == len(data)
+
+
+def test_the_cpu_of_another_process_is_read_as_it_counts_it_itself() -> None:
+    # The run figures add the CPU of the server that forks the workers, read from outside the process.
+    import subprocess
+    import sys
+
+    from lifestats.usage import process_cpu_seconds
+
+    spin = (
+        "import sys, time\n"
+        "while time.process_time() < 0.5: pass\n"
+        "print(time.process_time(), flush=True)\n"
+        "sys.stdin.read()\n"
+    )
+    child = subprocess.Popen([sys.executable, "-c", spin], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout is not None
+        own = float(child.stdout.readline())  # the child's own count, once it has spun
+        seen = process_cpu_seconds(child.pid)
+    finally:
+        child.communicate("")
+    assert seen is not None
+    assert abs(seen - own) <= 0.1  # clock ticks of 10 ms, and the interpreter's start before the loop
+    assert process_cpu_seconds(child.pid) is None  # gone: nothing to read
