@@ -6,7 +6,8 @@
 CPU: the mock API runs in its own process (127.0.0.1, no latency, no limit). The bare loop fetches the
 same pages over one keep-alive connection (``http.client``) and parses them with ``orjson``, following
 ``next_offset`` from offset 0, and measures this process's CPU time. The job crawls the same mock with a
-high rate limit; its CPU is the report's ``run.cpu_seconds`` (the coordinator and every worker).
+high rate limit; its CPU is the report's ``run.cpu_seconds`` (the coordinator, every worker and the
+forkserver that starts them).
 Both print microseconds per record; the ratio is job / bare loop. A mode the job refuses is skipped.
 
 Utilization: requests sent / (limit x time from the first request to the last), from the server's
@@ -100,7 +101,7 @@ def measure_cpu(args: argparse.Namespace) -> None:
             coordinator = own / fetched * 1e6  # this process ran the coordinator (the workers are others)
             print(
                 f"  job, {mode} mode: {per_record:6.2f} us/record  (coordinator {coordinator:.2f}, "
-                f"workers {per_record - coordinator:.2f}; {run['cpu_seconds']:.2f} s CPU, {wall:.2f} s wall, "
+                f"workers and their forkserver {per_record - coordinator:.2f}; {run['cpu_seconds']:.2f} s CPU, {wall:.2f} s wall, "
                 f"{run['records_per_second']:,.0f} records/s)  ratio {per_record / bare:.2f}x  "
                 f"peak RSS coordinator {run['peak_rss_bytes'] / 2**20:.0f} MiB, "
                 f"worker {run['worker_peak_rss_bytes'] / 2**20:.0f} MiB"

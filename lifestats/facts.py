@@ -86,14 +86,15 @@ def split_keys(column: Sequence[Key | None] | npt.NDArray[Any]) -> tuple[pa.Arra
     if isinstance(column, np.ndarray) and column.dtype.kind in "iu":
         return pa.array(column, type=pa.int64()), pa.nulls(n, pa.string())
     values = column.tolist() if isinstance(column, np.ndarray) else column
-    try:
-        return pa.array(values, type=pa.int64()), pa.nulls(n, pa.string())
-    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, OverflowError):
-        pass
-    try:
-        return pa.nulls(n, pa.int64()), pa.array(values, type=pa.string())
-    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError):
-        pass
+    # Tried in the order the first value suggests: a failed conversion costs as much as a good one.
+    first = next((v for v in values if v is not None), None)
+    for as_text in (True, False) if type(first) is str else (False, True):
+        try:
+            if as_text:
+                return pa.nulls(n, pa.int64()), pa.array(values, type=pa.string())
+            return pa.array(values, type=pa.int64()), pa.nulls(n, pa.string())
+        except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, OverflowError):
+            pass
     ints = [v if type(v) is int else None for v in values]
     strs = [v if type(v) is str else None for v in values]
     return pa.array(ints, type=pa.int64()), pa.array(strs, type=pa.string())
