@@ -101,7 +101,8 @@ def measure_cpu(args: argparse.Namespace) -> None:
             coordinator = own / fetched * 1e6  # this process ran the coordinator (the workers are others)
             print(
                 f"  job, {mode} mode: {per_record:6.2f} us/record  (coordinator {coordinator:.2f}, "
-                f"workers and their forkserver {per_record - coordinator:.2f}; {run['cpu_seconds']:.2f} s CPU, {wall:.2f} s wall, "
+                f"workers and their forkserver {per_record - coordinator:.2f}; "
+                f"{run['cpu_seconds']:.2f} s CPU, {wall:.2f} s wall, "
                 f"{run['records_per_second']:,.0f} records/s)  ratio {per_record / bare:.2f}x  "
                 f"peak RSS coordinator {run['peak_rss_bytes'] / 2**20:.0f} MiB, "
                 f"worker {run['worker_peak_rss_bytes'] / 2**20:.0f} MiB"
