@@ -32,8 +32,9 @@ sys.path.insert(0, str(ROOT))
 
 from lifestats.facts import FactsStatistics, decode_facts  # noqa: E402
 from lifestats.plan import Slice  # noqa: E402
+from lifestats.protocol import Flush  # noqa: E402
 from lifestats.statistics import ALL, NO_TIME, Columns, DayRange  # noqa: E402
-from lifestats.store import CHECKPOINT_FILE, Checkpoint, Flush  # noqa: E402
+from lifestats.store import CHECKPOINT_FILE, Checkpoint  # noqa: E402
 
 ITEMS = 100_000
 VISITORS = 1_000_000

@@ -34,8 +34,9 @@ from lifestats.config import Settings, load_settings
 from lifestats.count import PageCounter
 from lifestats.fetch import ApiClient
 from lifestats.plan import Bounds, Slice, plan_slices
+from lifestats.protocol import Task
 from lifestats.run import run_job
-from lifestats.task import Task, crawl_slice
+from lifestats.task import crawl_slice
 from mocks.dataset import BOT_IPS, BOT_UA_PATTERNS, FIELDS, DatasetSpec, generate
 from mocks.server import read_log, serve_in_subprocess
 

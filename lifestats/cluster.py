@@ -1,6 +1,6 @@
 """The slice tasks on a Dask cluster: an :class:`~lifestats.executor.Executor` over ``distributed``.
 
-The coordinator (``run.py``) does not change: it submits :class:`~lifestats.task.Task` values and
+The coordinator (``run.py``) does not change: it submits :class:`~lifestats.protocol.Task` values and
 reads the same events as from the local process pool. What runs where:
 
 - **The coordinator's machine**: the checkpoint (the state dir), the aggregator, this executor and its
@@ -44,10 +44,10 @@ from .cluster_limiter import LeasedRateLimiter, RedisSlots, SchedulerSlots, Slot
 from .config import Settings
 from .count import PageCounter
 from .errors import ApiError, ConfigError, LifestatsError
-from .executor import HEARTBEAT_SECONDS, Event, Failed, Finished, Flushed, Lost, Progress, WorkerSetup
+from .executor import HEARTBEAT_SECONDS, WorkerSetup
 from .fetch import ApiClient
-from .merge import Flush
-from .task import Split, Task, crawl_slice
+from .protocol import Event, Failed, Finished, Flush, Flushed, Lost, Progress, Split, Task
+from .task import crawl_slice
 
 if TYPE_CHECKING:
     from .executor import Executor

@@ -1,6 +1,6 @@
 """Executors run slice tasks somewhere and report back what happened to them.
 
-The coordinator only submits :class:`~lifestats.task.Task` values and reads :class:`Event` values, so
+The coordinator only submits :class:`~lifestats.protocol.Task` values and reads :class:`Event` values, so
 a cluster executor can stand in for :class:`LocalExecutor` (a pool of worker processes on this
 machine) without the coordinator knowing.
 """
@@ -28,8 +28,8 @@ from .count import PageCounter
 from .errors import ApiError, LifestatsError
 from .fetch import ApiClient
 from .limiter import RateLimiter
-from .merge import Flush
-from .task import Split, Task, crawl_slice
+from .protocol import Event, Failed, Finished, Flush, Flushed, Lost, Progress, Split, Task
+from .task import crawl_slice
 from .usage import CpuMeter, peak_rss_bytes, process_cpu_seconds
 
 # forkserver: a clean single-threaded parent (unlike fork from a coordinator with threads) that starts
@@ -42,53 +42,10 @@ MAX_STARTUP_DEATHS = 3
 
 
 @dataclass(frozen=True)
-class Flushed:
-    flush: Flush
-
-
-@dataclass(frozen=True)
-class Finished:
-    slice: int
-    attempt: int
-    cpu_seconds: float = 0.0  # what the worker spent since its last report (see lifestats.usage)
-    peak_rss_bytes: int = 0
-
-
-@dataclass(frozen=True)
-class Failed:
-    """A task failed for good (or, with ``slice`` -1, the workers themselves cannot run)."""
-
-    slice: int
-    attempt: int
-    message: str
-    exit_code: int
-    resumable: bool = True  # whether running the same command again can help
-    status: int | None = None  # the HTTP status of an API failure
-    cpu_seconds: float = 0.0  # what the worker spent since its last report (see lifestats.usage)
-    peak_rss_bytes: int = 0
-
-
-@dataclass(frozen=True)
-class Progress:
-    """A heartbeat: the worker's requests are moving (one was sent or ended since the last one)."""
-
-
-@dataclass(frozen=True)
 class _StartupError:
     """A worker could not start (sent once, just before it exits)."""
 
     message: str
-
-
-@dataclass(frozen=True)
-class Lost:
-    """A worker died (killed, crashed) while it held this task."""
-
-    task: Task
-    exitcode: int | None
-
-
-Event = Flushed | Finished | Failed | Lost | Split | Progress
 
 
 class Executor(Protocol):

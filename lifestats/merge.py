@@ -22,6 +22,7 @@ from typing import BinaryIO
 import orjson
 
 from .errors import StateDirError
+from .protocol import Flush
 from .stats import Partial
 from .store import (
     CHECKPOINT_FILE,
@@ -29,7 +30,6 @@ from .store import (
     SCHEMA_VERSION,
     Checkpoint,
     CheckpointSchemaError,
-    Flush,
     SliceState,
 )
 
@@ -41,7 +41,6 @@ __all__ = [
     "Aggregator",
     "Checkpoint",
     "CheckpointSchemaError",
-    "Flush",
     "SliceState",
 ]
 

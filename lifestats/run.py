@@ -24,16 +24,16 @@ from ._signals import held
 from .config import Settings, fingerprint
 from .count import PageCounter
 from .errors import CREDENTIAL_STATUSES, ApiError, CheckpointMismatch, ConfigError, LifestatsError, StateDirError
-from .executor import Event, Executor, Failed, Finished, Flushed, LocalExecutor, Lost, Progress, WorkerSetup
+from .executor import Executor, LocalExecutor, WorkerSetup
 from .fetch import ApiClient
 from .limiter import SharedRateLimiter
 from .lock import state_lock
-from .merge import REJECTS_FILE, Aggregator, Checkpoint, Flush, SliceState
+from .merge import REJECTS_FILE, Aggregator, Checkpoint, SliceState
 from .plan import Bounds, find_bounds, plan_slices, slice_alignment
+from .protocol import Event, Failed, Finished, Flush, Flushed, Lost, Progress, Split, Task
 from .redact import redact_text
 from .report import build_report
 from .sanity import data_warnings
-from .task import Split, Task
 from .usage import CpuMeter, peak_rss_bytes
 
 MAX_LOSSES_PER_SLICE = 3

@@ -59,6 +59,7 @@ import orjson
 from ._signals import held
 from .errors import CheckpointMismatch, StateDirError
 from .plan import Slice
+from .protocol import Flush
 
 if TYPE_CHECKING:  # exact mode's facts need pyarrow: imported (through lifestats.stored) only when used
     import pyarrow as pa
@@ -105,24 +106,6 @@ class CheckpointSchemaError(StateDirError):
 
     def __init__(self, message: str) -> None:
         super().__init__(message, exit_code=2)
-
-
-@dataclass(frozen=True)
-class Flush:
-    """A worker's report for one slice: progress and the statistics counted since its last flush."""
-
-    slice: int
-    attempt: int
-    seq: int  # this flush's number in the slice's history; it continues seq - 1
-    position: Any  # where the slice's crawl goes on (a JSON value, e.g. the next offset); None when done
-    high_water: int | None  # the highest id counted in the slice so far, when the API's ids are ordered
-    pages: int
-    requests: int
-    retries: int
-    partial: bytes
-    # What the worker process spent since its last report (run figures only; not checkpointed).
-    cpu_seconds: float = 0.0
-    peak_rss_bytes: int = 0
 
 
 @dataclass(frozen=True)

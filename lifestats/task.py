@@ -13,7 +13,6 @@ import collections
 import queue
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -21,30 +20,8 @@ import orjson
 from .count import PageCounter, RecentIds, SliceCursor
 from .errors import ApiError
 from .fetch import ApiClient, Page
-from .merge import Flush
-from .plan import Slice
+from .protocol import Flush, Split, Task
 from .stats import Partial
-
-
-@dataclass(frozen=True)
-class Split:
-    """A worker's answer to a proposal to hand over the second half of what is left of its slice: the end
-    it chose (the rest becomes a new slice), or a refusal."""
-
-    slice: int
-    attempt: int
-    new_end: int
-    accepted: bool
-
-
-@dataclass(frozen=True)
-class Task:
-    slice: Slice
-    attempt: int
-    position: Any  # where the crawl goes on (a JSON value); for offsets by id, the offset to request next
-    high_water: int | None
-    seq: int  # the last committed flush of the slice
-
 
 # A split is accepted only when each half would keep at least this many pages (estimated from the ids
 # the last page spanned): a smaller half costs a request more than it saves.

@@ -22,8 +22,9 @@ import duckdb
 import pytest
 
 from lifestats.errors import StateDirError
-from lifestats.merge import REJECTS_FILE, Aggregator, Checkpoint, Flush
+from lifestats.merge import REJECTS_FILE, Aggregator, Checkpoint
 from lifestats.plan import Slice
+from lifestats.protocol import Flush
 from lifestats.sketch import ApproxStatistics
 from lifestats.stats import Partial
 from tests import stat_truth

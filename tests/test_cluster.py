@@ -23,8 +23,8 @@ from lifestats.cluster import (
     run_task,
 )
 from lifestats.executor import WorkerSetup
+from lifestats.protocol import Task
 from lifestats.run import Snapshot
-from lifestats.task import Task
 from mocks.dataset import DatasetSpec, generate, ground_truth
 from mocks.server import MockServer, read_log, serve_in_subprocess
 

@@ -12,8 +12,9 @@ import pytest
 
 from lifestats.errors import CheckpointMismatch, StateDirError
 from lifestats.facts import FactsStatistics
-from lifestats.merge import CHECKPOINT_FILE, REJECTS_FILE, Aggregator, Checkpoint, Flush
+from lifestats.merge import CHECKPOINT_FILE, REJECTS_FILE, Aggregator, Checkpoint
 from lifestats.plan import Slice
+from lifestats.protocol import Flush
 from lifestats.sketch import ApproxStatistics
 from lifestats.statistics import ALL, Columns
 from lifestats.stats import Partial
@@ -94,7 +95,7 @@ def test_a_proposal_unanswered_because_the_slice_ended_is_forgotten(tmp_path: Pa
     from datetime import UTC, datetime
 
     from lifestats.config import load_settings
-    from lifestats.executor import Finished
+    from lifestats.protocol import Finished
     from lifestats.run import _Job
 
     settings = load_settings(None, "test", environ={}, overrides={"api": {"url": "http://127.0.0.1:9/x"}})

@@ -16,11 +16,11 @@ import pytest
 from lifestats import store
 from lifestats.errors import CheckpointMismatch
 from lifestats.executor import LocalExecutor, WorkerSetup
-from lifestats.merge import REJECTS_FILE, Aggregator, Checkpoint, Flush
+from lifestats.merge import REJECTS_FILE, Aggregator, Checkpoint
 from lifestats.plan import Slice
+from lifestats.protocol import Flush, Split, Task
 from lifestats.run import _Job
 from lifestats.stats import Partial
-from lifestats.task import Split, Task
 from mocks.dataset import DatasetSpec, generate, ground_truth
 from mocks.server import MockServer
 

@@ -13,10 +13,10 @@ from rich.console import Console
 
 from lifestats.count import PageCounter
 from lifestats.fetch import ApiClient
-from lifestats.merge import Flush
 from lifestats.plan import Slice
+from lifestats.protocol import Flush, Split, Task
 from lifestats.stats import Partial
-from lifestats.task import Split, Task, crawl_slice
+from lifestats.task import crawl_slice
 from lifestats.terminal import render
 from mocks.dataset import DatasetSpec, generate
 from mocks.routes import mock_api

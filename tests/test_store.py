@@ -16,8 +16,9 @@ from hypothesis import given, settings
 from lifestats.errors import StateDirError
 from lifestats.facts import FactsStatistics
 from lifestats.plan import Slice
+from lifestats.protocol import Flush
 from lifestats.statistics import ALL, Columns
-from lifestats.store import CHECKPOINT_FILE, LEGACY_FILE, Checkpoint, Flush, Interruptible
+from lifestats.store import CHECKPOINT_FILE, LEGACY_FILE, Checkpoint, Interruptible
 from lifestats.stored import StoredStatistics
 from tests import stat_truth
 from tests.stat_truth import TODAY, rank_order, truth

@@ -9,11 +9,11 @@ import pytest
 
 from lifestats.count import PageCounter, RecentIds, SliceCursor
 from lifestats.fetch import ApiClient
-from lifestats.merge import Flush
 from lifestats.plan import Slice, discover, plan_slices
+from lifestats.protocol import Flush, Split, Task
 from lifestats.report import build_report
 from lifestats.stats import Partial
-from lifestats.task import Split, Task, crawl_slice
+from lifestats.task import crawl_slice
 from mocks.dataset import DatasetSpec, generate, ground_truth
 from mocks.faults import FaultSpec
 from mocks.routes import mock_api

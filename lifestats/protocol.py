@@ -1,0 +1,102 @@
+"""The messages between the coordinator and the workers, in one place: what a task is, what a worker
+sends back while it runs one, and what an executor reports about its workers.
+
+Plain frozen dataclasses of JSON-like values and bytes, so that both the local process pool (pipes,
+pickled) and a Dask cluster (its own serialisation) carry them unchanged, and a worker that imports them
+imports nothing of the checkpoint (no DuckDB).
+
+- :class:`Task`: a slice to crawl from a position (coordinator -> worker).
+- :class:`Flush`: a slice's progress and the statistics counted since its last flush (worker ->
+  coordinator, every few pages); :class:`Split`: the answer to a proposal to hand over half of what is
+  left of a slice.
+- Events an executor reports: :class:`Flushed`, :class:`Finished`, :class:`Failed`, :class:`Lost`,
+  :class:`Progress` (and a :class:`Split`), together :data:`Event`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from .plan import Slice
+
+
+@dataclass(frozen=True)
+class Task:
+    slice: Slice
+    attempt: int
+    position: Any  # where the crawl goes on (a JSON value); for offsets by id, the offset to request next
+    high_water: int | None
+    seq: int  # the last committed flush of the slice
+
+
+@dataclass(frozen=True)
+class Flush:
+    """A worker's report for one slice: progress and the statistics counted since its last flush."""
+
+    slice: int
+    attempt: int
+    seq: int  # this flush's number in the slice's history; it continues seq - 1
+    position: Any  # where the slice's crawl goes on (a JSON value, e.g. the next offset); None when done
+    high_water: int | None  # the highest id counted in the slice so far, when the API's ids are ordered
+    pages: int
+    requests: int
+    retries: int
+    partial: bytes
+    # What the worker process spent since its last report (run figures only; not checkpointed).
+    cpu_seconds: float = 0.0
+    peak_rss_bytes: int = 0
+
+
+@dataclass(frozen=True)
+class Split:
+    """A worker's answer to a proposal to hand over the second half of what is left of its slice: the end
+    it chose (the rest becomes a new slice), or a refusal."""
+
+    slice: int
+    attempt: int
+    new_end: int
+    accepted: bool
+
+
+@dataclass(frozen=True)
+class Flushed:
+    flush: Flush
+
+
+@dataclass(frozen=True)
+class Finished:
+    slice: int
+    attempt: int
+    cpu_seconds: float = 0.0  # what the worker spent since its last report (see lifestats.usage)
+    peak_rss_bytes: int = 0
+
+
+@dataclass(frozen=True)
+class Failed:
+    """A task failed for good (or, with ``slice`` -1, the workers themselves cannot run)."""
+
+    slice: int
+    attempt: int
+    message: str
+    exit_code: int
+    resumable: bool = True  # whether running the same command again can help
+    status: int | None = None  # the HTTP status of an API failure
+    cpu_seconds: float = 0.0  # what the worker spent since its last report (see lifestats.usage)
+    peak_rss_bytes: int = 0
+
+
+@dataclass(frozen=True)
+class Progress:
+    """A heartbeat: the worker's requests are moving (one was sent or ended since the last one)."""
+
+
+@dataclass(frozen=True)
+class Lost:
+    """A worker died (killed, crashed) while it held this task."""
+
+    task: Task
+    exitcode: int | None
+
+
+Event = Flushed | Finished | Failed | Lost | Split | Progress
