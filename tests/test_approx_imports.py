@@ -58,3 +58,20 @@ def test_an_exact_run_loads_it_where_its_facts_need_it(tmp_path: Path) -> None:
     exact = _job("exact", tmp_path / "exact")
     assert exact["exit"] == 0 and exact["fetched"] == 6_000
     assert "lifestats.facts" in exact["heavy"] or "pyarrow" in exact["heavy"]
+
+
+def test_a_worker_imports_nothing_of_the_checkpoint() -> None:
+    # What the forkserver loads for every worker (lifestats.executor): the crawl, the counting and the
+    # messages, not the checkpoint, its DuckDB or the coordinator.
+    probe = "import sys, lifestats.executor; print(sorted({m.split('.')[0] for m in sys.modules} & {'duckdb'}), "
+    probe += "sorted(m for m in sys.modules if m in ('lifestats.store', 'lifestats.merge', 'lifestats.run')))"
+    done = subprocess.run(
+        [sys.executable, "-c", probe],
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    assert done.stdout.split() == ["[]", "[]"]
