@@ -59,6 +59,10 @@ LIVENESS_SECONDS = 0.5
 # A run with tasks to do and no worker in the cluster for this long stops (resumable) instead of waiting.
 NO_WORKERS_SECONDS = 120.0
 CONNECT_TIMEOUT = "10s"
+# Each step of letting go of the cluster at the end of a run (forgetting the run's state on the workers
+# and the scheduler, closing the client and a local cluster) waits at most this long: a worker that no
+# longer answers must not keep a finished or stopping job from returning.
+SHUTDOWN_TIMEOUT = 10.0
 LIMITER_SCHEDULER = "scheduler"
 EXTENSION = "lifestats"
 
@@ -597,17 +601,19 @@ class DaskExecutor:
             self._events.put({"kind": "end"})
         self._reader.join(timeout=5)
         client = self._client
+        with contextlib.suppress(Exception):  # `callback_timeout` bounds the call (Client.sync takes it)
+            client.run(forget_run, self.run, on_error="ignore", callback_timeout=SHUTDOWN_TIMEOUT)
         with contextlib.suppress(Exception):
-            client.run(forget_run, self.run)
-        with contextlib.suppress(Exception):
-            client.sync(client.scheduler.lifestats_forget, name=self.run)
+            client.sync(client.scheduler.lifestats_forget, name=self.run, callback_timeout=SHUTDOWN_TIMEOUT)
         if self._redis is not None:
             self._redis.forget()
         with contextlib.suppress(Exception):
             self._events.close()
-        client.close()
+        with contextlib.suppress(Exception):
+            client.close(timeout=SHUTDOWN_TIMEOUT)
         if self._cluster is not None:
-            self._cluster.close()
+            with contextlib.suppress(Exception):
+                self._cluster.close(timeout=SHUTDOWN_TIMEOUT)
 
 
 def _is_loopback_address(address: str) -> bool:

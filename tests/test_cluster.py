@@ -227,3 +227,20 @@ def test_an_unreachable_scheduler_is_one_clear_error(state_dir: Path, monkeypatc
         assert len(server.log) == 0  # before any request
     assert outcome.exit_code == 2
     assert "cannot reach the Dask scheduler at tcp://127.0.0.1:9" in (outcome.message or "")
+
+
+def test_a_worker_that_does_not_answer_at_the_end_does_not_hold_the_job(
+    state_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Forgetting the run on the workers is the job's last call to them; one that never answers (here: a
+    # forget that sleeps for ten minutes, shipped to the workers by value) must not keep the job from
+    # returning its report: without a bound this test ran into its timeout.
+    import time
+
+    monkeypatch.setattr(cluster, "SHUTDOWN_TIMEOUT", 1.0)
+    monkeypatch.setattr(cluster, "forget_run", lambda run: time.sleep(600))
+    with MockServer(DATA) as server:
+        settings = job_settings(server.url, crawl={"slices": 3, "workers": 1, "rate_limit": 1000})
+        outcome = run(settings, state_dir, executor_factory=cluster_executor_factory("local"))
+    assert outcome.exit_code == 0, outcome.message
+    assert statistics(outcome.report) == ground_truth(DATA, as_of=AS_OF)
