@@ -32,9 +32,10 @@ print(json.dumps({"exit": outcome.exit_code, "fetched": outcome.report["records"
 """
 
 
-def _job(mode: str, state_dir: Path) -> dict[str, object]:
+def _python(code: str, *args: str) -> str:
+    """What ``code`` printed, run by a fresh interpreter in the repository (it must exit 0)."""
     done = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(_JOB), mode, str(state_dir)],
+        [sys.executable, "-c", code, *args],
         cwd=REPO,
         env={**os.environ, "PYTHONPATH": str(REPO)},
         capture_output=True,
@@ -43,7 +44,11 @@ def _job(mode: str, state_dir: Path) -> dict[str, object]:
         check=False,
     )
     assert done.returncode == 0, done.stderr
-    result: dict[str, object] = json.loads(done.stdout.splitlines()[-1])
+    return done.stdout
+
+
+def _job(mode: str, state_dir: Path) -> dict[str, object]:
+    result: dict[str, object] = json.loads(_python(textwrap.dedent(_JOB), mode, str(state_dir)).splitlines()[-1])
     return result
 
 
@@ -65,13 +70,4 @@ def test_a_worker_imports_nothing_of_the_checkpoint() -> None:
     # messages, not the checkpoint, its DuckDB or the coordinator.
     probe = "import sys, lifestats.executor; print(sorted({m.split('.')[0] for m in sys.modules} & {'duckdb'}), "
     probe += "sorted(m for m in sys.modules if m in ('lifestats.store', 'lifestats.merge', 'lifestats.run')))"
-    done = subprocess.run(
-        [sys.executable, "-c", probe],
-        cwd=REPO,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-    )
-    assert done.stdout.split() == ["[]", "[]"]
+    assert _python(probe).split() == ["[]", "[]"]
