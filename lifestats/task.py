@@ -143,8 +143,8 @@ def crawl_slice(
     slice to reach (its end, or the estimated end of the id range for the open last slice); the worker
     halves what is left between where it really is (ahead of its last committed flush) and that id,
     and answers with a :class:`Split` naming the end it chose. It refuses when less than
-    :data:`MIN_SPLIT_PAGES` pages would be left on either side, or when it cannot cut (a sequential or
-    positional crawl).
+    :data:`MIN_SPLIT_PAGES` pages would be left on either side, or when it cannot cut (a sequential
+    crawl, which has no range).
 
     The next page is requested as soon as the paginator has read the current one (which gives the next
     position), and counted after the current one: waiting on the API overlaps counting. A page fetched
