@@ -1,7 +1,7 @@
 """CPU per record of the whole job against a bare loop, and rate utilization with discovery included.
 
     python bench/cpu.py [--records 1000000] [--page-size 1000] [--workers 4] [--slices 16]
-                        [--mode exact approx] [--skip-cpu] [--skip-utilization]
+                        [--mode exact approx] [--repeat 3] [--skip-cpu] [--skip-utilization]
 
 CPU: the mock API runs in its own process (127.0.0.1, no latency, no limit). The bare loop fetches the
 same pages over one keep-alive connection (``http.client``) and parses them with ``orjson``, following
@@ -9,18 +9,27 @@ same pages over one keep-alive connection (``http.client``) and parses them with
 high rate limit; its CPU is the report's ``run.cpu_seconds`` (the coordinator, every worker and the
 forkserver that starts them).
 Both print microseconds per record; the ratio is job / bare loop. A mode the job refuses is skipped.
+Each of ``--repeat`` rounds runs the bare loop, then the job in each mode, and gives its own ratios; the
+summary is their median and range. Why rounds: this machine is a shared host whose speed drifts by a
+third within minutes (the same pages cost the mock 2.5 s of CPU in one run and 3.6 s in another), so
+one pair of runs made a minute apart can be off by that much; a round's runs are seconds apart.
 
 Utilization: requests sent / (limit x time from the first request to the last), from the server's
 request log, at 100 req/s with 20 ms answers and the id range discovered by the job (not configured):
-1,000-record pages over ``--records`` records, and 100-record pages over 40,000 records.
+1,000-record pages over ``--records`` records, and 100-record pages over 40,000 records; ``--repeat``
+runs of each, with their median and range, and each run's mock CPU seconds (the same pages every run:
+how fast the machine was at the time).
 """
 
 from __future__ import annotations
 
 import argparse
 import http.client
+import multiprocessing
+import statistics
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -31,6 +40,7 @@ import orjson
 from lifestats.config import Settings, load_settings
 from lifestats.errors import LifestatsError
 from lifestats.run import run_job
+from lifestats.usage import process_cpu_seconds
 from mocks.dataset import BOT_IPS, BOT_UA_PATTERNS, FIELDS
 from mocks.server import read_log, serve_in_subprocess
 
@@ -79,64 +89,108 @@ def job(settings: Settings) -> dict[str, Any]:
 
 
 def measure_cpu(args: argparse.Namespace) -> None:
+    """``--repeat`` rounds of the bare loop followed by the job in each mode, on one mock: each round's
+    ratio compares runs made seconds apart, so a machine that changes speed between rounds (a shared
+    host does) moves both sides of a ratio together; the summary gives the median and the range."""
     url, stop = serve_in_subprocess(seed=args.seed, records=args.records, max_page_size=args.page_size)
+    ratios: dict[str, list[float]] = {mode: [] for mode in args.mode}
+    skipped: set[str] = set()
     try:
-        records, cpu, wall = bare_loop(url, args.page_size)
-        bare = cpu / records * 1e6
-        print(f"records {records:,}  page {args.page_size:,}  workers {args.workers}  slices {args.slices}")
-        print(f"  bare loop (http.client + orjson): {bare:6.2f} us/record  ({cpu:.2f} s CPU, {wall:.2f} s wall)")
+        print(f"records {args.records:,}  page {args.page_size:,}  workers {args.workers}  slices {args.slices}")
         crawl = {"workers": args.workers, "slices": args.slices, "rate_limit": 100_000, "flush_every": 10}
-        for mode in args.mode:
-            try:
-                settings = settings_for(url, args.page_size, crawl, mode)
-            except LifestatsError as exc:
-                print(f"  job, {mode} mode: skipped: {str(exc).splitlines()[-1].strip()}")
-                continue
-            t0, own0 = time.monotonic(), time.process_time()
-            report = job(settings)
-            wall, own = time.monotonic() - t0, time.process_time() - own0
-            run = report["run"]
-            fetched = report["records"]["fetched"]
-            per_record = run["cpu_seconds"] / fetched * 1e6
-            coordinator = own / fetched * 1e6  # this process ran the coordinator (the workers are others)
-            print(
-                f"  job, {mode} mode: {per_record:6.2f} us/record  (coordinator {coordinator:.2f}, "
-                f"workers and their forkserver {per_record - coordinator:.2f}; "
-                f"{run['cpu_seconds']:.2f} s CPU, {wall:.2f} s wall, "
-                f"{run['records_per_second']:,.0f} records/s)  ratio {per_record / bare:.2f}x  "
-                f"peak RSS coordinator {run['peak_rss_bytes'] / 2**20:.0f} MiB, "
-                f"worker {run['worker_peak_rss_bytes'] / 2**20:.0f} MiB"
-            )
+        for round_ in range(1, args.repeat + 1):
+            records, cpu, _ = bare_loop(url, args.page_size)
+            bare = cpu / records * 1e6
+            print(f" round {round_}: bare loop (http.client + orjson): {bare:6.2f} us/record  ({cpu:.2f} s CPU)")
+            for mode in args.mode:
+                if mode in skipped:
+                    continue
+                try:
+                    settings = settings_for(url, args.page_size, crawl, mode)
+                except LifestatsError as exc:
+                    print(f"  job, {mode} mode: skipped: {str(exc).splitlines()[-1].strip()}")
+                    skipped.add(mode)
+                    continue
+                with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as fresh:
+                    per_record = fresh.submit(job_cpu, settings, mode).result()
+                ratios[mode].append(per_record / bare)
     finally:
         stop()
+    for mode, values in ratios.items():
+        if values:
+            print(
+                f"ratio, {mode} mode, over {len(values)} rounds: median {statistics.median(values):.2f}x  "
+                f"(range {min(values):.2f}x to {max(values):.2f}x)"
+            )
+
+
+def job_cpu(settings: Settings, mode: str) -> float:
+    """Run the job once, print its figures, and return its CPU microseconds per record.
+
+    Called in a fresh interpreter each time: a second job in the same process would find its modules
+    imported and its forkserver started, and cost less than the one-shot job a user runs."""
+    t0, own0 = time.monotonic(), time.process_time()
+    report = job(settings)
+    wall, own = time.monotonic() - t0, time.process_time() - own0
+    run = report["run"]
+    fetched = report["records"]["fetched"]
+    per_record = float(run["cpu_seconds"]) / fetched * 1e6
+    coordinator = own / fetched * 1e6  # this process ran the coordinator (the workers are others)
+    print(
+        f"  job, {mode} mode: {per_record:6.2f} us/record  (coordinator {coordinator:.2f}, "
+        f"workers and their forkserver {per_record - coordinator:.2f}; "
+        f"{run['cpu_seconds']:.2f} s CPU, {wall:.2f} s wall, "
+        f"{run['records_per_second']:,.0f} records/s)  "
+        f"peak RSS coordinator {run['peak_rss_bytes'] / 2**20:.0f} MiB, "
+        f"worker {run['worker_peak_rss_bytes'] / 2**20:.0f} MiB"
+    )
+    return per_record
 
 
 def measure_utilization(args: argparse.Namespace, records: int, page_size: int) -> None:
+    """``--repeat`` runs of one scenario, each on a fresh mock; the summary gives the median and the range.
+
+    Each run also prints the mock's own CPU seconds: it serves the same pages in every run, so the
+    figure shows how fast the machine was at the time (on a shared host it varies by a third)."""
     rate, latency = 100.0, 0.02
-    with tempfile.TemporaryDirectory() as tmp:
-        log_file = Path(tmp) / "requests.jsonl"
-        url, stop = serve_in_subprocess(
-            seed=args.seed,
-            records=records,
-            latency=latency,
-            rate_limit=rate,
-            log_file=log_file,
-            max_page_size=max(page_size, 1000),
-        )
-        try:
-            crawl = {"workers": args.workers, "slices": args.slices, "rate_limit": rate, "flush_every": 10}
-            report = job(settings_for(url, page_size, crawl, "exact"))
-        finally:
-            stop()
-        log = read_log(log_file)
-    stamps = sorted(entry.t for entry in log)
-    span = stamps[-1] - stamps[0]
-    refused = sum(1 for entry in log if entry.status == 429)
     print(
         f"utilization, {page_size:,}-record pages over {records:,} records, {rate:g} req/s, "
-        f"{latency * 1000:.0f} ms answers, {args.workers} workers, discovery included: "
-        f"{len(log) / (rate * span):.1%}  ({len(log)} requests in {span:.2f} s; 429 answers {refused}; "
-        f"job CPU {report['run'].get('cpu_seconds', '?')} s)"
+        f"{latency * 1000:.0f} ms answers, {args.workers} workers, discovery included:"
+    )
+    shares = []
+    for round_ in range(1, args.repeat + 1):
+        with tempfile.TemporaryDirectory() as tmp:
+            log_file = Path(tmp) / "requests.jsonl"
+            url, stop = serve_in_subprocess(
+                seed=args.seed,
+                records=records,
+                latency=latency,
+                rate_limit=rate,
+                log_file=log_file,
+                max_page_size=max(page_size, 1000),
+            )
+            mock = getattr(stop, "process", None)
+            mock_cpu0 = process_cpu_seconds(mock.pid) if mock is not None else None
+            try:
+                crawl = {"workers": args.workers, "slices": args.slices, "rate_limit": rate, "flush_every": 10}
+                report = job(settings_for(url, page_size, crawl, "exact"))
+                mock_cpu1 = process_cpu_seconds(mock.pid) if mock is not None else None
+            finally:
+                stop()
+            log = read_log(log_file)
+        stamps = sorted(entry.t for entry in log)
+        span = stamps[-1] - stamps[0]
+        refused = sum(1 for entry in log if entry.status == 429)
+        share = len(log) / (rate * span)
+        shares.append(share)
+        mock_cpu = "?" if mock_cpu0 is None or mock_cpu1 is None else f"{mock_cpu1 - mock_cpu0:.2f}"
+        print(
+            f"  run {round_}: {share:.1%}  ({len(log)} requests in {span:.2f} s; 429 answers {refused}; "
+            f"job CPU {report['run'].get('cpu_seconds', '?')} s; mock CPU {mock_cpu} s)"
+        )
+    print(
+        f"  median {statistics.median(shares):.1%} over {len(shares)} runs "
+        f"(range {min(shares):.1%} to {max(shares):.1%})"
     )
 
 
@@ -148,6 +202,7 @@ def main() -> None:
     parser.add_argument("--slices", type=int, default=16)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--mode", nargs="+", choices=["exact", "approx"], default=["exact", "approx"])
+    parser.add_argument("--repeat", type=int, default=3, help="rounds of each measurement (default 3)")
     parser.add_argument("--skip-cpu", action="store_true")
     parser.add_argument("--skip-utilization", action="store_true")
     args = parser.parse_args()
