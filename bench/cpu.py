@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import http.client
+import itertools
 import multiprocessing
 import statistics
 import tempfile
@@ -39,8 +40,10 @@ import orjson
 
 from lifestats.config import Settings, load_settings
 from lifestats.errors import LifestatsError
+from lifestats.limiter import SPACING_MARGIN
 from lifestats.run import run_job
 from lifestats.usage import process_cpu_seconds
+from mocks.api import LoggedRequest
 from mocks.dataset import BOT_IPS, BOT_UA_PATTERNS, FIELDS
 from mocks.server import read_log, serve_in_subprocess
 
@@ -188,10 +191,35 @@ def measure_utilization(args: argparse.Namespace, records: int, page_size: int) 
             f"  run {round_}: {share:.1%}  ({len(log)} requests in {span:.2f} s; 429 answers {refused}; "
             f"job CPU {report['run'].get('cpu_seconds', '?')} s; mock CPU {mock_cpu} s)"
         )
+        intervals = connection_intervals(log)
+        if intervals:
+            ordered = sorted(intervals)
+            print(
+                f"    a worker's connection sent a request every {statistics.median(ordered) * 1000:.1f} ms "
+                f"(median; 90th percentile {ordered[int(len(ordered) * 0.9)] * 1000:.1f} ms); holding the "
+                f"limit takes one every {args.workers * SPACING_MARGIN / rate * 1000:.1f} ms from each of "
+                f"{args.workers} workers"
+            )
     print(
         f"  median {statistics.median(shares):.1%} over {len(shares)} runs "
         f"(range {min(shares):.1%} to {max(shares):.1%})"
     )
+
+
+def connection_intervals(log: list[LoggedRequest], least: int = 20) -> list[float]:
+    """The times between consecutive requests on each client connection (the mock logs the port each
+    came from) that sent at least ``least`` requests: a worker's crawl (discovery's probes use
+    connections of their own, with a few requests each)."""
+    by_client: dict[int, list[float]] = {}
+    for entry in log:
+        if entry.client is not None:
+            by_client.setdefault(entry.client, []).append(entry.t)
+    gaps: list[float] = []
+    for stamps in by_client.values():
+        if len(stamps) >= least:
+            stamps.sort()
+            gaps += [b - a for a, b in itertools.pairwise(stamps)]
+    return gaps
 
 
 def main() -> None:

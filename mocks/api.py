@@ -35,13 +35,16 @@ class LoggedRequest:
     """One request as the mock saw it. `t` is time.monotonic() at arrival; `status` 0 means the connection
     was reset without an answer; `fault` is the injected fault ("500", "slow", "duplicates",
     "stuck+duplicates", ...), "mock-error" for a 500 caused by an exception in the mock or its source, or
-    None (a 429 of the server's own rate limit has fault None)."""
+    None (a 429 of the server's own rate limit has fault None). `client` is the port the request came
+    from (one per keep-alive connection: a benchmark tells a client's requests apart by it), None where
+    the mock runs without a socket."""
 
     t: float
     offset: int | None
     limit: int | None
     status: int
     fault: str | None
+    client: int | None = None
 
 
 class RequestLog:
@@ -138,8 +141,11 @@ class MockApi:
         self.origin = ""  # scheme://host:port, for the absolute next links of some styles (set by the server)
         self._expected_auth = f"Bearer {token}".encode() if token is not None else None
 
-    def handle(self, path: str, query: str, authorization: str | None, t: float | None = None) -> Reply:
-        """The answer to one request (logged), `t` its arrival time (time.monotonic())."""
+    def handle(
+        self, path: str, query: str, authorization: str | None, t: float | None = None, client: int | None = None
+    ) -> Reply:
+        """The answer to one request (logged), `t` its arrival time (time.monotonic()), `client` the port
+        it came from."""
         t = time.monotonic() if t is None else t
         params = self.parse(query)
         try:
@@ -151,7 +157,7 @@ class MockApi:
             traceback.print_exc(file=sys.stderr)
             body = error_body(500, f"mock internal error: {type(error).__name__}: {error}")
             reply = Reply(500, body, fault="mock-error")
-        self.log.append(LoggedRequest(t, params.offset, params.limit, reply.status, reply.fault))
+        self.log.append(LoggedRequest(t, params.offset, params.limit, reply.status, reply.fault, client))
         return reply
 
     def parse(self, query: str) -> Params:

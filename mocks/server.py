@@ -2,7 +2,7 @@
 
     with MockServer(ListSource(records), rate_limit=50, faults=FaultSpec(seed=1, rate=0.1)) as server:
         httpx.get(server.url, params={"offset": 0, "limit": 100})
-        server.log  # [LoggedRequest(t, offset, limit, status, fault), ...]
+        server.log  # [LoggedRequest(t, offset, limit, status, fault, client), ...]
 
 It pages the original way (`?offset=<id>&limit=n`) unless given a `style=MockStyle(...)` (`mocks.styles`):
 keyset, row offsets, page numbers, cursors, next URLs or Link headers, bare arrays, shuffled pages, string or
@@ -67,7 +67,8 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             return
         target = urlsplit(self.path)
-        reply = mock.api.handle(target.path, target.query, self.headers.get("Authorization"), arrival)
+        client = self.client_address[1] if isinstance(self.client_address, tuple) else None
+        reply = mock.api.handle(target.path, target.query, self.headers.get("Authorization"), arrival, client)
         delay = mock.latency + reply.delay
         if delay > 0 and mock.stopping.wait(delay):
             self.close_connection = True
@@ -348,7 +349,7 @@ def _ssl_context(args: argparse.Namespace) -> ssl.SSLContext | None:
 
 
 def write_log(log: Sequence[LoggedRequest], path: str | os.PathLike[str]) -> None:
-    """The request log as JSON lines (`t`, `offset`, `limit`, `status`, `fault`)."""
+    """The request log as JSON lines (`t`, `offset`, `limit`, `status`, `fault`, `client`)."""
     with open(path, "wb") as out:
         for entry in log:
             out.write(orjson.dumps(dataclasses.asdict(entry)) + b"\n")

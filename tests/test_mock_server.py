@@ -174,6 +174,20 @@ def test_server_keeps_connections_alive(source: ListSource, client: httpx.Client
     assert len(ports) == 1
 
 
+def test_the_log_names_the_connection_each_request_came_from(source: ListSource) -> None:
+    """Two clients, each on one keep-alive connection: the log tells their requests apart by the port
+    each connection has on the client's side (what a benchmark reads per worker)."""
+    ports: list[int] = []
+    with MockServer(source) as server, httpx.Client(timeout=5.0) as first, httpx.Client(timeout=5.0) as second:
+        for client in (first, second, first, second, first):
+            response = get(client, server.url, 0, 2)
+            assert response.status_code == 200
+            ports.append(response.extensions["network_stream"].get_extra_info("client_addr")[1])
+        log = server.log
+    assert ports[0] == ports[2] == ports[4] != ports[1] == ports[3]
+    assert [entry.client for entry in log] == ports
+
+
 def test_server_caps_page_size(source: ListSource, client: httpx.Client) -> None:
     with MockServer(source, max_page_size=50) as server:
         body = get(client, server.url, 0, 10_000).json()
