@@ -69,7 +69,9 @@ class _Handler(BaseHTTPRequestHandler):
         target = urlsplit(self.path)
         client = self.client_address[1] if isinstance(self.client_address, tuple) else None
         reply = mock.api.handle(target.path, target.query, self.headers.get("Authorization"), arrival, client)
-        delay = mock.latency + reply.delay
+        # The answer leaves `latency` (plus a fault's delay) after the request arrived, no sooner: the mock's
+        # own work on it counts inside that time, as a real API's does inside its answer time.
+        delay = mock.latency + reply.delay - (time.monotonic() - arrival)
         if delay > 0 and mock.stopping.wait(delay):
             self.close_connection = True
             return
@@ -286,7 +288,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--replay", action="store_true", help="serve the Lifesum pages instead")
     p.add_argument("--replay-dir", default=None, help=f"pages to replay (default {LIFESUM_DIR})")
     p.add_argument("--rate-limit", type=float, default=None, help="requests per sliding second")
-    p.add_argument("--latency", type=float, default=0.0, help="seconds added to every answer")
+    p.add_argument(
+        "--latency",
+        type=float,
+        default=0.0,
+        help="seconds from a request's arrival to its answer (at least; the mock's own work counts inside it)",
+    )
     p.add_argument("--port", type=int, default=0, help="0: a free port")
     p.add_argument("--path", default="/events")
     p.add_argument("--offset-param", default="offset")
