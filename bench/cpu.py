@@ -17,8 +17,8 @@ one pair of runs made a minute apart can be off by that much; a round's runs are
 Utilization: requests sent / (limit x time from the first request to the last), from the server's
 request log, at 100 req/s with 20 ms answers and the id range discovered by the job (not configured):
 1,000-record pages over ``--records`` records, and 100-record pages over 40,000 records; ``--repeat``
-runs of each, with their median and range, and each run's mock CPU seconds (the same pages every run:
-how fast the machine was at the time).
+runs of each (every job in a fresh interpreter), with their median and range, and each run's mock CPU
+seconds (the same pages every run: how fast the machine was at the time).
 """
 
 from __future__ import annotations
@@ -30,10 +30,11 @@ import multiprocessing
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import orjson
@@ -48,6 +49,7 @@ from mocks.dataset import BOT_IPS, BOT_UA_PATTERNS, FIELDS
 from mocks.server import read_log, serve_in_subprocess
 
 AS_OF = datetime(2026, 3, 15, 12, 0, tzinfo=UTC)
+T = TypeVar("T")
 
 
 def settings_for(url: str, page_size: int, crawl: dict[str, Any], mode: str) -> Settings:
@@ -114,9 +116,7 @@ def measure_cpu(args: argparse.Namespace) -> None:
                     print(f"  job, {mode} mode: skipped: {str(exc).splitlines()[-1].strip()}")
                     skipped.add(mode)
                     continue
-                with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as fresh:
-                    per_record = fresh.submit(job_cpu, settings, mode).result()
-                ratios[mode].append(per_record / bare)
+                ratios[mode].append(one_shot(job_cpu, settings, mode) / bare)
     finally:
         stop()
     for mode, values in ratios.items():
@@ -127,11 +127,16 @@ def measure_cpu(args: argparse.Namespace) -> None:
             )
 
 
-def job_cpu(settings: Settings, mode: str) -> float:
-    """Run the job once, print its figures, and return its CPU microseconds per record.
+def one_shot(function: Callable[..., T], *args: Any) -> T:
+    """``function(*args)`` in a fresh interpreter: a second job in the same process would find its
+    modules imported and its forkserver started, and start faster and cheaper than the one-shot job a
+    user runs."""
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as fresh:
+        return fresh.submit(function, *args).result()
 
-    Called in a fresh interpreter each time: a second job in the same process would find its modules
-    imported and its forkserver started, and cost less than the one-shot job a user runs."""
+
+def job_cpu(settings: Settings, mode: str) -> float:
+    """Run the job once, print its figures, and return its CPU microseconds per record."""
     t0, own0 = time.monotonic(), time.process_time()
     report = job(settings)
     wall, own = time.monotonic() - t0, time.process_time() - own0
@@ -151,7 +156,8 @@ def job_cpu(settings: Settings, mode: str) -> float:
 
 
 def measure_utilization(args: argparse.Namespace, records: int, page_size: int) -> None:
-    """``--repeat`` runs of one scenario, each on a fresh mock; the summary gives the median and the range.
+    """``--repeat`` runs of one scenario, each on a fresh mock and in a fresh interpreter (:func:`one_shot`);
+    the summary gives the median and the range.
 
     Each run also prints the mock's own CPU seconds: it serves the same pages in every run, so the
     figure shows how fast the machine was at the time (on a shared host it varies by a third)."""
@@ -176,7 +182,7 @@ def measure_utilization(args: argparse.Namespace, records: int, page_size: int) 
             mock_cpu0 = process_cpu_seconds(mock.pid) if mock is not None else None
             try:
                 crawl = {"workers": args.workers, "slices": args.slices, "rate_limit": rate, "flush_every": 10}
-                report = job(settings_for(url, page_size, crawl, "exact"))
+                report = one_shot(job, settings_for(url, page_size, crawl, "exact"))
                 mock_cpu1 = process_cpu_seconds(mock.pid) if mock is not None else None
             finally:
                 stop()
