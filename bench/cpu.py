@@ -197,6 +197,14 @@ def measure_utilization(args: argparse.Namespace, records: int, page_size: int) 
             f"  run {round_}: {share:.1%}  ({len(log)} requests in {span:.2f} s; 429 answers {refused}; "
             f"job CPU {report['run'].get('cpu_seconds', '?')} s; mock CPU {mock_cpu} s)"
         )
+        start = discovery_figures(log)
+        if start is not None:
+            probes, until, first = start
+            print(
+                f"    discovery: {probes} probes in {until * 1000:.0f} ms ({until / max(probes - 1, 1) * 1000:.1f} ms "
+                f"apart, {SPACING_MARGIN / rate * 1000:.1f} at the limit); the crawl's first request "
+                f"{(first - until) * 1000:.0f} ms after the last probe"
+            )
         intervals = connection_intervals(log)
         if intervals:
             ordered = sorted(intervals)
@@ -210,6 +218,24 @@ def measure_utilization(args: argparse.Namespace, records: int, page_size: int) 
         f"  median {statistics.median(shares):.1%} over {len(shares)} runs "
         f"(range {min(shares):.1%} to {max(shares):.1%})"
     )
+
+
+def discovery_figures(log: list[LoggedRequest], least: int = 20) -> tuple[int, float, float] | None:
+    """How many requests went out before the crawl, when the last of them arrived and when the crawl's
+    first did (seconds after the first request). Probes come from the coordinator's own connections,
+    which send a few requests each; a worker's connection sends at least ``least``."""
+    counts: dict[int | None, int] = {}
+    for entry in log:
+        counts[entry.client] = counts.get(entry.client, 0) + 1
+    ordered = sorted(log, key=lambda entry: entry.t)
+    crawl = [entry.t for entry in ordered if entry.client is not None and counts[entry.client] >= least]
+    if not crawl or not ordered:
+        return None
+    t0 = ordered[0].t
+    probes = [entry.t for entry in ordered if entry.t < crawl[0]]
+    if not probes:
+        return None
+    return len(probes), probes[-1] - t0, crawl[0] - t0
 
 
 def connection_intervals(log: list[LoggedRequest], least: int = 20) -> list[float]:
