@@ -99,24 +99,21 @@ def measure_cpu(args: argparse.Namespace) -> None:
     host does) moves both sides of a ratio together; the summary gives the median and the range."""
     url, stop = serve_in_subprocess(seed=args.seed, records=args.records, max_page_size=args.page_size)
     ratios: dict[str, list[float]] = {mode: [] for mode in args.mode}
-    skipped: set[str] = set()
     try:
         print(f"records {args.records:,}  page {args.page_size:,}  workers {args.workers}  slices {args.slices}")
         crawl = {"workers": args.workers, "slices": args.slices, "rate_limit": 100_000, "flush_every": 10}
+        settings: dict[str, Settings] = {}
+        for mode in args.mode:
+            try:
+                settings[mode] = settings_for(url, args.page_size, crawl, mode)
+            except LifestatsError as exc:
+                print(f"  job, {mode} mode: skipped: {str(exc).splitlines()[-1].strip()}")
         for round_ in range(1, args.repeat + 1):
             records, cpu, _ = bare_loop(url, args.page_size)
             bare = cpu / records * 1e6
             print(f" round {round_}: bare loop (http.client + orjson): {bare:6.2f} us/record  ({cpu:.2f} s CPU)")
-            for mode in args.mode:
-                if mode in skipped:
-                    continue
-                try:
-                    settings = settings_for(url, args.page_size, crawl, mode)
-                except LifestatsError as exc:
-                    print(f"  job, {mode} mode: skipped: {str(exc).splitlines()[-1].strip()}")
-                    skipped.add(mode)
-                    continue
-                ratios[mode].append(one_shot(job_cpu, settings, mode) / bare)
+            for mode, chosen in settings.items():
+                ratios[mode].append(one_shot(job_cpu, chosen, mode) / bare)
     finally:
         stop()
     for mode, values in ratios.items():
