@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import gc
 import multiprocessing as mp
 import os
 import queue
@@ -169,6 +170,11 @@ def worker_main(conn: Connection, setup: WorkerSetup) -> None:
                 until = message[1]
         return until
 
+    # Everything made so far (modules, the client, the counter) lives as long as the worker: kept out of
+    # the cyclic collector's full passes, which otherwise rescan it. Each such pass cost a worker 75-100 ms
+    # about 3 s into a crawl, and the workers' passes came together (they count at the same pace): the rate
+    # limit went unused for a tenth of a second (``bench/cpu.py``, utilization).
+    gc.freeze()
     stop = threading.Event()
     threading.Thread(target=_heartbeat, args=(client, outbox, stop), name="heartbeat", daemon=True).start()
     try:
