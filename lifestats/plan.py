@@ -145,20 +145,22 @@ def discover(
         return list(pool.map(at, offsets))
 
     try:
+        highest_seen: int | None = None
         if first_id is None:
             page, used = _lowest(probe)
             probes += used
             ids = _ids(page, id_field)
             if not ids:
                 return Bounds(0, last_id, last_id or 1, probes)
-            first_id = min(ids)
+            first_id, highest_seen = min(ids), max(ids)
         if last_id is not None:
             return Bounds(first_id, last_id, last_id, probes)
-        # Doubling: find an offset with nothing at or above it.
-        highest_seen = first_id
+        # Doubling: find an offset with nothing at or above it. Offsets up to the highest id the first
+        # page showed are known to have something at or above them: the doubling starts past it.
+        highest_seen = first_id if highest_seen is None else highest_seen
         high: int | None = None
         if pool is None:
-            low = first_id  # something exists at or above `low`
+            low = highest_seen  # something exists at or above `low`
             step = 1
             while high is None:
                 if low + step > INT64_MAX:  # something at the very top of the id space: the end is its edge
@@ -173,10 +175,11 @@ def discover(
                 low = max(low + step, highest_seen)
                 step *= 2
         else:
-            # Pipelined: first_id + 1, + 2, + 4, ... go out while earlier answers are awaited, ``parallel``
-            # at most in flight; the first offset with nothing at or above it ends the stream.
+            # Pipelined: first_id + 2**k for k = p, p + 1, ... (p: the first power past the highest id seen)
+            # go out while earlier answers are awaited, ``parallel`` at most in flight; the first offset
+            # with nothing at or above it ends the stream.
             flying: collections.deque[tuple[int, Future[tuple[bool, int | None]]]] = collections.deque()
-            power = 0
+            power = (highest_seen - first_id).bit_length()  # first_id + 2**power > highest_seen
             while high is None:
                 while len(flying) < parallel and first_id + 2**power <= INT64_MAX:
                     offset = first_id + 2**power

@@ -152,6 +152,24 @@ def test_parallel_discovery_finds_the_same_range(ids: list[int], below: bool, pa
     assert bounds.probes <= parallel * (2 * math.log2(ids[-1] - ids[0] + 2) + 4)
 
 
+@pytest.mark.parametrize("parallel", [1, 8])
+def test_discovery_does_not_probe_what_the_first_page_showed(parallel: int) -> None:
+    """Every offset up to the highest id of the first page has a record at or above it: no probe asks."""
+    ids = list(range(1000, 400_000, 3))
+    probe = source(ids, limit=500)
+    asked: list[int] = []
+
+    def recording(offset: int) -> Page:
+        asked.append(offset)
+        return probe(offset)
+
+    bounds = discover(recording, "id", None, None, parallel=parallel)
+    assert (bounds.first_id, bounds.estimated_end) == (ids[0], ids[-1] + 1)
+    first_page_top = ids[499]
+    assert asked[0] == INT64_MIN
+    assert [offset for offset in asked[1:] if offset <= first_page_top] == []
+
+
 def test_parallel_probes_are_in_flight_together() -> None:
     """The first round's probes wait for one another at a barrier: sent one after the other, they would never
     all arrive (the barrier's timeout would break it and fail the discovery)."""
