@@ -128,7 +128,8 @@ def discover(
     open anyway, so this only shapes the plan).
     """
     probes = 0
-    pool = ThreadPoolExecutor(parallel, thread_name_prefix="probe") if parallel > 1 else None
+    # Twice ``parallel`` threads: a bisection round goes out while the doubling's last probes are answered.
+    pool = ThreadPoolExecutor(2 * parallel, thread_name_prefix="probe") if parallel > 1 else None
 
     def at(offset: int) -> tuple[bool, int | None]:
         page = probe(min(offset, INT64_MAX))
@@ -159,6 +160,7 @@ def discover(
         # page showed are known to have something at or above them: the doubling starts past it.
         highest_seen = first_id if highest_seen is None else highest_seen
         high: int | None = None
+        leftovers: list[Future[tuple[bool, int | None]]] = []
         if pool is None:
             low = highest_seen  # something exists at or above `low`
             step = 1
@@ -195,10 +197,9 @@ def discover(
                     highest_seen = max(highest_seen, top)
                 if not more:
                     high = offset
-            for _, answer in flying:  # sent already: they count, and their answers are still facts
-                more, top = answer.result()
-                if top is not None:
-                    highest_seen = max(highest_seen, top)
+            # Probes past the end still in flight: their answers are awaited after the bisection, whose
+            # probes go out behind them at once rather than one round trip later.
+            leftovers = [answer for _, answer in flying]
         # Bisect in (low, high]: the smallest offset with nothing at or above it.
         low = max(highest_seen, first_id)
         resolution = max(1, int(slack * (high - first_id)))
@@ -213,6 +214,10 @@ def discover(
                     break
                 low = max(offset, highest_seen)
             low = max(low, highest_seen)
+        for answer in leftovers:  # sent already: they count, and their answers are still facts
+            _, top = answer.result()
+            if top is not None:
+                highest_seen = max(highest_seen, top)
         return Bounds(first_id, None, max(high, highest_seen + 1), probes)
     finally:
         if pool is not None:

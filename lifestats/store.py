@@ -390,21 +390,23 @@ class Checkpoint:
             return 0
 
     # -- slices -------------------------------------------------------------------------------------
-    def save_plan(self, slices: list[Slice], meta: dict[str, Any]) -> None:
-        """Store the slices and what was learnt making them (``meta``) in one transaction."""
+    def save_plan(self, slices: list[Slice], meta: dict[str, Any], *, attempt: int = 0) -> None:
+        """Store the slices and what was learnt making them (``meta``) in one transaction; ``attempt``: the
+        attempt every slice is on (1 when their tasks went out already, as :meth:`begin_attempts` says)."""
         with self._transaction() as db:
             if slices:
                 # One statement for the whole plan (row by row, 100 slices took 40 ms before the first request).
                 db.execute(
-                    "INSERT INTO slices (idx, begin_id, end_id, position, high_water) "
+                    "INSERT INTO slices (idx, begin_id, end_id, position, high_water, attempt) "
                     "SELECT UNNEST(?::INTEGER[]), UNNEST(?::VARCHAR[]), UNNEST(?::VARCHAR[]), UNNEST(?::VARCHAR[]), "
-                    "UNNEST(?::VARCHAR[])",
+                    "UNNEST(?::VARCHAR[]), ?",
                     [
                         [s.index for s in slices],
                         [_text(s.begin) for s in slices],
                         [_text(s.end) for s in slices],
                         [_json(s.begin) for s in slices],
                         [_text(s.begin - 1) for s in slices],
+                        attempt,
                     ],
                 )
             for key, value in meta.items():
