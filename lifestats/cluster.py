@@ -112,7 +112,14 @@ def _tools(state: _WorkerRun, setup: WorkerSetup) -> tuple[ApiClient, PageCounte
     tools = getattr(state.tools, "pair", None)
     if tools is None:
         settings = setup.settings
-        client = ApiClient(settings.api, settings.crawl, setup.limiter, token=setup.token, id_field=settings.fields.id)
+        client = ApiClient(
+            settings.api,
+            settings.crawl,
+            setup.limiter,
+            token=setup.token,
+            id_field=settings.fields.id,
+            record_keys=settings.fields.record_keys(),
+        )
         tools = state.tools.pair = (client, PageCounter(settings, setup.as_of))
         with _RUNS_LOCK:
             state.clients.append(client)

@@ -22,6 +22,7 @@ from typing import Any, Final
 import numpy as np
 import numpy.typing as npt
 
+from .decode import UNSET, column_getter
 from .statistics import FUTURE, NO_BUCKET, NO_TIME, Columns
 from .timeline import END_INSTANT, FIRST_INSTANT, Buckets, Clock
 
@@ -35,11 +36,16 @@ _MS_THRESHOLD: Final = 10**11
 _DAY: Final = 86_400
 
 
-def column(records: Sequence[dict[str, Any]], name: str | None) -> list[Any]:
-    """The values of one field, None where a record lacks it (``records`` are all dicts)."""
+def column(records: Sequence[Any], name: str | None) -> list[Any]:
+    """The values of one field (``records`` are all dicts, or all :class:`~lifestats.decode.Record`
+    structs). Where a record lacks the field: None from a dict, ``UNSET`` from a struct, which every check
+    here reads as None (its JSON type is None, and it is not a usable key)."""
     if not name:
         return [None] * len(records)
-    return list(map(dict.get, records, itertools.repeat(name)))
+    getter = column_getter(records, name)
+    if getter is None:
+        return list(map(dict.get, records, itertools.repeat(name)))
+    return list(map(getter, records))
 
 
 def int_column(values: list[Any]) -> Ints | None:
@@ -84,7 +90,9 @@ def _usable(value: Any) -> bool:
 def optional_keys(values: list[Any]) -> list[Any]:
     """An optional key column with None where a value is not a usable key (it leaves that statistic only)."""
     types = set(map(type, values))
-    if types <= {int, str, type(None)} and (int not in types or _ints_fit(values, types)):
+    if types <= {int, str, type(None), type(UNSET)} and (int not in types or _ints_fit(values, types)):
+        if type(UNSET) in types:  # fields the records lack (see column)
+            return [None if value is UNSET else value for value in values]
         return values
     mask = usable_mask(values)
     assert mask is not None
@@ -104,7 +112,7 @@ class _TypeCodes(dict[type, int]):
         return _OTHER
 
 
-_CODES: Final = _TypeCodes({type(None): _NONE, int: _INT, float: _FLOAT, str: _STR})
+_CODES: Final = _TypeCodes({type(None): _NONE, type(UNSET): _NONE, int: _INT, float: _FLOAT, str: _STR})
 
 
 def type_codes(values: list[Any]) -> npt.NDArray[np.int8]:
@@ -380,7 +388,7 @@ class BotCheck:
         about alone (``one(value)``): a list or an object is no evidence, a subclass of str may be."""
         types = set(map(type, values))
         odd: list[tuple[int, Any]] = []
-        if not types <= {str, type(None)}:
+        if not types <= {str, type(None), type(UNSET)}:  # UNSET: a field a record lacks, no evidence
             codes = type_codes(values)
             odd = [(i, values[i]) for i in np.flatnonzero((codes != _STR) & (codes != _NONE)).tolist()]
             values = list(values)
@@ -439,8 +447,9 @@ class FastCounter:
             _cached_offset,
         )
 
-    def count(self, records: Sequence[dict[str, Any]]) -> FastPage:
-        """Decide what the fast checks can of ``records`` (all dicts, in the order they are counted in)."""
+    def count(self, records: Sequence[Any]) -> FastPage:
+        """Decide what the fast checks can of ``records`` (all dicts or all records, in the order they are
+        counted in)."""
         n = len(records)
         page = FastPage()
         if n == 0:

@@ -187,6 +187,11 @@ class FieldsConfig(_Section):
     ip: str | None = None
     user_agent: str | None = None
 
+    def record_keys(self) -> list[str]:
+        """The record keys the job reads, in field order."""
+        keys = (self.id, self.item, self.category, self.visitor, self.timestamp, self.ip, self.user_agent)
+        return [key for key in keys if key is not None]
+
 
 class CrawlConfig(_Section):
     slices: int = Field(100, gt=0)

@@ -22,6 +22,7 @@ import orjson
 
 from .columnar import FastCounter, FastPage, FieldNames, column, joined, select_by_id, usable_mask
 from .config import Settings
+from .decode import Record, as_dict
 from .paginate import int_id
 from .statistics import FUTURE, NO_BUCKET, NO_TIME, Columns
 from .stats import Key, Partial, new_statistics
@@ -66,6 +67,15 @@ class RecentIds:
 
 _INT64_MIN: Final = -(2**63)
 _INT64_END: Final = 2**63  # ids, items, categories and visitors are signed 64-bit integers or strings
+
+
+def _all_objects(records: Sequence[Any]) -> bool:
+    """Whether every record is a JSON object: all dicts, or all :class:`~lifestats.decode.Record` structs."""
+    types = set(map(type, records))
+    if len(types) != 1:
+        return False
+    kind = types.pop()
+    return kind is dict or issubclass(kind, Record)
 
 
 def usable_key(value: Any) -> TypeGuard[Key]:
@@ -244,7 +254,7 @@ class PageCounter:
         tally["received"] += len(records)
         partial.floor_series(self.series_floor)
         self._page = _PageColumns()
-        if self.fast is not None and len(records) >= COLUMNAR_MIN and set(map(type, records)) == {dict}:
+        if self.fast is not None and len(records) >= COLUMNAR_MIN and _all_objects(records):
             chosen = select_by_id(column(records, self.id_field), begin, end, high_water)
             if chosen is not None:  # every id a plain integer: none needs placing
                 tally["fetched"] += chosen.fetched
@@ -253,6 +263,7 @@ class PageCounter:
                 cursor.high_water = chosen.high_water
                 self._add_page(partial)
                 return
+        records = [as_dict(record) for record in records]  # the per-record path reads dicts
 
         keyed: list[tuple[int, int, dict[str, Any]]] = []
         unplaced: list[tuple[int, Any]] = []  # (place, record) of the records without a usable id
@@ -303,10 +314,10 @@ class PageCounter:
         self._page = _PageColumns()
         inside = records if room is None else records[: max(room, 0)]
         page_ids: set[Key] = set()
-        if self.fast is not None and len(inside) >= COLUMNAR_MIN and set(map(type, inside)) == {dict}:
+        if self.fast is not None and len(inside) >= COLUMNAR_MIN and _all_objects(inside):
             ids = column(inside, self.id_field)
             if usable_mask(ids) is None:  # every id usable: no reject to keep in order with the others
-                fresh: list[dict[str, Any]] = []
+                fresh: list[Any] = []
                 for record, rid in zip(inside, ids, strict=True):
                     if rid in page_ids or cursor.seen(rid):
                         tally["duplicates"] += 1
@@ -318,7 +329,7 @@ class PageCounter:
                 cursor.remember(page_ids)
                 self._add_page(partial)
                 return
-        for record in inside:
+        for record in map(as_dict, inside):  # the per-record path reads dicts
             tally["fetched"] += 1
             rid = record.get(self.id_field) if isinstance(record, dict) else None
             if not usable_key(rid):
@@ -335,11 +346,12 @@ class PageCounter:
         cursor.remember(page_ids)
         self._add_page(partial)
 
-    def _count_all(self, partial: Partial, records: list[dict[str, Any]]) -> None:
-        """Count records (dicts) in this order, as :meth:`_count` one by one would: the fast checks decide
-        what they can, the rest go through :meth:`_count` in the same order (so rejects keep their order)."""
+    def _count_all(self, partial: Partial, records: list[Any]) -> None:
+        """Count records (dicts or :class:`~lifestats.decode.Record` structs) in this order, as :meth:`_count`
+        one by one would: the fast checks decide what they can, the rest go through :meth:`_count` in the
+        same order (so rejects keep their order), as dicts."""
         if self.fast is None:
-            for record in records:
+            for record in map(as_dict, records):
                 try:
                     self._count(partial, record)
                 except Rejected as reason:
@@ -354,7 +366,7 @@ class PageCounter:
         if page.counted:
             self._fast_pages.append(page)
         for i in page.slow:
-            record = records[i]
+            record = as_dict(records[i])
             try:
                 self._count(partial, record)
             except Rejected as reason:

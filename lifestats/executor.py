@@ -152,7 +152,14 @@ def worker_main(conn: Connection, setup: WorkerSetup) -> None:
     outbox = _Outbox(conn)
     try:
         counter = PageCounter(settings, setup.as_of)
-        client = ApiClient(settings.api, settings.crawl, setup.limiter, token=setup.token, id_field=settings.fields.id)
+        client = ApiClient(
+            settings.api,
+            settings.crawl,
+            setup.limiter,
+            token=setup.token,
+            id_field=settings.fields.id,
+            record_keys=settings.fields.record_keys(),
+        )
     except Exception as exc:  # reported once by the coordinator, instead of a traceback per respawn
         with contextlib.suppress(BrokenPipeError):
             outbox.send(_StartupError(_one_line(exc)))

@@ -21,7 +21,7 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,7 +38,8 @@ from tenacity import (
 
 from ._transport import PlainTransport
 from .config import TOKEN_VARIABLE, ApiConfig, CrawlConfig
-from .errors import ApiError, TransientApiError
+from .decode import NotDecoded, PageDecoder
+from .errors import ApiError, LifestatsError, TransientApiError
 from .limiter import RateLimiter
 from .paginate import Page, Paginator, dig, make_paginator
 from .redact import redact_url
@@ -178,6 +179,7 @@ class ApiClient:
         transport: httpx.BaseTransport | None = None,
         id_field: str = "id",
         paginator: Paginator | None = None,
+        record_keys: Sequence[str] | None = None,
     ) -> None:
         self.api = api
         self.crawl = crawl
@@ -186,6 +188,16 @@ class ApiClient:
         self._counting = threading.Lock()  # discovery probes from several threads at once
         self._watchdog = _Watchdog(api.timeout)
         self.paginator = paginator if paginator is not None else make_paginator(api, id_field)
+        # With ``record_keys`` (the keys the caller reads of a record, beside the id), bodies are decoded
+        # straight into records of those fields; a body of another shape is parsed whole. Without, every
+        # body is parsed whole and every record is a dict of all its fields.
+        self._decoder = (
+            None
+            if record_keys is None
+            else PageDecoder.for_paths(
+                api.records_path, self.paginator.body_paths(), [self.paginator.id_field, *record_keys]
+            )
+        )
         self._shown_url = redact_url(api.url)
         self._has_token = bool(token)
         self._backoff = wait_random_exponential(multiplier=crawl.backoff, max=crawl.backoff_max)
@@ -278,8 +290,13 @@ class ApiClient:
                     resumable=False,
                 ) from None
             raise TransientApiError(f"connection failed ({type(exc).__name__})") from None
-        document = self._parse(response, body, url)
-        return self.paginator.read(position, document, response)
+        document, whole = self._parse(response, body, url)
+        if whole:
+            return self.paginator.read(position, document, response)
+        try:
+            return self.paginator.read(position, document, response)
+        except (LifestatsError, TransientApiError):  # read again from the whole body: messages name all of it
+            return self.paginator.read(position, orjson.loads(body), response)
 
     def _read_capped(self, response: httpx.Response, deadline: float) -> bytes:
         """The body, within the size cap and before the request's deadline (a trickle is cut)."""
@@ -301,7 +318,8 @@ class ApiClient:
                 )
         return b"".join(chunks)
 
-    def _parse(self, response: httpx.Response, body: bytes, url: httpx.URL) -> Any:
+    def _parse(self, response: httpx.Response, body: bytes, url: httpx.URL) -> tuple[Any, bool]:
+        """The answer's document, and whether it is the whole body parsed (False: decoded into records)."""
         status = response.status_code
         if status == 429:
             self._pause(response, "HTTP 429")
@@ -309,8 +327,13 @@ class ApiClient:
             raise TransientApiError(f"HTTP {status}")
         if status != 200:
             raise self._refused(status, url)
+        if self._decoder is not None:
+            try:
+                return self._decoder.decode(body), False
+            except NotDecoded:
+                pass
         try:
-            return orjson.loads(body)
+            return orjson.loads(body), True
         except orjson.JSONDecodeError:
             kind = response.headers.get("content-type", "unknown type").split(";")[0]
             message = f"HTTP 200 with a body that is not JSON ({kind}, {len(body)} bytes)"

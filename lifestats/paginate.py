@@ -39,6 +39,7 @@ from typing import Any, ClassVar, Literal, TypedDict
 import httpx
 
 from .config import ApiConfig
+from .decode import RECORD_TYPES
 from .errors import ConfigError, TransientApiError
 from .redact import MASK, redact_url
 
@@ -129,6 +130,12 @@ def _body_keys(document: Any) -> str:
     return f"the body is {_shape(document)}"
 
 
+def record_ids(records: list[Any], id_field: str) -> list[int]:
+    """The usable ids of a page's records (those that are objects with an integer id), in page order."""
+    ids = (int_id(r.get(id_field)) for r in records if isinstance(r, RECORD_TYPES))
+    return [i for i in ids if i is not None]
+
+
 def _count(value: Any) -> int | None:
     """A total as the API gives it: an integer, or a string of digits."""
     number = int_id(value)
@@ -177,6 +184,15 @@ class Paginator(ABC):
     @abstractmethod
     def describe(self, position: Any) -> str:
         """The position in words, for messages ("offset 4242", "page 3")."""
+
+    def body_paths(self) -> list[str]:
+        """The dotted paths this paginator reads from a body beside ``api.records_path``."""
+        api = self.api
+        paths = [path for path in (api.total_path, api.total_pages_path) if path is not None]
+        key = api.next_path_key()
+        if self.body_next and key is not None:
+            paths.append(getattr(api, key))
+        return paths
 
     # -- shared reading ------------------------------------------------------------------------------
     def records(self, document: Any) -> list[Any]:
@@ -266,7 +282,7 @@ class OffsetIdPaginator(Paginator):
             return False
         if page.next >= end:
             return True
-        ids = [i for i in (int_id(r.get(self.id_field)) for r in page.records if isinstance(r, dict)) if i is not None]
+        ids = record_ids(page.records, self.id_field)
         return bool(ids) and max(ids) >= end
 
     def describe(self, position: Any) -> str:
@@ -295,7 +311,7 @@ class KeysetPaginator(Paginator):
         records = self.records(document)
         if not records:
             return Page(position, records, None)
-        ids = [i for i in (int_id(r.get(self.id_field)) for r in records if isinstance(r, dict)) if i is not None]
+        ids = record_ids(records, self.id_field)
         if not ids:
             raise ConfigError(
                 f"keyset pagination derives the next page from the records' '{self.id_field}' (fields.id), "

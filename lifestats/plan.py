@@ -21,7 +21,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 from .errors import ApiError, ConfigError
-from .paginate import INT64_MAX, INT64_MIN, Page, Paginator, int_id
+from .paginate import INT64_MAX, INT64_MIN, Page, Paginator, record_ids
 
 
 @dataclass(frozen=True)
@@ -60,7 +60,7 @@ def plan_slices(bounds: Bounds, count: int, align: int = 1) -> list[Slice]:
 
 
 def _ids(page: Page, id_field: str) -> list[int]:
-    return [i for i in (int_id(r.get(id_field)) for r in page.records if isinstance(r, dict)) if i is not None]
+    return record_ids(page.records, id_field)
 
 
 def find_bounds(

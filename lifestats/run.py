@@ -250,7 +250,9 @@ class _Job:
         """Find the id range (probing the API for what the config leaves out) and cut it into slices."""
         api = self.settings.api
         id_field = self.settings.fields.id
-        with ApiClient(api, self.settings.crawl, self.limiter, token=self.token, id_field=id_field) as client:
+        with ApiClient(
+            api, self.settings.crawl, self.limiter, token=self.token, id_field=id_field, record_keys=[]
+        ) as client:
             # Probes go out several at a time, and the end is sought only as closely as the plan needs.
             bounds = find_bounds(
                 client.get_page,

@@ -8,7 +8,9 @@ subject here. ``LIFESTATS_PROPERTY_EXAMPLES`` raises the number of examples (500
 
 from __future__ import annotations
 
+import contextlib
 import itertools
+import json
 import math
 import os
 import re
@@ -17,11 +19,13 @@ from datetime import UTC, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from lifestats.config import load_settings
 from lifestats.count import PageCounter, Rejected, SliceCursor, parse_timestamp
+from lifestats.decode import NotDecoded, PageDecoder
 from lifestats.report import build_report
 from lifestats.stats import Partial
 
@@ -288,6 +292,19 @@ def window(rows: list[tuple[Any, Any, Any]]) -> dict[str, Any]:
 # ------------------------------------------------------------------------------------------ the properties
 
 
+def _json_safe(value: Any) -> Any:
+    """The value with what JSON text cannot carry for orjson (NaN, infinities, numbers no double holds) as null."""
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if type(value) is int and abs(value) > 10**300:
+        return None
+    return value
+
+
 def typed(value: Any) -> Any:
     """A report's rows with their ids' types made visible (1 == 1.0 == True in Python)."""
     if isinstance(value, dict):
@@ -316,6 +333,14 @@ def test_any_json_in_any_field_counts_like_the_reference(
     except OverflowError:
         return  # not a moment of this zone: refused before any count (the config's concern)
     crawl = data.draw(pages(as_of))
+    # Half the runs read each page as a worker does: its JSON text decoded into records of the configured
+    # fields (lifestats.decode), or parsed whole where it has another shape (a record that is not an object).
+    decoded = data.draw(st.booleans())
+    if decoded:
+        texts = [json.dumps(_json_safe(page)) for page in crawl]
+        crawl = [orjson.loads(text) for text in texts]  # the reference's pages: as orjson reads the text
+        decoder = PageDecoder.for_paths("response", [], list(FIELDS.values()))
+        assert decoder is not None
     config = load_settings(
         None,
         "test",
@@ -335,9 +360,13 @@ def test_any_json_in_any_field_counts_like_the_reference(
     counter = PageCounter(config, as_of)
     cursor = SliceCursor(-(2**63), None, -(2**63) - 1)
     total = Partial()
-    for page in crawl:
+    for number, page in enumerate(crawl):
+        records = page
+        if decoded:
+            with contextlib.suppress(NotDecoded):  # parsed whole, as a worker would
+                records = decoder.decode(f'{{"response": {texts[number]}}}'.encode())["response"]
         partial = Partial()
-        counter.count_page(partial, page, max(cursor.high_water + 1, cursor.begin), cursor)
+        counter.count_page(partial, records, max(cursor.high_water + 1, cursor.begin), cursor)
         total.merge(Partial.from_bytes(partial.to_bytes()))
     report = build_report(total, config, as_of, {}, partial=False)
 
