@@ -39,7 +39,7 @@ from typing import Any, ClassVar, Literal, TypedDict
 import httpx
 
 from .config import ApiConfig
-from .decode import RECORD_TYPES
+from .decode import RECORD_TYPES, column_getter
 from .errors import ConfigError, TransientApiError
 from .redact import MASK, redact_url
 
@@ -132,8 +132,14 @@ def _body_keys(document: Any) -> str:
 
 def record_ids(records: list[Any], id_field: str) -> list[int]:
     """The usable ids of a page's records (those that are objects with an integer id), in page order."""
-    ids = (int_id(r.get(id_field)) for r in records if isinstance(r, RECORD_TYPES))
-    return [i for i in ids if i is not None]
+    getter = column_getter(records, id_field)
+    if getter is not None:  # decoded records: all of them objects
+        values = list(map(getter, records))
+    else:
+        values = [r.get(id_field) if isinstance(r, RECORD_TYPES) else None for r in records]
+    if values and set(map(type, values)) == {int} and min(values) >= INT64_MIN and max(values) <= INT64_MAX:
+        return values  # the usual page: every id a JSON integer in range, read without a call per record
+    return [i for i in map(int_id, values) if i is not None]
 
 
 def _count(value: Any) -> int | None:
