@@ -111,16 +111,8 @@ def _tools(state: _WorkerRun, setup: WorkerSetup) -> tuple[ApiClient, PageCounte
     """This thread's client and counter for the run (one HTTP connection pool per thread)."""
     tools = getattr(state.tools, "pair", None)
     if tools is None:
-        settings = setup.settings
-        client = ApiClient(
-            settings.api,
-            settings.crawl,
-            setup.limiter,
-            token=setup.token,
-            id_field=settings.fields.id,
-            record_keys=settings.fields.record_keys(),
-        )
-        tools = state.tools.pair = (client, PageCounter(settings, setup.as_of))
+        client = setup.client()
+        tools = state.tools.pair = (client, PageCounter(setup.settings, setup.as_of))
         with _RUNS_LOCK:
             state.clients.append(client)
     return tools

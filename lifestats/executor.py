@@ -80,6 +80,18 @@ class WorkerSetup:
     limiter: RateLimiter
     token: str | None
 
+    def client(self) -> ApiClient:
+        """A worker's API client: the run's API and limiter, pages decoded into the fields the job reads."""
+        settings = self.settings
+        return ApiClient(
+            settings.api,
+            settings.crawl,
+            self.limiter,
+            token=self.token,
+            id_field=settings.fields.id,
+            record_keys=settings.fields.record_keys(),
+        )
+
 
 class _Outbox:
     """Sends a worker's messages from a thread of their own, in order, so that crawling goes on while
@@ -152,14 +164,7 @@ def worker_main(conn: Connection, setup: WorkerSetup) -> None:
     outbox = _Outbox(conn)
     try:
         counter = PageCounter(settings, setup.as_of)
-        client = ApiClient(
-            settings.api,
-            settings.crawl,
-            setup.limiter,
-            token=setup.token,
-            id_field=settings.fields.id,
-            record_keys=settings.fields.record_keys(),
-        )
+        client = setup.client()
     except Exception as exc:  # reported once by the coordinator, instead of a traceback per respawn
         with contextlib.suppress(BrokenPipeError):
             outbox.send(_StartupError(_one_line(exc)))
