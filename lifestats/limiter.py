@@ -84,7 +84,7 @@ TEST_STOP_ENV = "LIFESTATS_LIMITER_TEST_STOP"
 STOP_POINTS = ("reserve", "commit", "reserved")
 
 # The shared state: 8-byte floats in the memfd, each written by a single store.
-_NEXT, _LAST, _PAUSED, _RATE, _RECORDED = range(5)
+_NEXT, _LAST, _PAUSED, _RATE, _RECORDED, _SENT = range(6)
 _FIELDS = 8  # room for later fields; the send record (if any) follows
 
 
@@ -249,6 +249,7 @@ class SharedRateLimiter:
                 if now >= earliest and now >= paused:
                     self._test_stop("commit")
                     state[_LAST] = now
+                    state[_SENT] += 1
                     self._record(state, now)
                     return
                 if paused > now:
@@ -283,6 +284,11 @@ class SharedRateLimiter:
         if count < self._capacity:
             state[_FIELDS + count] = now  # written before the count, so a kill in between loses nothing
             state[_RECORDED] = count + 1
+
+    def sent(self) -> int:
+        """How many requests every process sharing this limiter has sent through it (a process killed
+        between its turn and the send itself counts one it never sent)."""
+        return int(self._state[_SENT])
 
     def sends(self) -> list[float]:
         """The recorded send times (``time.monotonic``), in the order they were made."""

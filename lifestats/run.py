@@ -549,7 +549,7 @@ class _Job:
                 fraction=min(done / max(total, 1), 1.0),
                 pages=self.tally.pages,
                 records=self.aggregator.total.records["fetched"] - self.records_before,
-                requests=self.tally.requests,
+                requests=self._requests(),
                 elapsed=time.monotonic() - self.t0,
                 slices_done=sum(1 for s in states if s.done),
                 slices=len(states),
@@ -564,6 +564,13 @@ class _Job:
             return None
         return planned if isinstance(planned, int) else None
 
+    def _requests(self) -> int:
+        """The run's requests. The coordinator's limiter counts every request sent through it: discovery's
+        and, on one machine, every worker's, whether or not a flush reported it since (a worker killed, the
+        workers stopped after a failure). On a cluster the workers send through the cluster's limiter and
+        their flushes' counts stand (a lost worker's requests since its last flush are missing)."""
+        return max(self.tally.requests, self.limiter.sent())
+
     def report(self, *, partial: bool) -> dict[str, Any]:
         elapsed = max(time.monotonic() - self.t0, 1e-9)
         tally = self.tally
@@ -575,10 +582,10 @@ class _Job:
             "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "slices": self._planned_slices(),
             "workers": self.settings.crawl.workers,
-            "requests": tally.requests,
+            "requests": self._requests(),
             "retries": tally.retries,
             "rate_limit": self.settings.crawl.rate_limit,
-            "achieved_rate": round(tally.requests / elapsed, 3),
+            "achieved_rate": round(self._requests() / elapsed, 3),
             "resumed": self.resumed,
             "workers_lost": tally.lost,
             "slices_split": tally.splits,

@@ -137,9 +137,13 @@ def test_worker_killed_mid_slice_is_replaced_and_its_slice_rerun(state_dir: Path
         thread.start()
         outcome = run(settings, state_dir, executor_factory=factory)
         thread.join()
+        seen = len(server.request_log)
     assert outcome.exit_code == 0
     assert outcome.report["run"]["workers_lost"] == 1
     assert statistics(outcome.report) == ground_truth(DATA, as_of=AS_OF)
+    # Every request the API saw is in the report, the killed worker's unflushed ones too (one more if it
+    # was killed between its turn at the limiter and the send).
+    assert seen <= outcome.report["run"]["requests"] <= seen + 1
 
 
 def test_changed_settings_or_as_of_refuse_to_resume(state_dir: Path) -> None:
