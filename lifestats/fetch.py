@@ -295,8 +295,13 @@ class ApiClient:
             return self.paginator.read(position, document, response)
         try:
             return self.paginator.read(position, document, response)
-        except (LifestatsError, TransientApiError):  # read again from the whole body: messages name all of it
-            return self.paginator.read(position, orjson.loads(body), response)
+        except (LifestatsError, TransientApiError) as refused:
+            try:
+                whole_body = orjson.loads(body)
+            except orjson.JSONDecodeError:  # a number orjson cannot hold: the decoded reading's error stands
+                raise refused from None
+            # Read again from the whole body, so that the message names all of it.
+            return self.paginator.read(position, whole_body, response)
 
     def _read_capped(self, response: httpx.Response, deadline: float) -> bytes:
         """The body, within the size cap and before the request's deadline (a trickle is cut)."""

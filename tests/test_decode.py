@@ -230,3 +230,15 @@ def test_decoded_records_count_exactly_as_dicts_do(page: list[dict[str, Any]], m
     read = set(config.fields.record_keys())  # a sampled reject shows the fields the job reads
     expected = [{**r, "record": {k: v for k, v in r["record"].items() if k in read}} for r in rejects]
     assert decoded_rejects == expected
+
+
+@respx.mock
+def test_a_wrong_path_in_a_body_orjson_cannot_parse_still_names_the_path() -> None:
+    """Decoded, a body may hold a number no double holds; when the paginator then refuses the page, the
+    error is the paginator's, not a parse error of the whole body."""
+    huge = b"1" + b"0" * 400
+    body = b'{"meta": {"total": "many"}, "response": [{"id": 5, "item": ' + huge + b"}]}"
+    respx.get(URL).mock(return_value=httpx.Response(200, content=body))
+    with pytest.raises(ConfigError) as info:
+        client(paginator="offset", total_path="meta.total").get_page(0)
+    assert "api.total_path 'meta.total'" in str(info.value)
