@@ -78,6 +78,14 @@ def _all_objects(records: Sequence[Any]) -> bool:
     return kind is dict or issubclass(kind, Record)
 
 
+def _as_dicts(records: Sequence[Any]) -> Sequence[Any]:
+    """A page's records for the per-record path: a decoded page's as dicts (all of its records are
+    :class:`~lifestats.decode.Record` structs), any other page as it is."""
+    if records and isinstance(records[0], Record):
+        return [as_dict(record) for record in records]
+    return records
+
+
 def usable_key(value: Any) -> TypeGuard[Key]:
     """An id-like value: a string, or an int (not a bool) in the signed 64-bit range."""
     if isinstance(value, str):
@@ -263,7 +271,7 @@ class PageCounter:
                 cursor.high_water = chosen.high_water
                 self._add_page(partial)
                 return
-        records = [as_dict(record) for record in records]  # the per-record path reads dicts
+        records = _as_dicts(records)  # the per-record path reads dicts
 
         keyed: list[tuple[int, int, dict[str, Any]]] = []
         unplaced: list[tuple[int, Any]] = []  # (place, record) of the records without a usable id
@@ -329,7 +337,7 @@ class PageCounter:
                 cursor.remember(page_ids)
                 self._add_page(partial)
                 return
-        for record in map(as_dict, inside):  # the per-record path reads dicts
+        for record in _as_dicts(inside):  # the per-record path reads dicts
             tally["fetched"] += 1
             rid = record.get(self.id_field) if isinstance(record, dict) else None
             if not usable_key(rid):
