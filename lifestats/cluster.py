@@ -112,7 +112,7 @@ def _tools(state: _WorkerRun, setup: WorkerSetup) -> tuple[ApiClient, PageCounte
     tools = getattr(state.tools, "pair", None)
     if tools is None:
         client = setup.client()
-        tools = state.tools.pair = (client, PageCounter(setup.settings, setup.as_of))
+        tools = state.tools.pair = (client, setup.counter())
         with _RUNS_LOCK:
             state.clients.append(client)
     return tools

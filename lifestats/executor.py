@@ -25,7 +25,7 @@ from multiprocessing.connection import Connection, wait
 from typing import Any, Protocol
 
 from .config import Settings
-from .count import PageCounter
+from .count import BATCH_ROWS, PageCounter
 from .errors import ApiError, LifestatsError
 from .fetch import ApiClient
 from .limiter import RateLimiter
@@ -91,6 +91,11 @@ class WorkerSetup:
             id_field=settings.fields.id,
             record_keys=settings.fields.record_keys(),
         )
+
+    def counter(self) -> PageCounter:
+        """A worker's counter: pages' rows added to the statistics in batches (the crawl settles them
+        before each flush)."""
+        return PageCounter(self.settings, self.as_of, batch_rows=BATCH_ROWS)
 
 
 class _Outbox:
@@ -163,7 +168,7 @@ def worker_main(conn: Connection, setup: WorkerSetup) -> None:
     meter = CpuMeter()
     outbox = _Outbox(conn)
     try:
-        counter = PageCounter(settings, setup.as_of)
+        counter = setup.counter()
         client = setup.client()
     except Exception as exc:  # reported once by the coordinator, instead of a traceback per respawn
         with contextlib.suppress(BrokenPipeError):

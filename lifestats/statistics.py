@@ -149,6 +149,38 @@ def as_list(column: Sequence[Any] | npt.NDArray[Any]) -> list[Any]:
     return column.tolist() if isinstance(column, np.ndarray) else list(column)
 
 
+def concatenated(parts: Sequence[Columns]) -> Columns:
+    """The rows of several :class:`Columns` in one, in order (a key column stays an integer array only
+    when it is one in every part)."""
+    if len(parts) == 1:
+        return parts[0]
+
+    def keys(name: str) -> Sequence[Any] | npt.NDArray[Any]:
+        columns = [getattr(part, name) for part in parts]
+        if all(isinstance(c, np.ndarray) and c.dtype.kind in "iu" for c in columns):
+            return np.concatenate(columns)
+        joined: list[Any] = []
+        for c in columns:
+            joined.extend(c.tolist() if isinstance(c, np.ndarray) else c)
+        return joined
+
+    buckets = [part.buckets for part in parts]
+    return Columns(
+        keys("items"),
+        keys("categories"),
+        keys("visitors"),
+        np.concatenate([np.asarray(part.days, dtype=np.int64) for part in parts]),
+        None
+        if all(b is None for b in buckets)
+        else np.concatenate(
+            [
+                np.full(len(part), NO_BUCKET, dtype=np.int64) if b is None else np.asarray(b, dtype=np.int64)
+                for part, b in zip(parts, buckets, strict=True)
+            ]
+        ),
+    )
+
+
 def usable_key(value: Any) -> TypeGuard[Key]:
     """An id-like value: an int (not a bool) or a string."""
     return isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool))

@@ -232,6 +232,7 @@ def _crawl(
         if position is None or pages == due:
             requests, retries = counts.requests, counts.retries  # read once: the prefetch may add to them
             seq += 1
+            counter.settle(partial)
             emit(
                 Flush(
                     slice=task.slice.index,
