@@ -19,6 +19,7 @@ from lifestats.statistics import (
     DayRange,
     Estimate,
     ExactStatistics,
+    concatenated,
     decode_key,
     encode_key,
     local_days,
@@ -226,3 +227,27 @@ def test_local_days_of_instants_follow_the_zone() -> None:
     offsets = np.array([int(m.astimezone(zone).utcoffset().total_seconds()) for m in moments], dtype=np.int64)
     expected = [(m.astimezone(zone).date() - date(1970, 1, 1)).days for m in moments]
     assert local_days(seconds, offsets).tolist() == expected
+
+
+def test_concatenated_columns_keep_rows_in_order_and_integer_arrays_where_every_part_has_one() -> None:
+    ints = Columns(np.array([5, 6]), ["a", None], np.array([1, 2]), np.array([10, 11]), np.array([100, NO_BUCKET]))
+    more_ints = Columns(np.array([7]), [8], np.array([3]), np.array([12]), None)
+    mixed = Columns(["5", 5], [None, "b"], [None, "v"], np.array([FUTURE, NO_TIME]), np.array([NO_BUCKET, 200]))
+
+    both = concatenated([ints, more_ints])
+    assert isinstance(both.items, np.ndarray) and both.items.tolist() == [5, 6, 7]
+    assert isinstance(both.visitors, np.ndarray) and both.visitors.tolist() == [1, 2, 3]
+    assert list(both.categories) == ["a", None, 8]
+    assert both.days.tolist() == [10, 11, 12]
+    assert both.buckets is not None and both.buckets.tolist() == [100, NO_BUCKET, NO_BUCKET]
+
+    every = concatenated([ints, mixed, more_ints])
+    assert every.items == [5, 6, "5", 5, 7]  # a list: "5" and 5 stay two keys of two types
+    assert every.visitors == [1, 2, None, "v", 3]
+    assert every.days.tolist() == [10, 11, FUTURE, NO_TIME, 12]
+    assert every.buckets is not None and every.buckets.tolist() == [100, NO_BUCKET, NO_BUCKET, 200, NO_BUCKET]
+
+    alone = concatenated([mixed])
+    assert alone is mixed
+    no_buckets = concatenated([more_ints, more_ints])
+    assert no_buckets.buckets is None and no_buckets.items.tolist() == [7, 7]
