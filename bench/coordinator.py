@@ -1,9 +1,9 @@
 """Where the coordinator's CPU goes: the job run in this process, each checkpoint statement timed.
 
-    PYTHONPATH=. python bench/coordinator.py [--records 1000000] [--mode exact] [--workers 4]
+    PYTHONPATH=. python bench/coordinator.py [--records 1000000] [--mode exact] [--workers 4] [--flush-every 10]
 
 The mock API runs in its own process (127.0.0.1, no latency, no limit); the job crawls it with 16 slices,
-1,000-record pages and a flush every 10 pages, its coordinator in this process. Every statement the
+1,000-record pages and a flush every ``--flush-every`` pages, its coordinator in this process. Every statement the
 checkpoint sends to DuckDB is timed on this process's CPU clock (DuckDB's own threads included) and
 grouped by its first words (each flush's facts insert names a table of its own: they are one group).
 Prints the coordinator's CPU against the whole job's, then the statements by CPU, with their count
@@ -48,12 +48,13 @@ def main() -> None:
     parser.add_argument("--records", type=float, default=1_000_000)
     parser.add_argument("--mode", default="exact", choices=["exact", "approx"])
     parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument("--flush-every", type=int, default=10)
     args = parser.parse_args()
     records = int(args.records)
     _instrument()
     url, stop = serve_in_subprocess(seed=1, records=records, max_page_size=1000)
     try:
-        crawl = {"workers": args.workers, "slices": 16, "rate_limit": 100_000, "flush_every": 10}
+        crawl = {"workers": args.workers, "slices": 16, "rate_limit": 100_000, "flush_every": args.flush_every}
         settings = settings_for(url, 1000, crawl, args.mode)
         with tempfile.TemporaryDirectory() as tmp:
             start = time.process_time()
