@@ -106,7 +106,7 @@ class Aggregator:
 
             if not isinstance(partial.stats, FactsStatistics):
                 raise ValueError(f"an exact run received {type(partial.stats).__name__} in a flush, not exact facts")
-            facts = partial.stats.table()
+            facts = partial.stats.rows()  # SQL sums them: no need to sum them here
             partial.stats = None
             body = partial.to_bytes()
         folded = False

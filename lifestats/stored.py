@@ -73,7 +73,7 @@ class StoredStatistics(FactQueries):
         self._insert(facts_of(columns))
 
     def merge(self, other: StoredStatistics | FactsStatistics) -> StoredStatistics:
-        self._insert(other.table())
+        self._insert(other.rows() if isinstance(other, FactsStatistics) else other.table())
         return self
 
     def table(self) -> pa.Table:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 
-from lifestats.facts import FactsStatistics, decode_facts, encode_facts, facts_of, split_keys
+from lifestats.facts import FactsStatistics, SummingPolicy, decode_facts, encode_facts, facts_of, split_keys
 from lifestats.statistics import ALL, FUTURE, NO_BUCKET, NO_TIME, Columns, DayRange, Estimate
 from tests import stat_truth
 from tests.stat_truth import TODAY, rank_order, truth
@@ -71,8 +71,40 @@ def test_equal_facts_travel_once_with_their_count() -> None:
     days = np.full(4, TODAY, dtype=np.int64)
     stats = FactsStatistics()
     stats.add(Columns([1, 1, 1, 2], [None] * 4, [9, 9, 9, 9], days))
-    table = decode_facts(stats.to_bytes())
+    table = decode_facts(stats.to_bytes(SummingPolicy()))
     assert sorted(zip(table["item_i"].to_pylist(), table["n"].to_pylist(), strict=True)) == [(1, 3), (2, 1)]
+
+
+def test_flushes_are_summed_while_summing_removes_rows_and_probed_again_when_it_does_not() -> None:
+    """A process stops summing its flushes' facts when that removes less than a tenth of the rows, and
+    sums one flush in ``probe_every`` to look again; facts sent unsummed give the same figures."""
+    policy = SummingPolicy(min_share=0.1, probe_every=4)
+    days = np.full(10, TODAY, dtype=np.int64)
+    distinct = Columns(list(range(10)), [None] * 10, list(range(10)), days)  # nothing to sum
+    repeated = Columns([1] * 10, [None] * 10, [9] * 10, days)  # ten equal facts
+
+    def sent_rows(columns: Columns) -> int:
+        stats = FactsStatistics()
+        stats.add(columns)
+        stats.add(columns)  # every fact twice over two pages: half the rows are equal to another
+        return decode_facts(stats.to_bytes(policy)).num_rows
+
+    assert sent_rows(repeated) == 1  # summed: 20 rows -> 1
+    assert sent_rows(distinct) == 10  # summed: 20 -> 10, half removed, so summing goes on
+    assert sent_rows(distinct) == 10
+    policy.observed(20, 19)  # a flush where summing removed 1 row in 20: the next three go as they are
+    assert [sent_rows(repeated) for _ in range(4)] == [20, 20, 20, 1]
+    unsummed = FactsStatistics()
+    unsummed.add(repeated)
+    unsummed.add(distinct)
+    skip = SummingPolicy()
+    skip.observed(1, 1)
+    restored = FactsStatistics.from_bytes(unsummed.to_bytes(skip))
+    assert len(restored) == 20
+    everything = DayRange(TODAY, TODAY)
+    assert restored.visits(everything) == Estimate(20)
+    assert restored.distinct_visitors(everything) == Estimate(10)  # visitors 0-9; 9 among them
+    assert [(row.id, row.visits.value) for row in restored.top_items(everything, 2)] == [(1, 11), (0, 1)]
 
 
 def test_a_foreign_or_newer_body_is_refused() -> None:
