@@ -596,6 +596,7 @@ class _Job:
             "peak_rss_bytes": peak_rss_bytes(),  # the coordinator's
             "worker_peak_rss_bytes": tally.worker_peak_rss,  # the largest of the workers'
         }
+        self.checkpoint.for_reading()
         report = build_report(self.aggregator.total, self.settings, self.as_of, run, partial=partial)
         # Building the report is part of the run: its queries can be the coordinator's largest moment.
         run["cpu_seconds"] = round(self.cpu.total() + tally.worker_cpu + tally.helper_cpu, 3)

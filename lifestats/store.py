@@ -74,7 +74,11 @@ REJECTS_FILE: Final = "rejects.jsonl"
 TOTAL_KEY: Final = "total"  # the meta key naming the committed generation of the compacted total
 _GENERATION_FILE: Final = re.compile(r"(?:total|recent)-(\d+)\.bin")
 MEMORY_LIMIT: Final = "512MB"  # DuckDB's own buffer; what a query needs beyond it spills to TEMP_DIR
-THREADS: Final = 2
+# DuckDB's threads while the crawl writes (one: the flushes are small statements, and a second thread
+# only cost the coordinator CPU, 0.17-0.20 µs per record in `bench/coordinator.py`) and for the
+# report's queries (two: a COUNT(DISTINCT) over 10^8 facts uses both cores), see Checkpoint.for_reading.
+THREADS: Final = 1
+READ_THREADS: Final = 2
 
 # Ids and high-water marks are kept as decimal text: an id range may end at 2**63 (one past the largest
 # signed 64-bit id), and nothing is compared in SQL but slice numbers.
@@ -157,7 +161,7 @@ class Interruptible:
 
 
 def connect(path: Path, temp_dir: Path) -> duckdb.DuckDBPyConnection:
-    """The checkpoint's connection: bounded memory, spilling to ``temp_dir``, two threads."""
+    """The checkpoint's connection: bounded memory, spilling to ``temp_dir``, one thread (see THREADS)."""
     return Interruptible(_connect(path, temp_dir))  # type: ignore[return-value]
 
 
@@ -666,6 +670,12 @@ class Checkpoint:
         """How many flush blobs are kept beside the compacted total."""
         (count,) = _row(self._db.execute("SELECT COUNT(*) FROM partials")) or (0,)
         return int(count)
+
+    def for_reading(self) -> None:
+        """Give DuckDB :data:`READ_THREADS` threads from now on: the crawl's writes are done, the
+        report's queries come (a connection that refuses leaves them to one thread: slower, as exact)."""
+        with contextlib.suppress(duckdb.Error):
+            self._db.execute(f"SET threads TO {READ_THREADS}")
 
     def statistics(self) -> StoredStatistics:
         """The exact statistics the checkpoint holds, read as queries."""

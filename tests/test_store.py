@@ -163,7 +163,6 @@ def test_memory_is_bounded_and_spills_into_the_state_dir(tmp_path: Path) -> None
     checkpoint = _state(tmp_path)
     settings_ = dict(checkpoint._db.execute("SELECT name, value FROM duckdb_settings()").fetchall())
     assert settings_["temp_directory"] == str(tmp_path / "checkpoint.tmp")
-    assert settings_["threads"] == "2"
     assert settings_["memory_limit"] not in ("", None) and "GiB" not in settings_["memory_limit"]
 
 
@@ -340,3 +339,16 @@ def test_attempts_begun_together_fence_out_every_earlier_attempt(tmp_path: Path)
     assert checkpoint.state(0).seq == 1 and checkpoint.state(0).position == 10  # what it had committed stays
     assert checkpoint.apply(_flush(0, again[1].attempt, 2, 20))
     assert checkpoint.begin_attempts([]) == []
+
+
+def test_the_crawl_writes_on_one_duckdb_thread_and_the_report_reads_on_two(tmp_path: Path) -> None:
+    checkpoint = _state(tmp_path)
+
+    def threads() -> int:
+        return int(checkpoint._db.execute("SELECT current_setting('threads')").fetchall()[0][0])
+
+    assert threads() == 1
+    assert checkpoint.apply(_flush(0, checkpoint.begin_attempt(0).attempt, 1, 10), facts=_page([1, 2], [7, 7]).table())
+    checkpoint.for_reading()
+    assert threads() == 2
+    assert checkpoint.statistics().visits(ALL).value == 2  # the facts read back on two threads
