@@ -40,7 +40,7 @@ class PyrateLog:
         self.bucket = MultiprocessBucket([Rate(int(rate), 1000)], ctx.Manager().list(), ctx.RLock())
         self.limiter: Limiter | None = None
 
-    def acquire(self) -> None:
+    def acquire(self, *, retry: bool = False) -> None:
         if self.limiter is None:
             self.limiter = Limiter(self.bucket, buffer_ms=1)
         self.limiter.try_acquire("x")
@@ -55,7 +55,7 @@ class PyrateGcra:
         self.rate = Rate(int(rate), 1000, burst=1)
         self.limiter: Limiter | None = None
 
-    def acquire(self) -> None:
+    def acquire(self, *, retry: bool = False) -> None:
         if self.limiter is None:
             self.limiter = Limiter(StateBucket([self.rate], algorithm=GCRA(), store=self.store), buffer_ms=0)
         self.limiter.try_acquire("x")

@@ -54,7 +54,7 @@ class ProcessShare:
     def __init__(self, per_second: float) -> None:
         self.limiter = Limiter(InMemoryBucket([Rate(max(1, int(per_second)), Duration.SECOND)]), buffer_ms=1)
 
-    def acquire(self) -> None:
+    def acquire(self, *, retry: bool = False) -> None:
         self.limiter.try_acquire("api")
 
     def pause(self, seconds: float) -> None:

@@ -152,7 +152,9 @@ class LeasedRateLimiter:
             reservoir = self._local.reservoir = _Reservoir()
         return reservoir
 
-    def acquire(self) -> None:
+    def acquire(self, *, retry: bool = False) -> None:
+        """Block until this thread's next leased slot (``retry`` makes no difference here: on a cluster,
+        the workers' flushes count their retries)."""
         reservoir = self._reservoir()
         now = time.monotonic()
         if reservoir.returned is not None:

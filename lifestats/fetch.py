@@ -242,8 +242,15 @@ class ApiClient:
             before_sleep=self._count_retry,
             reraise=True,
         )
+        tries = 0
+
+        def attempt() -> Page:
+            nonlocal tries
+            tries += 1
+            return self._get_once(position, end, retry=tries > 1)
+
         try:
-            return retrying(self._get_once, position, end)
+            return retrying(attempt)
         except TransientApiError as exc:
             attempts = retrying.statistics.get("attempt_number", 1)
             where = self._where(position, end)
@@ -267,9 +274,9 @@ class ApiClient:
         with self._counting:
             self.counts.retries += 1
 
-    def _get_once(self, position: Any, end: int | None) -> Page:
+    def _get_once(self, position: Any, end: int | None, *, retry: bool = False) -> Page:
         url = self.paginator.request(position, end)
-        self.limiter.acquire()
+        self.limiter.acquire(retry=retry)
         with self._counting:
             self.counts.requests += 1
         deadline = time.monotonic() + self.api.timeout

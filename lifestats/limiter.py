@@ -84,15 +84,15 @@ TEST_STOP_ENV = "LIFESTATS_LIMITER_TEST_STOP"
 STOP_POINTS = ("reserve", "commit", "reserved")
 
 # The shared state: 8-byte floats in the memfd, each written by a single store.
-_NEXT, _LAST, _PAUSED, _RATE, _RECORDED, _SENT = range(6)
+_NEXT, _LAST, _PAUSED, _RATE, _RECORDED, _SENT, _RETRIED = range(7)
 _FIELDS = 8  # room for later fields; the send record (if any) follows
 
 
 class RateLimiter(Protocol):
     """What a client needs from a limiter."""
 
-    def acquire(self) -> None:
-        """Block until one more request may be sent."""
+    def acquire(self, *, retry: bool = False) -> None:
+        """Block until one more request may be sent (``retry``: it repeats one that failed)."""
 
     def pause(self, seconds: float) -> None:
         """Send nothing, from any worker, for the next ``seconds``."""
@@ -232,7 +232,7 @@ class SharedRateLimiter:
         with self._locked() as state:
             state[_RATE] = rate
 
-    def acquire(self) -> None:
+    def acquire(self, *, retry: bool = False) -> None:
         with self._locked() as state:
             interval = self.margin / state[_RATE]
             slot = max(state[_NEXT], time.monotonic(), state[_LAST] + interval, state[_PAUSED])
@@ -250,6 +250,8 @@ class SharedRateLimiter:
                     self._test_stop("commit")
                     state[_LAST] = now
                     state[_SENT] += 1
+                    if retry:
+                        state[_RETRIED] += 1
                     self._record(state, now)
                     return
                 if paused > now:
@@ -289,6 +291,10 @@ class SharedRateLimiter:
         """How many requests every process sharing this limiter has sent through it (a process killed
         between its turn and the send itself counts one it never sent)."""
         return int(self._state[_SENT])
+
+    def retried(self) -> int:
+        """How many of those were retries (``acquire(retry=True)``), counted the same way."""
+        return int(self._state[_RETRIED])
 
     def sends(self) -> list[float]:
         """The recorded send times (``time.monotonic``), in the order they were made."""

@@ -571,6 +571,11 @@ class _Job:
         their flushes' counts stand (a lost worker's requests since its last flush are missing)."""
         return max(self.tally.requests, self.limiter.sent())
 
+    def _retries(self) -> int:
+        """The run's retries, counted the same way as its requests (the limiter is told which sends repeat
+        one that failed), so a killed worker's retries since its last flush are in too."""
+        return max(self.tally.retries, self.limiter.retried())
+
     def report(self, *, partial: bool) -> dict[str, Any]:
         elapsed = max(time.monotonic() - self.t0, 1e-9)
         tally = self.tally
@@ -583,7 +588,7 @@ class _Job:
             "slices": self._planned_slices(),
             "workers": self.settings.crawl.workers,
             "requests": self._requests(),
-            "retries": tally.retries,
+            "retries": self._retries(),
             "rate_limit": self.settings.crawl.rate_limit,
             "achieved_rate": round(self._requests() / elapsed, 3),
             "resumed": self.resumed,

@@ -23,10 +23,12 @@ TOKEN = "s3cr3t-token-value"
 class RecordingLimiter:
     def __init__(self) -> None:
         self.acquired = 0
+        self.retries: list[bool] = []  # each acquire's retry flag, in order
         self.pauses: list[float] = []
 
-    def acquire(self) -> None:
+    def acquire(self, *, retry: bool = False) -> None:
         self.acquired += 1
+        self.retries.append(retry)
 
     def pause(self, seconds: float) -> None:
         self.pauses.append(seconds)
@@ -77,8 +79,12 @@ def test_transient_faults_are_retried_and_every_attempt_passes_the_limiter(fault
     api = client(limiter)
     assert api.get_page(5).next_offset == 7
     assert limiter.acquired == 3
+    assert limiter.retries == [False, True, True]  # the limiter is told which sends are retries
     assert api.counts.requests == 3
     assert api.counts.retries == 2
+    respx.get(URL).mock(side_effect=[page(7, [7], None)])
+    assert api.get_page(7).next_offset is None
+    assert limiter.retries[3:] == [False]  # the next page's first attempt is not one
 
 
 @respx.mock

@@ -31,6 +31,11 @@ def _acquire(limiter: SharedRateLimiter, n: int) -> None:
         limiter.acquire()
 
 
+def _retry(limiter: SharedRateLimiter, n: int) -> None:
+    for _ in range(n):
+        limiter.acquire(retry=True)
+
+
 def _pause(limiter: SharedRateLimiter, seconds: float) -> None:
     limiter.pause(seconds)
 
@@ -111,6 +116,19 @@ def test_sends_from_processes_and_threads_are_at_least_one_interval_apart() -> N
     assert len(sends) == 200
     assert limiter.interval == SPACING_MARGIN / rate
     _assert_spaced(limiter, sends)
+
+
+def test_every_process_s_sends_and_retries_are_counted_in_one_place() -> None:
+    """The run reads its requests and retries from the limiter, so a worker killed before its next
+    flush leaves its requests and retries counted."""
+    limiter = SharedRateLimiter(1000)
+    children = [CTX.Process(target=_acquire, args=(limiter, 3)), CTX.Process(target=_retry, args=(limiter, 2))]
+    for child in children:
+        child.start()
+    assert all(_joined(child) for child in children)
+    limiter.acquire(retry=True)
+    limiter.acquire()
+    assert (limiter.sent(), limiter.retried()) == (7, 3)
 
 
 def test_the_rate_is_shared_and_changes_the_spacing() -> None:

@@ -22,6 +22,7 @@ from lifestats.protocol import Flush, Split, Task
 from lifestats.run import _Job
 from lifestats.stats import Partial
 from mocks.dataset import DatasetSpec, generate, ground_truth
+from mocks.faults import FaultSpec
 from mocks.server import MockServer
 
 from .conftest import AS_OF, job_settings, main_command, run, statistics
@@ -144,6 +145,40 @@ def test_worker_killed_mid_slice_is_replaced_and_its_slice_rerun(state_dir: Path
     # Every request the API saw is in the report, the killed worker's unflushed ones too (one more if it
     # was killed between its turn at the limiter and the send).
     assert seen <= outcome.report["run"]["requests"] <= seen + 1
+
+
+def test_a_killed_worker_s_retries_since_its_last_flush_are_in_the_report(state_dir: Path) -> None:
+    """Every page's first request fails once (503), so every 503 the API sent is retried once, except at
+    most one by the killed worker (its last request, or the wait before retrying it); the report's
+    retries hold them all, the killed worker's unflushed ones too (flushes are rare here)."""
+    executors: list[LocalExecutor] = []
+
+    def factory(workers: int, setup: WorkerSetup) -> LocalExecutor:
+        executors.append(LocalExecutor(workers, setup))
+        return executors[0]
+
+    faults = FaultSpec(seed=5, rate={"503": 1.0}, kinds=frozenset({"503"}), max_per_offset=1)
+    with MockServer(DATA, latency=0.002, faults=faults) as server:
+        settings = job_settings(
+            server.url,
+            api={"page_size": 150},
+            crawl={"slices": 6, "workers": 2, "rate_limit": 400, "flush_every": 1000, "backoff": 0.001},
+        )
+
+        def killer() -> None:
+            if server.request_log.wait_for(60, timeout=120):
+                os.kill(executors[0].pids(busy_only=True)[0], signal.SIGKILL)
+
+        thread = threading.Thread(target=killer)
+        thread.start()
+        outcome = run(settings, state_dir, executor_factory=factory)
+        thread.join()
+        failed = sum(1 for entry in server.log if entry.status == 503)
+    assert outcome.exit_code == 0
+    assert outcome.report["run"]["workers_lost"] == 1
+    assert statistics(outcome.report) == ground_truth(DATA, as_of=AS_OF)
+    assert failed > 0
+    assert failed - 1 <= outcome.report["run"]["retries"] <= failed
 
 
 def test_changed_settings_or_as_of_refuse_to_resume(state_dir: Path) -> None:

@@ -63,7 +63,7 @@ class _Acquisitions:
         self.count = 0
         self.changed = threading.Condition()
 
-    def acquire(self) -> None:
+    def acquire(self, *, retry: bool = False) -> None:
         with self.changed:
             self.count += 1
             self.changed.notify_all()

@@ -25,7 +25,7 @@ DATA = generate(DatasetSpec(seed=31, records=6_000, empty_share=0.6))
 
 
 class Free:
-    def acquire(self) -> None:
+    def acquire(self, *, retry: bool = False) -> None:
         return None
 
     def pause(self, seconds: float) -> None:
