@@ -79,13 +79,13 @@ class SummingPolicy:
     """Whether a flush's facts are summed before they travel: only while summing pays.
 
     Summing equal facts costs the worker a hash group-by of every row (0.3-0.5 µs per record in
-    ``bench/phases.py``) and saves the coordinator DuckDB's cost of the rows it removes (about 0.9 µs
-    each, ``bench/coordinator.py``). On data where a visitor rarely meets the same item twice in a day
-    (the benchmarks' 100,000 items and 10^6 visitors) it removes 2% of the rows; where visitors come
-    back to the same items it removes most of them. So a process sums a flush, and when that removed
-    less than ``min_share`` of the rows it sends the next ``probe_every - 1`` flushes as they are, then
-    sums one again to look. Facts sent unsummed mean the same: every read is a ``SUM(n)`` or a
-    ``COUNT(DISTINCT visitor)``, which equal rows leave unchanged.
+    ``bench/phases.py``) and saves the coordinator DuckDB's cost of the rows it removes (about 0.8 µs
+    each, the facts' INSERT and the COMMIT in ``bench/coordinator.py``). On data where a visitor rarely
+    meets the same item twice in a day (the benchmarks' 100,000 items and 10^6 visitors) it removes 2%
+    of the rows; where visitors come back to the same items it removes most of them. So a process sums
+    a flush, and when that removed less than ``min_share`` of the rows it sends the next
+    ``probe_every - 1`` flushes as they are, then sums one again to look. Facts sent unsummed mean the
+    same: every read is a ``SUM(n)`` or a ``COUNT(DISTINCT visitor)``, which equal rows leave unchanged.
     """
 
     def __init__(self, min_share: float = 0.1, probe_every: int = 16) -> None:

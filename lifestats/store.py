@@ -75,7 +75,7 @@ TOTAL_KEY: Final = "total"  # the meta key naming the committed generation of th
 _GENERATION_FILE: Final = re.compile(r"(?:total|recent)-(\d+)\.bin")
 MEMORY_LIMIT: Final = "512MB"  # DuckDB's own buffer; what a query needs beyond it spills to TEMP_DIR
 # DuckDB's threads while the crawl writes (one: the flushes are small statements, and a second thread
-# only cost the coordinator CPU, 0.17-0.20 µs per record in `bench/coordinator.py`) and for the
+# only cost the coordinator CPU, 0.16-0.50 µs per record in `bench/coordinator.py`) and for the
 # report's queries (two: a COUNT(DISTINCT) over 10^8 facts uses both cores), see Checkpoint.for_reading.
 THREADS: Final = 1
 READ_THREADS: Final = 2
