@@ -118,26 +118,32 @@ def test_ctrl_c_writes_a_partial_report_exits_130_and_resumes_exactly(
     assert statistics(report) == ground_truth(DATA, as_of=AS_OF)
 
 
-def test_worker_killed_mid_slice_is_replaced_and_its_slice_rerun(state_dir: Path) -> None:
+def _run_killing_a_worker(server: MockServer, settings: Any, state_dir: Path, after: int) -> Any:
+    """Run the job on one machine, SIGKILLing a busy worker once the API has seen ``after`` requests."""
     executors: list[LocalExecutor] = []
 
     def factory(workers: int, setup: WorkerSetup) -> LocalExecutor:
         executors.append(LocalExecutor(workers, setup))
         return executors[0]
 
+    def killer() -> None:
+        if server.request_log.wait_for(after, timeout=120):
+            os.kill(executors[0].pids(busy_only=True)[0], signal.SIGKILL)
+
+    thread = threading.Thread(target=killer)
+    thread.start()
+    try:
+        return run(settings, state_dir, executor_factory=factory)
+    finally:
+        thread.join()
+
+
+def test_worker_killed_mid_slice_is_replaced_and_its_slice_rerun(state_dir: Path) -> None:
     with MockServer(DATA, latency=0.002) as server:
         settings = job_settings(
             server.url, api={"page_size": 150}, crawl={"slices": 6, "workers": 2, "rate_limit": 400}
         )
-
-        def killer() -> None:
-            if server.request_log.wait_for(40, timeout=120):
-                os.kill(executors[0].pids(busy_only=True)[0], signal.SIGKILL)
-
-        thread = threading.Thread(target=killer)
-        thread.start()
-        outcome = run(settings, state_dir, executor_factory=factory)
-        thread.join()
+        outcome = _run_killing_a_worker(server, settings, state_dir, after=40)
         seen = len(server.request_log)
     assert outcome.exit_code == 0
     assert outcome.report["run"]["workers_lost"] == 1
@@ -151,12 +157,6 @@ def test_a_killed_worker_s_retries_since_its_last_flush_are_in_the_report(state_
     """Every page's first request fails once (503), so every 503 the API sent is retried once, except at
     most one by the killed worker (its last request, or the wait before retrying it); the report's
     retries hold them all, the killed worker's unflushed ones too (flushes are rare here)."""
-    executors: list[LocalExecutor] = []
-
-    def factory(workers: int, setup: WorkerSetup) -> LocalExecutor:
-        executors.append(LocalExecutor(workers, setup))
-        return executors[0]
-
     faults = FaultSpec(seed=5, rate={"503": 1.0}, kinds=frozenset({"503"}), max_per_offset=1)
     with MockServer(DATA, latency=0.002, faults=faults) as server:
         settings = job_settings(
@@ -164,15 +164,7 @@ def test_a_killed_worker_s_retries_since_its_last_flush_are_in_the_report(state_
             api={"page_size": 150},
             crawl={"slices": 6, "workers": 2, "rate_limit": 400, "flush_every": 1000, "backoff": 0.001},
         )
-
-        def killer() -> None:
-            if server.request_log.wait_for(60, timeout=120):
-                os.kill(executors[0].pids(busy_only=True)[0], signal.SIGKILL)
-
-        thread = threading.Thread(target=killer)
-        thread.start()
-        outcome = run(settings, state_dir, executor_factory=factory)
-        thread.join()
+        outcome = _run_killing_a_worker(server, settings, state_dir, after=60)
         failed = sum(1 for entry in server.log if entry.status == 503)
     assert outcome.exit_code == 0
     assert outcome.report["run"]["workers_lost"] == 1
