@@ -9,10 +9,12 @@ same pages over one keep-alive connection (``http.client``) and parses them with
 high rate limit; its CPU is the report's ``run.cpu_seconds`` (the coordinator, every worker and the
 forkserver that starts them).
 Both print microseconds per record; the ratio is job / bare loop. A mode the job refuses is skipped.
-Each of ``--repeat`` rounds runs the bare loop, then the job in each mode, and gives its own ratios; the
-summary is their median and range. Why rounds: this machine is a shared host whose speed drifts by a
-third within minutes (the same pages cost the mock 2.5 s of CPU in one run and 3.6 s in another), so
-one pair of runs made a minute apart can be off by that much; a round's runs are seconds apart.
+Each of ``--repeat`` rounds runs the job in each mode, each job between two runs of the bare loop (the
+bare loop, the exact job, the bare loop, the approx job, the bare loop), and gives each job's ratio to
+the mean of the two bare loops around it; the summary is their median and range. Why: this machine is
+a shared host whose speed drifts by a third within minutes (the same pages cost the mock 2.5 s of CPU in
+one run and 3.6 s in another), so one pair of runs made a minute apart can be off by that much; a job
+and the bare loops around it run seconds apart.
 
 Utilization: requests sent / (limit x time from the first request to the last), from the server's
 request log, at 100 req/s with 20 ms answers and the id range discovered by the job (not configured):
@@ -94,9 +96,10 @@ def job(settings: Settings) -> dict[str, Any]:
 
 
 def measure_cpu(args: argparse.Namespace) -> None:
-    """``--repeat`` rounds of the bare loop followed by the job in each mode, on one mock: each round's
-    ratio compares runs made seconds apart, so a machine that changes speed between rounds (a shared
-    host does) moves both sides of a ratio together; the summary gives the median and the range."""
+    """``--repeat`` rounds of the job in each mode, each job between two runs of the bare loop, on one
+    mock: each ratio divides the job's CPU per record by the mean of the bare loops just before and just
+    after it, so a machine that changes speed (a shared host does) moves both sides of a ratio together;
+    the summary gives the median and the range."""
     url, stop = serve_in_subprocess(seed=args.seed, records=args.records, max_page_size=args.page_size)
     ratios: dict[str, list[float]] = {mode: [] for mode in args.mode}
     try:
@@ -109,11 +112,13 @@ def measure_cpu(args: argparse.Namespace) -> None:
             except LifestatsError as exc:
                 print(f"  job, {mode} mode: skipped: {str(exc).splitlines()[-1].strip()}")
         for round_ in range(1, args.repeat + 1):
-            records, cpu, _ = bare_loop(url, args.page_size)
-            bare = cpu / records * 1e6
-            print(f" round {round_}: bare loop (http.client + orjson): {bare:6.2f} us/record  ({cpu:.2f} s CPU)")
+            print(f" round {round_}:")
+            before = bare_per_record(url, args.page_size)
             for mode, chosen in settings.items():
-                ratios[mode].append(one_shot(job_cpu, chosen, mode) / bare)
+                per_record = one_shot(job_cpu, chosen, mode)
+                after = bare_per_record(url, args.page_size)
+                ratios[mode].append(per_record / ((before + after) / 2))
+                before = after
     finally:
         stop()
     for mode, values in ratios.items():
@@ -122,6 +127,14 @@ def measure_cpu(args: argparse.Namespace) -> None:
                 f"ratio, {mode} mode, over {len(values)} rounds: median {statistics.median(values):.2f}x  "
                 f"(range {min(values):.2f}x to {max(values):.2f}x)"
             )
+
+
+def bare_per_record(url: str, page_size: int) -> float:
+    """Run the bare loop once, print its figures, and return its CPU microseconds per record."""
+    records, cpu, _ = bare_loop(url, page_size)
+    bare = cpu / records * 1e6
+    print(f"  bare loop (http.client + orjson): {bare:6.2f} us/record  ({cpu:.2f} s CPU)")
+    return bare
 
 
 def one_shot(function: Callable[..., T], *args: Any) -> T:
