@@ -71,6 +71,7 @@ SPAN_DAYS: Final = 395  # ~13 months of timestamps before spec.end
 ITEM_EXPONENT: Final = 1.1
 VISITOR_EXPONENT: Final = 0.8
 _DENSE_LIMIT: Final = 1 << 26  # largest groups x visitors bitmap for distinct counting
+_MERGE_AT: Final = 1 << 22  # pair codes a sparse distinct count holds unmerged at least (32 MB)
 
 # Timestamp renderings: ISO "+00:00", ISO "Z", ISO "+05:30", ISO "-08:00", epoch s int, epoch s float, ms.
 FMT_ISO_UTC, FMT_ISO_Z, FMT_ISO_IST, FMT_ISO_PST, FMT_SECONDS, FMT_FLOAT, FMT_MILLIS = range(7)
@@ -1178,13 +1179,17 @@ def _window_masks(cols: _Counted, bounds: dict[str, tuple[int, int]]) -> dict[st
 
 class _GroupDistinct:
     """Distinct visitor codes (>= 0) per group 0..groups-1, added part by part: a bitmap when groups x visitors
-    is small, else the sorted distinct (group, visitor) pair codes seen so far."""
+    is small, else the sorted distinct (group, visitor) pair codes seen so far. The parts' codes wait in a
+    list and are merged into the sorted ones when they weigh as much (at least _MERGE_AT codes): merging at
+    every part re-sorted everything seen so far each time (62.8 s of CPU for the truth of 10^7 records)."""
 
     def __init__(self, groups: int, visitors: int) -> None:
         self.groups, self.visitors = groups, visitors
         self.dense = groups * visitors <= _DENSE_LIMIT
         self.seen = np.zeros(groups * visitors if self.dense else 0, dtype=bool)
         self.codes = np.zeros(0, dtype=np.int64)
+        self._pending: list[np.ndarray] = []
+        self._pending_size = 0
 
     def add(self, group: np.ndarray, visitor: np.ndarray) -> None:
         keep = (group >= 0) & (visitor >= 0)
@@ -1192,11 +1197,21 @@ class _GroupDistinct:
         if self.dense:
             self.seen[code] = True
         elif code.size:
-            self.codes = _unique(np.concatenate((self.codes, _unique(code))))
+            part = _unique(code)
+            self._pending.append(part)
+            self._pending_size += part.size
+            if self._pending_size >= max(self.codes.size, _MERGE_AT):
+                self._merge()
+
+    def _merge(self) -> None:
+        if self._pending:
+            self.codes = _unique(np.concatenate((self.codes, *self._pending)))
+            self._pending, self._pending_size = [], 0
 
     def counts(self) -> np.ndarray:
         if self.dense:
             return self.seen.reshape(self.groups, self.visitors).sum(axis=1)
+        self._merge()
         return np.bincount(self.codes // self.visitors, minlength=self.groups)
 
 

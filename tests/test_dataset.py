@@ -784,3 +784,30 @@ def test_pages_rendered_as_json_text_parse_to_the_records(
             assert next_offset == following
             offset, pages = following, pages + 1
     assert LazyDataset(spec).page_json(2**62, 10) == (b"[]", None)
+
+
+@pytest.mark.parametrize("merge_at", [1, 7, 1 << 22])
+def test_distinct_visitors_per_group_as_a_set_counts_them_bitmap_or_sorted_codes(
+    monkeypatch: pytest.MonkeyPatch, merge_at: int
+) -> None:
+    """The ground truth's distinct count per group (a bitmap for few groups x visitors, else sorted pair
+    codes merged in batches) against Python sets, over parts that repeat pairs within and across parts."""
+    from mocks import dataset
+
+    monkeypatch.setattr(dataset, "_MERGE_AT", merge_at)
+    rng = np.random.default_rng(merge_at)
+    parts = [(rng.integers(-1, 5, size=n), rng.integers(-1, 40, size=n)) for n in (0, 1, 30, 200, 3, 500)]
+    pairs = {
+        (g, v)
+        for group, visitor in parts
+        for g, v in zip(group.tolist(), visitor.tolist(), strict=True)
+        if g >= 0 and v >= 0
+    }
+    expected = [sum(1 for g, _ in pairs if g == k) for k in range(5)]
+    for dense in (True, False):
+        monkeypatch.setattr(dataset, "_DENSE_LIMIT", 1 << 26 if dense else 0)
+        distinct = dataset._GroupDistinct(5, 40)
+        assert distinct.dense is dense
+        for group, visitor in parts:
+            distinct.add(group, visitor)
+        assert distinct.counts().tolist() == expected
