@@ -7,7 +7,8 @@ The mock API runs in its own process (127.0.0.1, no latency, no limit); the job 
 checkpoint sends to DuckDB is timed on this process's CPU clock (DuckDB's own threads included) and
 grouped by its first words (each flush's facts insert names a table of its own: they are one group).
 Prints the coordinator's CPU against the whole job's, then the statements by CPU, with their count
-and CPU per call.
+and CPU per call, then how many flushes each read of the workers' events brought (how many flushes one
+transaction could commit together, were a read's flushes committed at once).
 """
 
 from __future__ import annotations
@@ -20,11 +21,13 @@ from pathlib import Path
 from typing import Any
 
 from bench.cpu import AS_OF, settings_for
-from lifestats import store
+from lifestats import executor, store
+from lifestats.protocol import Flushed
 from lifestats.run import run_job
 from mocks.server import serve_in_subprocess
 
 SPENT: dict[str, list[float]] = collections.defaultdict(lambda: [0, 0.0])
+READS: collections.Counter[int] = collections.Counter()  # flushes in one read of the events -> reads
 
 
 def _instrument() -> None:
@@ -41,6 +44,14 @@ def _instrument() -> None:
             entry[1] += time.process_time() - start
 
     store.Interruptible.execute = timed  # type: ignore[method-assign]
+    events = executor.LocalExecutor.events
+
+    def counted(self: executor.LocalExecutor, timeout: float) -> list[Any]:
+        out = events(self, timeout)
+        READS[sum(isinstance(event, Flushed) for event in out)] += 1
+        return out
+
+    executor.LocalExecutor.events = counted  # type: ignore[method-assign]
 
 
 def main() -> None:
@@ -73,6 +84,10 @@ def main() -> None:
     )
     for kind, (calls, cpu) in sorted(SPENT.items(), key=lambda entry: -entry[1][1])[:15]:
         print(f"  {cpu:7.3f} s  {int(calls):5d} calls  {cpu / calls * 1e3:7.3f} ms each  {kind}")
+    flushes = sum(n * reads for n, reads in READS.items())
+    with_flushes = sum(reads for n, reads in READS.items() if n)
+    spread = ", ".join(f"{n}: {reads}" for n, reads in sorted(READS.items()) if n)
+    print(f"{flushes} flushes in {with_flushes} reads of the workers' events (flushes per read: reads; {spread})")
 
 
 if __name__ == "__main__":
