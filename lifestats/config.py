@@ -378,7 +378,7 @@ def _describe(exc: ValidationError, where: str) -> str:
         if error["type"] == "extra_forbidden":
             message = "unknown key"
         value = error["input"]
-        if isinstance(value, str) and "://" in value:
+        if isinstance(value, str) and ("://" in value or "@" in value):
             value = redact_url(value)  # a URL's credentials never reach a message
         shown = "" if error["type"] in ("extra_forbidden", "missing") else f" (got {value!r})"
         lines.append(f"{key}: {message}{shown}")

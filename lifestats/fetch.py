@@ -188,6 +188,8 @@ class ApiClient:
         self._counting = threading.Lock()  # discovery probes from several threads at once
         self._watchdog = _Watchdog(api.timeout)
         self.paginator = paginator if paginator is not None else make_paginator(api, id_field)
+        if token:
+            self.paginator.keep_secret(token)
         # With ``record_keys`` (the keys the caller reads of a record, beside the id), bodies are decoded
         # straight into records of those fields; a body of another shape is parsed whole. Without, every
         # body is parsed whole and every record is a dict of all its fields.

@@ -20,8 +20,9 @@ style          position                                       slices
 ============== ============================================== ==========================================
 
 A slice starts at its ``begin`` (what the plan stores); for the sequential styles that int means "the
-first request". A stored URL is redacted (:func:`lifestats.redact.redact_url`) and its credentials are
-put back from ``api.url`` when it is requested, so no checkpoint holds a secret.
+first request". A stored URL holds none of the user's credentials (:class:`lifestats.redact.Credentials`:
+``api.url``'s and the bearer token, wherever the API echoes them); they are put back when it is
+requested, and the rest of it is requested as the API gave it.
 
 Reading a page raises :class:`~lifestats.errors.TransientApiError` for a server fault (no list at the
 records path, a next reference that does not move forward): it is retried like a 503. A mistake that
@@ -41,7 +42,7 @@ import httpx
 from .config import ApiConfig
 from .decode import RECORD_TYPES, column_getter
 from .errors import ConfigError, TransientApiError
-from .redact import MASK, redact_url
+from .redact import Credentials, redact_url
 
 INT64_MIN = -(2**63)
 INT64_MAX = 2**63 - 1
@@ -63,7 +64,7 @@ class CursorPosition(TypedDict):
 
 
 class UrlPosition(TypedDict):
-    url: str  # redacted: credentials come back from api.url when it is requested
+    url: str  # without the user's credentials: they come back when it is requested
 
 
 @dataclass(frozen=True)
@@ -158,6 +159,11 @@ class Paginator(ABC):
         self.api = api
         self.id_field = id_field
         self.base = httpx.URL(api.url)  # its own query parameters are kept
+        self.credentials = Credentials(api.url)  # what a stored next URL must not hold (see keep_secret)
+
+    def keep_secret(self, token: str | None) -> None:
+        """Keep the bearer token out of stored positions too, should the API echo it in a next URL."""
+        self.credentials = Credentials(self.api.url, token)
 
     # -- what the plan and the coordinator ask --------------------------------------------------------
     @property
@@ -463,19 +469,8 @@ class _UrlPaginator(Paginator):
 
     def request(self, position: Any, end: int | None = None) -> httpx.URL:
         if isinstance(position, dict):
-            return self._restore(httpx.URL(position["url"]))
+            return httpx.URL(self.credentials.unmask(position["url"]))
         return self._params(**{self.api.limit_param: self.api.page_size})
-
-    def _restore(self, url: httpx.URL) -> httpx.URL:
-        """Put back the credentials of ``api.url`` that the stored (redacted) URL masks."""
-        base = self.base
-        if url.host == base.host:
-            if url.username == MASK and base.username:
-                url = url.copy_with(username=base.username, password=base.password or None)
-            for name, value in base.params.multi_items():
-                if url.params.get(name) == MASK:
-                    url = url.copy_set_param(name, value)
-        return url
 
     def _following(self, position: Any, reference: Any, current: httpx.URL) -> UrlPosition:
         if not isinstance(reference, str):
@@ -486,14 +481,14 @@ class _UrlPaginator(Paginator):
         if target == current:
             shown = redact_url(str(target))
             raise TransientApiError(f"the next URL is the current one ({shown}): the crawl would loop")
-        return {"url": redact_url(str(target))}
+        return {"url": self.credentials.mask(str(target))}
 
     def finished(self, page: Page, end: int | None) -> bool:
         return page.next is None
 
     def describe(self, position: Any) -> str:
         if isinstance(position, dict):
-            return f"URL {position['url']}"
+            return f"URL {redact_url(position['url'])}"
         return "the first page"
 
 

@@ -179,9 +179,10 @@ def test_credentials_in_the_url_stay_out_of_the_fingerprint_and_of_messages(conf
         config_file, "production", environ={}, overrides={"api": {"url": url.replace(secret, "rotated")}}
     )
     assert fingerprint(other) == stored  # a rotated password still resumes
-    with pytest.raises(ConfigError) as info:
-        load_settings(config_file, "production", environ={}, overrides={"api": {"url": f"ftp://u:{secret}@x.test/"}})
-    assert secret not in str(info.value) and "api.url" in str(info.value)
+    for bad in (f"ftp://u:{secret}@x.test/", f"http//u:{secret}@x.test/events", f"u:{secret}@x.test/events"):
+        with pytest.raises(ConfigError) as info:
+            load_settings(config_file, "production", environ={}, overrides={"api": {"url": bad}})
+        assert secret not in str(info.value) and "api.url" in str(info.value)
 
 
 def test_a_ca_bundle_that_cannot_be_loaded_is_a_config_error(tmp_path: Path) -> None:

@@ -1,0 +1,160 @@
+"""Next URLs that carry secrets: the API's own are requested as given, the user's are never stored.
+
+A real HTTP server on 127.0.0.1 pages its records with next URLs that hold a page token and an HMAC
+signature of its own (checked on every request: a changed or masked one gets 403), and that echo the
+user's ``api_key`` from ``api.url`` and, in one variant, the bearer token. The job must fetch every
+page (its counts equal the records the server holds, counted here with a Counter) and leave neither
+the key nor the token in the state dir or the report.
+"""
+
+from __future__ import annotations
+
+import collections
+import hashlib
+import hmac
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import orjson
+import pytest
+
+from lifestats.config import load_settings
+
+from .conftest import run
+
+API_KEY = "user-KEY-5a1t-never-store"
+BEARER = "bearer-TOKEN-77q-never-store"
+SERVER_SECRET = b"the server's own signing key"
+PAGES, PER_PAGE = 7, 10
+RECORDS = [
+    {"id": i, "item": f"item-{i % 5}" if i % 3 else i % 4, "visitor": f"v{i % 11}", "ts": 1_760_000_000 + i}
+    for i in range(PAGES * PER_PAGE)
+]
+
+
+def _signature(page: int, page_token: str) -> str:
+    return hmac.new(SERVER_SECRET, f"{page}:{page_token}".encode(), hashlib.sha256).hexdigest()
+
+
+class _Api(BaseHTTPRequestHandler):
+    style = "next_url"
+    echo_bearer = False
+    seen: list[str]
+
+    def log_message(self, *args: Any) -> None:  # quiet
+        pass
+
+    def do_GET(self) -> None:
+        self.seen.append(self.path)
+        query = parse_qs(urlsplit(self.path).query)
+        if query.get("api_key") != [API_KEY] or self.headers.get("Authorization") != f"Bearer {BEARER}":
+            return self._send(401, {"error": "credentials"})
+        page = int(query.get("page", ["0"])[0])
+        if page:  # a later page: the API's own token and signature must come back unchanged
+            page_token = query.get("page_token", [""])[0]
+            if page_token != f"pt{page * 7919}" or query.get("sig") != [_signature(page, page_token)]:
+                return self._send(403, {"error": "bad signature"})
+            if self.echo_bearer and query.get("access_token") != [BEARER]:
+                return self._send(403, {"error": "bad access token"})
+        records = RECORDS[page * PER_PAGE : (page + 1) * PER_PAGE]
+        following = None
+        if page + 1 < PAGES:
+            page_token = f"pt{(page + 1) * 7919}"
+            following = (
+                f"/events?page={page + 1}&page_token={page_token}&sig={_signature(page + 1, page_token)}"
+                f"&api_key={API_KEY}"
+            )
+            if self.echo_bearer:
+                following += f"&access_token={BEARER}"
+        if self.style == "link_header":
+            links = {"Link": f'<{following}>; rel="next"'} if following else {}
+            return self._send(200, records, links)
+        return self._send(200, {"results": records, "next": following})
+
+    def _send(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(data)
+
+
+@pytest.fixture(params=[("next_url", False), ("next_url", True), ("link_header", False), ("link_header", True)])
+def api(request: pytest.FixtureRequest) -> Iterator[tuple[str, str, list[str]]]:
+    style, echo_bearer = request.param
+    seen: list[str] = []
+    handler = type("Api", (_Api,), {"style": style, "echo_bearer": echo_bearer, "seen": seen})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield style, f"http://127.0.0.1:{server.server_address[1]}/events?api_key={API_KEY}", seen
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_signed_next_urls_are_followed_and_the_users_secrets_are_not_stored(
+    api: tuple[str, str, list[str]], state_dir: Path
+) -> None:
+    style, url, seen = api
+    section: dict[str, Any] = {"url": url, "paginator": style, "page_size": PER_PAGE}
+    section |= {"records_path": "results", "next_url_path": "next"} if style == "next_url" else {"records_path": ""}
+    settings = load_settings(
+        None,
+        "test",
+        environ={},
+        overrides={"api": section, "fields": {"item": "item", "visitor": "visitor", "timestamp": "ts"}},
+    )
+    outcome = run(settings, state_dir, token=BEARER)
+
+    assert outcome.exit_code == 0, outcome.message
+    assert len(seen) == PAGES  # every page once: no 401 or 403, so no retry
+    report = outcome.report
+    assert report["records"]["counted"] == len(RECORDS)
+    truth = collections.Counter(record["item"] for record in RECORDS)
+    got = {row["id"]: row["visits"] for row in report["windows"]["all"]["top_items"]}
+    assert got == dict(truth)
+    assert report["windows"]["all"]["distinct_visitors"] == len({record["visitor"] for record in RECORDS})
+    stored = b"".join(path.read_bytes() for path in state_dir.rglob("*") if path.is_file())
+    for secret in (API_KEY, BEARER):
+        assert secret.encode() not in stored
+        assert secret.encode() not in orjson.dumps(report)
+        assert secret not in (outcome.message or "")
+
+
+def test_a_stored_next_url_keeps_the_apis_own_parameters_and_masks_only_the_users(tmp_path: Path) -> None:
+    from lifestats.paginate import make_paginator
+
+    settings = load_settings(
+        None,
+        "test",
+        environ={},
+        overrides={
+            "api": {
+                "url": f"https://robot:pa55@api.test/events?api_key={API_KEY}&kind=visit",
+                "paginator": "next_url",
+                "records_path": "results",
+                "next_url_path": "next",
+            }
+        },
+    )
+    paginator = make_paginator(settings.api)
+    paginator.keep_secret(BEARER)
+    given = (
+        f"https://robot:pa55@api.test/events?kind=visit&token=server-tok%2Fen&sig=abc%3D%3D&api_key={API_KEY}"
+        f"&key={API_KEY}&access_token={BEARER}&cursor=9"
+    )
+    stored = paginator.credentials.mask(given)
+    assert API_KEY not in stored and BEARER not in stored and "pa55" not in stored
+    assert "token=server-tok%2Fen" in stored and "sig=abc%3D%3D" in stored and "cursor=9" in stored
+    assert str(paginator.request({"url": stored})) == given  # requested byte for byte as the API gave it
+    assert "server-tok" not in paginator.describe({"url": stored})  # but shown without any secret
