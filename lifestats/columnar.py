@@ -500,7 +500,7 @@ class FastCounter:
             future = t > self.as_of
             page.future = int(future.sum())
             days[timed] = np.where(t < self.as_of, np.floor_divide(w + o, _DAY), FUTURE)
-            dated = np.flatnonzero(~future)
+            dated = np.flatnonzero(t < self.as_of)  # the series: before as_of (one exactly at it: `all` only)
             if dated.size:
                 keys = bucket_keys(self.buckets, w[dated], o[dated], self.clock)
                 if self.series_floor is not None:

@@ -473,18 +473,20 @@ class PageCounter:
         """One counted record into the page's columns, with its local day and series bucket.
 
         A record stamped after ``as_of`` has the day key FUTURE (``all`` only) and no bucket. One stamped
-        exactly at ``as_of`` is in the series but not in ``this_year`` (whose end is ``as_of``, excluded):
-        its day key is FUTURE too, its bucket the one that holds ``as_of``. The series is read from the
-        bucket keys in every unit, so that both hold."""
+        exactly at ``as_of`` is not future, but it is not before ``as_of`` either: like a future one it
+        counts in ``all`` only (day key FUTURE, no bucket), since ``this_year`` ends at ``as_of``
+        (excluded) and the series holds the records stamped before ``as_of`` (SPEC section 3)."""
         day, bucket = NO_TIME, NO_BUCKET
         if t is not None:
             as_of = self.windows.as_of
             if t > as_of:
                 partial.records["future"] += 1
                 day = FUTURE
+            elif t == as_of:
+                day = FUTURE
             else:
                 # The local day number, as statistics.local_days computes it for a column.
-                day = (whole + offset) // 86_400 if t < as_of else FUTURE
+                day = (whole + offset) // 86_400
                 key = self.buckets.key(whole, offset)
                 if self.series_floor is not None and key < self.series_floor:
                     partial.series_cut += 1

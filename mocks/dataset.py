@@ -1130,6 +1130,7 @@ class _Counted:
     has_ts: np.ndarray
     ts_ms: np.ndarray
     future: np.ndarray  # stamped after as_of
+    dated: np.ndarray  # stamped before as_of: in the series
 
     @classmethod
     def of(
@@ -1143,7 +1144,8 @@ class _Counted:
         has_ts = ds.ts_state[sl][counted] == PRESENT
         ts_ms = ds.ts_ms[sl][counted]
         future = has_ts & (ts_ms * 1000 > _to_us(as_of))
-        return cls(item, visitor, category, has_ts, ts_ms, future)
+        dated = has_ts & (ts_ms * 1000 < _to_us(as_of))
+        return cls(item, visitor, category, has_ts, ts_ms, future, dated)
 
 
 def _to_us(when: datetime) -> int:
@@ -1294,8 +1296,8 @@ def _unique(values: np.ndarray) -> np.ndarray:
 
 
 class _SeriesTotals:
-    """The series, added part by part: points from the earliest timed record's bucket (records after as_of
-    left out) to the bucket that holds as_of, at most max_points of them (the older ones cut, with
+    """The series, added part by part: points from the earliest timed record's bucket (records at or after
+    as_of left out) to the bucket that holds as_of, at most max_points of them (the older ones cut, with
     truncated_before). Bucket numbers are fixed by as_of alone, so parts need nothing from each other."""
 
     def __init__(self, bucket: str, tz: ZoneInfo, as_of: datetime, max_points: int, visitors: int) -> None:
@@ -1312,7 +1314,7 @@ class _SeriesTotals:
         self.distinct = _GroupDistinct(self.count, visitors)
 
     def add(self, cols: _Counted) -> None:
-        timed = cols.has_ts & ~cols.future
+        timed = cols.dated
         if not np.any(timed):
             return
         sec = cols.ts_ms[timed] // 1000

@@ -356,6 +356,22 @@ def starts(report: dict) -> list[str]:
     return [p["start"] for p in report["series"]["points"]]
 
 
+@pytest.mark.parametrize("sep", ["T", " "])  # "T": the fast column checks; " ": the per-record path
+def test_a_record_stamped_exactly_at_as_of_counts_in_all_only(sep: str) -> None:
+    stamps = ["2026-03-15T11:59:59Z", "2026-03-15T12:00:00Z", "2026-03-15T12:00:01Z"]  # AS_OF is 12:00:00Z
+    records = [{"id": i, "item": i, "visitor": i, "ts": t.replace("T", sep)} for i, t in enumerate(stamps)]
+    report, _ = count(records, stats={"series": "minute"})
+    assert report["records"]["counted"] == 3 and report["records"]["future"] == 1  # after as_of: one
+    assert report["windows"]["all"]["visits"] == 3
+    assert report["windows"]["this_year"]["visits"] == 1  # [1 January, as_of)
+    # The series holds the records stamped before as_of (SPEC section 3), up to the bucket of as_of.
+    points = report["series"]["points"]
+    assert [(p["start"], p["visits"]) for p in points] == [
+        ("2026-03-15T11:59:00+00:00", 1),
+        ("2026-03-15T12:00:00+00:00", 0),
+    ]
+
+
 def test_an_outlier_far_ahead_is_future_and_allocates_nothing_large() -> None:
     import tracemalloc
 

@@ -249,7 +249,7 @@ def reference_series(
 
     per_bucket: defaultdict[datetime, list[Any]] = defaultdict(list)
     for _, _, visitor, when in counted:
-        if when is not None and when <= as_of:
+        if when is not None and when < as_of:
             per_bucket[floor(when)].append(visitor)
     if not per_bucket:
         return {"bucket": bucket, "points": []}

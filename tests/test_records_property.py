@@ -261,7 +261,7 @@ def reference(pages: list[list[Any]], tz: ZoneInfo, as_of: datetime) -> dict[str
     windows = {"all": window([(i, c, v) for i, c, v, _ in counted])}
     for name, (lo, hi) in bounds.items():
         windows[name] = window([(i, c, v) for i, c, v, t in counted if t is not None and lo <= t < hi])
-    timed = sum(1 for *_, t in counted if t is not None and t <= as_of.timestamp())
+    timed = sum(1 for *_, t in counted if t is not None and t < as_of.timestamp())  # the series: before as_of
     return {"records": dict(records), "windows": windows, "timed": timed}
 
 
