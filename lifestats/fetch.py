@@ -350,7 +350,11 @@ class ApiClient:
             return orjson.loads(body), True
         except orjson.JSONDecodeError:
             kind = response.headers.get("content-type", "unknown type").split(";")[0]
-            message = f"HTTP 200 with a body that is not JSON ({kind}, {len(body)} bytes)"
+            path = self.api.records_path
+            where = f"records_path '{path}'" if path else "the body (records_path '')"
+            message = (
+                f"HTTP 200 without a list of records at {where}: the body is not JSON ({kind}, {len(body)} bytes)"
+            )
             raise TransientApiError(message) from None
 
     def _pause(self, response: httpx.Response, what: str) -> None:

@@ -268,13 +268,19 @@ def test_credentials_in_the_url_never_appear_in_a_message() -> None:
         ({"meta": {"code": 200}, "error": "busy, try again"}, "missing; the body's top-level keys: meta, error"),
         ({"meta": {}, "response": None}, "null"),
         ({"meta": {}, "response": {"id": 1}}, "an object with keys: id"),
+        (b"<html><body>Maintenance</body></html>", "the body is not JSON (text/html, 37 bytes)"),
     ],
 )
 def test_a_200_without_a_list_of_records_is_a_fault_naming_the_path_and_keys(body: object, shape: str) -> None:
+    def answer() -> httpx.Response:
+        if isinstance(body, bytes):
+            return httpx.Response(200, content=body, headers={"content-type": "text/html; charset=utf-8"})
+        return httpx.Response(200, content=orjson.dumps(body))
+
     limiter = RecordingLimiter()
-    respx.get(URL).mock(side_effect=[httpx.Response(200, content=orjson.dumps(body)), page(0, [1], None)])
+    respx.get(URL).mock(side_effect=[answer(), page(0, [1], None)])
     assert client(limiter).get_page(0).records == [{"id": 1}]  # retried, not read as the end
-    respx.get(URL).mock(return_value=httpx.Response(200, content=orjson.dumps(body)))
+    respx.get(URL).mock(side_effect=lambda request: answer())
     with pytest.raises(ApiError) as info:
         client(RecordingLimiter()).get_page(0)
     assert "records_path 'response'" in str(info.value) and shape in str(info.value)
