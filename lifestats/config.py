@@ -366,6 +366,8 @@ def _env_overrides(environ: Mapping[str, str]) -> dict[str, dict[str, Any]]:
             value = yaml.safe_load(raw) if raw != "" else None
         except yaml.YAMLError:
             value = raw
+        if raw == "" and model.model_fields[key].annotation is str:  # type: ignore[union-attr]
+            value = ""  # e.g. LIFESTATS_API_RECORDS_PATH= : the body itself is the list (None: unset, for the others)
         out.setdefault(section, {})[key] = value
     return out
 

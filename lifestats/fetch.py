@@ -352,9 +352,7 @@ class ApiClient:
             kind = response.headers.get("content-type", "unknown type").split(";")[0]
             path = self.api.records_path
             where = f"records_path '{path}'" if path else "the body (records_path '')"
-            message = (
-                f"HTTP 200 without a list of records at {where}: the body is not JSON ({kind}, {len(body)} bytes)"
-            )
+            message = f"HTTP 200 without a list of records at {where}: the body is not JSON ({kind}, {len(body)} bytes)"
             raise TransientApiError(message) from None
 
     def _pause(self, response: httpx.Response, what: str) -> None:

@@ -157,6 +157,15 @@ def test_switches_still_take_booleans_and_numbers_still_parse_from_variables(con
         load_settings(config_file, "production", environ={"LIFESTATS_API_PAGE_SIZE": "true"})
 
 
+def test_an_empty_variable_is_an_empty_string_where_a_string_is_required_and_unset_where_optional(
+    config_file: Path,
+) -> None:
+    environ = {"LIFESTATS_API_RECORDS_PATH": "", "LIFESTATS_API_FIRST_ID": ""}
+    settings = load_settings(config_file, "production", environ=environ)
+    assert settings.api.records_path == ""  # the body itself is the list of records
+    assert settings.api.first_id is None  # discovered
+
+
 @pytest.mark.parametrize("name", ["LIFESTATS_CRAWLL_WORKERS", "LIFESTATS_STAT_TOP_ITEMS", "LIFESTATS_TOKEN"])
 def test_an_unknown_section_variable_is_refused_like_an_unknown_key(config_file: Path, name: str) -> None:
     with pytest.raises(ConfigError) as info:
