@@ -9,7 +9,6 @@ one page at a time: the page's counted records become one :class:`~lifestats.sta
 
 from __future__ import annotations
 
-import collections
 import math
 import re
 from collections.abc import Sequence
@@ -25,6 +24,7 @@ from .columnar import FastCounter, FastPage, FieldNames, column, joined, select_
 from .config import Settings
 from .decode import Record, as_dict
 from .paginate import int_id
+from .seen import SeenIds
 from .statistics import FUTURE, NO_BUCKET, NO_TIME, Columns, concatenated
 from .stats import Key, Partial, new_statistics
 from .timeline import END_INSTANT, FIRST_INSTANT, Buckets, Clock, Windows
@@ -32,7 +32,6 @@ from .timeline import END_INSTANT, FIRST_INSTANT, Buckets, Clock, Windows
 MAX_REJECT_SAMPLES = 100
 COLUMNAR_MIN = 8  # pages with fewer records than this are counted record by record (numpy's overhead)
 BATCH_ROWS = 1 << 15  # a worker's counted rows held back for one add to the statistics (PageCounter.settle)
-RECENT_PAGES = 4  # pages of ids a positional or sequential slice remembers for de-duplication
 _MS_THRESHOLD = 10**11
 
 
@@ -47,24 +46,6 @@ class SliceCursor:
     begin: int
     end: int | None
     high_water: int  # ids <= high_water were seen already (begin - 1 at the start)
-
-
-@dataclass
-class RecentIds:
-    """The ids of a slice's last few pages, for de-duplication where ids are not ordered.
-
-    Bounded memory: a record served again within :data:`RECENT_PAGES` pages of its first appearance in
-    the same slice (a page re-served, rows shifted by an insertion while the crawl runs) counts once;
-    a repeat further apart, or across a resume, is not recognised.
-    """
-
-    pages: collections.deque[set[Key]] = field(default_factory=lambda: collections.deque(maxlen=RECENT_PAGES))
-
-    def seen(self, rid: Key) -> bool:
-        return any(rid in ids for ids in self.pages)
-
-    def remember(self, ids: set[Key]) -> None:
-        self.pages.append(ids)
 
 
 _INT64_MIN: Final = -(2**63)
@@ -316,12 +297,12 @@ class PageCounter:
         cursor.high_water = top
         self._add_page(partial)
 
-    def count_rows(self, partial: Partial, records: Sequence[Any], room: int | None, cursor: RecentIds) -> None:
+    def count_rows(self, partial: Partial, records: Sequence[Any], room: int | None, cursor: SeenIds) -> None:
         """Add the records of one page of a positional or sequential crawl (ids serve de-duplication only).
 
         ``room``: how many of the page's records still lie inside the slice (None: all of them). An id
-        seen on one of the slice's last few pages (:data:`RECENT_PAGES`) is a duplicate; a record without
-        an integer or string id is rejected.
+        the slice took before (``cursor``), on this page or any earlier one, is a duplicate; a record
+        without an integer or string id is rejected.
         """
         tally = partial.records
         tally["received"] += len(records)
@@ -333,8 +314,8 @@ class PageCounter:
             ids = column(inside, self.id_field)
             if usable_mask(ids) is None:  # every id usable: no reject to keep in order with the others
                 fresh: list[Any] = []
-                for record, rid in zip(inside, ids, strict=True):
-                    if rid in page_ids or cursor.seen(rid):
+                for record, rid, before in zip(inside, ids, cursor.seen_mask(ids), strict=True):
+                    if before or rid in page_ids:
                         tally["duplicates"] += 1
                     else:
                         page_ids.add(rid)

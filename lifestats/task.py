@@ -17,10 +17,11 @@ from typing import Any
 
 import orjson
 
-from .count import PageCounter, RecentIds, SliceCursor
+from .count import PageCounter, SliceCursor
 from .errors import ApiError
 from .fetch import ApiClient, Page
 from .protocol import Flush, Split, Task
+from .seen import SeenIds
 from .stats import Partial
 
 # A split is accepted only when each half would keep at least this many pages (estimated from the ids
@@ -178,7 +179,7 @@ def _crawl(
     by_id = paginator.slicing == "id"
     high_water = task.high_water if task.high_water is not None else task.slice.begin - 1
     ids = SliceCursor(task.slice.begin, task.slice.end, high_water)
-    recent = RecentIds()
+    recent = SeenIds()
     loops = _Positions()
     position: Any = task.position
     end = task.slice.end

@@ -597,7 +597,7 @@ def _every_way(
     end: int | None = 50,
     mode: str = "exact",
 ) -> list[tuple[dict, list, int | None]]:
-    from lifestats.count import RecentIds
+    from lifestats.seen import SeenIds
 
     s = settings(stats={"timezone": timezone, "series": series, "series_max_points": 50, "mode": mode})
     outcomes = []
@@ -606,7 +606,7 @@ def _every_way(
     for columnar, batch_rows in ((True, 0), (False, 0), (True, 16)):
         counter = PageCounter(s, as_of, columnar=columnar, batch_rows=batch_rows)
         partial = Partial()
-        cursor, recent = SliceCursor(0, end, -1), RecentIds()
+        cursor, recent = SliceCursor(0, end, -1), SeenIds()
         for page in pages:
             if sliced:
                 counter.count_page(partial, page, 0, cursor)

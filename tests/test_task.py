@@ -7,11 +7,12 @@ from collections.abc import Iterator
 
 import pytest
 
-from lifestats.count import PageCounter, RecentIds, SliceCursor
+from lifestats.count import PageCounter, SliceCursor
 from lifestats.fetch import ApiClient
 from lifestats.plan import Slice, discover, plan_slices
 from lifestats.protocol import Flush, Split, Task
 from lifestats.report import build_report
+from lifestats.seen import SeenIds
 from lifestats.stats import Partial
 from lifestats.task import crawl_slice
 from mocks.dataset import DatasetSpec, generate, ground_truth
@@ -159,7 +160,7 @@ def test_a_page_in_any_order_counts_like_the_sorted_page() -> None:
 
 def test_rows_seen_on_a_recent_page_of_the_slice_count_once() -> None:
     counter = PageCounter(job_settings(URL), AS_OF)
-    partial, recent = Partial(), RecentIds()
+    partial, recent = Partial(), SeenIds()
     records = [DATA.record(i) for i in range(20)]
     counter.count_rows(partial, records[:10], None, recent)
     counter.count_rows(partial, records[8:18], None, recent)  # two rows shifted into the next page
