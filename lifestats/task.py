@@ -42,6 +42,10 @@ def first_flush_after(index: int, flush_every: int) -> int:
 
 # A sequential crawl remembers this many of its last positions to refuse a next reference that loops.
 LOOP_MEMORY = 10_000
+# A slice stops (exit 3) after this many pages in a row that hold records but bring nothing new (every
+# one a record the slice already took, or below where it starts): an API whose next reference moves on
+# without moving past its records (an offset that creeps up by one, a new cursor for the same page).
+STUCK_PAGES = 20
 
 
 class _Positions:
@@ -195,6 +199,7 @@ def _crawl(
             loops.visit(position, paginator.describe(position))
         prefetch.ask(position, end)
     loop: ApiError | None = None  # a next reference that leads back, raised where its page would be taken
+    stuck = 0  # pages in a row that held records and brought nothing new
     stride = 0  # ids the last page spanned (by id): how much a page covers
     while position is not None:
         until = proposals()
@@ -216,6 +221,8 @@ def _crawl(
                 prefetch.ask(next_position, end)
             except ApiError as exc:
                 loop = exc
+        tally = partial.records
+        fetched, duplicates = tally["fetched"], tally["duplicates"]
         if by_id:
             counter.count_page(partial, page.records, page.position, ids)
         else:
@@ -224,6 +231,15 @@ def _crawl(
             if paginator.style == "offset" and end is not None and at is not None:
                 room = end - at  # the rows of the page that still lie inside the slice
             counter.count_rows(partial, page.records, room, recent)
+        nothing_new = tally["fetched"] - fetched == tally["duplicates"] - duplicates
+        stuck = stuck + 1 if page.records and nothing_new and next_position is not None else 0
+        if stuck >= STUCK_PAGES and loop is None:
+            loop = ApiError(
+                f"the API's last {stuck} pages brought nothing new (every record on them one this slice had "
+                f"already taken, or outside it), though its next reference moved on each time, now to "
+                f"{paginator.describe(next_position)}: it does not move past its records, so the crawl "
+                "would not end"
+            )
         pages += 1
         if next_position is not None and position is not None:
             step = paginator.progress(next_position), paginator.progress(position)
