@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
+from urllib.parse import urlsplit
 
 import duckdb
 
@@ -165,6 +166,7 @@ def run_job(
     try:
         if as_of is not None:
             check_as_of(settings, as_of)
+        check_credentials(settings, token)
         # The lock comes first: nothing in the state dir is read, let alone deleted, under a live run.
         with state_lock(state_dir):
             if fresh:
@@ -190,6 +192,17 @@ def run_job(
     if outcome.message:
         outcome.message = redact_text(outcome.message, [*secrets, url])
     return outcome
+
+
+def check_credentials(settings: Settings, token: str | None) -> None:
+    """Refuse two credentials for one header: ``user:password@`` in ``api.url`` is sent as Basic
+    authorization, which would silently replace the bearer token of ``LIFESTATS_API_TOKEN``."""
+    if token and "@" in urlsplit(settings.api.url).netloc:
+        raise ConfigError(
+            "api.url holds a user and password (sent as Basic authorization) and LIFESTATS_API_TOKEN is set "
+            "(sent as a Bearer token): an API takes one Authorization header, so one of them would be "
+            "ignored; remove the user and password from api.url, or unset LIFESTATS_API_TOKEN"
+        )
 
 
 def _settle_as_of(checkpoint: Checkpoint, as_of: datetime | None, resumed: bool) -> datetime:

@@ -59,3 +59,17 @@ def test_credentials_in_the_url_never_reach_a_message_a_report_or_the_checkpoint
         assert secret not in message
         assert secret.encode() not in orjson.dumps(outcome.report)
         assert secret.encode() not in stored
+
+
+def test_a_token_and_a_password_in_the_url_are_refused_before_any_request(state_dir: Path) -> None:
+    from lifestats.errors import ConfigError
+
+    with MockServer(DATA, token="t0ken") as server:
+        url = server.url.replace("http://", f"http://reader:{SECRET}@")
+        with pytest.raises(ConfigError) as info:
+            run(job_settings(url), state_dir, token="t0ken")
+        assert server.log == []
+    message = str(info.value)
+    print(f"\ntoken and password: {message}")
+    assert "LIFESTATS_API_TOKEN" in message and "api.url" in message
+    assert SECRET not in message and "t0ken" not in message
