@@ -28,6 +28,9 @@ class Task:
     position: Any  # where the crawl goes on (a JSON value); for offsets by id, the offset to request next
     high_water: int | None
     seq: int  # the last committed flush of the slice
+    # Positional and sequential styles: the ids the slice's committed flushes took (their ``taken``), so
+    # that a new attempt still knows them (lifestats.seen).
+    taken: tuple[bytes, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -43,6 +46,9 @@ class Flush:
     requests: int
     retries: int
     partial: bytes
+    # Positional and sequential styles: the ids this flush's pages took (lifestats.seen.encode_ids),
+    # committed with it, and handed to the slice's next attempt.
+    taken: bytes = b""
     # What the worker process spent since its last report (run figures only; not checkpointed).
     cpu_seconds: float = 0.0
     peak_rss_bytes: int = 0

@@ -534,10 +534,11 @@ class _Job:
     def _estimated_end(self) -> int:
         return self.bounds.estimated_end if self.bounds is not None else 0
 
-    @staticmethod
-    def _task(state: SliceState) -> Task:
+    def _task(self, state: SliceState) -> Task:
+        """The task of a slice's new attempt, from its committed state (and the ids it took, if any)."""
         assert state.position is not None
-        return Task(state.slice, state.attempt, state.position, state.high_water, state.seq)
+        taken = self.checkpoint.taken(state.slice.index)
+        return Task(state.slice, state.attempt, state.position, state.high_water, state.seq, taken)
 
     # -- output -------------------------------------------------------------------------------------
     def _notify(self, on_progress: Callable[[Snapshot], None] | None) -> None:

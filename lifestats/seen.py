@@ -12,12 +12,15 @@ again a hundred pages later. So a slice of those styles remembers every id it ha
 
 ``PYTHONPATH=. python bench/seen_memory.py`` measures both.
 
-What it does not see: the ids of another slice (a positional crawl cut into several), and the ids a
-slice took before it was resumed or split (a new attempt starts with none). docs/DESIGN.md, "Exactly once".
+The ids a slice takes go out with each flush (:func:`encode_ids`) and are committed with it; a new
+attempt of the slice (a resume, a lost worker) starts from them (:meth:`SeenIds.restore`). What it does
+not see: the ids of another slice (a positional crawl cut into several, or a slice split in two).
+docs/DESIGN.md, "Exactly once".
 """
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Iterable, Sequence
 from typing import Any, Final
 
@@ -25,6 +28,7 @@ import numpy as np
 import numpy.typing as npt
 
 _RUN: Final = 1 << 16  # integer ids held in a set before they become a sorted run
+_COUNTS: Final = struct.Struct("<QQ")  # an encoded batch's integer and string ids
 
 
 class SeenIds:
@@ -34,6 +38,21 @@ class SeenIds:
         self._runs: list[npt.NDArray[np.int64]] = []  # sorted, disjoint, each over twice the next one's size
         self._ints: set[int] = set()  # the newest integer ids, not yet in a run
         self._texts: set[str] = set()
+        self._fresh: list[Any] = []  # taken since the last take_fresh()
+
+    @classmethod
+    def restore(cls, taken: Iterable[bytes]) -> SeenIds:
+        """The ids of earlier flushes (each :func:`encode_ids`), none of them fresh."""
+        seen = cls()
+        for body in taken:
+            seen.remember(decode_ids(body))
+        seen._fresh.clear()
+        return seen
+
+    def take_fresh(self) -> list[Any]:
+        """The ids taken since the last call (for the next flush)."""
+        fresh, self._fresh = self._fresh, []
+        return fresh
 
     def __len__(self) -> int:
         return sum(len(run) for run in self._runs) + len(self._ints) + len(self._texts)
@@ -61,6 +80,8 @@ class SeenIds:
 
     def remember(self, ids: Iterable[Any]) -> None:
         """Take ``ids`` (none of them seen before)."""
+        ids = list(ids)
+        self._fresh.extend(ids)
         for rid in ids:
             if type(rid) is int:
                 self._ints.add(rid)
@@ -76,6 +97,37 @@ class SeenIds:
                 merged = np.concatenate([self._runs.pop(), newest])
                 merged.sort(kind="stable")
                 self._runs.append(merged)
+
+
+def encode_ids(ids: Sequence[Any]) -> bytes:
+    """Ids (ints in the signed 64-bit range, strings) as bytes for a flush; empty when there are none.
+
+    The integer ids as little-endian int64, then each string as its length and its UTF-8 bytes (a lone
+    surrogate, which JSON text can carry, kept as it is)."""
+    if not ids:
+        return b""
+    ints = [rid for rid in ids if type(rid) is int]
+    texts = [rid.encode("utf-8", "surrogatepass") for rid in ids if type(rid) is not int]
+    out = [_COUNTS.pack(len(ints), len(texts)), np.array(ints, dtype="<i8").tobytes()]
+    out.append(np.array([len(text) for text in texts], dtype="<u4").tobytes())
+    out.extend(texts)
+    return b"".join(out)
+
+
+def decode_ids(body: bytes) -> list[Any]:
+    """The ids of :func:`encode_ids` (the integers first)."""
+    if not body:
+        return []
+    n_ints, n_texts = _COUNTS.unpack_from(body)
+    at = _COUNTS.size
+    ids: list[Any] = np.frombuffer(body, dtype="<i8", count=n_ints, offset=at).tolist()
+    at += 8 * n_ints
+    lengths = np.frombuffer(body, dtype="<u4", count=n_texts, offset=at).tolist()
+    at += 4 * n_texts
+    for length in lengths:
+        ids.append(body[at : at + length].decode("utf-8", "surrogatepass"))
+        at += length
+    return ids
 
 
 def _in_run(run: npt.NDArray[np.int64], rid: int) -> bool:

@@ -8,7 +8,10 @@ One file in the state dir (:data:`CHECKPOINT_FILE`) holds:
 - ``partials``: where each recent flush's small part (record tallies, series floor and cut, approx
   sketches) lies in the recent-blobs file: one row per flush since the last compaction;
 - ``facts``: exact mode's facts (:mod:`lifestats.facts`, via :mod:`lifestats.stored`), appended per
-  flush, read by SQL.
+  flush, read by SQL;
+- ``taken``: in the positional and sequential styles, the ids each flush took (:mod:`lifestats.seen`),
+  which a new attempt of the slice starts from, so that a record served again after a resume still
+  counts once.
 
 Beside it, per generation ``g`` of the compacted total, two files:
 
@@ -101,8 +104,9 @@ CREATE TABLE IF NOT EXISTS partials (
     start BIGINT NOT NULL,
     length BIGINT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS taken (slice INTEGER NOT NULL, seq INTEGER NOT NULL, ids BLOB NOT NULL);
 """
-_TABLES: Final = ("meta", "slices", "partials", "facts")
+_TABLES: Final = ("meta", "slices", "partials", "facts", "taken")
 
 
 class CheckpointSchemaError(StateDirError):
@@ -538,6 +542,9 @@ class Checkpoint:
                     self._memo["committed_end"] = at + len(blob)
                 if facts is not None and facts.num_rows:
                     self._insert_facts(facts)
+                if flush.taken:
+                    taken = [flush.slice, flush.seq, flush.taken]
+                    db.execute("INSERT INTO taken (slice, seq, ids) VALUES (?, ?, ?)", taken)
         finally:
             if compacted is not None:  # committed or not: keep only the generation the checkpoint names
                 self._close_recent()
@@ -643,6 +650,11 @@ class Checkpoint:
                 create_facts_table(db)
                 self._memo["facts_table"] = True
             insert_facts(db, facts)
+
+    def taken(self, index: int) -> tuple[bytes, ...]:
+        """The ids the committed flushes of slice ``index`` took (each as :func:`lifestats.seen.encode_ids`)."""
+        rows = self._db.execute("SELECT ids FROM taken WHERE slice = ? ORDER BY seq", [index]).fetchall()
+        return tuple(bytes(body) for (body,) in rows)
 
     def partials(self) -> Iterator[bytes]:
         """The committed blobs of the recent flushes (those not yet in the compacted total), one at a time."""

@@ -21,7 +21,7 @@ from .count import PageCounter, SliceCursor
 from .errors import ApiError
 from .fetch import ApiClient, Page
 from .protocol import Flush, Split, Task
-from .seen import SeenIds
+from .seen import SeenIds, encode_ids
 from .stats import Partial
 
 # A split is accepted only when each half would keep at least this many pages (estimated from the ids
@@ -183,7 +183,7 @@ def _crawl(
     by_id = paginator.slicing == "id"
     high_water = task.high_water if task.high_water is not None else task.slice.begin - 1
     ids = SliceCursor(task.slice.begin, task.slice.end, high_water)
-    recent = SeenIds()
+    recent = SeenIds.restore(task.taken)  # the ids of the committed flushes of the slice
     loops = _Positions()
     position: Any = task.position
     end = task.slice.end
@@ -261,6 +261,7 @@ def _crawl(
                     requests=requests - requests0,
                     retries=retries - retries0,
                     partial=partial.to_bytes(),
+                    taken=b"" if by_id else encode_ids(recent.take_fresh()),
                 )
             )
             partial, pages, due = Partial(), 0, flush_every

@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 
 from lifestats import seen as seen_module
 from lifestats.config import load_settings
-from lifestats.seen import SeenIds
+from lifestats.seen import SeenIds, decode_ids, encode_ids
 
 from .conftest import run
 
@@ -53,6 +53,23 @@ def test_seen_ids_answer_as_a_set_of_every_id_taken_does(batches: list[list[Any]
         seen_module._RUN = original
 
 
+@settings(max_examples=300, deadline=None)
+@given(batches=st.lists(st.lists(st.one_of(IDS, st.sampled_from(["\ud800", "a\udfff"])), max_size=12), max_size=8))
+def test_ids_taken_go_out_with_each_flush_and_a_new_attempt_starts_from_them(batches: list[list[Any]]) -> None:
+    ids, flushed, taken = SeenIds(), [], set()
+    for batch in batches:
+        fresh = list(dict.fromkeys(rid for rid in batch if rid not in taken))
+        ids.remember(fresh)
+        taken |= set(fresh)
+        body = encode_ids(ids.take_fresh())
+        assert sorted(map(repr, decode_ids(body))) == sorted(map(repr, fresh))  # types kept: 5 is not "5"
+        flushed.append(body)
+    again = SeenIds.restore(flushed)
+    assert len(again) == len(taken) and again.take_fresh() == []
+    probe = [rid for batch in batches for rid in batch] + [2**62, "never"]
+    assert again.seen_mask(probe) == [rid in taken for rid in probe]
+
+
 PER_PAGE, PAGES = 10, 30
 # Page p serves records p*10 .. p*10+9, except that page 12 serves page 0's records again, page 20 a
 # mix of pages 3 and 11, and page 29 one record of each earlier page (ids as strings on odd pages).
@@ -75,11 +92,18 @@ def _page(number: int) -> list[dict[str, Any]]:
 
 
 class _Api(BaseHTTPRequestHandler):
+    broken_page: int | None = None  # a page answered with HTTP 500 while set
+
     def log_message(self, *args: Any) -> None:
         pass
 
     def do_GET(self) -> None:
         number = int(parse_qs(urlsplit(self.path).query).get("cursor", ["0"])[0])
+        if number == self.broken_page:
+            self.send_response(500)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
         body = {"data": _page(number), "next_cursor": str(number + 1) if number + 1 < PAGES else None}
         data = json.dumps(body).encode()
         self.send_response(200)
@@ -90,27 +114,47 @@ class _Api(BaseHTTPRequestHandler):
 
 
 @pytest.fixture
-def api_url() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Api)
+def api() -> Iterator[tuple[str, type[_Api]]]:
+    handler = type("Api", (_Api,), {})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/events"
+        yield f"http://127.0.0.1:{server.server_address[1]}/events", handler
     finally:
         server.shutdown()
         server.server_close()
 
 
-def test_a_record_served_again_many_pages_later_counts_once(api_url: str, state_dir: Path) -> None:
-    served = [record for number in range(PAGES) for record in _page(number)]
-    distinct = {json.dumps(record["id"]): record for record in served}  # 5 and "5" would be two ids
-    api = {"url": api_url, "paginator": "cursor", "records_path": "data", "cursor_path": "next_cursor"}
-    settings_ = load_settings(
+def _settings(url: str) -> Any:
+    api = {"url": url, "paginator": "cursor", "records_path": "data", "cursor_path": "next_cursor"}
+    return load_settings(
         None,
         "test",
         environ={},
-        overrides={"api": {**api, "page_size": PER_PAGE}, "fields": {"item": "item", "visitor": "visitor"}},
+        overrides={
+            "api": {**api, "page_size": PER_PAGE},
+            "fields": {"item": "item", "visitor": "visitor"},
+            "crawl": {"flush_every": 4, "retries": 1, "backoff": 0.01, "backoff_max": 0.05},
+        },
     )
-    outcome = run(settings_, state_dir)
+
+
+@pytest.mark.parametrize("resumed", [False, True])
+def test_a_record_served_again_many_pages_later_counts_once(
+    api: tuple[str, type[_Api]], state_dir: Path, resumed: bool
+) -> None:
+    """Also when the crawl failed (page 17 answered 500 until the API was mended) and was resumed between
+    the first serving of a record and its second: the ids a slice took are committed with its flushes."""
+    url, handler = api
+    served = [record for number in range(PAGES) for record in _page(number)]
+    distinct = {json.dumps(record["id"]): record for record in served}  # 5 and "5" would be two ids
+    if resumed:
+        handler.broken_page = 17
+        failed = run(_settings(url), state_dir)
+        assert failed.exit_code == 3, failed.message
+        assert failed.report["partial"] and 0 < failed.report["records"]["fetched"] < len(served)
+        handler.broken_page = None
+    outcome = run(_settings(url), state_dir)
 
     assert outcome.exit_code == 0, outcome.message
     records = outcome.report["records"]
