@@ -8,10 +8,7 @@ after a bounded number of requests, and keep what it counted resumable.
 
 from __future__ import annotations
 
-import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -22,16 +19,14 @@ from lifestats.config import load_settings
 from lifestats.task import STUCK_PAGES
 
 from .conftest import run
+from .json_api import JsonHandler, serving
 
 RECORDS = [{"id": i, "item": i % 3} for i in range(10)]
 
 
-class _Api(BaseHTTPRequestHandler):
+class _Api(JsonHandler):
     style = "offset_id"
     requests: list[str]
-
-    def log_message(self, *args: Any) -> None:
-        pass
 
     def do_GET(self) -> None:
         self.requests.append(self.path)
@@ -42,25 +37,15 @@ class _Api(BaseHTTPRequestHandler):
         else:
             cursor = int(query.get("cursor", ["0"])[0])
             body = {"data": RECORDS, "next_cursor": str(cursor + 1)}
-        data = json.dumps(body).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        self.send_json(200, body)
 
 
 @pytest.fixture(params=["offset_id", "cursor"])
 def api(request: pytest.FixtureRequest) -> Iterator[tuple[str, str, list[str]]]:
     requests: list[str] = []
     handler = type("Api", (_Api,), {"style": request.param, "requests": requests})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield request.param, f"http://127.0.0.1:{server.server_address[1]}/events", requests
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(handler) as base:
+        yield request.param, f"{base}/events", requests
 
 
 def test_pages_that_bring_nothing_new_stop_the_crawl(api: tuple[str, str, list[str]], state_dir: Path) -> None:

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import collections
 import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -25,6 +23,7 @@ from lifestats.config import load_settings
 from lifestats.seen import SeenIds, decode_ids, encode_ids
 
 from .conftest import run
+from .json_api import JsonHandler, serving
 
 IDS = st.one_of(
     st.integers(-(2**63), 2**63 - 1),
@@ -91,38 +90,22 @@ def _page(number: int) -> list[dict[str, Any]]:
     return [RECORDS[i] for i in rows]
 
 
-class _Api(BaseHTTPRequestHandler):
+class _Api(JsonHandler):
     broken_page: int | None = None  # a page answered with HTTP 500 while set
-
-    def log_message(self, *args: Any) -> None:
-        pass
 
     def do_GET(self) -> None:
         number = int(parse_qs(urlsplit(self.path).query).get("cursor", ["0"])[0])
         if number == self.broken_page:
-            self.send_response(500)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-            return
+            return self.send_json(500, {"error": "broken"})
         body = {"data": _page(number), "next_cursor": str(number + 1) if number + 1 < PAGES else None}
-        data = json.dumps(body).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        return self.send_json(200, body)
 
 
 @pytest.fixture
 def api() -> Iterator[tuple[str, type[_Api]]]:
     handler = type("Api", (_Api,), {})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/events", handler
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(handler) as base:
+        yield f"{base}/events", handler
 
 
 def _settings(url: str) -> Any:

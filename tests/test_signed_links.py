@@ -12,10 +12,7 @@ from __future__ import annotations
 import collections
 import hashlib
 import hmac
-import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -26,6 +23,7 @@ import pytest
 from lifestats.config import load_settings
 
 from .conftest import run
+from .json_api import JsonHandler, serving
 
 API_KEY = "user-KEY-5a1t-never-store"
 BEARER = "bearer-TOKEN-77q-never-store"
@@ -41,26 +39,23 @@ def _signature(page: int, page_token: str) -> str:
     return hmac.new(SERVER_SECRET, f"{page}:{page_token}".encode(), hashlib.sha256).hexdigest()
 
 
-class _Api(BaseHTTPRequestHandler):
+class _Api(JsonHandler):
     style = "next_url"
     echo_bearer = False
     seen: list[str]
-
-    def log_message(self, *args: Any) -> None:  # quiet
-        pass
 
     def do_GET(self) -> None:
         self.seen.append(self.path)
         query = parse_qs(urlsplit(self.path).query)
         if query.get("api_key") != [API_KEY] or self.headers.get("Authorization") != f"Bearer {BEARER}":
-            return self._send(401, {"error": "credentials"})
+            return self.send_json(401, {"error": "credentials"})
         page = int(query.get("page", ["0"])[0])
         if page:  # a later page: the API's own token and signature must come back unchanged
             page_token = query.get("page_token", [""])[0]
             if page_token != f"pt{page * 7919}" or query.get("sig") != [_signature(page, page_token)]:
-                return self._send(403, {"error": "bad signature"})
+                return self.send_json(403, {"error": "bad signature"})
             if self.echo_bearer and query.get("access_token") != [BEARER]:
-                return self._send(403, {"error": "bad access token"})
+                return self.send_json(403, {"error": "bad access token"})
         records = RECORDS[page * PER_PAGE : (page + 1) * PER_PAGE]
         following = None
         if page + 1 < PAGES:
@@ -73,18 +68,8 @@ class _Api(BaseHTTPRequestHandler):
                 following += f"&access_token={BEARER}"
         if self.style == "link_header":
             links = {"Link": f'<{following}>; rel="next"'} if following else {}
-            return self._send(200, records, links)
-        return self._send(200, {"results": records, "next": following})
-
-    def _send(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        for name, value in (headers or {}).items():
-            self.send_header(name, value)
-        self.end_headers()
-        self.wfile.write(data)
+            return self.send_json(200, records, links)
+        return self.send_json(200, {"results": records, "next": following})
 
 
 @pytest.fixture(params=[("next_url", False), ("next_url", True), ("link_header", False), ("link_header", True)])
@@ -92,14 +77,8 @@ def api(request: pytest.FixtureRequest) -> Iterator[tuple[str, str, list[str]]]:
     style, echo_bearer = request.param
     seen: list[str] = []
     handler = type("Api", (_Api,), {"style": style, "echo_bearer": echo_bearer, "seen": seen})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield style, f"http://127.0.0.1:{server.server_address[1]}/events?api_key={API_KEY}", seen
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(handler) as base:
+        yield style, f"{base}/events?api_key={API_KEY}", seen
 
 
 def test_signed_next_urls_are_followed_and_the_users_secrets_are_not_stored(
