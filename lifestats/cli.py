@@ -133,7 +133,8 @@ def _as_of(text: str | None) -> datetime | None:
     except ValueError:
         raise ConfigError(f"--as-of {text!r} is not an ISO 8601 time") from None
     if moment.tzinfo is None:
-        raise ConfigError(f"--as-of {text!r} needs a UTC offset, e.g. {text}+00:00")
+        example = moment.isoformat() + "+00:00"  # a date alone becomes its midnight: "2025-06-12T00:00:00+00:00"
+        raise ConfigError(f"--as-of {text!r} needs a UTC offset, e.g. {example}")
     return moment
 
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Final
 from zoneinfo import ZoneInfo
 
@@ -290,4 +290,15 @@ class Buckets:
         """ISO 8601 start of a bucket, with the zone's offset at that time."""
         if self._step is not None:
             return datetime.fromtimestamp(key, self.tz).isoformat()
-        return (_EPOCH + timedelta(seconds=key)).replace(tzinfo=self.tz).isoformat()
+        return calendar_start((_EPOCH + timedelta(seconds=key)).replace(tzinfo=self.tz)).isoformat()
+
+
+def calendar_start(wall: datetime) -> datetime:
+    """A day, week, month or year that starts at local time ``wall`` (an aware datetime in the zone), as
+    the instant it starts and the offset in force then: where the local calendar skips that time (a
+    zone whose clocks jump at midnight, America/Santiago on 2025-09-07), the first local time the day
+    has (01:00-03:00, not a 00:00-04:00 that never showed on a clock there)."""
+    try:
+        return wall.astimezone(UTC).astimezone(wall.tzinfo)
+    except OverflowError:  # the first or last day datetime holds: no gap there to mend
+        return wall

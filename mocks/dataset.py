@@ -1148,6 +1148,16 @@ class _Counted:
         return cls(item, visitor, category, has_ts, ts_ms, future, dated)
 
 
+def _first_local(wall: datetime, tz: ZoneInfo) -> str:
+    """A calendar bucket's start named as its first instant: local ``wall`` in ``tz``, or, where the clocks
+    skip that time (a jump at midnight), the first local time after it, with the offset then in force."""
+    aware = wall.replace(tzinfo=tz)
+    try:
+        return aware.astimezone(UTC).astimezone(tz).isoformat()
+    except OverflowError:  # the first or last day datetime holds
+        return aware.isoformat()
+
+
 def _to_us(when: datetime) -> int:
     return (when - _EPOCH) // _US
 
@@ -1340,9 +1350,7 @@ class _SeriesTotals:
         if bucket in ("minute", "hour"):
             names = [datetime.fromtimestamp(s, tz).isoformat() for s in self.starts[first:].tolist()]
         else:
-            names = [
-                _bucket_wall(self.offset + j, bucket).replace(tzinfo=tz).isoformat() for j in range(first, self.count)
-            ]
+            names = [_first_local(_bucket_wall(self.offset + j, bucket), tz) for j in range(first, self.count)]
         points = [
             {"start": name, "visits": v, "distinct_visitors": d}
             for name, v, d in zip(names, visits, distinct, strict=True)

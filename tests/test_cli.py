@@ -92,6 +92,7 @@ def test_env_variable_selects_environment_and_overrides_keys(tmp_path: Path, ser
         (["--env", "broken"], {}, "crawl.workers"),
         (["--env", "nowhere"], {}, "no environment 'nowhere'"),
         (["--env", "test", "--as-of", "yesterday"], {}, "--as-of 'yesterday'"),
+        (["--env", "test", "--as-of", "2025-06-12"], {}, "e.g. 2025-06-12T00:00:00+00:00"),  # an example that works
         (["--env", "test", "--bogus"], {}, "unrecognized arguments: --bogus"),
         (["--env", "test"], {"LIFESTATS_CRAWL_RATE_LIMIT": "fast"}, "crawl.rate_limit"),
         (["--env", "test"], {"LIFESTATS_STATS_MODE": "approx", "LIFESTATS_STATS_HLL_LG_K": "30"}, "stats.hll_lg_k"),

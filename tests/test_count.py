@@ -356,6 +356,20 @@ def starts(report: dict) -> list[str]:
     return [p["start"] for p in report["series"]["points"]]
 
 
+def test_a_day_whose_midnight_the_clocks_skip_starts_at_its_first_local_time() -> None:
+    # America/Santiago: on 2025-09-07 the clocks go from 23:59:59-04:00 to 01:00:00-03:00 (04:00 UTC).
+    stamps = ["2025-09-07T03:59:59Z", "2025-09-07T04:00:00Z", "2025-09-07T05:30:00Z", "2025-09-08T03:00:00Z"]
+    records = [{"id": i, "item": 1, "ts": t} for i, t in enumerate(stamps)]
+    as_of = datetime.fromisoformat("2025-09-08T12:00:00-03:00")
+    report, _ = count(records, as_of=as_of, stats={"timezone": "America/Santiago", "series": "day"})
+    points = [(p["start"], p["visits"]) for p in report["series"]["points"]]
+    assert points == [
+        ("2025-09-06T00:00:00-04:00", 1),
+        ("2025-09-07T01:00:00-03:00", 2),  # 04:00 UTC: the first instant of the local day
+        ("2025-09-08T00:00:00-03:00", 1),
+    ]
+
+
 @pytest.mark.parametrize("sep", ["T", " "])  # "T": the fast column checks; " ": the per-record path
 def test_a_record_stamped_exactly_at_as_of_counts_in_all_only(sep: str) -> None:
     stamps = ["2026-03-15T11:59:59Z", "2026-03-15T12:00:00Z", "2026-03-15T12:00:01Z"]  # AS_OF is 12:00:00Z

@@ -6,6 +6,7 @@ docs/DATA_CONTRACT.md literally, one record at a time, with datetime / zoneinfo 
 
 from __future__ import annotations
 
+import contextlib
 import re
 import subprocess
 import sys
@@ -245,7 +246,12 @@ def reference_series(
         return calendar_before(start, bucket)
 
     def name(start: datetime) -> str:
-        return start.astimezone(tz).isoformat() if bucket in units else start.replace(tzinfo=tz).isoformat()
+        if bucket in units:
+            return start.astimezone(tz).isoformat()
+        local = start.replace(tzinfo=tz)  # midnight; where the clocks skip it, the first time the day has
+        with contextlib.suppress(OverflowError):
+            local = local.astimezone(UTC).astimezone(tz)
+        return local.isoformat()
 
     per_bucket: defaultdict[datetime, list[Any]] = defaultdict(list)
     for _, _, visitor, when in counted:
@@ -329,6 +335,8 @@ def with_timestamps(ds: Dataset, instants: list[str]) -> Dataset:
         ("Europe/Stockholm", ["2025-10-25T23:59:59Z", "2025-10-26T00:30:00Z", "2025-10-26T01:15:00Z"]),
         # Stockholm springs forward at 01:00 UTC: local 02:00-03:00 never happens
         ("Europe/Stockholm", ["2025-03-30T00:59:59Z", "2025-03-30T01:00:00Z", "2025-03-30T01:45:00Z"]),
+        # Santiago springs forward at midnight (04:00 UTC): 2025-09-07 has no 00:00, its day starts at 01:00
+        ("America/Santiago", ["2025-09-07T03:59:59Z", "2025-09-07T04:00:00Z", "2025-09-07T05:30:00Z"]),
     ],
 )
 def test_offset_changes(timezone: str, instants: list[str]) -> None:
