@@ -18,6 +18,7 @@ from typing import Any
 import orjson
 
 from .count import PageCounter, SliceCursor
+from .decode import RECORD_TYPES
 from .errors import ApiError
 from .fetch import ApiClient, Page
 from .protocol import Flush, Split, Task
@@ -42,9 +43,11 @@ def first_flush_after(index: int, flush_every: int) -> int:
 
 # A sequential crawl remembers this many of its last positions to refuse a next reference that loops.
 LOOP_MEMORY = 10_000
-# A slice stops (exit 3) after this many pages in a row that hold records but bring nothing new (every
-# one a record the slice already took, or below where it starts): an API whose next reference moves on
-# without moving past its records (an offset that creeps up by one, a new cursor for the same page).
+# A slice stops (exit 3) after this many pages in a row that serve the same records again and bring
+# nothing new (every one a record the slice already took, or below where it starts): an API whose next
+# reference moves on without moving past its records (an offset that creeps up by one, a new cursor for
+# the same page). Pages of other records already taken (an API sorted by a field that changed during
+# the crawl serves them again at its end) do not count: their crawl moves on.
 STUCK_PAGES = 20
 
 
@@ -199,7 +202,8 @@ def _crawl(
             loops.visit(position, paginator.describe(position))
         prefetch.ask(position, end)
     loop: ApiError | None = None  # a next reference that leads back, raised where its page would be taken
-    stuck = 0  # pages in a row that held records and brought nothing new
+    stuck = 0  # pages in a row that served the same records again and brought nothing new
+    last_ids: list[str] | None = None  # the ids of the last page that brought nothing new
     stride = 0  # ids the last page spanned (by id): how much a page covers
     while position is not None:
         until = proposals()
@@ -232,13 +236,18 @@ def _crawl(
                 room = end - at  # the rows of the page that still lie inside the slice
             counter.count_rows(partial, page.records, room, recent)
         nothing_new = tally["fetched"] - fetched == tally["duplicates"] - duplicates
-        stuck = stuck + 1 if page.records and nothing_new and next_position is not None else 0
+        if page.records and next_position is not None and nothing_new:
+            page_ids = sorted(_id_text(record, paginator.id_field) for record in page.records)
+            stuck = stuck + 1 if page_ids == last_ids else 1
+            last_ids = page_ids
+        else:
+            stuck, last_ids = 0, None
         if stuck >= STUCK_PAGES and loop is None:
             loop = ApiError(
-                f"the API's last {stuck} pages brought nothing new (every record on them one this slice had "
-                f"already taken, or outside it), though its next reference moved on each time, now to "
-                f"{paginator.describe(next_position)}: it does not move past its records, so the crawl "
-                "would not end"
+                f"the API's last {stuck} pages served the same records again and brought nothing new (every "
+                f"one a record this slice had already taken, or outside it), though its next reference moved "
+                f"on each time, now to {paginator.describe(next_position)}: it does not move past its "
+                "records, so the crawl would not end"
             )
         pages += 1
         if next_position is not None and position is not None:
@@ -266,6 +275,11 @@ def _crawl(
             )
             partial, pages, due = Partial(), 0, flush_every
             requests0, retries0 = requests, retries
+
+
+def _id_text(record: Any, id_field: str) -> str:
+    """A record's id as text, to compare two pages' records (a record that is no object: itself)."""
+    return repr(record.get(id_field) if isinstance(record, RECORD_TYPES) else record)
 
 
 def _halve(floor: int | None, end: int | None, until: int, stride: int) -> tuple[int, bool]:

@@ -63,3 +63,25 @@ def test_pages_that_bring_nothing_new_stop_the_crawl(api: tuple[str, str, list[s
     assert "nothing new" in (outcome.message or "")
     assert len(requests) <= STUCK_PAGES + 3  # the first page, the stuck ones, one fetched ahead
     assert outcome.report["records"]["counted"] == len(RECORDS)  # what it did count is kept
+
+
+class _UpdatedTail(JsonHandler):
+    """Pages 0-29 bring 10 new records each; pages 30-54 serve pages 0-24 again, one after the other (an
+    API sorted by a field that changed during the crawl), and then the data ends."""
+
+    def do_GET(self) -> None:
+        number = int(parse_qs(urlsplit(self.path).query).get("cursor", ["0"])[0])
+        first = (number if number < 30 else number - 30) * 10
+        records = [{"id": i, "item": i % 3} for i in range(first, first + 10)]
+        self.send_json(200, {"data": records, "next_cursor": str(number + 1) if number < 54 else None})
+
+
+def test_many_pages_of_other_records_already_taken_do_not_stop_the_crawl(state_dir: Path) -> None:
+    with serving(_UpdatedTail) as base:
+        section = {"url": f"{base}/events", "page_size": 10, "paginator": "cursor"}
+        section |= {"records_path": "data", "cursor_path": "next_cursor"}
+        settings = load_settings(None, "test", environ={}, overrides={"api": section})
+        outcome = run(settings, state_dir)
+    assert outcome.exit_code == 0, outcome.message
+    assert outcome.report["records"]["counted"] == 300
+    assert outcome.report["records"]["duplicates"] == 250
