@@ -11,6 +11,11 @@ proxies from the environment (httpx mounts its own transports for those), and it
 which this module raises for every failure (connect, timeout, a connection that dies mid-answer, a
 malformed answer) so that callers handle one family of errors. HTTP/2 (``api.http2``) is httpx's.
 
+A request may carry a deadline (the request extension :data:`DEADLINE`, a ``time.monotonic()`` value):
+with a watchdog given, the connection is shut down when the deadline passes before the status line and
+headers are in, so a server that trickles them cannot hold a request past it (the caller watches the
+body the same way).
+
 A keep-alive connection that the server closed while it was idle is noticed before it is used (its
 socket is readable) and replaced; a request is never sent twice by the transport, so every request the
 API sees went through the rate limiter and is counted.
@@ -24,7 +29,7 @@ import socket
 import ssl
 import threading
 from collections.abc import Iterator
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 import httpx
 
@@ -32,6 +37,14 @@ _CHUNK: Final = 1 << 18
 _MAX_IDLE: Final = 16  # idle keep-alive connections kept per client (discovery probes run 8 at once)
 _DEFAULT_PORTS: Final = {"http": 80, "https": 443}
 _Key = tuple[str, str, int]
+DEADLINE: Final = "lifestats.deadline"  # request extension: when the whole answer must be in (monotonic)
+
+
+class Watchdog(Protocol):
+    """Shuts a socket down when its deadline passes, unless released first."""
+
+    def watch(self, sock: socket.socket, deadline: float) -> int: ...
+    def release(self, token: int) -> None: ...
 
 
 class _NetworkStream:
@@ -88,7 +101,8 @@ class _Body(httpx.SyncByteStream):
 class PlainTransport(httpx.BaseTransport):
     """HTTP/1.1 (and HTTPS) requests over pooled ``http.client`` connections; thread-safe."""
 
-    def __init__(self, verify: ssl.SSLContext | bool = True) -> None:
+    def __init__(self, verify: ssl.SSLContext | bool = True, watchdog: Watchdog | None = None) -> None:
+        self._watchdog = watchdog
         self._verify = verify
         self._ssl_context: ssl.SSLContext | None = None  # made on the first HTTPS connection (about 40 ms)
         self._idle: dict[_Key, list[http.client.HTTPConnection]] = {}
@@ -139,7 +153,14 @@ class PlainTransport(httpx.BaseTransport):
         headers = [(name.decode("latin-1"), value.decode("latin-1")) for name, value in request.headers.raw]
         body = request.read() or None
         conn = self._checkout(key) or self._connect(key, connect_timeout)
-        return self._exchange(conn, key, request, target, headers, body, read_timeout)
+        deadline, watchdog = request.extensions.get(DEADLINE), self._watchdog
+        if watchdog is None or deadline is None or conn.sock is None:
+            return self._exchange(conn, key, request, target, headers, body, read_timeout)
+        watching = watchdog.watch(conn.sock, deadline)
+        try:
+            return self._exchange(conn, key, request, target, headers, body, read_timeout)
+        finally:
+            watchdog.release(watching)
 
     def _context(self) -> ssl.SSLContext:
         with self._lock:

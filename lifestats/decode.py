@@ -134,7 +134,7 @@ class PageDecoder:
         :class:`NotDecoded` when the body does not have the expected shape."""
         try:
             return self._convert(self._decoder.decode(body))
-        except (msgspec.DecodeError, RecursionError) as exc:
+        except (msgspec.DecodeError, RecursionError, UnicodeDecodeError) as exc:  # bytes that are not UTF-8
             raise NotDecoded(str(exc)) from None
 
 

@@ -36,7 +36,7 @@ from tenacity import (
     wait_random_exponential,
 )
 
-from ._transport import PlainTransport
+from ._transport import DEADLINE, PlainTransport
 from .config import TOKEN_VARIABLE, ApiConfig, CrawlConfig
 from .decode import NotDecoded, PageDecoder
 from .errors import ApiError, LifestatsError, TransientApiError
@@ -208,7 +208,7 @@ class ApiClient:
             headers["Authorization"] = f"Bearer {token}"
         verify = self._verify(api)
         if transport is None and not api.http2:
-            transport = PlainTransport(verify)
+            transport = PlainTransport(verify, watchdog=self._watchdog)  # also bounds the headers' arrival
         self._http = httpx.Client(
             headers=headers,
             timeout=httpx.Timeout(api.timeout, connect=min(api.connect_timeout, api.timeout)),
@@ -283,10 +283,13 @@ class ApiClient:
             self.counts.requests += 1
         deadline = time.monotonic() + self.api.timeout
         try:
-            with self._http.stream("GET", url) as response, _Deadline(response, deadline, self._watchdog):
+            answer = self._http.stream("GET", url, extensions={DEADLINE: deadline})
+            with answer as response, _Deadline(response, deadline, self._watchdog):
                 body = self._read_capped(response, deadline)
         except httpx.TimeoutException as exc:
             raise TransientApiError(f"timed out ({type(exc).__name__})") from None
+        except httpx.DecodingError as exc:  # a Content-Encoding the body does not follow (not gzip after all)
+            raise TransientApiError(f"the answer's body could not be decoded ({_root(exc)})") from None
         except httpx.TransportError as exc:
             if time.monotonic() >= deadline:  # the deadline closed the connection mid-answer
                 raise TransientApiError(

@@ -166,23 +166,44 @@ def test_query_parameters_of_the_configured_url_are_kept() -> None:
 
 
 class _Trickle(socketserver.BaseRequestHandler):
-    """Answers 200 with a valid JSON page, one byte every 50 ms (a whole answer takes seconds)."""
+    """Answers 200 with a valid JSON page, one byte every 50 ms (a whole answer takes seconds); with
+    ``head`` set, the status line and a long header first, a byte at a time too (minutes). Says in
+    ``whole_head`` whether it got to send all of the head before the client hung up."""
+
+    head = False
+    whole_head: list[bool]
+    done: threading.Event
 
     def handle(self) -> None:
         body = orjson.dumps({"meta": {"next_offset": None}, "response": [{"id": i} for i in range(12)]})
         self.request.recv(65536)
-        head = f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+        padding = f"X-Padding: {'.' * 4000}\r\n" if self.head else ""
+        head = f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n{padding}Content-Length: {len(body)}\r\n\r\n"
+        sent_head = False
         try:
-            self.request.sendall(head.encode())
+            if self.head:
+                for byte in head.encode():
+                    self.request.sendall(bytes([byte]))
+                    time.sleep(0.05)  # the server's behaviour under test, not a synchronisation
+            else:
+                self.request.sendall(head.encode())
+            sent_head = True
             for byte in body:
                 self.request.sendall(bytes([byte]))
-                time.sleep(0.05)  # the server's behaviour under test, not a synchronisation
+                time.sleep(0.05)
         except OSError:
             return  # the client hung up: what a whole-request timeout does
+        finally:
+            self.whole_head.append(sent_head)
+            self.done.set()
 
 
-def test_a_server_that_trickles_its_answer_is_cut_at_the_timeout() -> None:
-    with socketserver.ThreadingTCPServer(("127.0.0.1", 0), _Trickle) as server:
+@pytest.mark.parametrize("head", [False, True])  # the body only, or the status line and headers too
+def test_a_server_that_trickles_its_answer_is_cut_at_the_timeout(head: bool) -> None:
+    whole_head: list[bool] = []
+    done = threading.Event()
+    handler = type("Trickle", (_Trickle,), {"head": head, "whole_head": whole_head, "done": done})
+    with socketserver.ThreadingTCPServer(("127.0.0.1", 0), handler) as server:
         server.daemon_threads = True
         threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
         try:
@@ -192,9 +213,38 @@ def test_a_server_that_trickles_its_answer_is_cut_at_the_timeout() -> None:
             )
             with ApiClient(settings.api, settings.crawl, RecordingLimiter()) as api, pytest.raises(ApiError) as info:
                 api.get_page(0)
+            assert done.wait(30)  # the server noticed the client hang up
         finally:
             server.shutdown()
     assert "timed out" in str(info.value) and "api.timeout (0.5 s)" in str(info.value)
+    assert whole_head == [not head]  # a trickled head was cut before it was all sent
+
+
+@respx.mock
+@pytest.mark.parametrize(
+    ("body", "headers", "reason"),
+    [
+        (b"not gzip at all", {"content-encoding": "gzip"}, "could not be decoded"),
+        (b'{"meta": {}, "response": [{"id": 1, "item": "caf\xe9"}]}', {}, "not JSON"),
+    ],
+)
+def test_a_body_that_cannot_be_decoded_is_retried_like_any_broken_answer(
+    body: bytes, headers: dict[str, str], reason: str
+) -> None:
+    """A Content-Encoding the body does not follow, bytes that are not UTF-8: retried, then a clear exit 3."""
+
+    def broken(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, stream=httpx.ByteStream(body), headers=headers)
+
+    respx.get(url__startswith=URL).mock(side_effect=[broken, page(0, [1], None)])
+    settings = load_settings(None, "test", environ={}, overrides={"api": {"url": URL}, "crawl": {"backoff": 0}})
+    keys = [key for key in settings.fields.model_dump().values() if key]
+    api = ApiClient(settings.api, settings.crawl, RecordingLimiter(), record_keys=keys)
+    assert [record.get("id") for record in api.get_page(0).records] == [1]
+    respx.get(url__startswith=URL).mock(side_effect=broken)
+    with pytest.raises(ApiError) as info:
+        api.get_page(0)
+    assert reason in str(info.value)
 
 
 @respx.mock
