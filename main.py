@@ -1,6 +1,6 @@
 """Run Lifestats: ``python main.py [flags]`` (the same program as the ``lifestats`` command)."""
 
-from lifestats.cli import main
+from lifestats._entry import main
 
 if __name__ == "__main__":
     raise SystemExit(main())

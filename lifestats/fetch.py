@@ -343,7 +343,7 @@ class ApiClient:
         if status >= 500 or status in (408, 425):
             raise TransientApiError(f"HTTP {status}")
         if status != 200:
-            raise self._refused(status, url)
+            raise self._refused(status, url, response.headers.get("location"))
         if self._decoder is not None:
             try:
                 return self._decoder.decode(body), False
@@ -371,9 +371,19 @@ class ApiClient:
         self.limiter.pause(wait)
         raise TransientApiError(f"{what} (retry after {wait:.2f}s{note})", retry_after=wait)
 
-    def _refused(self, status: int, url: httpx.URL) -> ApiError:
+    def _refused(self, status: int, url: httpx.URL, location: str | None = None) -> ApiError:
         """A permanent answer: running again will not help until something is changed."""
         shown = redact_url(str(url))
+        if 300 <= status < 400:
+            where = ""
+            if location:
+                with contextlib.suppress(httpx.InvalidURL, ValueError):  # a Location that is no URL: not named
+                    where = f" to {redact_url(str(url.join(location)))}"
+            reason = (
+                f"the API answered HTTP {status}, a redirect{where}, at {shown}: Lifestats does not follow "
+                "redirects (one could take the token to another host); set api.url to where it leads"
+            )
+            return ApiError(reason, status=status, resumable=False)
         if status in (401, 403):
             if self._has_token:
                 reason = f"the API refused the token in {TOKEN_VARIABLE} (HTTP {status} at {shown}): check the token"

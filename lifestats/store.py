@@ -226,7 +226,8 @@ class Checkpoint:
             )
         return StateDirError(
             f"cannot use the checkpoint in {self.state_dir} ({_one_line(reason)}); "
-            "point --state-dir at a writable directory with free space",
+            "point --state-dir at a writable directory with free space, or, if the checkpoint itself is "
+            "damaged, run again with --fresh to start over",
             exit_code=2,
         )
 

@@ -321,3 +321,25 @@ def test_a_bad_cluster_limiter_stops_before_any_request(tmp_path: Path, server: 
     assert result.returncode == 2
     assert "crawl.cluster_limiter" in result.stderr
     assert server.log == []
+
+
+def test_ctrl_c_while_the_program_starts_is_exit_130_and_one_line(tmp_path: Path) -> None:
+    """The interrupt arrives while the job's modules are being imported (sent by the program to itself
+    at the import of lifestats.cli, so the moment is exact): no traceback, exit code 130."""
+    script = (
+        "import os, signal, sys\n"
+        "class Interrupt:\n"
+        "    def find_spec(self, name, path, target=None):\n"
+        "        if name == 'lifestats.cli':\n"
+        "            os.kill(os.getpid(), signal.SIGINT)\n"
+        "sys.meta_path.insert(0, Interrupt())\n"
+        "from lifestats._entry import main\n"
+        "raise SystemExit(main())\n"
+    )
+    command, environ = main_command()
+    result = subprocess.run(
+        [command[0], "-c", script], cwd=tmp_path, env=environ, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 130
+    assert result.stderr == "interrupted while starting: nothing was crawled\n"
+    assert not (tmp_path / ".lifestats").exists()

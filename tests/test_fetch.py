@@ -350,3 +350,16 @@ def test_the_watchdog_shuts_a_read_that_blocks_past_its_deadline() -> None:
         watchdog.watch(ours, time.monotonic() + 0.2)
         ours.settimeout(60)  # far past the deadline: only the watchdog ends this read in time
         assert ours.recv(1) == b""  # shut down, not timed out
+
+
+@respx.mock
+def test_a_redirect_is_not_followed_and_names_where_it_leads() -> None:
+    route = respx.get(url__startswith=URL).mock(
+        return_value=httpx.Response(302, headers={"Location": "https://elsewhere.test/v2/events?api_key=k3y"})
+    )
+    with pytest.raises(ApiError) as info:
+        client(RecordingLimiter()).get_page(0)
+    message = str(info.value)
+    assert route.call_count == 1  # not retried: the same request gets the same redirect
+    assert "HTTP 302" in message and "https://elsewhere.test/v2/events" in message and "k3y" not in message
+    assert not info.value.resumable
