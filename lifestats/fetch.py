@@ -381,7 +381,7 @@ class ApiClient:
                     where = f" to {redact_url(str(url.join(location)))}"
             reason = (
                 f"the API answered HTTP {status}, a redirect{where}, at {shown}: Lifestats does not follow "
-                "redirects (one could take the token to another host); set api.url to where it leads"
+                "redirects; set api.url to where it leads"
             )
             return ApiError(reason, status=status, resumable=False)
         if status in (401, 403):
