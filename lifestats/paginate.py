@@ -302,7 +302,13 @@ class OffsetIdPaginator(Paginator):
 
 
 class KeysetPaginator(Paginator):
-    """``?{id_param}=x&limit=n`` over records sorted by id; the next x is derived from the last id."""
+    """``?{id_param}=x&limit=n`` over records sorted by id; the next x is derived from the last id.
+
+    A position is the lowest id still wanted (inclusive), whatever the API's parameter means: an API
+    whose bound is exclusive (``id_param_inclusive: false``, "ids after x") is asked for the position
+    minus one, so that a slice's first id is fetched too (and the lowest id of all, -2**63, by leaving
+    the bound out).
+    """
 
     style = "keyset"
 
@@ -314,7 +320,10 @@ class KeysetPaginator(Paginator):
         api = self.api
         assert api.id_param is not None
         upper = end if api.upper_param is not None and end is not None else None
-        values: dict[str, Any] = {api.id_param: position, api.limit_param: api.page_size}
+        bound: int | None = position
+        if not api.id_param_inclusive:
+            bound = position - 1 if position > INT64_MIN else None  # below -2**63 nothing lies: no bound
+        values: dict[str, Any] = {api.id_param: bound, api.limit_param: api.page_size}
         if api.upper_param is not None:
             values[api.upper_param] = upper
         return self._params(**values)
@@ -330,7 +339,7 @@ class KeysetPaginator(Paginator):
                 f"but none of the {len(records)} records has an integer one"
             )
         top = max(ids)
-        following = top + 1 if self.api.id_param_inclusive else top
+        following = top + 1
         if following <= position:
             raise TransientApiError(
                 f"the page at {self.api.id_param}={position} ends at id {top}: the crawl would not move forward"
@@ -342,8 +351,7 @@ class KeysetPaginator(Paginator):
             return True
         if end is None:
             return False
-        # inclusive: the next request asks for ids >= next; exclusive: for ids > next
-        return page.next >= (end if self.api.id_param_inclusive else end - 1)
+        return bool(page.next >= end)  # the next request asks for ids >= next
 
     def describe(self, position: Any) -> str:
         return f"{self.api.id_param}={position}"

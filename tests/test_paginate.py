@@ -96,9 +96,12 @@ def test_keyset_derives_the_next_position_from_the_highest_id_in_any_order() -> 
     assert read(inclusive, 10, {"rows": rows, "next": "17"}).next == 18
     assert read(inclusive, 10, {"rows": [], "next": None}).next is None
     exclusive = api(paginator="keyset", id_param="since_id", id_param_inclusive=False, records_path="rows")
-    assert read(exclusive, 10, {"rows": rows}).next == 17
+    # A position is the lowest id wanted: an exclusive API is asked for the one below it.
+    assert str(make_paginator(exclusive).request(10)) == f"{URL}?since_id=9&limit=3"
+    assert str(make_paginator(exclusive).request(-(2**63))) == f"{URL}?limit=3"
+    assert read(exclusive, 10, {"rows": rows}).next == 18
     with pytest.raises(TransientApiError, match="would not move forward"):
-        read(exclusive, 17, {"rows": rows})
+        read(exclusive, 18, {"rows": rows})
     with pytest.raises(ConfigError, match="none of the 1 records has an integer one"):
         read(inclusive, 0, {"rows": [{"uuid": "a"}]})
 
