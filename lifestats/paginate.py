@@ -174,6 +174,12 @@ class Paginator(ABC):
         """The position where a crawl of the whole API starts (the first slice's begin)."""
         return 0
 
+    def span(self) -> int:
+        """How far past its position, in the slices' coordinates, one page can reach: a split must not
+        cut a page already asked for, since which of its rows lie on which side could not be told (the
+        id styles tell by each record's id, so nothing is needed there)."""
+        return 0
+
     def progress(self, position: Any) -> int | None:
         """The position in the slices' coordinates (ids, rows, pages), or None when it has none."""
         if isinstance(position, int) and not isinstance(position, bool) and self.slicing != "sequential":
@@ -366,9 +372,16 @@ class OffsetPaginator(Paginator):
     def slicing(self) -> Slicing:
         return "position" if self.api.total_path or self.api.total_header else "sequential"
 
+    def span(self) -> int:
+        return self.api.page_size
+
     def request(self, position: Any, end: int | None = None) -> httpx.URL:
         api = self.api
-        return self._params(**{api.offset_param: position, api.limit_param: api.page_size})
+        # Never past the slice's end: the rows of a page may come in any order, so a page that ran over
+        # the end could not say which of its rows lie inside (an API that caps its pages below
+        # api.page_size would make every slice's last page run over).
+        limit = api.page_size if end is None else max(1, min(api.page_size, end - position))
+        return self._params(**{api.offset_param: position, api.limit_param: limit})
 
     def read(self, position: Any, document: Any, response: httpx.Response) -> Page:
         records = self.records(document)
@@ -398,6 +411,9 @@ class PageNumberPaginator(Paginator):
 
     def first(self) -> int:
         return self.api.first_page
+
+    def span(self) -> int:
+        return 1
 
     def request(self, position: Any, end: int | None = None) -> httpx.URL:
         api = self.api

@@ -209,7 +209,10 @@ def _crawl(
         until = proposals()
         if until is not None:
             at = paginator.progress(position)
+            # by id: past what was counted; by position: past the page already asked for
             floor = max(at, ids.high_water + 1) if by_id and at is not None else at
+            if not by_id and floor is not None:
+                floor += paginator.span()
             new_end, accepted = _halve(floor, end, until, stride)
             if accepted:
                 end = ids.end = new_end
