@@ -391,9 +391,11 @@ class OffsetPaginator(Paginator):
     def finished(self, page: Page, end: int | None) -> bool:
         if page.next is None:
             return True
-        if page.total is not None and page.next >= page.total:
+        if end is not None and page.next >= end:
             return True
-        return end is not None and page.next >= end
+        # The total ends the crawl, unless the API has just served rows past it: then the total is too
+        # low (a capped or stale count), and the crawl goes on until the API runs out of rows.
+        return page.total is not None and page.next == page.total
 
     def describe(self, position: Any) -> str:
         return f"{self.api.offset_param}={position}"

@@ -7,6 +7,8 @@ import random
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
+import pytest
+
 from lifestats.config import load_settings
 
 from .conftest import run
@@ -42,3 +44,29 @@ def test_capped_shuffled_pages_across_slice_ends_count_each_row_once(state_dir: 
     assert window["distinct_visitors"] == len(ROWS)  # every row once: no row twice, none left out
     top = {row["id"]: (row["visits"], row["distinct_visitors"]) for row in window["top_items"]}
     assert top == {k: (n, n) for k in range(11) for n in [sum(1 for r in ROWS if r["item"] == k)]}
+
+
+class _LowTotal(JsonHandler):
+    """Says it holds 651 rows (a capped or stale count) and serves all 1,001."""
+
+    def do_GET(self) -> None:
+        query = parse_qs(urlsplit(self.path).query)
+        offset, limit = int(query["offset"][0]), int(query["limit"][0])
+        self.send_json(200, {"results": ROWS[offset : offset + limit]}, {"X-Total-Count": "651"})
+
+
+@pytest.mark.parametrize("slices", [1, 5])
+def test_a_total_below_the_rows_served_does_not_cut_the_crawl(state_dir: Path, slices: int) -> None:
+    with serving(_LowTotal) as base:
+        section = {"url": f"{base}/events", "paginator": "offset", "records_path": "results"}
+        section |= {"total_header": "X-Total-Count", "page_size": 100}
+        settings = load_settings(
+            None,
+            "test",
+            environ={},
+            overrides={"api": section, "fields": {"item": "item", "visitor": "visitor"}, "crawl": {"slices": slices}},
+        )
+        outcome = run(settings, state_dir)
+    assert outcome.exit_code == 0, outcome.message
+    assert outcome.report["records"]["counted"] == len(ROWS)
+    assert outcome.report["windows"]["all"]["distinct_visitors"] == len(ROWS)
