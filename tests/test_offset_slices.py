@@ -10,6 +10,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from lifestats.config import load_settings
+from lifestats.run import Outcome
 
 from .conftest import run
 from .json_api import JsonHandler, serving
@@ -27,17 +28,17 @@ class _Capped(JsonHandler):
         self.send_json(200, {"results": rows}, {"X-Total-Count": str(len(ROWS))})
 
 
-def test_capped_shuffled_pages_across_slice_ends_count_each_row_once(state_dir: Path) -> None:
-    with serving(_Capped) as base:
+def _crawl(handler: type[JsonHandler], slices: int, state_dir: Path) -> Outcome:
+    """The job over ``handler``'s rows: offset pages of 100, the total in X-Total-Count."""
+    with serving(handler) as base:
         section = {"url": f"{base}/events", "paginator": "offset", "records_path": "results"}
         section |= {"total_header": "X-Total-Count", "page_size": 100}
-        settings = load_settings(
-            None,
-            "test",
-            environ={},
-            overrides={"api": section, "fields": {"item": "item", "visitor": "visitor"}, "crawl": {"slices": 6}},
-        )
-        outcome = run(settings, state_dir)
+        overrides = {"api": section, "fields": {"item": "item", "visitor": "visitor"}, "crawl": {"slices": slices}}
+        return run(load_settings(None, "test", environ={}, overrides=overrides), state_dir)
+
+
+def test_capped_shuffled_pages_across_slice_ends_count_each_row_once(state_dir: Path) -> None:
+    outcome = _crawl(_Capped, 6, state_dir)
     assert outcome.exit_code == 0, outcome.message
     window = outcome.report["windows"]["all"]
     assert outcome.report["records"]["counted"] == len(ROWS)
@@ -57,16 +58,7 @@ class _LowTotal(JsonHandler):
 
 @pytest.mark.parametrize("slices", [1, 5])
 def test_a_total_below_the_rows_served_does_not_cut_the_crawl(state_dir: Path, slices: int) -> None:
-    with serving(_LowTotal) as base:
-        section = {"url": f"{base}/events", "paginator": "offset", "records_path": "results"}
-        section |= {"total_header": "X-Total-Count", "page_size": 100}
-        settings = load_settings(
-            None,
-            "test",
-            environ={},
-            overrides={"api": section, "fields": {"item": "item", "visitor": "visitor"}, "crawl": {"slices": slices}},
-        )
-        outcome = run(settings, state_dir)
+    outcome = _crawl(_LowTotal, slices, state_dir)
     assert outcome.exit_code == 0, outcome.message
     assert outcome.report["records"]["counted"] == len(ROWS)
     assert outcome.report["windows"]["all"]["distinct_visitors"] == len(ROWS)
