@@ -74,7 +74,7 @@ class Credentials:
             parts = urlsplit("")
         self._userinfo = parts.netloc.rpartition("@")[0] if "@" in parts.netloc else None
         self._params: dict[str, str] = {}  # a secret parameter's name -> its raw value in api.url
-        for name, value in _pairs(parts.query):
+        for _, (name, value) in _pieces(parts.query):
             if value and secret_param(unquote_plus(name)):
                 self._params.setdefault(unquote_plus(name), value)
         self._token = token or None
@@ -128,10 +128,6 @@ class Credentials:
                 return None if self._token is None else quote(self._token, safe="")
             return self._params.get(whose)
         return None
-
-
-def _pairs(query: str) -> list[tuple[str, str | None]]:
-    return [name_value for _, name_value in _pieces(query)]
 
 
 def _pieces(query: str) -> list[tuple[str, tuple[str, str | None]]]:
