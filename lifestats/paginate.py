@@ -34,6 +34,7 @@ from __future__ import annotations
 import math
 import re
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal, TypedDict
 
@@ -75,6 +76,7 @@ class Page:
     records: list[Any]
     next: Any  # the next position; None when the API has no next page
     total: int | None = None  # rows (offset) or pages (page_number) the API says it holds
+    past_total: bool = False  # the API served rows past its own total: the total cannot end the crawl
 
     @property
     def offset(self) -> Any:
@@ -179,6 +181,12 @@ class Paginator(ABC):
         cut a page already asked for, since which of its rows lie on which side could not be told (the
         id styles tell by each record's id, so nothing is needed there)."""
         return 0
+
+    def confirm(self, page: Page, probe: Callable[[Any], Page]) -> None:
+        """Checks the first page of a crawl sliced by position against the config (``probe`` fetches
+        another page); raises :class:`ConfigError` when the slices would miss rows. Most styles have
+        nothing to check."""
+        return None
 
     def progress(self, position: Any) -> int | None:
         """The position in the slices' coordinates (ids, rows, pages), or None when it has none."""
@@ -436,19 +444,30 @@ class PageNumberPaginator(Paginator):
         else:
             rows = self._total(document, response)
             pages = None if rows is None else math.ceil(rows / api.page_size)
-            last = None if pages is None else api.first_page + pages - 1
-            if last is not None and position < last and len(records) != api.page_size:
-                # Page numbers counted from the total at another page size would stop the crawl early.
-                raise ConfigError(
-                    f"the API served {len(records)} records on page {position} of {pages}, not api.page_size "
-                    f"({api.page_size}): set api.page_size to the size the API serves, or use api.total_pages_path"
-                )
+            # Rows past the API's own total (a capped or stale count): the API running out of rows ends
+            # the crawl, not the total.
+            past = rows is not None and (position - api.first_page) * api.page_size + len(records) > rows
+            return Page(position, records, position + 1 if records else None, pages, past)
         return Page(position, records, position + 1 if records else None, pages)
+
+    def confirm(self, page: Page, probe: Callable[[Any], Page]) -> None:
+        """A first page shorter than ``api.page_size``: the data ends there (the next page is empty), or
+        the API serves smaller pages than the config says, and page numbers counted at ``api.page_size``
+        would skip rows (the next page holds some). The total cannot tell: it may be wrong either way."""
+        api = self.api
+        if api.total_pages_path is not None or not 0 < len(page.records) < api.page_size:
+            return
+        if probe(page.position + 1).records:
+            raise ConfigError(
+                f"the API served {len(page.records)} records on {self.describe(page.position)} and more on the "
+                f"next page, not api.page_size ({api.page_size}): set api.page_size to the size the API serves, "
+                "or use api.total_pages_path"
+            )
 
     def finished(self, page: Page, end: int | None) -> bool:
         if page.next is None:
             return True
-        if page.total is not None and page.next >= self.api.first_page + page.total:
+        if page.total is not None and not page.past_total and page.next >= self.api.first_page + page.total:
             return True
         return end is not None and page.next >= end
 

@@ -84,6 +84,7 @@ def find_bounds(
     if page.total is None:  # the paginator reads the total its config names, or says why not
         where = paginator.describe(start)
         raise ConfigError(f"the API gave no total at {where}: set api.total_path or api.total_header")
+    paginator.confirm(page, probe)
     return Bounds(start, None, start + max(page.total, 1), 1)
 
 

@@ -121,8 +121,12 @@ def test_offset_and_page_number_read_totals_from_the_body_or_a_header() -> None:
     assert not paginator.finished(got, None)
     assert paginator.finished(read(pages, 2, {"results": [{"id": 7}], "count": 7}), None)
     assert make_paginator(api(paginator="offset")).slicing == "sequential"
-    with pytest.raises(ConfigError, match=r"served 2 records on page 0 of 3, not api\.page_size \(3\)"):
-        read(pages, 0, {"results": RECORDS[:2], "count": 7})  # a server that caps its pages below page_size
+    past = read(pages, 2, {"results": RECORDS, "count": 7})  # 9 rows served of a total of 7: the total is low
+    assert past.past_total and not paginator.finished(past, None)
+    short = read(pages, 0, {"results": RECORDS[:2], "count": 7})  # a server that caps its pages below page_size?
+    paginator.confirm(short, lambda p: read(pages, p, {"results": [], "count": 7}))  # no: the data ends there
+    with pytest.raises(ConfigError, match=r"served 2 records on p=0 and more on the next page, not api\.page_size"):
+        paginator.confirm(short, lambda p: read(pages, p, {"results": RECORDS[:2], "count": 7}))  # yes
 
 
 def test_cursor_first_request_carries_the_limit_and_later_ones_the_cursor() -> None:

@@ -1,0 +1,90 @@
+"""Page-number crawls over APIs whose totals are wrong, or whose pages are smaller than api.page_size:
+every row counted once, or a clear refusal before the crawl (a real server on 127.0.0.1)."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import ClassVar
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+
+from lifestats.config import load_settings
+from lifestats.run import Outcome
+
+from .conftest import run
+from .json_api import JsonHandler, serving
+
+ROWS = [{"id": k, "item": k % 13, "visitor": k} for k in range(1001)]
+PAGE = 100
+
+
+class _Pages(JsonHandler):
+    """``?page=p&limit=n`` from 1 over ROWS, pages of at most ``cap`` rows, the total in a header."""
+
+    total: ClassVar[str] = str(len(ROWS))
+    cap: ClassVar[int] = PAGE
+    requested: ClassVar[list[int]]
+    lock = threading.Lock()
+
+    def do_GET(self) -> None:
+        query = parse_qs(urlsplit(self.path).query)
+        page, limit = int(query["page"][0]), int(query["limit"][0])
+        size = min(limit, self.cap)
+        with self.lock:
+            self.requested.append(page)
+        self.send_json(200, {"results": ROWS[(page - 1) * size : page * size]}, {"X-Total-Count": self.total})
+
+
+def _crawl(handler: type[_Pages], slices: int, state_dir: Path) -> Outcome:
+    handler.requested = []
+    with serving(handler) as base:
+        section = {"url": f"{base}/events", "paginator": "page_number", "records_path": "results"}
+        section |= {"total_header": "X-Total-Count", "page_size": PAGE}
+        overrides = {"api": section, "fields": {"item": "item", "visitor": "visitor"}, "crawl": {"slices": slices}}
+        return run(load_settings(None, "test", environ={}, overrides=overrides), state_dir)
+
+
+def _assert_every_row_once(outcome: Outcome) -> None:
+    assert outcome.exit_code == 0, outcome.message
+    assert outcome.report["records"]["counted"] == len(ROWS)
+    window = outcome.report["windows"]["all"]
+    assert window["distinct_visitors"] == len(ROWS)
+    top = {row["id"]: row["visits"] for row in window["top_items"]}
+    assert top == {k: sum(1 for r in ROWS if r["item"] == k) for k in range(13)}
+
+
+class _HighTotal(_Pages):
+    total = "1500"  # a stale count: the API has 1,001 rows, 11 pages
+
+
+class _LowTotal(_Pages):
+    total = "651"  # a capped count: seven pages by the total, eleven served
+
+
+@pytest.mark.parametrize("slices", [1, 5])
+def test_a_total_above_the_rows_served_ends_where_the_rows_end(state_dir: Path, slices: int) -> None:
+    _assert_every_row_once(_crawl(_HighTotal, slices, state_dir))
+
+
+@pytest.mark.parametrize("slices", [1, 5])
+def test_a_total_below_the_rows_served_does_not_cut_the_crawl(state_dir: Path, slices: int) -> None:
+    _assert_every_row_once(_crawl(_LowTotal, slices, state_dir))
+    assert max(_LowTotal.requested) == 12  # on to the first empty page, not further
+
+
+def test_a_true_total_costs_no_request_past_the_last_page(state_dir: Path) -> None:
+    _assert_every_row_once(_crawl(_Pages, 1, state_dir))
+    assert max(_Pages.requested) == 11
+
+
+class _Capped(_Pages):
+    cap = 70  # the API serves 70 rows a page whatever the limit: page numbers at 100 would skip rows
+
+
+def test_pages_smaller_than_page_size_are_refused_before_the_crawl(state_dir: Path) -> None:
+    outcome = _crawl(_Capped, 5, state_dir)
+    assert outcome.exit_code == 2
+    assert "api.page_size" in outcome.message and "70" in outcome.message
+    assert sorted(_Capped.requested) == [1, 2]  # the first page and the one that shows it was not the last
