@@ -204,8 +204,10 @@ class ApiClient:
         self._has_token = bool(token)
         self._backoff = wait_random_exponential(multiplier=crawl.backoff, max=crawl.backoff_max)
         headers = {"User-Agent": USER_AGENT, "Accept": "application/json"}
-        if token:
-            headers["Authorization"] = f"Bearer {token}"
+        # The token goes to the API's origin only: a next link to another host (a CDN, a signed storage
+        # URL) is requested without it, as a browser or httpx does on a redirect to another origin.
+        self._authorization = {"Authorization": f"Bearer {token}"} if token else {}
+        self._origin = _origin(httpx.URL(api.url))
         verify = self._verify(api)
         if transport is None and not api.http2:
             transport = PlainTransport(verify, watchdog=self._watchdog)  # also bounds the headers' arrival
@@ -283,7 +285,8 @@ class ApiClient:
             self.counts.requests += 1
         deadline = time.monotonic() + self.api.timeout
         try:
-            answer = self._http.stream("GET", url, extensions={DEADLINE: deadline})
+            headers = self._authorization if _origin(url) == self._origin else None
+            answer = self._http.stream("GET", url, headers=headers, extensions={DEADLINE: deadline})
             with answer as response, _Deadline(response, deadline, self._watchdog):
                 body = self._read_capped(response, deadline)
         except httpx.TimeoutException as exc:
@@ -394,3 +397,9 @@ class ApiClient:
         else:
             reason = f"the API answered HTTP {status} at {shown}"
         return ApiError(reason, status=status)
+
+
+def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
+    """Scheme, host and port (the scheme's default spelled out), as browsers compare origins."""
+    port = url.port if url.port is not None else {"http": 80, "https": 443}.get(url.scheme)
+    return url.scheme, url.host, port

@@ -137,3 +137,38 @@ def test_a_stored_next_url_keeps_the_apis_own_parameters_and_masks_only_the_user
     assert "token=server-tok%2Fen" in stored and "sig=abc%3D%3D" in stored and "cursor=9" in stored
     assert str(paginator.request({"url": stored})) == given  # requested byte for byte as the API gave it
     assert "server-tok" not in paginator.describe({"url": stored})  # but shown without any secret
+
+
+class _Elsewhere(JsonHandler):
+    """A second origin (another port of 127.0.0.1) holding the last page: it logs the Authorization it got."""
+
+    authorizations: list[str | None]
+
+    def do_GET(self) -> None:
+        self.authorizations.append(self.headers.get("Authorization"))
+        self.send_json(200, {"results": RECORDS[PER_PAGE:], "next": None})
+
+
+class _Origin(JsonHandler):
+    elsewhere: str
+    authorizations: list[str | None]
+
+    def do_GET(self) -> None:
+        self.authorizations.append(self.headers.get("Authorization"))
+        self.send_json(200, {"results": RECORDS[:PER_PAGE], "next": f"{self.elsewhere}/export?part=2"})
+
+
+def test_the_bearer_token_goes_to_the_apis_origin_only(state_dir: Path) -> None:
+    """A next link to another host (a CDN, a signed storage URL) is requested without the user's token."""
+    there: list[str | None] = []
+    here: list[str | None] = []
+    with serving(type("Elsewhere", (_Elsewhere,), {"authorizations": there})) as elsewhere:
+        origin = type("Origin", (_Origin,), {"elsewhere": elsewhere, "authorizations": here})
+        with serving(origin) as base:
+            section = {"url": f"{base}/events", "paginator": "next_url", "records_path": "results"}
+            section |= {"next_url_path": "next", "page_size": PER_PAGE}
+            settings = load_settings(None, "test", environ={}, overrides={"api": section})
+            outcome = run(settings, state_dir, token=BEARER)
+    assert outcome.exit_code == 0, outcome.message
+    assert outcome.report["records"]["counted"] == len(RECORDS)
+    assert here == [f"Bearer {BEARER}"] and there == [None]
