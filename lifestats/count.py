@@ -506,6 +506,9 @@ def _key_problem(name: str, value: Any) -> str:
         return f"{name} is missing"
     if isinstance(value, int) and not isinstance(value, bool):
         return f"{name} is an integer outside the 64-bit range"
+    if isinstance(value, float) and value.is_integer() and not -(2**63) <= value < 2**63:
+        # A JSON integer with more digits than 64 bits hold is read as a float, as orjson reads it.
+        return f"{name} is a number outside the 64-bit integer range"
     return f"{name} has type {type(value).__name__}"
 
 

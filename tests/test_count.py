@@ -103,6 +103,18 @@ def test_validity_bots_and_windows() -> None:
     ]
 
 
+def test_an_integer_item_beyond_64_bits_is_rejected_for_its_size_not_its_type() -> None:
+    # A JSON integer past 64 bits reaches the count as orjson reads it, a float: the reason says why.
+    records = [{"id": 1, "item": float(2**70)}, {"id": 2, "item": -1e30}, {"id": 3, "item": 2.5}, {"id": 4, "item": 7}]
+    report, partial = count(records)
+    assert report["records"]["rejected"] == 3
+    assert [r["reason"] for r in partial.rejects] == [
+        "item is a number outside the 64-bit integer range",
+        "item is a number outside the 64-bit integer range",
+        "item has type float",
+    ]
+
+
 def test_slice_bounds_duplicates_and_records_below_the_offset() -> None:
     # A page that starts below the slice (as the Lifesum server answers), repeats an id, and is not sorted
     # (records inside a page may come in any order: 9 is a record of its own, not a repeat).
