@@ -160,6 +160,22 @@ def _forkserver_cpu() -> float:
     return process_cpu_seconds(pid) or 0.0
 
 
+def _start_forkserver() -> None:
+    """Start the forkserver, unless it runs, with SIGINT ignored: the server keeps an ignored signal
+    through its exec (not a blocked one, nor a handler), so a Ctrl-C while it imports the workers' code
+    (about half a second) is the coordinator's alone, instead of a traceback from the server, which
+    ignores SIGINT itself only once those imports are done. The coordinator ignores it only for the few
+    milliseconds of the spawn."""
+    if threading.current_thread() is not threading.main_thread():  # only the main thread sets handlers
+        forkserver.ensure_running()
+        return
+    handler = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        forkserver.ensure_running()
+    finally:
+        signal.signal(signal.SIGINT, handler)
+
+
 def worker_main(conn: Connection, setup: WorkerSetup) -> None:
     """A worker process: take tasks from ``conn`` until told to stop or the coordinator goes away."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the coordinator's to handle
@@ -272,6 +288,8 @@ class LocalExecutor:
         # The forkserver's CPU so far: the server this run starts (or reuses) is counted from here on,
         # its imports and warm-up included (see helper_cpu_seconds).
         self._server_cpu0 = _forkserver_cpu() if context == "forkserver" else None
+        if context == "forkserver":
+            _start_forkserver()
         self._started = 0
         self._startup_deaths = 0
         self._gave_up = False

@@ -368,8 +368,10 @@ def read_log(path: str | os.PathLike[str]) -> list[LoggedRequest]:
 
 
 def _watch_stdin(stop: threading.Event) -> None:
+    # os.read, not sys.stdin's buffered reader: a daemon thread blocked in that reader holds its lock, and
+    # the interpreter's shutdown (after SIGTERM) would then abort with a fatal error.
     with contextlib.suppress(OSError, ValueError):
-        while sys.stdin.buffer.read(65536):
+        while os.read(sys.stdin.fileno(), 65536):
             pass
     stop.set()
 
@@ -554,6 +556,9 @@ def serve_in_subprocess(
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         env=env,
+        # Its own process group: a Ctrl-C in the terminal reaches this process, which stops the server
+        # (stdin EOF, then SIGTERM) when it is done with it, and not the server in the middle of its start.
+        process_group=0,
     )
     stop = _Stopper(process)
     atexit.register(stop)

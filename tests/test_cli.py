@@ -323,6 +323,29 @@ def test_a_bad_cluster_limiter_stops_before_any_request(tmp_path: Path, server: 
     assert server.log == []
 
 
+def test_a_ctrl_c_while_the_forkserver_imports_the_workers_code_is_no_traceback(tmp_path: Path) -> None:
+    """The forkserver gets SIGINT in the middle of its imports (a module it preloads sends it): the server
+    must not die with a KeyboardInterrupt traceback; the interrupt is the coordinator's to act on, and
+    here the coordinator got none, so the job runs to its end."""
+    script = (
+        "import multiprocessing.context as context, sys\n"
+        "preload = context.ForkServerContext.set_forkserver_preload\n"
+        "context.ForkServerContext.set_forkserver_preload = (\n"
+        "    lambda self, names: preload(self, [*names, 'tests.interrupt_at_import'])\n"
+        ")\n"
+        "from lifestats._entry import main\n"
+        "sys.argv = ['lifestats', '--no-progress', '--report-json', 'report.json', '--fresh']\n"
+        "raise SystemExit(main())\n"
+    )
+    command, environ = main_command()
+    result = subprocess.run(
+        [command[0], "-c", script], cwd=tmp_path, env=environ, capture_output=True, text=True, timeout=240
+    )
+    assert "KeyboardInterrupt" not in result.stderr and "Traceback" not in result.stderr, result.stderr
+    assert result.returncode == 0, result.stderr
+    assert json.loads((tmp_path / "report.json").read_text())["partial"] is False
+
+
 def test_ctrl_c_while_the_program_starts_is_exit_130_and_one_line(tmp_path: Path) -> None:
     """The interrupt arrives while the job's modules are being imported (sent by the program to itself
     at the import of lifestats.cli, so the moment is exact): no traceback, exit code 130."""
