@@ -323,6 +323,12 @@ def test_a_bad_cluster_limiter_stops_before_any_request(tmp_path: Path, server: 
     assert server.log == []
 
 
+def _python(script: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """``python -c script`` with the repository importable and no LIFESTATS_* setting of the caller's."""
+    command, environ = main_command()
+    return subprocess.run([command[0], "-c", script], cwd=cwd, env=environ, capture_output=True, text=True, timeout=240)
+
+
 def test_a_ctrl_c_while_the_forkserver_imports_the_workers_code_is_no_traceback(tmp_path: Path) -> None:
     """The forkserver gets SIGINT in the middle of its imports (a module it preloads sends it): the server
     must not die with a KeyboardInterrupt traceback; the interrupt is the coordinator's to act on, and
@@ -337,10 +343,7 @@ def test_a_ctrl_c_while_the_forkserver_imports_the_workers_code_is_no_traceback(
         "sys.argv = ['lifestats', '--no-progress', '--report-json', 'report.json', '--fresh']\n"
         "raise SystemExit(main())\n"
     )
-    command, environ = main_command()
-    result = subprocess.run(
-        [command[0], "-c", script], cwd=tmp_path, env=environ, capture_output=True, text=True, timeout=240
-    )
+    result = _python(script, tmp_path)
     assert "KeyboardInterrupt" not in result.stderr and "Traceback" not in result.stderr, result.stderr
     assert result.returncode == 0, result.stderr
     assert json.loads((tmp_path / "report.json").read_text())["partial"] is False
@@ -359,10 +362,7 @@ def test_ctrl_c_while_the_program_starts_is_exit_130_and_one_line(tmp_path: Path
         "from lifestats._entry import main\n"
         "raise SystemExit(main())\n"
     )
-    command, environ = main_command()
-    result = subprocess.run(
-        [command[0], "-c", script], cwd=tmp_path, env=environ, capture_output=True, text=True, timeout=120
-    )
+    result = _python(script, tmp_path)
     assert result.returncode == 130
     assert result.stderr == "interrupted while starting: nothing was crawled\n"
     assert not (tmp_path / ".lifestats").exists()
