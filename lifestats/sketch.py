@@ -66,6 +66,7 @@ from .statistics import (
 _HLL_TYPE: Final = ds.tgt_hll_type.HLL_4
 _NO_FALSE_NEGATIVES: Final = ds.frequent_items_error_type.NO_FALSE_NEGATIVES
 _NEVER_A_KEY: Final = "?"  # encoded keys start with "i" or "s": this one's upper bound is the sketch's max error
+_PURGED: Final = "!"  # not a key either: holds a frequent-items map that a purge emptied (see _mend)
 _STD_DEVS: Final = 3
 _INT_HLL_LIMIT: Final = 2**56
 _KEY_TYPES: Final = frozenset({int, str, type(None)})
@@ -389,10 +390,11 @@ class _Day:
             unique, counts = np.unique(categories, return_counts=True)
             for key, n in zip(unique.tolist(), counts.tolist(), strict=True):
                 update(f"i{key}", n)
-            return
-        names = categories.names
-        for code, n in zip(names, np.bincount(categories.present(), minlength=len(names)).tolist(), strict=True):
-            update(code, n)
+        else:
+            names = categories.names
+            for code, n in zip(names, np.bincount(categories.present(), minlength=len(names)).tolist(), strict=True):
+                update(code, n)
+        _mend(self.categories)
 
     def _feed(
         self,
@@ -413,6 +415,7 @@ class _Day:
         update_item = self.items.update
         for code, count in zip(codes, counts, strict=True):
             update_item(code, count)
+        _mend(self.items)
         self._track(codes, counts, grouped, edges, distinct=distinct)
 
     def _track(
@@ -456,7 +459,7 @@ class _Day:
         for code, estimate, _, _ in leaders:
             if estimate <= 2 * weakest[0][0]:
                 break
-            if code in tracked:
+            if code in tracked or code == _PURGED:
                 continue
             _, victim = heapq.heapreplace(weakest, (estimate, code))
             del tracked[victim]
@@ -472,6 +475,8 @@ class _Day:
         self.visitors = union.get_result(_HLL_TYPE)
         self.items.merge(other.items)
         self.categories.merge(other.categories)
+        _mend(self.items)
+        _mend(self.categories)
         tracked, lg_k = self.tracked, self.config.item_hll_lg_k
         for code, visits, theirs in other._tracked_rows():
             mine = tracked.get(code)
@@ -946,10 +951,24 @@ def _day_keys(
     return _Keys(_at(column, where))
 
 
+def _mend(sketch: ds.frequent_strings_sketch) -> None:
+    """Keep a frequent-items sketch from reading as empty when a purge has removed all its counters (every
+    counter equal, as with many items seen once): DataSketches then serialises it, and skips it in a
+    merge, as a sketch that saw nothing, losing its total weight and the error its purges accumulated,
+    so that the upper bounds of the items it saw fall below their counts (apache/datasketches-cpp#527,
+    open). One visit of a key that no record can have makes it non-empty: the sketch then summarises a
+    stream with that one visit more, whose bounds still hold for every real key; :func:`_ranked` and the
+    rebalancing of tracked items skip it. Called after every change to a sketch that is kept."""
+    if sketch.num_active_items == 0 and sketch.total_weight > 0:
+        sketch.update(_PURGED, 1)
+
+
 def _ranked(sketch: ds.frequent_strings_sketch, k: int) -> list[tuple[Key, str, Estimate]]:
     """The sketch's ``k`` leaders by estimate (ties per :func:`rank_key`), each with its visits bounds."""
     rows = []
     for code, estimate, lower, upper in sketch.get_frequent_items(_NO_FALSE_NEGATIVES):
+        if code == _PURGED:
+            continue
         rows.append((decode_key(code), code, Estimate(int(estimate), int(lower), int(upper))))
     return heapq.nsmallest(k, rows, key=lambda row: rank_key(row[0], row[2].value))
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import collections
 import itertools
+import random
 from dataclasses import dataclass
 
 import numpy as np
@@ -427,3 +429,54 @@ def test_written_to_a_stream_as_to_bytes_gives(tmp_path) -> None:  # type: ignor
         assert stats.write_to(out) == len(stats.to_bytes())
     assert (tmp_path / "stats").read_bytes() == stats.to_bytes()
     assert ApproxStatistics.from_bytes(stats.to_bytes()).to_bytes() == stats.to_bytes()
+
+
+def _purging_flushes(seed: int) -> list[list[tuple[int | str, str, str, int]]]:
+    """Flushes of a few records per day over many items: with the smallest frequent-items map, purges
+    that remove every counter happen all the time. The first flush is one such purge exactly: seven
+    distinct items seen once each fill a map that holds six, and its purge leaves nothing."""
+    rng = random.Random(seed)
+    first = [(k, f"c{k}", f"v{k}", 0) for k in range(7)]
+    rest = [
+        [
+            (
+                rng.choice([1, 2, "s1"]) if rng.random() < 0.3 else rng.randrange(500),
+                f"c{rng.randrange(9)}",
+                f"v{rng.randrange(300)}",
+                rng.randrange(12),
+            )
+            for _ in range(rng.randrange(1, 40))
+        ]
+        for _ in range(60)
+    ]
+    return [first, *rest]
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_a_frequent_items_map_purged_empty_keeps_its_error_through_bytes_and_merges(seed: int) -> None:
+    """DataSketches' frequent-items sketch reads as empty once a purge has removed all its counters, and
+    then serialises and merges as if it had seen nothing (apache/datasketches-cpp#527): the error it had
+    accumulated is lost, and the upper bounds of the items it had seen fall below their counts."""
+    config = SketchConfig(frequent_lg_max_map_size=3, tracked_items=4)
+    total = ApproxStatistics(config)
+    rows_of_day: dict[int, list[tuple[int | str, str, str, int]]] = {}
+    for flush in _purging_flushes(seed):
+        worker = ApproxStatistics(config)
+        items, categories, visitors, days = zip(*flush, strict=True)
+        worker.add(Columns(list(items), list(categories), list(visitors), np.array(days, dtype=np.int64)))
+        total.merge(ApproxStatistics.from_bytes(worker.to_bytes()))
+        for row in flush:
+            rows_of_day.setdefault(row[3], []).append(row)
+    for span in [DayRange(day, day) for day in range(12)] + [DayRange(0, 11), DayRange(3, 9)]:
+        rows = [row for day in range(span.first, span.last + 1) for row in rows_of_day.get(day, [])]
+        visits = collections.Counter(row[0] for row in rows)
+        visitors = {item: len({row[2] for row in rows if row[0] == item}) for item in visits}
+        ranked = total.top_items(span, 1000)
+        for row in ranked:
+            _within(row.visits, visits[row.id], f"visits of {row.id!r} in {span}")
+            _within(row.distinct_visitors, visitors[row.id], f"visitors of {row.id!r} in {span}")
+        unlisted = set(visits) - {row.id for row in ranked}
+        assert all(visits[item] <= total.rank_error(span) for item in unlisted), span
+        categories = collections.Counter(row[1] for row in rows)
+        for category in total.top_categories(span, 1000):
+            _within(category.visits, categories[category.id], f"category {category.id!r} in {span}")

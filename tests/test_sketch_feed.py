@@ -17,7 +17,7 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lifestats.sketch import ApproxStatistics, SketchConfig, _Day, _int_column, _Tracked, hll_key
+from lifestats.sketch import ApproxStatistics, SketchConfig, _Day, _int_column, _mend, _Tracked, hll_key
 from lifestats.statistics import FUTURE, NO_BUCKET, NO_TIME, Columns, Key, as_list, encode_key
 
 CONFIG = SketchConfig(hll_lg_k=6, item_hll_lg_k=4, frequent_lg_max_map_size=3, tracked_items=3)
@@ -56,6 +56,7 @@ def _reference_feed(
         day.visitors.update(who)
     for code, count in zip(codes, counts, strict=True):
         day.items.update(code, count)
+    _mend(day.items)
     tracked, cap = day.tracked, day.config.tracked_items
     for j, code in enumerate(codes):
         entry = tracked.get(code)
@@ -111,6 +112,7 @@ def reference_add(stats: ApproxStatistics, columns: Columns) -> None:
                 state.categories.update(encode_key(key), n)
         else:
             _reference_categories(state, _pick(categories, where))
+        _mend(state.categories)  # a map a purge emptied is mended once per day's update (test_sketch.py)
     for bucket, who in columns.bucket_groups():
         point = stats._buckets.updating(bucket, stats._new_bucket)
         point.visits += len(who)
