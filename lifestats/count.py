@@ -113,6 +113,9 @@ _UNKNOWN_OFFSET: Final = timedelta(days=1)  # a sentinel that no valid offset eq
 _offsets: dict[str, timedelta | None] = {}  # "+05:30" -> its offset; None: not a valid offset
 
 
+_LAST_INSTANT: Final = math.nextafter(END_INSTANT, 0)  # the last float instant of the year 9999
+
+
 def _parse_iso(text: str) -> float:
     """Exactly ``datetime.fromisoformat(text).timestamp()`` of a printable ``text``, with the instant
     required to lie in the years 1 to 9999 in UTC. The usual ``±HH:MM`` suffix is read once per distinct
@@ -141,7 +144,9 @@ def _parse_iso(text: str) -> float:
         utc = moment - offset if offset else moment.astimezone(UTC)
     except OverflowError:
         raise Rejected(f"timestamp {text[:40]!r} is outside the years 1 to 9999 in UTC") from None
-    return utc.timestamp()
+    # A float holds an instant of the year 9999 to about 30 µs: its last ones round up to the year 10000,
+    # where no datetime goes. They stay in their year, on the last float before it.
+    return min(utc.timestamp(), _LAST_INSTANT)
 
 
 def offset_of(suffix: str) -> timedelta | None:

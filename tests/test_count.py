@@ -103,6 +103,18 @@ def test_validity_bots_and_windows() -> None:
     ]
 
 
+@pytest.mark.parametrize("timezone", ["UTC", "America/New_York"])
+def test_the_last_microseconds_of_the_year_9999_are_counted(timezone: str) -> None:
+    # As a float, 253402300799.999999 rounds up to the first instant of the year 10000: the instant is in
+    # the year 9999 all the same (in UTC and in New York), so the record counts, on 31 December 9999.
+    stamps = ["9999-12-31T23:59:59.999999Z", "9999-12-31T23:59:59.99999+00:00", "9999-12-31T18:59:59.999999-05:00"]
+    records = [{"id": i, "item": 1, "ts": stamp} for i, stamp in enumerate(stamps)]
+    records.append({"id": 9, "item": 1, "ts": "9999-12-31T19:00:00-05:00"})  # the year 10000 in UTC: rejected
+    report, _ = count(records, stats={"timezone": timezone, "series": "year"})
+    assert report["records"]["counted"] == 3 and report["records"]["rejected"] == 1
+    assert report["records"]["future"] == 3 and report["windows"]["all"]["visits"] == 3
+
+
 def test_an_integer_item_beyond_64_bits_is_rejected_for_its_size_not_its_type() -> None:
     # A JSON integer past 64 bits reaches the count as orjson reads it, a float: the reason says why.
     records = [{"id": 1, "item": float(2**70)}, {"id": 2, "item": -1e30}, {"id": 3, "item": 2.5}, {"id": 4, "item": 7}]
