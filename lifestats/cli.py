@@ -288,7 +288,7 @@ def run_command(arguments: list[str], signals: _Signals) -> int:
         targets.check(json_flag="--report-json", html_flag="--report-html", csv_flag="--report-csv")
         # With the JSON report on standard output, everything meant for people goes to standard error.
         console = errors if targets.json == STDOUT else Console()
-        token = os.environ.get(TOKEN_VARIABLE) or None
+        token = os.environ.get(TOKEN_VARIABLE, "").strip() or None  # a token read from a file keeps its CR LF
         state_dir = Path(args.state_dir)
         delivery = _Delivery(targets, signals)
         bar = _ProgressBar(errors) if args.progress else None

@@ -197,6 +197,13 @@ def run_job(
 def check_credentials(settings: Settings, token: str | None) -> None:
     """Refuse two credentials for one header: ``user:password@`` in ``api.url`` is sent as Basic
     authorization, which would silently replace the bearer token of ``LIFESTATS_API_TOKEN``."""
+    if token:
+        odd = next((i for i, c in enumerate(token) if not "!" <= c <= "~"), None)
+        if odd is not None:  # the message must not show the token, nor the character (it may be part of it)
+            raise ConfigError(
+                f"LIFESTATS_API_TOKEN holds a character an HTTP header cannot carry (a space, a line break, a "
+                f"control or non-ASCII character), at position {odd + 1} of {len(token)}: set it to the token alone"
+            )
     if token and "@" in urlsplit(settings.api.url).netloc:
         raise ConfigError(
             "api.url holds a user and password (sent as Basic authorization) and LIFESTATS_API_TOKEN is set "

@@ -73,3 +73,31 @@ def test_a_token_and_a_password_in_the_url_are_refused_before_any_request(state_
     print(f"\ntoken and password: {message}")
     assert "LIFESTATS_API_TOKEN" in message and "api.url" in message
     assert SECRET not in message and "t0ken" not in message
+
+
+def test_a_token_read_with_its_line_break_is_used_and_one_no_header_can_carry_is_refused(tmp_path: Path) -> None:
+    """``LIFESTATS_API_TOKEN="$(cat token.txt)"`` keeps a Windows file's CR: the token is the text around
+    it. A token with a character inside that no header can carry is refused before any request, without
+    a traceback and without showing the token."""
+    from .conftest import run_main
+
+    with MockServer(DATA, token="SECRETTOK42") as server:
+        done = run_main(
+            "--url",
+            server.url,
+            "--no-progress",
+            "--report-json",
+            "r.json",
+            cwd=tmp_path,
+            env={"LIFESTATS_API_TOKEN": "SECRETTOK42\r\n"},
+        )
+        assert done.returncode == 0, done.stderr
+        assert orjson.loads((tmp_path / "r.json").read_bytes())["records"]["counted"] > 0
+        requests = len(server.log)
+        refused = run_main(
+            "--url", server.url, "--no-progress", "--fresh", cwd=tmp_path, env={"LIFESTATS_API_TOKEN": "SECRET\tTOK42"}
+        )
+        assert len(server.log) == requests  # not one request
+    assert refused.returncode == 2, refused.stderr
+    assert "LIFESTATS_API_TOKEN" in refused.stderr and "Traceback" not in refused.stderr
+    assert "SECRET" not in refused.stderr + refused.stdout
