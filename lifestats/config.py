@@ -382,7 +382,10 @@ def _describe(exc: ValidationError, where: str) -> str:
         value = error["input"]
         if isinstance(value, str) and ("://" in value or "@" in value):
             value = redact_url(value)  # a URL's credentials never reach a message
-        shown = "" if error["type"] in ("extra_forbidden", "missing") else f" (got {value!r})"
+        # A whole section (a check across its keys) is not shown: its message names the keys, and the
+        # section may hold a URL's credentials.
+        whole = isinstance(value, (dict, list))
+        shown = "" if whole or error["type"] in ("extra_forbidden", "missing") else f" (got {value!r})"
         lines.append(f"{key}: {message}{shown}")
     return f"bad configuration in {where}:\n  " + "\n  ".join(lines)
 

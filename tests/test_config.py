@@ -192,6 +192,12 @@ def test_credentials_in_the_url_stay_out_of_the_fingerprint_and_of_messages(conf
         with pytest.raises(ConfigError) as info:
             load_settings(config_file, "production", environ={}, overrides={"api": {"url": bad}})
         assert secret not in str(info.value) and "api.url" in str(info.value)
+    # An error about the section as a whole (two keys that disagree) does not show the section, URL and all.
+    with pytest.raises(ConfigError) as info:
+        load_settings(
+            config_file, "production", environ={}, overrides={"api": {"url": url, "first_id": 9, "last_id": 1}}
+        )
+    assert secret not in str(info.value) and "last_id" in str(info.value)
 
 
 def test_a_ca_bundle_that_cannot_be_loaded_is_a_config_error(tmp_path: Path) -> None:
