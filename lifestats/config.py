@@ -73,7 +73,8 @@ _NEXT_PATH_KEYS = {"offset_id": "next_offset_path", "cursor": "cursor_path", "ne
 
 
 class ApiConfig(_Section):
-    url: str = "embedded"
+    # No default: an environment that names no API must not crawl the bundled mock unnoticed.
+    url: str = Field("", validate_default=True)
     page_size: int = Field(100, gt=0)
     first_id: int | None = Field(None, ge=MIN_ID, lt=MAX_END, description="smallest id (signed 64-bit)")
     last_id: int | None = Field(None, gt=MIN_ID, le=MAX_END, description="one past the largest id")
@@ -103,6 +104,8 @@ class ApiConfig(_Section):
     @field_validator("url")
     @classmethod
     def _url(cls, value: str) -> str:
+        if value == "":
+            raise ValueError("is not set: give the API's http(s):// URL (or 'embedded' for the bundled mock API)")
         if value != "embedded" and not re.match(r"^https?://[^\s/]+", value):
             raise ValueError("must be 'embedded' or an http(s):// URL")
         return value
@@ -277,12 +280,26 @@ class MockConfig(_Section):
 
 
 class Settings(_Section):
-    api: ApiConfig = ApiConfig()
+    api: ApiConfig  # its url has no default (see load_settings)
     fields: FieldsConfig = FieldsConfig()
     crawl: CrawlConfig = CrawlConfig()
     stats: StatsConfig = StatsConfig()
     bots: BotsConfig = BotsConfig()
     mock: MockConfig = MockConfig()
+
+    @model_validator(mode="after")
+    def _bots_have_their_fields(self) -> Settings:
+        """Bot rules over a field the run does not read would silently catch nothing."""
+        bots, fields = self.bots, self.fields
+        if bots.ips and fields.ip is None:
+            raise ValueError("bots.ips is set but fields.ip is not: name the record key that holds the ip (e.g. ip)")
+        if (bots.user_agents or bots.known_crawlers) and fields.user_agent is None:
+            rule = "bots.user_agents" if bots.user_agents else "bots.known_crawlers"
+            raise ValueError(
+                f"{rule} is set but fields.user_agent is not: name the record key that holds the user agent "
+                "(e.g. user_agent)"
+            )
+        return self
 
 
 SECTIONS = tuple(Settings.model_fields)
@@ -302,10 +319,13 @@ def load_settings(
 ) -> Settings:
     """The validated settings of ``env`` in ``path`` with variable and flag overrides applied.
 
-    ``path`` None means no file: defaults plus overrides.
+    ``path`` None means no file: defaults plus overrides, on the bundled mock API unless they name one. A
+    file's environment must name its API (``api.url``): one that does not is refused, rather than
+    counting the mock's synthetic records as if they were the API's.
     """
     environ = os.environ if environ is None else environ
-    data = _read_env(Path(path), env) if path is not None else {}
+    data = _read_env(Path(path), env) if path is not None else {"api": {"url": "embedded"}}
+    data.setdefault("api", {})
     for source in (_env_overrides(environ), overrides or {}):
         for section, values in source.items():
             data.setdefault(section, {}).update(values)
@@ -316,6 +336,29 @@ def load_settings(
         raise ConfigError(_describe(exc, where)) from None
 
 
+class _UniqueKeys(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key written twice in one mapping (plain YAML keeps the last one and
+    drops the first without a word: a second ``crawl:`` block would undo the first's rate limit). Keys
+    that a merge (``<<: *defaults``) brings in may be overridden, as anchors are meant to be."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
+            try:
+                duplicate = key in seen
+                seen.add(key)
+            except TypeError:  # an unhashable key: the safe loader refuses it below
+                continue
+            if duplicate:
+                raise yaml.constructor.ConstructorError(
+                    "while reading a mapping", node.start_mark, f"the key {key!r} is written twice", key_node.start_mark
+                )
+        return super().construct_mapping(node, deep)
+
+
 def _read_env(path: Path, env: str) -> dict[str, dict[str, Any]]:
     try:
         text = path.read_text(encoding="utf-8")
@@ -323,8 +366,10 @@ def _read_env(path: Path, env: str) -> dict[str, dict[str, Any]]:
         raise ConfigError(f"config file not found: {path}") from None
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"config file {path} is not UTF-8 text (byte {exc.start + 1})") from None
     try:
-        document = yaml.safe_load(text)
+        document = yaml.load(text, Loader=_UniqueKeys)  # a SafeLoader that refuses duplicate keys
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path} is not valid YAML: {exc}") from None
     if not isinstance(document, dict):
@@ -386,7 +431,7 @@ def _describe(exc: ValidationError, where: str) -> str:
         # section may hold a URL's credentials.
         whole = isinstance(value, (dict, list))
         shown = "" if whole or error["type"] in ("extra_forbidden", "missing") else f" (got {value!r})"
-        lines.append(f"{key}: {message}{shown}")
+        lines.append(f"{key}: {message}{shown}" if error["loc"] else f"{message}{shown}")
     return f"bad configuration in {where}:\n  " + "\n  ".join(lines)
 
 

@@ -74,7 +74,25 @@ def test_env_selection_order() -> None:
         ("test:\n  stats:\n    timezone: Mars/Olympus\n", "test", "stats.timezone"),
         ("test:\n  stats:\n    series: fortnight\n", "test", "stats.series"),
         ("test:\n  api:\n    url: ftp://x\n", "test", "api.url"),
-        ("test:\n  api:\n    first_id: 10\n    last_id: 5\n", "test", "last_id (5) must be above first_id (10)"),
+        (
+            "test:\n  api:\n    url: embedded\n    first_id: 10\n    last_id: 5\n",
+            "test",
+            "last_id (5) must be above first_id (10)",
+        ),
+        ("test:\n  api:\n    page_size: 10\n", "test", "api.url: is not set"),  # never the mock unasked
+        (
+            "test:\n  api: {url: embedded}\n  crawl: {slices: 2}\n  crawl: {workers: 1}\n",
+            "test",
+            "'crawl' is written twice",
+        ),
+        ("test:\n  api: {url: embedded, url: embedded}\n", "test", "'url' is written twice"),
+        ("test:\n  crawl:\n    slices: 3\n", "test", "api.url: is not set"),
+        ("test:\n  api: {url: embedded}\n  bots: {ips: [10.0.0.1]}\n", "test", "bots.ips is set but fields.ip is not"),
+        (
+            "test:\n  api: {url: embedded}\n  fields: {ip: ip}\n  bots: {user_agents: [Bot]}\n",
+            "test",
+            "bots.user_agents is set but fields.user_agent is not",
+        ),
         ("test:\n  bots:\n    user_agents: ['(unclosed']\n", "test", "bots.user_agents"),
         ("test:\n  stats:\n    mode: approx\n    hll_lg_k: 30\n", "test", "stats.hll_lg_k"),
         ("test:\n  nonsense: {}\n", "test", "nonsense: unknown key"),
@@ -205,3 +223,10 @@ def test_a_ca_bundle_that_cannot_be_loaded_is_a_config_error(tmp_path: Path) -> 
     for bundle in (tmp_path / "missing.pem", tmp_path / "not.pem"):
         with pytest.raises(ConfigError, match=r"api\.ca_bundle"):
             load_settings(None, "test", environ={}, overrides={"api": {"ca_bundle": str(bundle)}})
+
+
+def test_a_config_file_that_is_not_utf8_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "config.yml"
+    path.write_bytes(b'test:\n  api: {url: embedded}\n  bots: {ips: ["caf\xe9"]}\n')
+    with pytest.raises(ConfigError, match=r"is not UTF-8 text \(byte 49\)"):
+        load_settings(path, "test", environ={})
