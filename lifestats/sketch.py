@@ -122,11 +122,15 @@ def _union(sketches: Iterable[ds.hll_sketch], lg_k: int) -> ds.hll_sketch | None
     return union.get_result(_HLL_TYPE) if union is not None else first
 
 
-def _distinct(sketch: ds.hll_sketch | None) -> Estimate:
+def _distinct(sketch: ds.hll_sketch | None, most: int | None = None) -> Estimate:
+    """The HLL's estimate and bounds; none above ``most`` (the visits counted exactly beside it: there
+    cannot be more distinct visitors than visits)."""
     if sketch is None or sketch.is_empty():
         return Estimate(0, 0, 0)
     lower = max(0, math.floor(sketch.get_lower_bound(_STD_DEVS)))
     upper = math.ceil(sketch.get_upper_bound(_STD_DEVS))
+    if most is not None:
+        lower, upper = min(lower, most), min(upper, most)
     return Estimate(min(max(round(sketch.get_estimate()), lower), upper), lower, upper)
 
 
@@ -755,7 +759,8 @@ class ApproxStatistics(DayKeyed):
         return Estimate(sum(state.visits for state in self._reading(days)))  # counted exactly
 
     def distinct_visitors(self, days: DayRange) -> Estimate:
-        return _distinct(_union((s.visitors for s in self._reading(days)), self.config.hll_lg_k))
+        most = self.visits(days).value
+        return _distinct(_union((s.visitors for s in self._reading(days)), self.config.hll_lg_k), most)
 
     def _frequent(self, days: DayRange, which: str) -> ds.frequent_strings_sketch | None:
         merged = None
@@ -809,7 +814,7 @@ class ApproxStatistics(DayKeyed):
         return [CategoryRow(key, visits) for key, _, visits in _ranked(merged, k)]
 
     def _bucket_point(self, point: _Bucket) -> Point:
-        return Point(Estimate(point.visits), _distinct(point.visitors))
+        return Point(Estimate(point.visits), _distinct(point.visitors, point.visits))
 
     def nbytes(self) -> int:
         """Memory held: the live sketches and the serialised ones kept in memory (not the spill file)."""

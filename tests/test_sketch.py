@@ -480,3 +480,21 @@ def test_a_frequent_items_map_purged_empty_keeps_its_error_through_bytes_and_mer
         categories = collections.Counter(row[1] for row in rows)
         for category in total.top_categories(span, 1000):
             _within(category.visits, categories[category.id], f"category {category.id!r} in {span}")
+
+
+def test_distinct_visitors_never_exceed_the_visits_counted_beside_them() -> None:
+    """An HLL may overestimate; the visits are exact, and no window, day or bucket can have more distinct
+    visitors than visits. Every visitor here is new, so the truth is the visits themselves."""
+    config = SketchConfig(hll_lg_k=4, item_hll_lg_k=4)
+    stats = ApproxStatistics(config)
+    sizes = range(1, 120)
+    for day, n in enumerate(sizes):
+        who = [f"v{day}-{k}" for k in range(n)]
+        stats.add(Columns([1] * n, [None] * n, who, np.full(n, day, dtype=np.int64), np.full(n, day, dtype=np.int64)))
+    spans = [DayRange(day, day) for day in range(len(sizes))] + [DayRange(0, 9), DayRange(50, 80)]
+    points = stats.day_points(spans) + list(stats.bucket_points(0, len(sizes)).values())
+    assert len(points) == len(spans) + len(sizes)
+    for point in points:
+        visits = point.visits.value
+        _within(point.distinct_visitors, visits, "distinct visitors")
+        assert point.distinct_visitors.value <= visits and point.distinct_visitors.upper == visits
