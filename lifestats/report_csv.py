@@ -45,7 +45,7 @@ _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 def cell(value: Any) -> str:
     """A JSON value as CSV text: ``null`` empty, booleans lower case, anything nested as JSON, and a
-    text that a spreadsheet would run as a formula behind a leading ``'``."""
+    text that a spreadsheet would run as a formula (or one that starts with ``'``) behind a leading ``'``."""
     if value is None:
         return ""
     if isinstance(value, bool):
@@ -58,7 +58,10 @@ def cell(value: Any) -> str:
 
 
 def _inert(text: str) -> str:
-    return "'" + text if text.startswith(_FORMULA_STARTS) else text
+    """Behind a ``'`` when it would run; a text that starts with ``'`` itself gets one too, so that two
+    texts never read alike (``-5`` and ``'-5``): dropping one leading ``'`` from a cell that has one
+    always gives the text back."""
+    return "'" + text if text.startswith(_FORMULA_STARTS) or text.startswith("'") else text
 
 
 def _table(header: list[str], rows: list[list[Any]]) -> bytes:
