@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import io
 import json
 import logging
 import os
@@ -255,6 +256,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     (the partial report written) into death by signal. Called with ``argv`` the caller's handlers come back.
     """
     arguments = list(sys.argv[1:] if argv is None else argv)
+    if argv is None:  # a terminal or pipe that cannot show a character gets a "?", not a traceback
+        for stream in (sys.stdout, sys.stderr):
+            if isinstance(stream, io.TextIOWrapper):
+                stream.reconfigure(errors="replace")
     previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
     signals = _Signals()
     signals.install()

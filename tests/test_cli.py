@@ -178,6 +178,10 @@ def test_lifestats_report_renders_what_the_run_wrote(tmp_path: Path, server: Moc
     assert tables.returncode == 0, tables.stderr
     shown_by_run = [line for line in run.stdout.splitlines() if "a sample is in" not in line]
     assert tables.stdout.splitlines() == shown_by_run
+    # A terminal that cannot show every character gets a "?" for it, not a traceback.
+    plain = run_main("report", "r.json", cwd=tmp_path, env={"PYTHONIOENCODING": "ascii"})
+    assert plain.returncode == 0 and "Traceback" not in plain.stderr, plain.stderr
+    assert len(plain.stdout.splitlines()) == len(shown_by_run) and plain.stdout.isascii()
     # The CSV's top items are the ground truth's, ids with their JSON type.
     truth = ground_truth(DATA, as_of=AS_OF)["windows"]["all"]["top_items"]
     with (tmp_path / "run-csv" / "top_items.csv").open(newline="") as handle:
