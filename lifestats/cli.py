@@ -206,8 +206,24 @@ class Targets:
     html: str | None = None
     csv: str | None = None
 
-    def check(self, *, json_flag: str, html_flag: str, csv_flag: str) -> None:
-        """Refuse (exit 2) any path that cannot be written, before the first request."""
+    def check(self, *, json_flag: str, html_flag: str, csv_flag: str, state_dir: Path | None = None) -> None:
+        """Refuse (exit 2) any path that cannot be written, before the first request: also two reports on
+        one path (one would overwrite the other), or one inside the state dir (the run's own files)."""
+        named = [
+            (flag, Path(path).absolute())
+            for flag, path in ((json_flag, self.json), (html_flag, self.html), (csv_flag, self.csv))
+            if path is not None and path != STDOUT
+        ]
+        for i, (flag, path) in enumerate(named):
+            for other_flag, other in named[i + 1 :]:
+                if path == other or path in other.parents or other in path.parents:
+                    raise ConfigError(f"{flag} and {other_flag} name the same place ({path}): give each its own")
+            if state_dir is not None:
+                state = state_dir.absolute()
+                if path == state or state in path.parents:
+                    raise ConfigError(
+                        f"{flag} {path}: is inside --state-dir {state_dir}, which holds the run's own files"
+                    )
         if self.json is not None and self.json != STDOUT:
             check_file(self.json, json_flag)
         if self.html is not None:
@@ -290,7 +306,14 @@ def run_command(arguments: list[str], signals: _Signals) -> int:
         settings = load_settings(config_path(args.config), env, overrides=_overrides(args))
         as_of = _as_of(args.as_of)
         targets = Targets(args.report_json, args.report_html, args.report_csv)
-        targets.check(json_flag="--report-json", html_flag="--report-html", csv_flag="--report-csv")
+        if not args.state_dir.strip():
+            raise ConfigError("--state-dir is empty: give the directory for the run's checkpoint")
+        targets.check(
+            json_flag="--report-json",
+            html_flag="--report-html",
+            csv_flag="--report-csv",
+            state_dir=Path(args.state_dir),
+        )
         # With the JSON report on standard output, everything meant for people goes to standard error.
         console = errors if targets.json == STDOUT else Console()
         token = os.environ.get(TOKEN_VARIABLE, "").strip() or None  # a token read from a file keeps its CR LF

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Final, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import httpx
 import yaml
 from pydantic import (
     BaseModel,
@@ -72,14 +73,23 @@ Paginator = Literal["offset_id", "keyset", "offset", "page_number", "cursor", "n
 _NEXT_PATH_KEYS = {"offset_id": "next_offset_path", "cursor": "cursor_path", "next_url": "next_url_path"}
 
 
+# Upper bounds of counts and durations: far above any real use, and below what the libraries underneath
+# take (a 64-bit column, a timer's range), so that a typo ends before the first request, not after.
+_MANY: Final = 1_000_000
+_DAY: Final = 86_400.0
+_WEEK: Final = 7 * _DAY
+
+
 class ApiConfig(_Section):
     # No default: an environment that names no API must not crawl the bundled mock unnoticed.
     url: str = Field("", validate_default=True)
-    page_size: int = Field(100, gt=0)
+    page_size: int = Field(100, gt=0, le=_MANY)
     first_id: int | None = Field(None, ge=MIN_ID, lt=MAX_END, description="smallest id (signed 64-bit)")
     last_id: int | None = Field(None, gt=MIN_ID, le=MAX_END, description="one past the largest id")
-    timeout: float = Field(10.0, gt=0, description="seconds for a whole request, from sending it to the last byte")
-    connect_timeout: float = Field(5.0, gt=0)
+    timeout: float = Field(
+        10.0, gt=0, le=_DAY, description="seconds for a whole request, from sending it to the last byte"
+    )
+    connect_timeout: float = Field(5.0, gt=0, le=_DAY)
     # How the API pages (SPEC section 1); every name below is the API's own.
     paginator: Paginator = "offset_id"
     records_path: str = Field("response", description="dotted path to the list of records; '' = the body itself")
@@ -98,7 +108,7 @@ class ApiConfig(_Section):
     total_pages_path: str | None = Field(None, description="page_number: dotted path to the number of pages")
     total_header: str | None = Field(None, description="a header with the number of records, e.g. X-Total-Count")
     ca_bundle: str | None = Field(None, description="PEM file of extra trusted certificate authorities")
-    max_response_bytes: int = Field(64 * 1024 * 1024, gt=0)
+    max_response_bytes: int = Field(64 * 1024 * 1024, gt=0, le=2**40)
     http2: bool = False
 
     @field_validator("url")
@@ -108,6 +118,13 @@ class ApiConfig(_Section):
             raise ValueError("is not set: give the API's http(s):// URL (or 'embedded' for the bundled mock API)")
         if value != "embedded" and not re.match(r"^https?://[^\s/]+", value):
             raise ValueError("must be 'embedded' or an http(s):// URL")
+        if value != "embedded":
+            try:
+                url = httpx.URL(value)
+            except httpx.InvalidURL as exc:  # its reason names the part, never the credentials
+                raise ValueError(f"is not a valid URL ({exc})") from None
+            if url.port is not None and not 0 < url.port < 65536:
+                raise ValueError(f"has port {url.port}, outside 1 to 65535")
         return value
 
     @field_validator("offset_param", "limit_param", "page_param", "cursor_param")
@@ -197,22 +214,25 @@ class FieldsConfig(_Section):
 
 
 class CrawlConfig(_Section):
-    slices: int = Field(100, gt=0)
+    slices: int = Field(100, gt=0, le=_MANY)
     workers: int = Field(4, gt=0, le=256)
     rate_limit: float = Field(100.0, ge=MIN_RATE_LIMIT, description="requests per second for the whole job")
-    flush_every: int = Field(10, gt=0, description="pages between two flushes of a worker")
-    retries: int = Field(8, ge=0, description="retries of one page before the job fails")
-    retry_max_seconds: float = Field(300.0, gt=0, description="time budget for the retries of one page")
-    backoff: float = Field(0.2, ge=0, description="first retry waits up to this many seconds, doubling")
-    backoff_max: float = Field(10.0, ge=0, description="longest wait between two retries")
-    keep_rejects: int = Field(1000, ge=0, description="rejected records sampled to rejects.jsonl")
-    max_retry_after: float = Field(300.0, ge=0, description="longest pause honoured from a Retry-After header")
+    flush_every: int = Field(10, gt=0, le=_MANY, description="pages between two flushes of a worker")
+    retries: int = Field(8, ge=0, le=_MANY, description="retries of one page before the job fails")
+    retry_max_seconds: float = Field(300.0, gt=0, le=_WEEK, description="time budget for the retries of one page")
+    backoff: float = Field(0.2, ge=0, le=_DAY, description="first retry waits up to this many seconds, doubling")
+    backoff_max: float = Field(10.0, ge=0, le=_DAY, description="longest wait between two retries")
+    keep_rejects: int = Field(1000, ge=0, le=_MANY, description="rejected records sampled to rejects.jsonl")
+    max_retry_after: float = Field(
+        300.0, ge=0, le=_WEEK, description="longest pause honoured from a Retry-After header"
+    )
     max_rejected_share: float = Field(
         0.5, ge=0, le=1, description="above this share of rejected records the data does not look right (exit 4)"
     )
     stall_timeout: float | None = Field(
         None,
         gt=0,
+        le=_WEEK,
         description="seconds with no request sent or answered before the job stops "
         "(default: max(3 x api.timeout, 60) plus three request intervals of rate_limit)",
     )
@@ -230,18 +250,18 @@ class CrawlConfig(_Section):
 
 
 class StatsConfig(_Section):
-    top_items: int = Field(100, ge=0)
-    top_categories: int = Field(10, ge=0)
+    top_items: int = Field(100, ge=0, le=_MANY)
+    top_categories: int = Field(10, ge=0, le=_MANY)
     mode: Literal["exact", "approx"] = "exact"
     series: Bucket = "day"
-    series_max_points: int = Field(5000, ge=1, description="longest series; older buckets are cut")
+    series_max_points: int = Field(5000, ge=1, le=_MANY, description="longest series; older buckets are cut")
     timezone: str = "UTC"
     # Sketch sizes of approx mode (see lifestats.sketch.SketchConfig): bigger is more accurate and costs
     # more memory per day kept; exact mode ignores them.
     hll_lg_k: int = Field(12, ge=4, le=21, description="log2 of the registers of each distinct-visitors HLL")
     item_hll_lg_k: int = Field(10, ge=4, le=21, description="log2 of the registers of each top item's HLL")
     frequent_lg_max_map_size: int = Field(11, ge=3, le=26, description="log2 of the frequent-items map size")
-    tracked_items: int = Field(200, ge=0, description="items per day whose distinct visitors are sketched")
+    tracked_items: int = Field(200, ge=0, le=_MANY, description="items per day whose distinct visitors are sketched")
 
     @field_validator("timezone")
     @classmethod
@@ -274,7 +294,7 @@ class MockConfig(_Section):
 
     dataset: Literal["synthetic", "lifesum"] = "synthetic"
     seed: int = 7
-    records: int = Field(20_000, gt=0)
+    records: int = Field(20_000, gt=0, le=2**62)
     latency: float = Field(0.0, ge=0)
     empty_share: float = Field(0.2, ge=0, lt=1)
 

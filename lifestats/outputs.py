@@ -11,6 +11,7 @@ import contextlib
 import json
 import os
 import secrets
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -33,11 +34,33 @@ def report_json(report: dict[str, Any]) -> bytes:
         return json.dumps(report, indent=2, ensure_ascii=False).encode("utf-8") + b"\n"
 
 
+def _temporary(target: Path) -> Path:
+    return target.with_name(f".{target.name}.{secrets.token_hex(4)}.tmp")
+
+
+def _special(target: Path) -> bool:
+    """Whether ``target`` exists and is not a regular file (through any symlink): a device, a pipe, a
+    socket, such as ``/dev/stdout`` or a FIFO. Those are written to as they are; renaming a file over
+    them would destroy them (and the reader would never see the report)."""
+    try:
+        mode = os.stat(target).st_mode
+    except (FileNotFoundError, NotADirectoryError):  # nothing there yet (the probe says whether it can be)
+        return False
+    return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
+
+
 def write_atomic(path: str | Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same directory and a rename."""
+    """Write ``data`` to ``path`` through a temporary file in the same directory and a rename; through a
+    symlink, to the file it points at (the link stays); a device or a pipe is written to directly."""
     target = Path(path)
+    if _special(target):
+        with open(target, "wb") as handle:
+            handle.write(data)
+        return
+    if target.is_symlink():
+        target = Path(os.path.realpath(target))
     target.parent.mkdir(parents=True, exist_ok=True)
-    temporary = target.with_name(f".{target.name}.{secrets.token_hex(4)}.tmp")
+    temporary = _temporary(target)
     try:
         descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
         with os.fdopen(descriptor, "wb") as handle:
@@ -52,13 +75,20 @@ def write_atomic(path: str | Path, data: bytes) -> None:
 
 
 def check_file(path: str, flag: str) -> None:
-    """Refuse (exit 2) a file path that cannot be written: a directory, a parent that cannot exist, no permission."""
+    """Refuse (exit 2) a file path that cannot be written: a directory, a parent that cannot exist, no
+    permission, a name too long for the temporary file beside it."""
     target = Path(path)
-    if target.is_dir():
-        raise ConfigError(f"{flag} {path}: is a directory; give a file name")
-    if target.exists() and not os.access(target, os.W_OK):
-        raise ConfigError(f"{flag} {path}: the file is not writable")
-    _probe(target.parent, flag, path)
+    try:
+        if target.is_dir():
+            raise ConfigError(f"{flag} {path}: is a directory; give a file name")
+        if target.exists() and not os.access(target, os.W_OK):
+            raise ConfigError(f"{flag} {path}: the file is not writable")
+        if _special(target):
+            return  # written to as it is (see write_atomic)
+        real = Path(os.path.realpath(target)) if target.is_symlink() else target
+    except OSError as exc:
+        raise ConfigError(f"{flag} {path}: {exc.strerror or exc}") from None
+    _probe(real.parent, flag, path, _temporary(real).name)
 
 
 def check_dir(path: str, flag: str) -> None:
@@ -69,13 +99,14 @@ def check_dir(path: str, flag: str) -> None:
     _probe(target, flag, path)
 
 
-def _probe(directory: Path, flag: str, shown: str) -> None:
-    """Create ``directory`` if needed and a file in it, then remove the file: the one test that does not lie."""
+def _probe(directory: Path, flag: str, shown: str, name: str | None = None) -> None:
+    """Create ``directory`` if needed and a file in it (named ``name``: the temporary file a write will
+    make), then remove the file: the one test that does not lie."""
     try:
         directory.mkdir(parents=True, exist_ok=True)
         if not directory.is_dir():
             raise NotADirectoryError(directory)
-        probe = directory / f".lifestats-probe.{secrets.token_hex(4)}"
+        probe = directory / (name or f".lifestats-probe.{secrets.token_hex(4)}")
         descriptor = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         os.close(descriptor)
         probe.unlink()

@@ -6,7 +6,10 @@ import csv
 import html
 import io
 import json
+import os
 import re
+import stat
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -184,3 +187,46 @@ def test_a_report_that_cannot_be_written_after_the_crawl_is_one_clear_error(
     monkeypatch.setattr(cli, "write_atomic", full_disk)
     with pytest.raises(cli.ReportNotWritten, match=r"cannot write the report to .*r\.json: No space left on device"):
         cli.Targets(json=str(tmp_path / "r.json")).write(report())
+
+
+def test_a_report_path_that_is_a_symlink_or_a_pipe_is_written_through_not_replaced(tmp_path: Path) -> None:
+    """Renaming a temporary file over the path would turn a symlink, a FIFO or a device (``/dev/stdout``)
+    into a regular file: the reader at the other end would never get the report."""
+    (tmp_path / "real.json").write_text("old")
+    link = tmp_path / "link.json"
+    link.symlink_to("real.json")
+    write_atomic(link, b"new")
+    assert link.is_symlink() and (tmp_path / "real.json").read_bytes() == b"new"
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    got: list[bytes] = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_bytes()))
+    reader.start()
+    check_file(str(fifo), "--report-json")
+    write_atomic(fifo, b"through the pipe")
+    reader.join(timeout=60)
+    assert got == [b"through the pipe"] and stat.S_ISFIFO(os.stat(fifo).st_mode)
+
+
+def test_report_names_too_long_for_the_temporary_file_are_refused_before_the_crawl(tmp_path: Path) -> None:
+    for length in (300, 250):  # too long itself; fits, but not with the temporary file's affixes
+        with pytest.raises(ConfigError, match="--report-json"):
+            check_file(str(tmp_path / ("a" * length)), "--report-json")
+    check_file(str(tmp_path / ("a" * 200)), "--report-json")
+
+
+def test_two_reports_on_one_path_or_one_in_the_state_dir_are_refused(tmp_path: Path) -> None:
+    from lifestats.cli import Targets
+
+    flags = {"json_flag": "--report-json", "html_flag": "--report-html", "csv_flag": "--report-csv"}
+    same = Targets(str(tmp_path / "r.json"), str(tmp_path / "." / "r.json"))
+    with pytest.raises(ConfigError, match="name the same place"):
+        same.check(**flags)
+    with pytest.raises(ConfigError, match="name the same place"):
+        Targets(None, str(tmp_path / "csv" / "r.html"), str(tmp_path / "csv")).check(**flags)
+    inside = Targets(str(tmp_path / "state" / "checkpoint.duckdb"))
+    with pytest.raises(ConfigError, match="inside --state-dir"):
+        inside.check(**flags, state_dir=tmp_path / "state")
+    Targets(str(tmp_path / "r.json"), str(tmp_path / "r.html"), str(tmp_path / "csv")).check(
+        **flags, state_dir=tmp_path / "state"
+    )
