@@ -73,6 +73,7 @@ Paginator = Literal["offset_id", "keyset", "offset", "page_number", "cursor", "n
 _NEXT_PATH_KEYS = {"offset_id": "next_offset_path", "cursor": "cursor_path", "next_url": "next_url_path"}
 
 
+_SCHEDULER: Final = re.compile(r"((tcp|tls|ws|wss|ucx)://)?(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+):[0-9]{1,5}/?")
 # Upper bounds of counts and durations: far above any real use, and below what the libraries underneath
 # take (a 64-bit column, a timer's range), so that a typo ends before the first request, not after.
 _MANY: Final = 1_000_000
@@ -240,6 +241,14 @@ class CrawlConfig(_Section):
     cluster_limiter: str = Field(
         "scheduler", description="where a cluster keeps its rate limit: 'scheduler' or a redis:// URL"
     )
+
+    @field_validator("cluster")
+    @classmethod
+    def _cluster(cls, value: str | None) -> str | None:
+        # Dask's own forms: tcp://host:port (the default scheme), tls://, ws://, wss://, ucx://; IPv6 in brackets.
+        if value is None or value == "local" or _SCHEDULER.fullmatch(value):
+            return value
+        raise ValueError("must be 'local' or a Dask scheduler address such as tcp://10.0.0.5:8786")
 
     @field_validator("cluster_limiter")
     @classmethod

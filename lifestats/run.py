@@ -373,7 +373,10 @@ class _Job:
             hint = f"the same request will get HTTP {status} again: check api.url and the api settings"
         else:
             hint = "running the same command again will meet the same problem: fix it first"
-        return f"{message}\n{hint}; {where}, and the run resumes from there once that is fixed"
+        return (
+            f"{message}\n{hint}; {where}, and the run resumes from there once that is fixed (after a change to "
+            "a setting that decides what is counted, such as an api path, it starts over: add --fresh)"
+        )
 
     def _stalled(self) -> Failed | None:
         """A job whose workers have sent and ended no request for too long stops, rather than wait for ever."""
@@ -416,6 +419,7 @@ class _Job:
             with contextlib.suppress(StateDirError, duckdb.Error):
                 self.aggregator.reload()  # an interrupt may have landed between a commit and its merge
             report = self.report(partial=True)
+            report.setdefault("warnings", [])  # a list in every report (SPEC section 6); judged once it is whole
         return Outcome(report, exit_code, message)
 
     def _finish(self, deliver: Callable[[dict[str, Any]], None] | None) -> Outcome:
