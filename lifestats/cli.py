@@ -355,8 +355,11 @@ def run_command(arguments: list[str], signals: _Signals) -> int:
             _error(errors, str(exc))
             exit_code = exit_code or exc.exit_code
     rejects = state_dir / REJECTS_FILE
-    render(report, console, rows=args.rows, rejects_file=rejects if rejects.exists() else None)
-    _show_outcome(errors, outcome)
+    try:
+        render(report, console, rows=args.rows, rejects_file=rejects if rejects.exists() else None)
+        _show_outcome(errors, outcome)
+    except KeyboardInterrupt:  # the run is over and its report written: only the tables are cut short
+        errors.print("interrupted while showing the tables: the report files are complete")
     return exit_code
 
 

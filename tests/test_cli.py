@@ -353,6 +353,26 @@ def test_a_ctrl_c_while_the_forkserver_imports_the_workers_code_is_no_traceback(
     assert json.loads((tmp_path / "report.json").read_text())["partial"] is False
 
 
+def test_a_ctrl_c_while_the_tables_print_after_a_finished_run_is_one_line_and_its_exit_code(tmp_path: Path) -> None:
+    """The run is over and its report written when the tables print: an interrupt then cuts only them."""
+    script = (
+        "import os, signal, sys\n"
+        "import lifestats.cli as cli\n"
+        "shown = cli.render\n"
+        "def render(*args, **kwargs):\n"
+        "    os.kill(os.getpid(), signal.SIGINT)\n"
+        "    return shown(*args, **kwargs)\n"
+        "cli.render = render\n"
+        "from lifestats._entry import main\n"
+        "sys.argv = ['lifestats', '--no-progress', '--report-json', 'report.json']\n"
+        "raise SystemExit(main())\n"
+    )
+    result = _python(script, tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == "interrupted while showing the tables: the report files are complete\n"
+    assert json.loads((tmp_path / "report.json").read_text())["partial"] is False
+
+
 def test_ctrl_c_while_the_program_starts_is_exit_130_and_one_line(tmp_path: Path) -> None:
     """The interrupt arrives while the job's modules are being imported (sent by the program to itself
     at the import of lifestats.cli, so the moment is exact): no traceback, exit code 130."""
