@@ -413,6 +413,8 @@ def _read_env(path: Path, env: str) -> dict[str, dict[str, Any]]:
         raise ConfigError(f"{path} [{env}] must be a mapping of sections")
     out: dict[str, dict[str, Any]] = {}
     for section, values in settings.items():
+        if section not in SECTIONS:
+            raise ConfigError(f"{path} [{env}]: unknown section {section!r} (the sections: {', '.join(SECTIONS)})")
         if values is None:
             values = {}
         if not isinstance(values, dict):

@@ -273,7 +273,7 @@ def _ranking(
     shown = ranking if rows is None else ranking[: max(rows, 0)]
     title = f"Top {len(shown)} of {len(ranking)} {what} (all time)"
     if not ranking:
-        console.print(Text(f"No {what} counted (all time)", style="italic"))
+        console.print(Text(f"No {what} to rank (all time)", style="italic"))
         return
     visitors = with_visitors and any(row.get("distinct_visitors") is not None for row in ranking)
     console.print(Text(title, style="bold"))
