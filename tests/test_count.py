@@ -174,7 +174,7 @@ def test_ranking_ties_break_by_id_numbers_before_strings() -> None:
 
 
 def test_without_visitor_or_timestamp_fields() -> None:
-    report, _ = count([{"id": 1, "item": 3, "visitor": "u", "ts": 5}], fields={"id": "id", "item": "item"})
+    report, _ = count([{"id": 1, "item": 3, "visitor": "u", "ts": 5}], fields={"id": "id", "item": "item"}, bots={})
     assert list(report["windows"]) == ["all"]
     assert report["windows"]["all"]["distinct_visitors"] is None
     assert report["windows"]["all"]["top_items"] == [{"id": 3, "visits": 1, "distinct_visitors": None}]
