@@ -179,11 +179,19 @@ def run_job(
                     checkpoint = Checkpoint(state_dir)
                 resumed = checkpoint.claim(fingerprint(settings))
                 as_of = _settle_as_of(checkpoint, as_of, resumed)
-                with api_url(settings, as_of) as url:
-                    api = settings.api.model_copy(update={"url": url})
-                    run_settings = settings.model_copy(update={"api": api})
-                    job = _Job(run_settings, env, checkpoint, state_dir, as_of, token, started, resumed)
-                    outcome = job.run(executor_factory, on_progress, deliver)
+                try:
+                    with api_url(settings, as_of) as url:
+                        api = settings.api.model_copy(update={"url": url})
+                        run_settings = settings.model_copy(update={"api": api})
+                        job = _Job(run_settings, env, checkpoint, state_dir, as_of, token, started, resumed)
+                        outcome = job.run(executor_factory, on_progress, deliver)
+                except KeyboardInterrupt:
+                    # Before the job could answer it (the mock API starting, the job setting up): the same
+                    # answer, a partial report of what the checkpoint holds.
+                    url = settings.api.url
+                    with held(redeliver=False):
+                        job = _Job(settings, env, checkpoint, state_dir, as_of, token, started, resumed)
+                    outcome = job._stop(None, EXIT_INTERRUPTED, "interrupted: run the same command to resume")
             finally:
                 checkpoint.close()
     except LifestatsError as exc:

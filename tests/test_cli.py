@@ -373,6 +373,42 @@ def test_a_ctrl_c_while_the_tables_print_after_a_finished_run_is_one_line_and_it
     assert json.loads((tmp_path / "report.json").read_text())["partial"] is False
 
 
+def test_a_ctrl_c_before_the_crawl_begins_still_writes_a_partial_report(tmp_path: Path) -> None:
+    """The interrupt lands while the run sets up (here: as the bundled mock API is about to start): exit
+    130 with a report marked partial, as at any later moment, and the same command then runs to the end."""
+    script = (
+        "import contextlib, os, signal, sys\n"
+        "import lifestats.run as run\n"
+        "starting = run.api_url\n"
+        "@contextlib.contextmanager\n"
+        "def api_url(*args, **kwargs):\n"
+        "    if not os.environ.get('AGAIN'):\n"
+        "        os.kill(os.getpid(), signal.SIGINT)\n"
+        "    with starting(*args, **kwargs) as url:\n"
+        "        yield url\n"
+        "run.api_url = api_url\n"
+        "from lifestats._entry import main\n"
+        "sys.argv = ['lifestats', '--no-progress', '--report-json', 'report.json']\n"
+        "raise SystemExit(main())\n"
+    )
+    first = _python(script, tmp_path)
+    assert first.returncode == 130, first.stderr
+    assert first.stderr.strip().splitlines()[-1] == "interrupted: run the same command to resume"
+    partial = json.loads((tmp_path / "report.json").read_text())
+    assert partial["partial"] is True and partial["records"]["fetched"] == 0 and partial["warnings"] == []
+    command, environ = main_command()
+    again = subprocess.run(
+        [command[0], "-c", script],
+        cwd=tmp_path,
+        env={**environ, "AGAIN": "1"},
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert again.returncode == 0, again.stderr
+    assert json.loads((tmp_path / "report.json").read_text())["partial"] is False
+
+
 def test_ctrl_c_while_the_program_starts_is_exit_130_and_one_line(tmp_path: Path) -> None:
     """The interrupt arrives while the job's modules are being imported (sent by the program to itself
     at the import of lifestats.cli, so the moment is exact): no traceback, exit code 130."""
