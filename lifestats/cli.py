@@ -32,6 +32,7 @@ from .config import TOKEN_VARIABLE, Settings, choose_env, load_settings
 from .errors import ConfigError, LifestatsError
 from .merge import REJECTS_FILE
 from .outputs import STDOUT, check_dir, check_file, report_json, write_atomic
+from .report_csv import FILES as CSV_FILES
 from .report_csv import write_csv
 from .report_html import render_html
 from .run import EXIT_INTERRUPTED, ExecutorFactory, Outcome, Snapshot, local_executor, run_job
@@ -209,15 +210,20 @@ class Targets:
     def check(self, *, json_flag: str, html_flag: str, csv_flag: str, state_dir: Path | None = None) -> None:
         """Refuse (exit 2) any path that cannot be written, before the first request: also two reports on
         one path (one would overwrite the other), or one inside the state dir (the run's own files)."""
-        named = [
+        files = [
             (flag, Path(path).absolute())
-            for flag, path in ((json_flag, self.json), (html_flag, self.html), (csv_flag, self.csv))
+            for flag, path in ((json_flag, self.json), (html_flag, self.html))
             if path is not None and path != STDOUT
         ]
-        for i, (flag, path) in enumerate(named):
-            for other_flag, other in named[i + 1 :]:
-                if path == other or path in other.parents or other in path.parents:
-                    raise ConfigError(f"{flag} and {other_flag} name the same place ({path}): give each its own")
+        # The CSV directory's own files, and the directory itself.
+        csv = Path(self.csv).absolute() if self.csv is not None else None
+        written = [(csv_flag, csv / name) for name in CSV_FILES] + [(csv_flag, csv)] if csv is not None else []
+        named = files + ([(csv_flag, csv)] if csv is not None else [])
+        for i, (flag, path) in enumerate(files):
+            for other_flag, other in files[i + 1 :] + written:
+                if path == other:
+                    raise ConfigError(f"{flag} and {other_flag} name the same file ({path}): give each its own")
+        for flag, path in named:
             if state_dir is not None:
                 state = state_dir.absolute()
                 if path == state or state in path.parents:

@@ -220,10 +220,11 @@ def test_two_reports_on_one_path_or_one_in_the_state_dir_are_refused(tmp_path: P
 
     flags = {"json_flag": "--report-json", "html_flag": "--report-html", "csv_flag": "--report-csv"}
     same = Targets(str(tmp_path / "r.json"), str(tmp_path / "." / "r.json"))
-    with pytest.raises(ConfigError, match="name the same place"):
+    with pytest.raises(ConfigError, match="name the same file"):
         same.check(**flags)
-    with pytest.raises(ConfigError, match="name the same place"):
-        Targets(None, str(tmp_path / "csv" / "r.html"), str(tmp_path / "csv")).check(**flags)
+    with pytest.raises(ConfigError, match="name the same file"):
+        Targets(None, str(tmp_path / "csv" / "series.csv"), str(tmp_path / "csv")).check(**flags)
+    Targets(str(tmp_path / "out" / "r.json"), str(tmp_path / "out" / "r.html"), str(tmp_path / "out")).check(**flags)
     inside = Targets(str(tmp_path / "state" / "checkpoint.duckdb"))
     with pytest.raises(ConfigError, match="inside --state-dir"):
         inside.check(**flags, state_dir=tmp_path / "state")
