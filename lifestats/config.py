@@ -460,7 +460,7 @@ def _describe(exc: ValidationError, where: str) -> str:
             value = redact_url(value)  # a URL's credentials never reach a message
         # A whole section (a check across its keys) is not shown: its message names the keys, and the
         # section may hold a URL's credentials.
-        whole = isinstance(value, (dict, list))
+        whole = isinstance(value, (dict, list)) or value == ""  # nothing worth showing either way
         shown = "" if whole or error["type"] in ("extra_forbidden", "missing") else f" (got {value!r})"
         lines.append(f"{key}: {message}{shown}" if error["loc"] else f"{message}{shown}")
     return f"bad configuration in {where}:\n  " + "\n  ".join(lines)
