@@ -34,9 +34,9 @@ from __future__ import annotations
 import math
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal, TypedDict
+from typing import Any, ClassVar, Final, Literal, TypedDict
 
 import httpx
 
@@ -548,6 +548,8 @@ class NextUrlPaginator(_UrlPaginator):
         path = self.api.next_url_path
         assert path is not None
         value = self._next_reference(document, records, path)
+        if isinstance(value, str):
+            value = value.strip() or None  # spaces around a URL are not part of it; only spaces: none
         if value is None:
             return Page(position, records, None)
         return Page(position, records, self._following(position, value, response.request.url))
@@ -560,10 +562,59 @@ class LinkHeaderPaginator(_UrlPaginator):
 
     def read(self, position: Any, document: Any, response: httpx.Response) -> Page:
         records = self.records(document)
-        link = response.links.get("next")
-        if link is None or not link.get("url"):
+        target = next_link(response.headers.get_list("link"))
+        if not target:
             return Page(position, records, None)
-        return Page(position, records, self._following(position, link["url"], response.request.url))
+        return Page(position, records, self._following(position, target, response.request.url))
+
+
+def next_link(headers: list[str]) -> str | None:
+    """The target of the first link whose relation types include ``next``, in ``Link`` header values as RFC
+    8288 writes them: several links per header and several headers, a ``rel`` of several space-separated
+    types in any case (``rel="next last"``, ``REL=Next``), parameters in any order whose quoted values may
+    hold ``;`` and ``,``, and only a link's first ``rel`` counts."""
+    for header in headers:
+        for target, params in _links(header):
+            if "next" in params.get("rel", "").lower().split():
+                return target
+    return None
+
+
+def _links(text: str) -> Iterator[tuple[str, dict[str, str]]]:
+    """``(target, {name: value})`` of each link-value in one header (names lower case)."""
+    i, n = 0, len(text)
+    while i < n:
+        start = text.find("<", i)
+        if start < 0:
+            return
+        end = text.find(">", start)
+        if end < 0:
+            return
+        target, i = text[start + 1 : end].strip(), end + 1
+        params: dict[str, str] = {}
+        while True:
+            while i < n and text[i] in " \t":
+                i += 1
+            if i >= n or text[i] != ";":
+                break
+            i += 1
+            match = _PARAM.match(text, i)
+            if match is None:
+                break
+            name, quoted, token = match.group(1).lower(), match.group(2), match.group(3)
+            value = re.sub(r"\\(.)", r"\1", quoted) if quoted is not None else (token or "")
+            params.setdefault(name, value)  # occurrences of a parameter after the first are ignored
+            i = match.end()
+        yield target, params
+        # On to the next link-value: past the comma that ends this one (anything odd before it is skipped).
+        while i < n and text[i] != ",":
+            if text[i] == '"':
+                close = text.find('"', i + 1)
+                i = n if close < 0 else close
+            i += 1
+
+
+_PARAM: Final = re.compile(r'\s*([^\s=;,]+)\s*(?:=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s;,]*)))?')
 
 
 STYLES: dict[str, type[Paginator]] = {

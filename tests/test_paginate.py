@@ -186,3 +186,30 @@ def test_link_header_next() -> None:
 def test_no_list_at_the_records_path_is_a_fault(document: Any, shape: str) -> None:
     with pytest.raises(TransientApiError, match=shape):
         read(api(), 0, document)
+
+
+@pytest.mark.parametrize(
+    ("headers", "target"),
+    [
+        (['<https://a.test/2>; rel="next"'], "https://a.test/2"),
+        (["</2>; rel=next"], "/2"),
+        (['</2>; rel="Next"'], "/2"),  # relation types are case-insensitive, and so are parameter names
+        (['</2>; REL="NEXT"'], "/2"),
+        (['</2>; rel="prefetch next"'], "/2"),  # several relation types in one rel
+        (['</last>; rel="last", </2>; rel="next last"'], "/2"),
+        (['</2>; title="a;b,c"; rel="next"'], "/2"),  # ; and , inside a quoted value, before rel
+        (['</x>; title="x; rel=next, y", </2>; rel=next'], "/2"),  # rel=next inside a title is no relation
+        (['</2>; title="say \\"hi; there\\""; rel=next'], "/2"),  # an escaped quote inside a quoted value
+        (['</1>; rel="prev"', '</2>; rel="next"'], "/2"),  # several Link headers
+        (['< /2 >; rel = "next"'], "/2"),
+        (['</a,b>; rel="next"'], "/a,b"),  # a comma inside the target
+        (['</2>; rel="next"; rel="prev"'], "/2"),  # only a link's first rel counts
+        (['</1>; rel="prev"; rel="next"'], None),
+        (['</1>; rel="prev"'], None),
+        ([], None),
+    ],
+)
+def test_link_headers_are_read_as_rfc_8288_writes_them(headers: list[str], target: str | None) -> None:
+    from lifestats.paginate import next_link
+
+    assert next_link(headers) == target
