@@ -333,7 +333,9 @@ class KeysetPaginator(Paginator):
     def request(self, position: Any, end: int | None = None) -> httpx.URL:
         api = self.api
         assert api.id_param is not None
-        upper = end if api.upper_param is not None and end is not None else None
+        # No upper bound past the largest id (2**63 - 1): an API that checks its parameters as 64-bit
+        # integers would refuse one; above it nothing lies anyway.
+        upper = end if api.upper_param is not None and end is not None and end <= INT64_MAX else None
         bound: int | None = position
         if not api.id_param_inclusive:
             bound = position - 1 if position > INT64_MIN else None  # below -2**63 nothing lies: no bound
@@ -353,6 +355,8 @@ class KeysetPaginator(Paginator):
                 f"but none of the {len(records)} records has an integer one"
             )
         top = max(ids)
+        if top >= INT64_MAX:  # the largest id there can be: nothing follows (and 2**63 is no id to ask for)
+            return Page(position, records, None)
         following = top + 1
         if following <= position:
             raise TransientApiError(

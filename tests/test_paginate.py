@@ -95,6 +95,10 @@ def test_keyset_derives_the_next_position_from_the_highest_id_in_any_order() -> 
     rows = [{"id": "12"}, {"id": 17}, {"id": 11}]
     assert read(inclusive, 10, {"rows": rows, "next": "17"}).next == 18
     assert read(inclusive, 10, {"rows": [], "next": None}).next is None
+    # The largest id there can be ends the data: 2**63 is no id to ask an API for, as a bound or an end.
+    top = 2**63 - 1
+    assert read(inclusive, top - 5, {"rows": [{"id": top - 1}, {"id": top}]}).next is None
+    assert str(paginator.request(top - 5, 2**63)) == f"{URL}?id__gte={top - 5}&limit=3"
     exclusive = api(paginator="keyset", id_param="since_id", id_param_inclusive=False, records_path="rows")
     # A position is the lowest id wanted: an exclusive API is asked for the one below it.
     assert str(make_paginator(exclusive).request(10)) == f"{URL}?since_id=9&limit=3"
