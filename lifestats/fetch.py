@@ -305,6 +305,8 @@ class ApiClient:
                     resumable=False,
                 ) from None
             raise TransientApiError(f"connection failed ({type(exc).__name__})") from None
+        if body.startswith(_BOM):  # RFC 8259 lets a parser ignore it; orjson and msgspec do not
+            body = body[len(_BOM) :]
         document, whole = self._parse(response, body, url)
         if whole:
             return self.paginator.read(position, document, response)
@@ -403,3 +405,6 @@ def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
     """Scheme, host and port (the scheme's default spelled out), as browsers compare origins."""
     port = url.port if url.port is not None else {"http": 80, "https": 443}.get(url.scheme)
     return url.scheme, url.host, port
+
+
+_BOM = b"\xef\xbb\xbf"  # a UTF-8 byte order mark, which some servers put before a JSON body

@@ -363,3 +363,13 @@ def test_a_redirect_is_not_followed_and_names_where_it_leads() -> None:
     assert route.call_count == 1  # not retried: the same request gets the same redirect
     assert "HTTP 302" in message and "https://elsewhere.test/v2/events" in message and "k3y" not in message
     assert not info.value.resumable
+
+
+@respx.mock
+@pytest.mark.parametrize("record_keys", [None, ["item"]])  # parsed whole, and decoded into records
+def test_a_body_that_starts_with_a_byte_order_mark_is_read(record_keys: list[str] | None) -> None:
+    body = b'\xef\xbb\xbf{"meta": {"next_offset": 12}, "response": [{"id": 10, "item": "caf\xc3\xa9"}, {"id": 11}]}'
+    respx.get(URL).mock(return_value=httpx.Response(200, content=body, headers={"content-type": "application/json"}))
+    settings = load_settings(None, "test", environ={}, overrides={"api": {"url": URL}, "crawl": {"retries": 0}})
+    got = ApiClient(settings.api, settings.crawl, RecordingLimiter(), record_keys=record_keys).get_page(10)
+    assert [record.get("item") for record in got.records] == ["café", None] and got.next_offset == 12
