@@ -265,7 +265,8 @@ class ApiClient:
             url = redact_url(str(self.paginator.request(position, end)))
         except Exception:  # a position that does not build a URL: say what there is
             url = self._shown_url
-        return f"{url} ({self.paginator.describe(position)})"
+        described = self.paginator.describe(position)
+        return url if url in described else f"{url} ({described})"  # a URL position is described by its URL
 
     def _wait(self, state: RetryCallState) -> float:
         outcome = state.outcome

@@ -124,7 +124,8 @@ def _shape(value: Any) -> str:
     if isinstance(value, dict):
         keys = ", ".join(str(k) for k in list(value)[:12]) or "none"
         return f"an object with keys: {keys}"
-    return f"a {type(value).__name__}"
+    kind = {bool: "a boolean", int: "an integer", float: "a number", str: "a string", list: "a list"}
+    return kind.get(type(value), f"a {type(value).__name__}")
 
 
 def _body_keys(document: Any) -> str:
@@ -528,8 +529,7 @@ class _UrlPaginator(Paginator):
         if target.scheme not in ("http", "https"):
             raise TransientApiError(f"the next URL {redact_url(str(target))!r:.80} is not http(s)")
         if target == current:
-            shown = redact_url(str(target))
-            raise TransientApiError(f"the next URL is the current one ({shown}): the crawl would loop")
+            raise TransientApiError("the next URL is the current one: the crawl would loop")
         return {"url": self.credentials.mask(str(target))}
 
     def finished(self, page: Page, end: int | None) -> bool:

@@ -184,7 +184,7 @@ def test_link_header_next() -> None:
         ({"meta": {}, "error": "try again"}, "it is missing; the body's top-level keys: meta, error"),
         ({"response": None}, "it is null"),
         ({"response": {"a": 1}}, "it is an object with keys: a"),
-        ("<html>", "it is missing; the body is a str"),
+        ("<html>", "it is missing; the body is a string"),
     ],
 )
 def test_no_list_at_the_records_path_is_a_fault(document: Any, shape: str) -> None:
