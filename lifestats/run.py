@@ -442,9 +442,12 @@ class _Job:
         # The data check of SPEC section 1: a crawl that found nothing to count, or mostly rejects (exit 4).
         warnings = report.setdefault("warnings", [])
         warnings += data_warnings(self.aggregator.total.records, self.settings.crawl.max_rejected_share)
-        if deliver is not None:
-            deliver(report)
-        left = self.checkpoint.mark_finished()
+        # From the report's delivery to the mark that the run finished, an interrupt is not acted on: the
+        # report files are the finished run's, so a "resume" after them would be a new crawl.
+        with held(redeliver=False):
+            if deliver is not None:
+                deliver(report)
+            left = self.checkpoint.mark_finished()
         if left:
             return self._unfinished(left)
         if warnings:

@@ -409,6 +409,27 @@ def test_a_ctrl_c_before_the_crawl_begins_still_writes_a_partial_report(tmp_path
     assert json.loads((tmp_path / "report.json").read_text())["partial"] is False
 
 
+def test_a_ctrl_c_as_the_finished_run_marks_itself_finished_does_not_ask_for_a_resume(tmp_path: Path) -> None:
+    """The report files are written and the run is marking itself finished when the interrupt comes: the
+    run is done (exit 0, its report complete), not interrupted with a "resume" that would crawl anew."""
+    script = (
+        "import os, signal, sys\n"
+        "from lifestats.store import Checkpoint\n"
+        "finishing = Checkpoint.mark_finished\n"
+        "def mark_finished(self):\n"
+        "    os.kill(os.getpid(), signal.SIGINT)\n"
+        "    return finishing(self)\n"
+        "Checkpoint.mark_finished = mark_finished\n"
+        "from lifestats._entry import main\n"
+        "sys.argv = ['lifestats', '--no-progress', '--report-json', 'report.json']\n"
+        "raise SystemExit(main())\n"
+    )
+    result = _python(script, tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "interrupted" not in result.stderr
+    assert json.loads((tmp_path / "report.json").read_text())["partial"] is False
+
+
 def test_ctrl_c_while_the_program_starts_is_exit_130_and_one_line(tmp_path: Path) -> None:
     """The interrupt arrives while the job's modules are being imported (sent by the program to itself
     at the import of lifestats.cli, so the moment is exact): no traceback, exit code 130."""
