@@ -116,6 +116,17 @@ def int_id(value: Any) -> int | None:
     return None
 
 
+def _not_an_id(value: Any) -> str:
+    """Why a value is no id, in words: an integer out of range (JSON parsers give the widest ones as
+    floats) is said to be one."""
+    if isinstance(value, str) and re.fullmatch(r"-?[0-9]{1,400}", value):
+        value = int(value)
+    number = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    if number and value == int(value) and not INT64_MIN <= int(value) <= INT64_MAX:
+        return f"an integer beyond the signed 64-bit range of ids: {value:.6g}"
+    return f"not an integer: {value!r:.40}"
+
+
 def _shape(value: Any) -> str:
     if value is MISSING:
         return "missing"
@@ -296,7 +307,7 @@ class OffsetIdPaginator(Paginator):
         if value is not None:
             number = int_id(value)
             if number is None:
-                raise TransientApiError(f"'{path}' is not an integer: {value!r:.40}")
+                raise TransientApiError(f"'{path}' is {_not_an_id(value)}")
             if number <= position:
                 raise TransientApiError(f"next_offset {number} does not move forward from offset {position}")
             value = number

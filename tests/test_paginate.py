@@ -87,6 +87,14 @@ def test_offset_id_null_ends_but_a_missing_path_on_a_full_page_is_a_config_mista
     assert read(config, 0, {"meta": {"next_offset": "9"}, "response": RECORDS}).next == 9
 
 
+@pytest.mark.parametrize("value", [2**64, float(2**64), -(2**63) - 1, "18446744073709551616"])
+def test_a_next_offset_beyond_64_bits_is_named_an_integer_out_of_range(value: object) -> None:
+    with pytest.raises(TransientApiError, match=r"'meta\.next_offset' is an integer beyond the signed 64-bit range"):
+        read(api(), 0, {"meta": {"next_offset": value}, "response": RECORDS})
+    with pytest.raises(TransientApiError, match=r"'meta\.next_offset' is not an integer: 2\.5"):
+        read(api(), 0, {"meta": {"next_offset": 2.5}, "response": RECORDS})
+
+
 def test_keyset_derives_the_next_position_from_the_highest_id_in_any_order() -> None:
     inclusive = api(paginator="keyset", id_param="id__gte", upper_param="id__lt", records_path="rows")
     paginator = make_paginator(inclusive)
