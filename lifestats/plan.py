@@ -15,8 +15,9 @@ How a crawl can be cut depends on the API's pagination style (:attr:`Paginator.s
 
 from __future__ import annotations
 
+import bisect
 import collections
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -37,6 +38,9 @@ class Bounds:
     last_id: int | None  # exclusive; None: open-ended
     estimated_end: int  # a best guess of the end, for the plan and the progress bar
     probes: int = 0
+    # Ids discovery saw on the API's pages (the highest of each probe's page, ascending): records that
+    # exist, so a slice whose crawl ended below one of them missed records (see :func:`early_ends`).
+    known_ids: tuple[int, ...] = ()
 
 
 def split(first_id: int, end: int, count: int, align: int = 1) -> list[tuple[int, int]]:
@@ -88,6 +92,30 @@ def find_bounds(
     return Bounds(start, None, start + max(page.total, 1), 1)
 
 
+def _inside(known: set[int], first_id: int, end: int | None) -> tuple[int, ...]:
+    return tuple(sorted(k for k in known if k >= first_id and (end is None or k < end)))
+
+
+def early_ends(
+    slices: Iterable[tuple[Slice, int | None, bool]], known_ids: Sequence[int]
+) -> list[tuple[int, int, int]]:
+    """The done slices of an id crawl that stopped below a record discovery saw in their range, as
+    (slice index, the highest id the slice took, the lowest such id). ``slices``: (slice, high-water mark,
+    done). A crawl by id ends when the API says its data ends (no next offset, an empty page); an API
+    that says so below an id it has shown has records the crawl never fetched: a next path the answers
+    lack (a wrong ``api.next_offset_path`` reads as the end of the data on a page that is not full), or
+    records deleted while the crawl ran."""
+    found = []
+    for piece, high_water, done in slices:
+        if not done:
+            continue
+        floor = piece.begin - 1 if high_water is None else high_water
+        at = bisect.bisect_right(known_ids, floor)
+        if at < len(known_ids) and (piece.end is None or known_ids[at] < piece.end):
+            found.append((piece.index, floor, known_ids[at]))
+    return found
+
+
 def slice_alignment(paginator: Paginator) -> int:
     """Row-position slices start at a page boundary; ids and page numbers need no alignment."""
     return paginator.api.page_size if paginator.style == "offset" else 1
@@ -97,12 +125,15 @@ def _lowest(probe: Callable[[int], Page]) -> tuple[Page, int]:
     """The page at the lowest offset the API takes: the smallest signed 64-bit one, else 0.
 
     An API whose ids may be negative answers the smallest offset with its first page; one that refuses
-    negative offsets (HTTP 4xx) has no negative ids, and its first page is at 0.
+    negative offsets has no negative ids, and its first page is at 0. APIs refuse it in many ways (400,
+    422, a 404 "no such page", a 500 from a parser that never expected it): any HTTP error but a refused
+    credential or the rate limit is read as such a refusal. A URL that is wrong fails at 0 too, with the
+    error of that request.
     """
     try:
         return probe(INT64_MIN), 1
     except ApiError as exc:
-        if exc.status is None or not 400 <= exc.status < 500 or exc.status in (401, 403, 404):
+        if exc.status is None or exc.status in (401, 403, 429):
             raise
     return probe(0), 2
 
@@ -129,6 +160,7 @@ def discover(
     open anyway, so this only shapes the plan).
     """
     probes = 0
+    known: set[int] = set()
     # Twice ``parallel`` threads: a bisection round goes out while the doubling's last probes are answered.
     pool = ThreadPoolExecutor(2 * parallel, thread_name_prefix="probe") if parallel > 1 else None
 
@@ -136,6 +168,8 @@ def discover(
         page = probe(min(offset, INT64_MAX))
         ids = _ids(page, id_field)
         top = max(ids) if ids else None
+        if top is not None:
+            known.add(top)
         more = (top is not None and top >= offset) or page.next_offset is not None
         return more, top
 
@@ -155,8 +189,9 @@ def discover(
             if not ids:
                 return Bounds(0, last_id, last_id or 1, probes)
             first_id, highest_seen = min(ids), max(ids)
+            known.add(highest_seen)
         if last_id is not None:
-            return Bounds(first_id, last_id, last_id, probes)
+            return Bounds(first_id, last_id, last_id, probes, _inside(known, first_id, last_id))
         # Doubling: find an offset with nothing at or above it. Offsets up to the highest id the first
         # page showed are known to have something at or above them: the doubling starts past it.
         highest_seen = first_id if highest_seen is None else highest_seen
@@ -219,7 +254,7 @@ def discover(
             _, top = answer.result()
             if top is not None:
                 highest_seen = max(highest_seen, top)
-        return Bounds(first_id, None, max(high, highest_seen + 1), probes)
+        return Bounds(first_id, None, max(high, highest_seen + 1), probes, _inside(known, first_id, None))
     finally:
         if pool is not None:
             pool.shutdown(wait=True)

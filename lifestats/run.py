@@ -30,7 +30,7 @@ from .fetch import ApiClient
 from .limiter import SharedRateLimiter
 from .lock import state_lock
 from .merge import REJECTS_FILE, Aggregator, Checkpoint, SliceState
-from .plan import Bounds, Slice, find_bounds, plan_slices, slice_alignment
+from .plan import Bounds, Slice, early_ends, find_bounds, plan_slices, slice_alignment
 from .protocol import Event, Failed, Finished, Flush, Flushed, Lost, Progress, Split, Task
 from .redact import redact_text
 from .report import build_report
@@ -272,7 +272,9 @@ class _Job:
 
     def _stored_bounds(self) -> Bounds:
         """The id range of the plan the checkpoint holds."""
-        return Bounds(**self.checkpoint.get("bounds"))
+        stored = dict(self.checkpoint.get("bounds"))
+        stored["known_ids"] = tuple(stored.get("known_ids", ()))  # a list in JSON; absent from older plans
+        return Bounds(**stored)
 
     def _discover(self) -> tuple[Bounds, list[Slice]]:
         """Find the id range (probing the API for what the config leaves out) and cut it into slices."""
@@ -442,6 +444,7 @@ class _Job:
         # The data check of SPEC section 1: a crawl that found nothing to count, or mostly rejects (exit 4).
         warnings = report.setdefault("warnings", [])
         warnings += data_warnings(self.aggregator.total.records, self.settings.crawl.max_rejected_share)
+        warnings += self._early_end_warnings()
         # From the report's delivery to the mark that the run finished, an interrupt is not acted on: the
         # report files are the finished run's, so a "resume" after them would be a new crawl.
         with held(redeliver=False):
@@ -453,6 +456,28 @@ class _Job:
         if warnings:
             return Outcome(report, EXIT_DATA_SUSPECT, "the data does not look right:\n  " + "\n  ".join(warnings))
         return Outcome(report)
+
+    def _early_end_warnings(self) -> list[str]:
+        """A warning when the API ended the data of some slice below an id it showed during discovery."""
+        if self.bounds is None or not self.bounds.known_ids:
+            return []
+        states = [(state.slice, state.high_water, state.done) for state in self.checkpoint.states()]
+        ends = early_ends(states, self.bounds.known_ids)
+        if not ends:
+            return []
+        index, high_water, missed = ends[0]
+        key = self.settings.api.next_path_key()
+        hint = (
+            f"check api.{key} ('{getattr(self.settings.api, key)}'): an answer without it ends a crawl, "
+            "which on a page that is not full looks like the end of the data"
+            if key is not None
+            else "check the api settings"
+        )
+        return [
+            f"the API ended the data of {len(ends)} slice(s) below ids it had shown while the id range was "
+            f"found (slice {index} stopped after id {high_water:,}, but id {missed:,} exists), so records are "
+            f"missing: {hint}; or the API lost records during the crawl"
+        ]
 
     def _unfinished(self, left: int) -> Outcome:
         message = (

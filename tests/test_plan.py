@@ -78,7 +78,8 @@ def test_negative_ids_are_discovered() -> None:
     assert (bounds.first_id, bounds.estimated_end) == (-5000, ids[-1] + 1)
 
 
-def test_an_api_that_refuses_negative_offsets_is_probed_from_zero() -> None:
+@pytest.mark.parametrize("status", [400, 404, 422, 500, 502])
+def test_an_api_that_refuses_negative_offsets_is_probed_from_zero(status: int) -> None:
     ids = list(range(10, 500, 3))
     probe = source(ids)
     asked: list[int] = []
@@ -86,12 +87,29 @@ def test_an_api_that_refuses_negative_offsets_is_probed_from_zero() -> None:
     def strict(offset: int) -> Page:
         asked.append(offset)
         if offset < 0:
-            raise ApiError("HTTP 400", status=400)
+            raise ApiError(f"HTTP {status}", status=status)
         return probe(offset)
 
     bounds = discover(strict, "id", None, None)
     assert asked[:2] == [INT64_MIN, 0]
     assert (bounds.first_id, bounds.estimated_end) == (10, ids[-1] + 1)
+
+
+@pytest.mark.parametrize("status", [401, 403, 404, 429, None])
+def test_a_refused_credential_the_rate_limit_or_a_wrong_url_still_fail_discovery(status: int | None) -> None:
+    """401, 403 and 429 fail at once; a 404 at every offset (a wrong URL) fails with the request at 0."""
+
+    def refusing(offset: int) -> Page:
+        if status == 404 and offset >= 0:
+            raise ApiError(f"HTTP 404 at offset {offset}", status=404)
+        if status != 404:
+            raise ApiError(f"HTTP {status}", status=status)
+        raise ApiError("HTTP 404 at the smallest offset", status=404)
+
+    with pytest.raises(ApiError) as failure:
+        discover(refusing, "id", None, None)
+    if status == 404:
+        assert str(failure.value) == "HTTP 404 at offset 0"
 
 
 def test_ids_at_the_top_of_the_64_bit_range() -> None:

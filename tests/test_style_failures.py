@@ -145,3 +145,20 @@ def test_a_healthy_run_has_no_warnings(state_dir: Path) -> None:
     assert outcome.exit_code == 0
     assert outcome.report["warnings"] == []
     assert statistics(outcome.report) == ground_truth(small, as_of=AS_OF)
+
+
+def test_a_next_offset_path_typo_on_an_api_that_caps_its_pages_warns_with_exit_4(state_dir: Path) -> None:
+    """Pages capped below api.page_size are never full, so an answer without the configured next path
+    reads as the end of the data, slice after slice: the ids discovery saw on its probes show the loss."""
+    with MockServer(DATA, max_page_size=40) as server:
+        settings = job_settings(server.url, api={"next_offset_path": "meta.nextOffset"})
+        outcome = run(settings, state_dir / "typo")
+    assert outcome.exit_code == 4, outcome.message
+    assert outcome.report["records"]["fetched"] < len(DATA)  # what the crawl missed
+    (warning,) = outcome.report["warnings"]
+    assert "api.next_offset_path ('meta.nextOffset')" in warning and "records are missing" in warning
+    # The right path on the same capped API: every record, no warning.
+    with MockServer(DATA, max_page_size=40) as server:
+        outcome = run(job_settings(server.url), state_dir / "right")
+    assert outcome.exit_code == 0 and outcome.report["warnings"] == []
+    assert statistics(outcome.report) == TRUTH
