@@ -1,6 +1,7 @@
-"""The program's entry point (``python main.py``, the ``lifestats`` command): Ctrl-C is answered from the
-first moment, before the job's modules are imported (about half a second), with exit code 130 and one
-line instead of a traceback. Once :func:`lifestats.cli.main` runs, its own handlers take over."""
+"""The program's entry point (``python main.py``, the ``lifestats`` command): Ctrl-C is heard from the
+first moment, before the job's modules are imported (about half a second). It is recorded, and answered
+once :func:`lifestats.cli.main` runs, as any interrupt before the first request is: a partial report of
+what the checkpoint holds, exit code 130. A second one while the modules load quits at once."""
 
 from __future__ import annotations
 
@@ -9,14 +10,17 @@ import signal
 import sys
 from types import FrameType
 
+_caught: list[int] = []  # the signals received while the modules load
+
 
 def _while_starting(signum: int, frame: FrameType | None) -> None:
-    # Leave at once rather than raise: an exception raised here lands inside whatever is being imported,
-    # and a compiled extension halfway through its own initialisation aborts on it (SIGABRT, not 130).
-    # Nothing exists yet that would need cleaning up: no state dir, no worker, no server.
-    sys.stderr.write("interrupted while starting: nothing was crawled\n")
-    sys.stderr.flush()
-    os._exit(130)
+    # Record rather than raise: an exception raised here lands inside whatever is being imported, and a
+    # compiled extension halfway through its own initialisation aborts on it (SIGABRT, not 130).
+    _caught.append(signum)
+    if len(_caught) > 1:  # asked twice: leave now (nothing exists yet that needs cleaning up)
+        sys.stderr.write("interrupted while starting: nothing was crawled\n")
+        sys.stderr.flush()
+        os._exit(130)
 
 
 def main() -> int:
@@ -24,4 +28,4 @@ def main() -> int:
     signal.signal(signal.SIGTERM, _while_starting)
     from .cli import main as run
 
-    return run()
+    return run(pending=_caught)

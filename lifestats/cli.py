@@ -14,6 +14,7 @@ import contextlib
 import io
 import json
 import logging
+import math
 import os
 import signal
 import sys
@@ -32,6 +33,7 @@ from .config import TOKEN_VARIABLE, Settings, choose_env, load_settings
 from .errors import ConfigError, LifestatsError
 from .merge import REJECTS_FILE
 from .outputs import STDOUT, check_dir, check_file, report_json, write_atomic
+from .report_check import report_problem
 from .report_csv import FILES as CSV_FILES
 from .report_csv import write_csv
 from .report_html import render_html
@@ -272,10 +274,11 @@ def visible_lines(message: str) -> str:
     return "\n".join(visible(line) for line in message.split("\n"))
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, pending: Sequence[int] = ()) -> int:
     """The program. Called without ``argv`` it is the process itself: once its work is done, further
     Ctrl-C and SIGTERM are ignored, so that one arriving while Python shuts down cannot turn exit code 130
     (the partial report written) into death by signal. Called with ``argv`` the caller's handlers come back.
+    ``pending``: signals received before this was called (:mod:`lifestats._entry`), which it answers.
     """
     arguments = list(sys.argv[1:] if argv is None else argv)
     if argv is None:  # a terminal or pipe that cannot show a character gets a "?", not a traceback
@@ -288,8 +291,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         if arguments[:1] == ["report"]:
+            if pending:
+                Console(stderr=True).print("interrupted while starting: nothing was written")
+                return EXIT_INTERRUPTED
             return report_command(arguments[1:])
-        return run_command(arguments, signals)
+        return run_command(arguments, signals, interrupted=bool(pending))
     finally:
         for number, handler in previous.items():
             signal.signal(number, signal.SIG_IGN if argv is None else handler)
@@ -304,22 +310,29 @@ def _executor_factory(settings: Settings) -> ExecutorFactory:
     return cluster_executor_factory(settings.crawl.cluster, limiter=settings.crawl.cluster_limiter)
 
 
-def run_command(arguments: list[str], signals: _Signals) -> int:
+def run_command(arguments: list[str], signals: _Signals, *, interrupted: bool = False) -> int:
+    """The job. ``interrupted``: a signal came before this was called; one that comes while the command
+    line and the config are read waits too: either is answered by the job, before its first request, with
+    a partial report (exit 130)."""
     errors = Console(stderr=True)
     try:
-        args = parser().parse_args(arguments)
-        env = choose_env(args.env, os.environ)
-        settings = load_settings(config_path(args.config), env, overrides=_overrides(args))
-        as_of = _as_of(args.as_of)
-        targets = Targets(args.report_json, args.report_html, args.report_csv)
-        if not args.state_dir.strip():
-            raise ConfigError("--state-dir is empty: give the directory for the run's checkpoint")
-        targets.check(
-            json_flag="--report-json",
-            html_flag="--report-html",
-            csv_flag="--report-csv",
-            state_dir=Path(args.state_dir),
-        )
+        before = signals.received
+        with signals.held():
+            args = parser().parse_args(arguments)
+            env = choose_env(args.env, os.environ)
+            settings = load_settings(config_path(args.config), env, overrides=_overrides(args))
+            as_of = _as_of(args.as_of)
+            targets = Targets(args.report_json, args.report_html, args.report_csv)
+            if not args.state_dir.strip():
+                raise ConfigError("--state-dir is empty: give the directory for the run's checkpoint")
+            targets.check(
+                json_flag="--report-json",
+                html_flag="--report-html",
+                csv_flag="--report-csv",
+                state_dir=Path(args.state_dir),
+            )
+            executor_factory = _executor_factory(settings)  # a cluster's modules take a second to load
+        interrupted = interrupted or signals.received > before
         # With the JSON report on standard output, everything meant for people goes to standard error.
         console = errors if targets.json == STDOUT else Console()
         token = os.environ.get(TOKEN_VARIABLE, "").strip() or None  # a token read from a file keeps its CR LF
@@ -338,7 +351,8 @@ def run_command(arguments: list[str], signals: _Signals) -> int:
                 token=token,
                 on_progress=bar,
                 deliver=delivery,
-                executor_factory=_executor_factory(settings),
+                executor_factory=executor_factory,
+                interrupted=interrupted,
             )
         finally:
             if bar:
@@ -432,15 +446,24 @@ def load_report(path: str) -> dict[str, Any]:
     except OSError as exc:
         raise ConfigError(f"cannot read the report {path}: {exc.strerror or exc}") from None
     try:
-        report = json.loads(data)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        report = json.loads(data, parse_constant=_no_constant, parse_float=_finite)
+    except (UnicodeDecodeError, json.JSONDecodeError, ValueError) as exc:
         raise ConfigError(f"{path} is not JSON: {exc}") from None
-    schema = report.get("schema") if isinstance(report, dict) else None
-    if not isinstance(schema, str) or not schema.startswith("lifestats.report/"):
-        raise ConfigError(f"{path} is not a Lifestats JSON report (no 'schema': 'lifestats.report/1')")
-    if not isinstance(report.get("windows", {}), dict) or not isinstance(report.get("run", {}), dict):
-        raise ConfigError(f"{path} is not a Lifestats JSON report ('run' and 'windows' must be objects)")
+    problem = report_problem(report)
+    if problem is not None:
+        raise ConfigError(f"{path} is not a Lifestats JSON report: {problem}")
     return report
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite(text: str) -> float:
+    number = float(text)
+    if not math.isfinite(number):
+        raise ValueError(f"{text[:40]} is beyond the range of a number")
+    return number
 
 
 def run() -> None:

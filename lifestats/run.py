@@ -155,45 +155,55 @@ def run_job(
     on_progress: Callable[[Snapshot], None] | None = None,
     executor_factory: ExecutorFactory = local_executor,
     deliver: Callable[[dict[str, Any]], None] | None = None,
+    interrupted: bool = False,
 ) -> Outcome:
     """Run (or resume) the job and return its report with the exit code the command line uses.
 
     ``deliver`` receives the final report before the checkpoint is marked finished (write it to disk
     there): if it raises, the run is not marked finished and the same command can produce it again.
+    ``interrupted``: the program was interrupted before it called this (while it started): the answer is
+    that of an interrupt, a partial report of what the checkpoint holds (exit 130), and nothing is crawled.
     """
     started = datetime.now(UTC)
     secrets = [settings.api.url]
+    url = settings.api.url
+    checkpoint: Checkpoint | None = None
     try:
-        if as_of is not None:
-            check_as_of(settings, as_of)
-        check_credentials(settings, token)
-        # The lock comes first: nothing in the state dir is read, let alone deleted, under a live run.
-        with state_lock(state_dir):
-            if fresh:
-                Checkpoint.remove(state_dir)
-            checkpoint = Checkpoint(state_dir)
+        with contextlib.ExitStack() as stack:
             try:
-                if checkpoint.get("finished"):  # the last run completed: this one starts anew
-                    checkpoint.close()
-                    Checkpoint.remove(state_dir)
+                # Until the checkpoint is open and claimed, a signal waits: the partial report that answers
+                # it reads them. Each step is short (no request is sent before the job runs).
+                with held():
+                    if as_of is not None:
+                        check_as_of(settings, as_of)
+                    check_credentials(settings, token)
+                    # The lock comes first: nothing in the state dir is read, let alone deleted, under a live run.
+                    stack.enter_context(state_lock(state_dir))
+                    if fresh:
+                        Checkpoint.remove(state_dir)
                     checkpoint = Checkpoint(state_dir)
-                resumed = checkpoint.claim(fingerprint(settings))
-                as_of = _settle_as_of(checkpoint, as_of, resumed)
-                try:
-                    with api_url(settings, as_of) as url:
-                        api = settings.api.model_copy(update={"url": url})
-                        run_settings = settings.model_copy(update={"api": api})
-                        job = _Job(run_settings, env, checkpoint, state_dir, as_of, token, started, resumed)
-                        outcome = job.run(executor_factory, on_progress, deliver)
-                except KeyboardInterrupt:
-                    # Before the job could answer it (the mock API starting, the job setting up): the same
-                    # answer, a partial report of what the checkpoint holds.
-                    url = settings.api.url
-                    with held(redeliver=False):
-                        job = _Job(settings, env, checkpoint, state_dir, as_of, token, started, resumed)
-                    outcome = job._stop(None, EXIT_INTERRUPTED, "interrupted: run the same command to resume")
-            finally:
-                checkpoint.close()
+                    stack.callback(lambda: checkpoint.close() if checkpoint is not None else None)
+                    if checkpoint.get("finished"):  # the last run completed: this one starts anew
+                        checkpoint.close()
+                        Checkpoint.remove(state_dir)
+                        checkpoint = Checkpoint(state_dir)
+                    resumed = checkpoint.claim(fingerprint(settings))
+                    as_of = _settle_as_of(checkpoint, as_of, resumed)
+                if interrupted:  # a signal came before the job was called: answer it as one that came now
+                    raise KeyboardInterrupt
+                with api_url(settings, as_of) as url:
+                    api = settings.api.model_copy(update={"url": url})
+                    run_settings = settings.model_copy(update={"api": api})
+                    job = _Job(run_settings, env, checkpoint, state_dir, as_of, token, started, resumed)
+                    outcome = job.run(executor_factory, on_progress, deliver)
+            except KeyboardInterrupt:
+                # Before the job could answer it (the mock API starting, the job setting up): the same
+                # answer, a partial report of what the checkpoint holds.
+                url = settings.api.url
+                assert checkpoint is not None and as_of is not None  # the signal waited until they were
+                with held(redeliver=False):
+                    job = _Job(settings, env, checkpoint, state_dir, as_of, token, started, resumed)
+                outcome = job._stop(None, EXIT_INTERRUPTED, "interrupted: run the same command to resume")
     except LifestatsError as exc:
         exc.args = (redact_text(str(exc), secrets),)  # credentials in api.url never reach a message
         raise

@@ -11,10 +11,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 import respx.mocks
 
 from lifestats.config import Settings, load_settings
+from lifestats.report_check import report_problem
 from lifestats.run import Outcome, run_job
 from mocks.dataset import BOT_IPS, BOT_UA_PATTERNS, FIELDS
 
@@ -40,7 +42,12 @@ def job_settings(url: str, **sections: dict[str, Any]) -> Settings:
 
 
 def run(settings: Settings, state_dir: Path, as_of: datetime = AS_OF, **kwargs: Any) -> Outcome:
-    return run_job(settings, env="test", state_dir=state_dir, as_of=as_of, **kwargs)
+    outcome = run_job(settings, env="test", state_dir=state_dir, as_of=as_of, **kwargs)
+    # Every report a run writes, partial ones included, is one that `lifestats report` renders again.
+    assert report_problem(orjson.loads(orjson.dumps(outcome.report))) is None, report_problem(
+        orjson.loads(orjson.dumps(outcome.report))
+    )
+    return outcome
 
 
 def main_command(*args: str, env: dict[str, str] | None = None) -> tuple[list[str], dict[str, str]]:

@@ -5,19 +5,23 @@ from __future__ import annotations
 import contextlib
 import csv
 import json
+import re
 import signal
 import subprocess
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
-from lifestats.cli import progress_detail
+from lifestats.cli import load_report, progress_detail
+from lifestats.errors import ConfigError
+from lifestats.outputs import report_json
 from mocks.dataset import FIELDS, DatasetSpec, generate, ground_truth
 from mocks.server import MockServer
 from mocks.source import ListSource
 
-from .conftest import AS_OF, REPO, main_command, run_main, statistics
+from .conftest import AS_OF, REPO, job_settings, main_command, run, run_main, statistics
 
 DATA = generate(DatasetSpec(seed=21, records=5_000))
 
@@ -373,11 +377,35 @@ def test_a_ctrl_c_while_the_tables_print_after_a_finished_run_is_one_line_and_it
     assert json.loads((tmp_path / "report.json").read_text())["partial"] is False
 
 
-def test_a_ctrl_c_before_the_crawl_begins_still_writes_a_partial_report(tmp_path: Path) -> None:
-    """The interrupt lands while the run sets up (here: as the bundled mock API is about to start): exit
-    130 with a report marked partial, as at any later moment, and the same command then runs to the end."""
-    script = (
-        "import contextlib, os, signal, sys\n"
+# Where an interrupt lands before the crawl begins: each hook sends SIGINT to the program itself at that
+# moment (only on the first run: AGAIN is set for the second).
+EARLY_INTERRUPTS = {
+    "while the modules load": (
+        "class Interrupt:\n"
+        "    def find_spec(self, name, path, target=None):\n"
+        "        if name == 'lifestats.cli' and not os.environ.get('AGAIN'):\n"
+        "            os.kill(os.getpid(), signal.SIGINT)\n"
+        "sys.meta_path.insert(0, Interrupt())\n"
+    ),
+    "while the config is read": (
+        "import lifestats.cli as cli\n"
+        "reading = cli.load_settings\n"
+        "def load_settings(*args, **kwargs):\n"
+        "    if not os.environ.get('AGAIN'):\n"
+        "        os.kill(os.getpid(), signal.SIGINT)\n"
+        "    return reading(*args, **kwargs)\n"
+        "cli.load_settings = load_settings\n"
+    ),
+    "while the checkpoint opens": (
+        "from lifestats.store import Checkpoint\n"
+        "opening = Checkpoint.__init__\n"
+        "def __init__(self, *args, **kwargs):\n"
+        "    if not os.environ.get('AGAIN'):\n"
+        "        os.kill(os.getpid(), signal.SIGINT)\n"
+        "    opening(self, *args, **kwargs)\n"
+        "Checkpoint.__init__ = __init__\n"
+    ),
+    "as the bundled mock API starts": (
         "import lifestats.run as run\n"
         "starting = run.api_url\n"
         "@contextlib.contextmanager\n"
@@ -387,15 +415,25 @@ def test_a_ctrl_c_before_the_crawl_begins_still_writes_a_partial_report(tmp_path
         "    with starting(*args, **kwargs) as url:\n"
         "        yield url\n"
         "run.api_url = api_url\n"
-        "from lifestats._entry import main\n"
+    ),
+}
+
+
+@pytest.mark.parametrize("moment", list(EARLY_INTERRUPTS))
+def test_a_ctrl_c_before_the_crawl_begins_still_writes_a_partial_report(moment: str, tmp_path: Path) -> None:
+    """The interrupt lands before the first request: exit 130 with a report marked partial, as at any later
+    moment, one line on standard error, and the same command then runs to the end."""
+    script = (
+        "import contextlib, os, signal, sys\n" + EARLY_INTERRUPTS[moment] + "from lifestats._entry import main\n"
         "sys.argv = ['lifestats', '--no-progress', '--report-json', 'report.json']\n"
         "raise SystemExit(main())\n"
     )
     first = _python(script, tmp_path)
     assert first.returncode == 130, first.stderr
-    assert first.stderr.strip().splitlines()[-1] == "interrupted: run the same command to resume"
+    assert first.stderr == "interrupted: run the same command to resume\n"
     partial = json.loads((tmp_path / "report.json").read_text())
     assert partial["partial"] is True and partial["records"]["fetched"] == 0 and partial["warnings"] == []
+    assert partial["run"]["requests"] == 0
     command, environ = main_command()
     again = subprocess.run(
         [command[0], "-c", script],
@@ -430,14 +468,15 @@ def test_a_ctrl_c_as_the_finished_run_marks_itself_finished_does_not_ask_for_a_r
     assert json.loads((tmp_path / "report.json").read_text())["partial"] is False
 
 
-def test_ctrl_c_while_the_program_starts_is_exit_130_and_one_line(tmp_path: Path) -> None:
-    """The interrupt arrives while the job's modules are being imported (sent by the program to itself
-    at the import of lifestats.cli, so the moment is exact): no traceback, exit code 130."""
+def test_a_second_ctrl_c_while_the_program_starts_quits_at_once(tmp_path: Path) -> None:
+    """Two interrupts while the job's modules are being imported (sent by the program to itself at the
+    import of lifestats.cli, so the moment is exact): the second quits at once, exit code 130, one line."""
     script = (
         "import os, signal, sys\n"
         "class Interrupt:\n"
         "    def find_spec(self, name, path, target=None):\n"
         "        if name == 'lifestats.cli':\n"
+        "            os.kill(os.getpid(), signal.SIGINT)\n"
         "            os.kill(os.getpid(), signal.SIGINT)\n"
         "sys.meta_path.insert(0, Interrupt())\n"
         "from lifestats._entry import main\n"
@@ -447,3 +486,79 @@ def test_ctrl_c_while_the_program_starts_is_exit_130_and_one_line(tmp_path: Path
     assert result.returncode == 130
     assert result.stderr == "interrupted while starting: nothing was crawled\n"
     assert not (tmp_path / ".lifestats").exists()
+
+
+def _damaged(report: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
+    """A deep copy of ``report`` with the key at the dotted ``path`` set to ``value`` (DELETE: removed)."""
+    copy = json.loads(json.dumps(report))
+    *parents, last = path.split(".")
+    node: Any = copy
+    for part in parents:
+        node = node[int(part)] if isinstance(node, list) else node[part]
+    if value is DELETE:
+        del node[last]
+    else:
+        node[int(last) if isinstance(node, list) else last] = value
+    return copy
+
+
+DELETE = object()
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "named"),
+    [
+        ("schema", "lifestats.report/9", "'lifestats.report/9'"),
+        ("windows", DELETE, "'windows' is missing"),
+        ("windows.all", DELETE, "'windows.all' is missing"),
+        ("records", DELETE, "'records' is missing"),
+        ("run", DELETE, "'run' is missing"),
+        ("records.counted", "lots", "'records.counted'"),
+        ("windows.all.visits", -3, "'windows.all.visits'"),
+        ("windows.all.top_items.0.id", DELETE, "'windows.all.top_items[0].id' is missing"),
+        ("windows.all.top_items.0.visits", "lots", "'windows.all.top_items[0].visits'"),
+        ("windows.all.top_items", None, "'windows.all.top_items'"),
+        ("series.points", None, "'series.points'"),
+        ("warnings", "oops", "'warnings'"),
+        ("partial", "no", "'partial'"),
+        ("run.rate_limit", True, "'run.rate_limit'"),
+    ],
+)
+def test_lifestats_report_names_the_first_wrong_key_of_a_damaged_report(
+    path: str, value: Any, named: str, finished_report: dict[str, Any], tmp_path: Path
+) -> None:
+    assert load_report_text(json.dumps(finished_report), tmp_path) is None  # the report as the run wrote it
+    problem = load_report_text(json.dumps(_damaged(finished_report, path, value)), tmp_path)
+    assert problem is not None and named in problem
+
+
+@pytest.mark.parametrize("number", ["NaN", "Infinity", "-Infinity", "1e400"])
+def test_lifestats_report_refuses_numbers_json_has_not(
+    number: str, finished_report: dict[str, Any], tmp_path: Path
+) -> None:
+    text = re.sub(r'"visits": [0-9]+', f'"visits": {number}', json.dumps(finished_report), count=1)
+    (tmp_path / "r.json").write_text(text)
+    result = run_main("report", "r.json", "--html", "r.html", cwd=tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert "is not JSON" in result.stderr and not (tmp_path / "r.html").exists()
+
+
+@pytest.fixture(scope="module")
+def finished_report(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """The JSON report of a small finished run, as ``--report-json`` writes it."""
+    small = generate(DatasetSpec(seed=5, records=400))
+    with MockServer(small) as server:
+        outcome = run(job_settings(server.url), tmp_path_factory.mktemp("state"))
+    assert outcome.exit_code == 0, outcome.message
+    return dict(json.loads(report_json(outcome.report)))
+
+
+def load_report_text(text: str, tmp_path: Path) -> str | None:
+    """What ``lifestats report`` says is wrong with a file holding ``text``; None when it takes it."""
+    (tmp_path / "r.json").write_text(text)
+    try:
+        load_report(str(tmp_path / "r.json"))
+    except ConfigError as exc:
+        assert str(exc).startswith(f"{tmp_path / 'r.json'} is not a Lifestats JSON report: ")
+        return str(exc)
+    return None

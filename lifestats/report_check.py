@@ -1,0 +1,133 @@
+"""What a saved JSON report must hold before ``lifestats report`` renders it again (SPEC section 6).
+
+The renderers (:mod:`lifestats.terminal`, :mod:`lifestats.report_html`, :mod:`lifestats.report_csv`) read
+the document a run wrote. A file edited by hand, cut short or written by another tool could hold a count
+that is text, a ranking row without its id, or a missing window, which the renderers would show as if it
+were a figure (or fail on); this module refuses such a file with one line that names the first wrong key.
+It checks the keys the renderers read and their types; keys it does not know are allowed (SPEC: new keys
+may be added). The document is only checked, never rewritten: a valid report renders exactly as saved.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from .report import SCHEMA
+
+Count = Annotated[int, Field(ge=0)]
+Bounds = Annotated[list[Count], Field(min_length=2, max_length=2)]  # [lower, upper]
+Figure = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+
+
+class _Part(BaseModel):
+    model_config = ConfigDict(strict=True, extra="allow")
+
+
+class _CategoryRow(_Part):
+    id: int | str
+    visits: Count
+    visits_bounds: Bounds | None = None
+
+
+class _ItemRow(_CategoryRow):
+    distinct_visitors: Count | None = None
+    distinct_visitors_bounds: Bounds | None = None
+
+
+class _Window(_Part):
+    visits: Count
+    visits_bounds: Bounds | None = None
+    distinct_visitors: Count | None = None
+    distinct_visitors_bounds: Bounds | None = None
+    top_items: list[_ItemRow]
+    top_categories: list[_CategoryRow]
+
+
+class _Point(_Part):
+    start: str
+    visits: Count
+    visits_bounds: Bounds | None = None
+    distinct_visitors: Count | None = None
+    distinct_visitors_bounds: Bounds | None = None
+
+
+class _Series(_Part):
+    bucket: str
+    points: list[_Point]
+    truncated_before: str | None = None
+
+
+class _Records(_Part):
+    fetched: Count
+    counted: Count
+    rejected: Count
+    bots: Count
+    duplicates: Count
+    future: Count = 0
+
+
+class _Run(_Part):
+    env: str
+    mode: Literal["exact", "approx"]
+    as_of: str
+    started_at: str
+    finished_at: str
+    slices: Count | None  # None: interrupted before the plan was made
+    workers: Count
+    requests: Count
+    retries: Count
+    rate_limit: Figure
+    achieved_rate: Figure
+    resumed: bool = False
+    workers_lost: Count = 0
+    slices_split: Count = 0
+    records_per_second: Figure | None = None
+    cpu_seconds: Figure | None = None
+    peak_rss_bytes: Count | None = None
+    worker_peak_rss_bytes: Count | None = None
+
+
+class _Report(_Part):
+    partial: bool
+    run: _Run
+    records: _Records
+    windows: dict[str, _Window]
+    series: _Series
+    warnings: list[str] = []
+    partial_reason: str | None = None
+
+
+def report_problem(document: Any) -> str | None:
+    """What is wrong with a parsed JSON document as a Lifestats report, in words; None when nothing is."""
+    if not isinstance(document, dict):
+        return f"it is a JSON {_kind(document)}, not an object"
+    schema = document.get("schema")
+    if not isinstance(schema, str) or not schema.startswith("lifestats.report/"):
+        return f"it has no 'schema': '{SCHEMA}'"
+    if schema != SCHEMA:
+        return f"its schema is '{schema:.40}', and this Lifestats reads '{SCHEMA}' (a newer release wrote it?)"
+    try:
+        _Report.model_validate(document)
+    except ValidationError as exc:
+        error = exc.errors(include_url=False)[0]
+        where = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in error["loc"])[1:]
+        if error["type"] == "missing":
+            return f"'{where}' is missing"
+        return f"'{where}': {error['msg'][0].lower()}{error['msg'][1:]} (it is {_value(error.get('input'))})"
+    if "all" not in document["windows"]:
+        return "'windows.all' is missing"
+    return None
+
+
+def _kind(value: Any) -> str:
+    return {list: "array", str: "string", bool: "boolean", type(None): "null"}.get(type(value), "number")
+
+
+def _value(value: Any) -> str:
+    if isinstance(value, dict):
+        return "an object"
+    if isinstance(value, list):
+        return "an array"
+    return repr(value)[:40]
