@@ -58,6 +58,11 @@ CONTROL_POLL_SECONDS = 0.25
 LIVENESS_SECONDS = 0.5
 # A run with tasks to do and no worker in the cluster for this long stops (resumable) instead of waiting.
 NO_WORKERS_SECONDS = 120.0
+# A worker the scheduler has not heard from for this long (its heartbeats come every 0.5 s in a small
+# cluster, a few seconds in a large one) is hung (stopped, swapping, its event loop blocked): its slices
+# go to the other workers, and no new one is sent to it, until it is heard from again. Dask itself waits
+# for its worker-ttl (5 minutes) before it gives up on such a worker.
+HUNG_WORKER_SECONDS = 30.0
 CONNECT_TIMEOUT = "10s"
 # Each step of letting go of the cluster at the end of a run (forgetting the run's state on the workers
 # and the scheduler, closing the client and a local cluster) waits at most this long: a worker that no
@@ -71,6 +76,13 @@ log = logging.getLogger(__name__)
 
 class ClusterError(ConfigError):
     """The cluster cannot be reached or cannot run the job (exit 2, before any request)."""
+
+
+class SchedulerUnreachable(ClusterError):
+    """No Dask scheduler answers at the address (exit 2, before any request): one that was not up yet
+    answers the same command later."""
+
+    resumable = True
 
 
 class ClusterLost(LifestatsError):
@@ -356,7 +368,9 @@ class DaskExecutor:
         self._events = Queue(f"{self.run}-events", client=client)
         self._inbox: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
         self._tracked: dict[str, _Tracked] = {}
-        self._workers: dict[str, int] = {}  # live worker address -> threads
+        self._workers: dict[str, int] = {}  # live worker address -> threads (hung ones left out)
+        self._heard: dict[str, tuple[Any, float]] = {}  # worker -> (its last_seen, when that last changed)
+        self.hung: set[str] = set()  # workers the scheduler has not heard from for HUNG_WORKER_SECONDS
         self._checked = 0.0
         self._refresh_workers()
         self._seen_workers = time.monotonic()
@@ -393,7 +407,19 @@ class DaskExecutor:
         except (OSError, TimeoutError) as exc:
             if cluster is not None:
                 cluster.close()
-            raise ClusterError(f"cannot reach the Dask scheduler at {address}: {exc}") from None
+            raise SchedulerUnreachable(
+                f"cannot reach the Dask scheduler at {address}: {exc}; check the address, and that the "
+                "scheduler is running"
+            ) from None
+        except TypeError as exc:  # distributed's word for a tls:// address without TLS settings
+            if not address.startswith(("tls://", "wss://")):
+                raise
+            raise ClusterError(
+                f"cannot connect to the Dask scheduler at {address}: it needs Dask's TLS settings on this "
+                "machine (the CA, and this client's certificate and key: DASK_DISTRIBUTED__COMM__TLS__CA_FILE, "
+                "DASK_DISTRIBUTED__COMM__TLS__CLIENT__CERT and DASK_DISTRIBUTED__COMM__TLS__CLIENT__KEY, or "
+                f"distributed.comm.tls in Dask's config file) ({exc})"
+            ) from None
         try:
             executor = cls(client, setup, limiter=limiter, cluster=cluster)
             executor.check_reachable(setup.settings)
@@ -421,7 +447,11 @@ class DaskExecutor:
     # -- the Executor protocol ----------------------------------------------------------------------
     def submit(self, task: Task) -> None:
         key = f"{self.run}-s{task.slice.index}-a{task.attempt}"
-        future = self._client.submit(run_task, task, self._setup, self.run, key, key=key, pure=False, retries=0)
+        # Not on a hung worker: Dask would wait on it (it still counts it among its workers).
+        where = {"workers": sorted(self._workers), "allow_other_workers": False} if self.hung and self._workers else {}
+        future = self._client.submit(
+            run_task, task, self._setup, self.run, key, key=key, pure=False, retries=0, **where
+        )
         self._tracked[key] = _Tracked(task, future)
         future.add_done_callback(lambda _: self._inbox.put(("done", key)))
 
@@ -467,8 +497,13 @@ class DaskExecutor:
                 raise ClusterLost(f"lost the Dask scheduler: {item}")
         if time.monotonic() - self._checked >= LIVENESS_SECONDS:
             self._refresh_workers()
+            # A task on a hung worker may not have started: Dask gave it the thread a lost task freed.
+            waiting = self._client.processing(workers=sorted(self.hung)) if self.hung else {}
+            stuck = {str(key) for keys in waiting.values() for key in keys}
             for key, tracked in list(self._tracked.items()):
-                if tracked.worker is not None and tracked.result is None and tracked.worker not in self._workers:
+                if tracked.result is None and (
+                    (tracked.worker is not None and tracked.worker not in self._workers) or key in stuck
+                ):
                     self._lose(key, out)
             if self._workers:
                 self._seen_workers = time.monotonic()
@@ -591,8 +626,34 @@ class DaskExecutor:
 
     def _refresh_workers(self) -> None:
         info = self._client.scheduler_info(n_workers=-1)
-        self._workers = {address: int(w.get("nthreads", 1)) for address, w in info.get("workers", {}).items()}
-        self._checked = time.monotonic()
+        now = time.monotonic()
+        workers = info.get("workers", {})
+        for address, worker in workers.items():
+            seen = worker.get("last_seen")
+            if address not in self._heard or self._heard[address][0] != seen:
+                self._heard[address] = (seen, now)
+        self._heard = {address: heard for address, heard in self._heard.items() if address in workers}
+        hung = {address for address, (_, since) in self._heard.items() if now - since > HUNG_WORKER_SECONDS}
+        for address in hung - self.hung:
+            log.warning(
+                "the Dask scheduler has not heard from worker %s for %.0f s: its slices go to the other workers",
+                address,
+                now - self._heard[address][1],
+            )
+        self.hung = hung
+        self._workers = {a: int(w.get("nthreads", 1)) for a, w in workers.items() if a not in hung}
+        self._checked = now
+
+    def stall_reason(self) -> str | None:
+        """Why the crawl may have stopped moving, when the cluster can tell (hung or no workers)."""
+        if self.hung and not self._workers:
+            return (
+                f"the Dask scheduler has not heard from its worker(s) for over {HUNG_WORKER_SECONDS:.0f} s "
+                f"({', '.join(sorted(self.hung))}): they are stopped or hung; restart them"
+            )
+        if not self._workers:
+            return "the Dask cluster has no workers: start some (dask worker ADDRESS)"
+        return None
 
     def _shutdown(self) -> None:
         self._stopping.set()

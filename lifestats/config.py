@@ -246,7 +246,11 @@ class CrawlConfig(_Section):
     @classmethod
     def _cluster(cls, value: str | None) -> str | None:
         # Dask's own forms: tcp://host:port (the default scheme), tls://, ws://, wss://, ucx://; IPv6 in brackets.
-        if value is None or value == "local" or _SCHEDULER.fullmatch(value):
+        if value is None or value == "local":
+            return value
+        if _SCHEDULER.fullmatch(value):
+            if int(value.rstrip("/").rpartition(":")[2]) > 65535:
+                raise ValueError("has a port above 65535")
             return value
         raise ValueError("must be 'local' or a Dask scheduler address such as tcp://10.0.0.5:8786")
 

@@ -50,6 +50,8 @@ def redact_url(url: str) -> str:
         pairs = parse_qsl(query, keep_blank_values=True)
         if any(secret_param(k) for k, _ in pairs):
             query = urlencode([(k, MASK if secret_param(k) else v) for k, v in pairs], safe="*")
+    if netloc == parts.netloc and query == parts.query:
+        return url  # nothing to mask: as given (rebuilding it would drop an empty "//", say)
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 

@@ -346,7 +346,7 @@ class _Job:
                 for event in executor.events(timeout=0.25):
                     failure = self._handle(event, executor) or failure
                 if failure is None:
-                    failure = self._stalled()
+                    failure = self._stalled(executor)
                 if failure is None:
                     self._maybe_split(executor)
                 self._notify(on_progress)
@@ -358,7 +358,7 @@ class _Job:
             message = f"cannot read the checkpoint in {self.state_dir} ({exc}); run the same command to resume"
             return self._stop(executor, 1, message)
         except LifestatsError as exc:  # the API failed while the id range was being discovered
-            resumable = exc.resumable if isinstance(exc, ApiError) else exc.exit_code != 2
+            resumable = bool(getattr(exc, "resumable", exc.exit_code != 2))
             status = exc.status if isinstance(exc, ApiError) else None
             return self._stop(executor, exc.exit_code, self._advice(str(exc), resumable, status))
         except BaseException:
@@ -398,7 +398,7 @@ class _Job:
             "a setting that decides what is counted, such as an api path, it starts over: add --fresh)"
         )
 
-    def _stalled(self) -> Failed | None:
+    def _stalled(self, executor: Executor) -> Failed | None:
         """A job whose workers have sent and ended no request for too long stops, rather than wait for ever."""
         now = time.monotonic()
         if self._waiting() > 0:  # the API asked for a pause: waiting is what the job should do
@@ -407,6 +407,10 @@ class _Job:
         quiet = now - self.last_moved
         if quiet < self.stall_limit:
             return None
+        stall_reason = getattr(executor, "stall_reason", None)
+        reason = stall_reason() if stall_reason is not None else None
+        if reason is not None:  # the workers, not the API
+            return Failed(-1, 0, f"no request to the API was sent or answered in the last {quiet:.0f} s: {reason}", 1)
         return Failed(
             -1,
             0,

@@ -129,6 +129,45 @@ def test_worker_killed_mid_run_its_slice_runs_again_exactly_once(
     print(f"\nkilled worker {killed[0]}: {outcome.report['run']['requests']} requests, peak {peak} (limit {limit})")
 
 
+def test_a_hung_worker_loses_its_slice_to_the_others(
+    dask: DaskCluster, state_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker process stopped mid-run (SIGSTOP: as a hung or swapping machine) sends no heartbeat to the
+    scheduler, which for minutes still counts it as a worker: its slice goes to the others once it has
+    been silent for HUNG_WORKER_SECONDS, and the report is exact (the stopped worker's attempt is fenced)."""
+    monkeypatch.setattr(cluster, "HUNG_WORKER_SECONDS", 6.0)
+    limit = 100
+    url, stop, log_file = serve(tmp_path, limit)
+    executors: list[DaskExecutor] = []
+    stopped: list[int] = []
+
+    def factory(workers: int, setup: WorkerSetup) -> DaskExecutor:
+        executors.append(DaskExecutor.connect(dask.address, workers, setup))
+        return executors[-1]
+
+    def stop_one(snapshot: Snapshot) -> None:
+        busy = executors[0].pids() if executors else []
+        if not stopped and snapshot.pages >= 60 and busy:
+            os.kill(busy[0], signal.SIGSTOP)
+            stopped.append(busy[0])
+
+    try:
+        settings = job_settings(
+            url, api={"page_size": 100}, crawl={"slices": 6, "workers": 3, "rate_limit": limit, "flush_every": 4}
+        )
+        outcome = run(settings, state_dir, executor_factory=factory, on_progress=stop_one)
+    finally:
+        for pid in stopped:
+            os.kill(pid, signal.SIGCONT)
+        stop()
+    assert stopped, "no worker was running a task when the job had 60 pages"
+    assert outcome.exit_code == 0, outcome.message
+    assert outcome.report["run"]["workers_lost"] >= 1
+    assert statistics(outcome.report) == ground_truth(DATA, as_of=AS_OF)
+    check_log(log_file, limit, outcome.report, unreported=settings.crawl.flush_every)
+    dask.wait_for_workers(3, timeout=60)
+
+
 COORDINATOR = """
 import sys
 from pathlib import Path
@@ -227,6 +266,19 @@ def test_an_unreachable_scheduler_is_one_clear_error(state_dir: Path, monkeypatc
         assert len(server.log) == 0  # before any request
     assert outcome.exit_code == 2
     assert "cannot reach the Dask scheduler at tcp://127.0.0.1:9" in (outcome.message or "")
+    # A scheduler that is not up yet answers later: the message says to run the same command again.
+    assert "run the same command to resume" in (outcome.message or "")
+    assert "will meet the same problem" not in (outcome.message or "")
+
+
+def test_a_tls_scheduler_without_tls_settings_is_one_clear_error(state_dir: Path) -> None:
+    with MockServer(DATA) as server:
+        outcome = run(
+            job_settings(server.url), state_dir, executor_factory=cluster_executor_factory("tls://127.0.0.1:9")
+        )
+        assert len(server.log) == 0  # before any request
+    assert outcome.exit_code == 2
+    assert "DASK_DISTRIBUTED__COMM__TLS__CA_FILE" in (outcome.message or "")
 
 
 def test_a_worker_that_does_not_answer_at_the_end_does_not_hold_the_job(

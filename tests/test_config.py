@@ -83,6 +83,8 @@ def test_env_selection_order() -> None:
         ("test:\n  api: {url: 'http://127.0.0.1:abc/x'}\n", "test", "api.url: is not a valid URL (Invalid port"),
         ("test:\n  api: {url: embedded}\n  crawl: {cluster: notanaddress}\n", "test", "crawl.cluster: must be 'local'"),
         ("test:\n  api: {url: embedded}\n  crawl: {cluster: 'foo://x:1'}\n", "test", "crawl.cluster: must be 'local'"),
+        ("test:\n  api: {url: embedded}\n  crawl: {cluster: 'tcp://'}\n", "test", "(got 'tcp://')"),
+        ("test:\n  api: {url: embedded}\n  crawl: {cluster: '127.0.0.1:99999'}\n", "test", "port above 65535"),
         ("test:\n  api: {url: 'http://127.0.0.1:99999/x'}\n", "test", "api.url: has port 99999"),
         ("test:\n  api: {url: embedded, timeout: 1e12}\n", "test", "api.timeout: Input should be less than"),
         ("test:\n  api: {url: embedded}\n  stats: {top_items: 9223372036854775808}\n", "test", "stats.top_items"),
