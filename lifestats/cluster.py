@@ -399,7 +399,8 @@ class DaskExecutor:
                     processes=True,
                     host="127.0.0.1",
                     dashboard_address=":0",
-                    silence_logs=logging.WARNING,
+                    silence_logs=logging.ERROR,
+                    preload=["lifestats._dask_worker"],  # a Ctrl-C is the coordinator's to answer
                 )
                 client = Client(cluster)
             else:
@@ -656,6 +657,11 @@ class DaskExecutor:
         return None
 
     def _shutdown(self) -> None:
+        if self._cluster is not None:
+            # The LocalCluster's own scheduler, in this process, logs every task cancelled and connection
+            # closed as the run tears it down (CRITICAL, with tracebacks): noise for the job's user.
+            for name in ("distributed", "tornado.application"):  # tornado: a sync() that Ctrl-C cut short
+                logging.getLogger(name).setLevel(logging.CRITICAL + 1)
         self._stopping.set()
         with contextlib.suppress(Exception):
             self._events.put({"kind": "end"})

@@ -3,6 +3,7 @@ here, the API in its own process with its own rate limit and request log."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -296,3 +297,33 @@ def test_a_worker_that_does_not_answer_at_the_end_does_not_hold_the_job(
         outcome = run(settings, state_dir, executor_factory=cluster_executor_factory("local"))
     assert outcome.exit_code == 0, outcome.message
     assert statistics(outcome.report) == ground_truth(DATA, as_of=AS_OF)
+
+
+def test_ctrl_c_with_a_local_cluster_is_exit_130_and_one_line(tmp_path: Path) -> None:
+    """A terminal's Ctrl-C reaches every process of the job, the LocalCluster's workers included: they
+    leave it to the coordinator, which stops them and writes the partial report, with no traceback or
+    log line from Dask."""
+    from .test_cli import CONFIG
+
+    with MockServer(DATA, latency=0.005) as server:
+        (tmp_path / "config.yml").write_text(CONFIG.format(url=server.url))
+        command, environ = main_command(
+            "--env", "test", "--cluster", "local", "--no-progress", "--report-json", "r.json", "--rate-limit", "200"
+        )
+        job = subprocess.Popen(
+            command,
+            cwd=tmp_path,
+            env=environ,
+            stderr=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            text=True,
+            start_new_session=True,
+        )
+        try:
+            assert server.request_log.wait_for(60, timeout=120)  # the workers are crawling
+        finally:
+            os.killpg(job.pid, signal.SIGINT)
+            _, err = job.communicate(timeout=120)
+    assert job.returncode == 130, err
+    assert err == "interrupted: run the same command to resume\n"
+    assert json.loads((tmp_path / "r.json").read_text())["partial"] is True
