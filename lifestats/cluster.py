@@ -78,6 +78,14 @@ class ClusterError(ConfigError):
     """The cluster cannot be reached or cannot run the job (exit 2, before any request)."""
 
 
+_NO_TLS = (
+    "cannot connect to the Dask scheduler at {address}: it needs Dask's TLS settings on this machine (the CA, "
+    "and this client's certificate and key: DASK_DISTRIBUTED__COMM__TLS__CA_FILE, "
+    "DASK_DISTRIBUTED__COMM__TLS__CLIENT__CERT and DASK_DISTRIBUTED__COMM__TLS__CLIENT__KEY, or "
+    "distributed.comm.tls in Dask's config file) ({why})"
+)
+
+
 class SchedulerUnreachable(ClusterError):
     """No Dask scheduler answers at the address (exit 2, before any request): one that was not up yet
     answers the same command later."""
@@ -390,6 +398,13 @@ class DaskExecutor:
                 "running on a Dask cluster needs the distributed package: pip install 'dask[distributed]'"
             ) from None
         cluster = None
+        if address.startswith(("tls://", "wss://")):
+            # Refused here rather than by the client: one that fails halfway leaves Dask's event loop
+            # machinery in a state where this process cannot start another client or cluster.
+            from distributed.security import Security
+
+            if Security().get_connection_args("client").get("ssl_context") is None:
+                raise ClusterError(_NO_TLS.format(address=address, why="no TLS settings"))
         try:
             if address == "local":
                 logging.getLogger("distributed").setLevel(logging.WARNING)  # its INFO lines would drown the job's
@@ -415,12 +430,7 @@ class DaskExecutor:
         except TypeError as exc:  # distributed's word for a tls:// address without TLS settings
             if not address.startswith(("tls://", "wss://")):
                 raise
-            raise ClusterError(
-                f"cannot connect to the Dask scheduler at {address}: it needs Dask's TLS settings on this "
-                "machine (the CA, and this client's certificate and key: DASK_DISTRIBUTED__COMM__TLS__CA_FILE, "
-                "DASK_DISTRIBUTED__COMM__TLS__CLIENT__CERT and DASK_DISTRIBUTED__COMM__TLS__CLIENT__KEY, or "
-                f"distributed.comm.tls in Dask's config file) ({exc})"
-            ) from None
+            raise ClusterError(_NO_TLS.format(address=address, why=exc)) from None
         try:
             executor = cls(client, setup, limiter=limiter, cluster=cluster)
             executor.check_reachable(setup.settings)

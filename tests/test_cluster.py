@@ -3,6 +3,7 @@ here, the API in its own process with its own rate limit and request log."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -25,7 +26,7 @@ from lifestats.cluster import (
 )
 from lifestats.executor import WorkerSetup
 from lifestats.protocol import Task
-from lifestats.run import Snapshot
+from lifestats.run import Outcome, Snapshot
 from mocks.dataset import DatasetSpec, generate, ground_truth
 from mocks.server import MockServer, read_log, serve_in_subprocess
 
@@ -95,39 +96,49 @@ def test_the_rate_limit_kept_in_redis(dask: DaskCluster, state_dir: Path, tmp_pa
     print(f"\nredis limiter: {outcome.report['run']['requests']} requests, peak {peak} in one second (limit {limit})")
 
 
-def test_worker_killed_mid_run_its_slice_runs_again_exactly_once(
-    dask: DaskCluster, state_dir: Path, tmp_path: Path
-) -> None:
+def signal_one_worker(dask: DaskCluster, state_dir: Path, tmp_path: Path, signum: int) -> tuple[Outcome, int]:
+    """Run the job at 100 requests/s on the cluster, sending ``signum`` to the worker process of a running
+    task once 60 pages are committed (SIGCONT to it after the run); the outcome and that process's id.
+    Checks the API saw no more than the limit in any second."""
     limit = 100
     url, stop, log_file = serve(tmp_path, limit)
     executors: list[DaskExecutor] = []
-    killed: list[int] = []
+    signalled: list[int] = []
 
     def factory(workers: int, setup: WorkerSetup) -> DaskExecutor:
         executors.append(DaskExecutor.connect(dask.address, workers, setup))
         return executors[-1]
 
-    def kill_one(snapshot: Snapshot) -> None:
-        """SIGKILL the worker process of a running task once a few flushes are committed."""
+    def signal_one(snapshot: Snapshot) -> None:
         busy = executors[0].pids() if executors else []
-        if not killed and snapshot.pages >= 60 and busy:
-            os.kill(busy[0], signal.SIGKILL)
-            killed.append(busy[0])
+        if not signalled and snapshot.pages >= 60 and busy:
+            os.kill(busy[0], signum)
+            signalled.append(busy[0])
 
     try:
         settings = job_settings(
             url, api={"page_size": 100}, crawl={"slices": 6, "workers": 3, "rate_limit": limit, "flush_every": 4}
         )
-        outcome = run(settings, state_dir, executor_factory=factory, on_progress=kill_one)
+        outcome = run(settings, state_dir, executor_factory=factory, on_progress=signal_one)
     finally:
+        for pid in signalled:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
         stop()
-    assert killed, "no worker was running a task when the job had 60 pages"
+    assert signalled, "no worker was running a task when the job had 60 pages"
+    peak = check_log(log_file, limit, outcome.report, unreported=settings.crawl.flush_every)
+    print(f"\nworker {signalled[0]}: {outcome.report['run']['requests']} requests, peak {peak} (limit {limit})")
+    return outcome, signalled[0]
+
+
+def test_worker_killed_mid_run_its_slice_runs_again_exactly_once(
+    dask: DaskCluster, state_dir: Path, tmp_path: Path
+) -> None:
+    outcome, _ = signal_one_worker(dask, state_dir, tmp_path, signal.SIGKILL)
     assert outcome.exit_code == 0, outcome.message
     assert outcome.report["run"]["workers_lost"] == 1
     assert statistics(outcome.report) == ground_truth(DATA, as_of=AS_OF)
-    peak = check_log(log_file, limit, outcome.report, unreported=settings.crawl.flush_every)
     dask.wait_for_workers(3, timeout=60)  # the nanny restarted it: the next test has three again
-    print(f"\nkilled worker {killed[0]}: {outcome.report['run']['requests']} requests, peak {peak} (limit {limit})")
 
 
 def test_a_hung_worker_loses_its_slice_to_the_others(
@@ -137,35 +148,10 @@ def test_a_hung_worker_loses_its_slice_to_the_others(
     scheduler, which for minutes still counts it as a worker: its slice goes to the others once it has
     been silent for HUNG_WORKER_SECONDS, and the report is exact (the stopped worker's attempt is fenced)."""
     monkeypatch.setattr(cluster, "HUNG_WORKER_SECONDS", 6.0)
-    limit = 100
-    url, stop, log_file = serve(tmp_path, limit)
-    executors: list[DaskExecutor] = []
-    stopped: list[int] = []
-
-    def factory(workers: int, setup: WorkerSetup) -> DaskExecutor:
-        executors.append(DaskExecutor.connect(dask.address, workers, setup))
-        return executors[-1]
-
-    def stop_one(snapshot: Snapshot) -> None:
-        busy = executors[0].pids() if executors else []
-        if not stopped and snapshot.pages >= 60 and busy:
-            os.kill(busy[0], signal.SIGSTOP)
-            stopped.append(busy[0])
-
-    try:
-        settings = job_settings(
-            url, api={"page_size": 100}, crawl={"slices": 6, "workers": 3, "rate_limit": limit, "flush_every": 4}
-        )
-        outcome = run(settings, state_dir, executor_factory=factory, on_progress=stop_one)
-    finally:
-        for pid in stopped:
-            os.kill(pid, signal.SIGCONT)
-        stop()
-    assert stopped, "no worker was running a task when the job had 60 pages"
+    outcome, _ = signal_one_worker(dask, state_dir, tmp_path, signal.SIGSTOP)
     assert outcome.exit_code == 0, outcome.message
     assert outcome.report["run"]["workers_lost"] >= 1
     assert statistics(outcome.report) == ground_truth(DATA, as_of=AS_OF)
-    check_log(log_file, limit, outcome.report, unreported=settings.crawl.flush_every)
     dask.wait_for_workers(3, timeout=60)
 
 
