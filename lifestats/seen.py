@@ -6,9 +6,10 @@ again a hundred pages later. So a slice of those styles remembers every id it ha
 
 - integer ids in sorted numpy runs, merged as they grow (like a log-structured merge tree: each run is
   over twice the size of the next, so a slice of n ids holds about log2(n / 65,536) of them, and a page
-  is looked up with one binary search per run): 9 bytes per id, 11 while runs merge;
-- string ids in a Python set: 34 bytes per id, and the set keeps the string itself (49 bytes plus
-  its text) alive.
+  is looked up with one binary search per run): 17.4 bytes per id held, 18.5 while runs merge;
+- string ids in a Python set: 42.0 bytes per id (55.6 at the peak), and the set keeps the string itself
+  (49 bytes plus its text) alive. (Both as ``tracemalloc`` sees them over 2 x 10^6 ids:
+  ``bench/seen_memory.py``.)
 
 ``PYTHONPATH=. python bench/seen_memory.py`` measures both.
 
