@@ -12,9 +12,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
-import json
 import logging
-import math
 import os
 import signal
 import sys
@@ -33,7 +31,7 @@ from .config import TOKEN_VARIABLE, Settings, choose_env, load_settings
 from .errors import ConfigError, LifestatsError
 from .merge import REJECTS_FILE
 from .outputs import STDOUT, check_dir, check_file, report_json, write_atomic
-from .report_check import report_problem
+from .report_check import parse_json, report_problem
 from .report_csv import FILES as CSV_FILES
 from .report_csv import write_csv
 from .report_html import render_html
@@ -446,24 +444,13 @@ def load_report(path: str) -> dict[str, Any]:
     except OSError as exc:
         raise ConfigError(f"cannot read the report {path}: {exc.strerror or exc}") from None
     try:
-        report = json.loads(data, parse_constant=_no_constant, parse_float=_finite)
-    except (UnicodeDecodeError, json.JSONDecodeError, ValueError) as exc:
+        report = parse_json(data)
+    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError among them
         raise ConfigError(f"{path} is not JSON: {exc}") from None
     problem = report_problem(report)
     if problem is not None:
         raise ConfigError(f"{path} is not a Lifestats JSON report: {problem}")
     return report
-
-
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a JSON number")
-
-
-def _finite(text: str) -> float:
-    number = float(text)
-    if not math.isfinite(number):
-        raise ValueError(f"{text[:40]} is beyond the range of a number")
-    return number
 
 
 def run() -> None:

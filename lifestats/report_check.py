@@ -10,6 +10,8 @@ may be added). The document is only checked, never rewritten: a valid report ren
 
 from __future__ import annotations
 
+import json
+import math
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -97,6 +99,23 @@ class _Report(_Part):
     series: _Series
     warnings: list[str] = []
     partial_reason: str | None = None
+
+
+def parse_json(data: bytes) -> Any:
+    """A saved report's bytes as JSON, refusing what JSON has not (``NaN``, ``Infinity``, a number beyond
+    a double) with a ValueError: Python's parser would take them, and no run writes them."""
+    return json.loads(data, parse_constant=_no_constant, parse_float=_finite)
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite(text: str) -> float:
+    number = float(text)
+    if not math.isfinite(number):
+        raise ValueError(f"{text[:40]} is beyond the range of a number")
+    return number
 
 
 def report_problem(document: Any) -> str | None:

@@ -44,9 +44,8 @@ def job_settings(url: str, **sections: dict[str, Any]) -> Settings:
 def run(settings: Settings, state_dir: Path, as_of: datetime = AS_OF, **kwargs: Any) -> Outcome:
     outcome = run_job(settings, env="test", state_dir=state_dir, as_of=as_of, **kwargs)
     # Every report a run writes, partial ones included, is one that `lifestats report` renders again.
-    assert report_problem(orjson.loads(orjson.dumps(outcome.report))) is None, report_problem(
-        orjson.loads(orjson.dumps(outcome.report))
-    )
+    problem = report_problem(orjson.loads(orjson.dumps(outcome.report)))
+    assert problem is None, problem
     return outcome
 
 

@@ -244,28 +244,26 @@ def test_local_cluster(state_dir: Path) -> None:
     assert statistics(outcome.report) == ground_truth(DATA, as_of=AS_OF)
 
 
-def test_an_unreachable_scheduler_is_one_clear_error(state_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(cluster, "CONNECT_TIMEOUT", "1s")
+def refused_before_any_request(address: str, state_dir: Path) -> str:
+    """The message of a run on the cluster at ``address`` that must stop with exit 2 before any request."""
     with MockServer(DATA) as server:
-        outcome = run(
-            job_settings(server.url), state_dir, executor_factory=cluster_executor_factory("tcp://127.0.0.1:9")
-        )
+        outcome = run(job_settings(server.url), state_dir, executor_factory=cluster_executor_factory(address))
         assert len(server.log) == 0  # before any request
     assert outcome.exit_code == 2
-    assert "cannot reach the Dask scheduler at tcp://127.0.0.1:9" in (outcome.message or "")
+    return outcome.message or ""
+
+
+def test_an_unreachable_scheduler_is_one_clear_error(state_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(cluster, "CONNECT_TIMEOUT", "1s")
+    message = refused_before_any_request("tcp://127.0.0.1:9", state_dir)
+    assert "cannot reach the Dask scheduler at tcp://127.0.0.1:9" in message
     # A scheduler that is not up yet answers later: the message says to run the same command again.
-    assert "run the same command to resume" in (outcome.message or "")
-    assert "will meet the same problem" not in (outcome.message or "")
+    assert "run the same command to resume" in message
+    assert "will meet the same problem" not in message
 
 
 def test_a_tls_scheduler_without_tls_settings_is_one_clear_error(state_dir: Path) -> None:
-    with MockServer(DATA) as server:
-        outcome = run(
-            job_settings(server.url), state_dir, executor_factory=cluster_executor_factory("tls://127.0.0.1:9")
-        )
-        assert len(server.log) == 0  # before any request
-    assert outcome.exit_code == 2
-    assert "DASK_DISTRIBUTED__COMM__TLS__CA_FILE" in (outcome.message or "")
+    assert "DASK_DISTRIBUTED__COMM__TLS__CA_FILE" in refused_before_any_request("tls://127.0.0.1:9", state_dir)
 
 
 def test_a_worker_that_does_not_answer_at_the_end_does_not_hold_the_job(
