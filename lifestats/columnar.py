@@ -336,6 +336,8 @@ class FastPage:
     bots: int = 0
     future: int = 0
     series_cut: int = 0
+    ips_present: int = 0  # of the records counted or bots, those with an ip (when asked, see FastCounter.count)
+    agents_present: int = 0  # and with a user agent
     items: list[Any] = field(default_factory=list)
     categories: list[Any] = field(default_factory=list)
     visitors: list[Any] = field(default_factory=list)
@@ -447,9 +449,10 @@ class FastCounter:
             _cached_offset,
         )
 
-    def count(self, records: Sequence[Any]) -> FastPage:
+    def count(self, records: Sequence[Any], *, presence: bool = False) -> FastPage:
         """Decide what the fast checks can of ``records`` (all dicts or all records, in the order they are
-        counted in)."""
+        counted in). ``presence``: also tally the records they decided that have an ip or a user agent
+        (with the bot rules on)."""
         n = len(records)
         page = FastPage()
         if n == 0:
@@ -476,7 +479,11 @@ class FastCounter:
                 present[at[~known]] = False
         fast = ~slow
         if self.bots.active:
-            flagged = self._bot_check.mask(column(records, names.ip), column(records, names.user_agent))
+            ips, agents = column(records, names.ip), column(records, names.user_agent)
+            if presence:
+                undecided = np.flatnonzero(slow).tolist()
+                page.ips_present, page.agents_present = _present(ips, undecided), _present(agents, undecided)
+            flagged = self._bot_check.mask(ips, agents)
             if flagged is not None:
                 page.bots = int((flagged & fast).sum())
                 fast &= ~flagged
@@ -510,6 +517,12 @@ class FastCounter:
                 buckets[timed[dated]] = keys
         page.days, page.buckets = days, buckets
         return page
+
+
+def _present(values: list[Any], but: list[int]) -> int:
+    """How many ``values`` are there (not None, not ``UNSET``), leaving out the rows ``but``."""
+    there = len(values) - values.count(None) - values.count(UNSET)
+    return there - sum(1 for i in but if values[i] is not None and values[i] is not UNSET)
 
 
 def _cached_offset(suffix: str) -> Any:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -18,12 +19,14 @@ from typing import Any, Final, TypeGuard
 from zoneinfo import ZoneInfo
 
 import numpy as np
+import numpy.typing as npt
 import orjson
 
 from .columnar import FastCounter, FastPage, FieldNames, column, joined, select_by_id, usable_mask
 from .config import Settings
 from .decode import Record, as_dict
 from .paginate import int_id
+from .sanity import FIELDS_CHECKED, having, judged_fields
 from .seen import SeenIds
 from .statistics import FUTURE, NO_BUCKET, NO_TIME, Columns, concatenated
 from .stats import Key, Partial, new_statistics
@@ -222,6 +225,8 @@ class PageCounter:
         self.series_floor = self.buckets.floor(self.buckets.key_of(as_of), settings.stats.series_max_points)
         bots = settings.bots
         self.bots = BotFilter(bots.ips, bots.user_agents, bots.known_crawlers)
+        judged = judged_fields(settings)  # the bot fields the end-of-crawl check judges: tallied as they come
+        self._judge_ip, self._judge_agent = bool(judged["ip"]), bool(judged["user_agent"])
         self.stats_settings = settings.stats
         self._page = _PageColumns()
         self._fast_pages: list[FastPage] = []
@@ -358,11 +363,15 @@ class PageCounter:
                 except Rejected as reason:
                     self._reject(partial, record, str(reason))
             return
-        page = self.fast.count(records)
         tally = partial.records
+        page = self.fast.count(records, presence=self._wants_presence(tally))
         tally["counted"] += page.counted
         tally["bots"] += page.bots
         tally["future"] += page.future
+        if self._judge_ip:
+            tally[having("ip")] += page.ips_present
+        if self._judge_agent:
+            tally[having("user_agent")] += page.agents_present
         partial.series_cut += page.series_cut
         if page.counted:
             self._fast_pages.append(page)
@@ -381,6 +390,7 @@ class PageCounter:
         if not page.days and not fast:
             return
         columns = joined(fast, page.items, page.categories, page.visitors, page.days, page.buckets)
+        self._tally_fields(partial.records, columns)
         if not self.batch_rows:
             self._add(partial, columns)
             return
@@ -390,6 +400,22 @@ class PageCounter:
         self._held_rows += len(columns)
         if self._held_rows >= self.batch_rows:
             self.settle(partial)
+
+    def _wants_presence(self, tally: Counter[str]) -> bool:
+        """Whether the fast checks should tally the records that have an ip or a user agent: while the bot
+        rules that read one have not seen one in this partial (see :mod:`lifestats.sanity`)."""
+        return (self._judge_ip and not tally[having("ip")]) or (self._judge_agent and not tally[having("user_agent")])
+
+    def _tally_fields(self, tally: Counter[str], columns: Columns) -> None:
+        """The field check's tallies of a page's counted records (see :mod:`lifestats.sanity`): once a
+        partial has a category, a visitor or a timestamp, its later pages are not looked at for it."""
+        tally[FIELDS_CHECKED] += len(columns)
+        if self.category_field and not tally[having("category")]:
+            tally[having("category")] += _keys_in(columns.categories)
+        if self.visitor_field and not tally[having("visitor")]:
+            tally[having("visitor")] += _keys_in(columns.visitors)
+        if self.timestamp_field and not tally[having("timestamp")]:
+            tally[having("timestamp")] += int(np.count_nonzero(columns.days != NO_TIME))
 
     def settle(self, partial: Partial) -> None:
         """Add the pages held back for ``partial`` to its statistics, as one batch of rows in the order
@@ -431,12 +457,16 @@ class PageCounter:
                     zone = self.clock.tz.key
                     raise Rejected(f"timestamp {str(value)[:40]!r} is outside the years 1 to 9999 in {zone}")
                 offset = local
-        if self.bots.active and self.bots.is_bot(
-            record.get(self.ip_field) if self.ip_field else None,
-            record.get(self.ua_field) if self.ua_field else None,
-        ):
-            partial.records["bots"] += 1
-            return
+        if self.bots.active:
+            ip = record.get(self.ip_field) if self.ip_field else None
+            agent = record.get(self.ua_field) if self.ua_field else None
+            if self._judge_ip:
+                partial.records[having("ip")] += ip is not None
+            if self._judge_agent:
+                partial.records[having("user_agent")] += agent is not None
+            if self.bots.is_bot(ip, agent):
+                partial.records["bots"] += 1
+                return
         partial.records["counted"] += 1
         visitor = record.get(self.visitor_field) if self.visitor_field else None
         if not usable_key(visitor):
@@ -504,6 +534,15 @@ class _PageColumns:
             np.array(self.days, dtype=np.int64),
             np.array(self.buckets, dtype=np.int64),
         )
+
+
+def _keys_in(column: Sequence[Key | None] | npt.NDArray[Any]) -> int:
+    """How many rows of a key column hold a key (an integer array holds one in every row)."""
+    if isinstance(column, np.ndarray):
+        return len(column)
+    if isinstance(column, list):
+        return len(column) - column.count(None)
+    return sum(value is not None for value in column)
 
 
 def _key_problem(name: str, value: Any) -> str:

@@ -34,7 +34,7 @@ from .plan import Bounds, Slice, early_ends, find_bounds, plan_slices, slice_ali
 from .protocol import Event, Failed, Finished, Flush, Flushed, Lost, Progress, Split, Task
 from .redact import redact_text
 from .report import build_report
-from .sanity import data_warnings
+from .sanity import data_warnings, judged_fields
 from .usage import CpuMeter, peak_rss_bytes
 
 MAX_LOSSES_PER_SLICE = 3
@@ -457,7 +457,9 @@ class _Job:
         report = self.report(partial=False)
         # The data check of SPEC section 1: a crawl that found nothing to count, or mostly rejects (exit 4).
         warnings = report.setdefault("warnings", [])
-        warnings += data_warnings(self.aggregator.total.records, self.settings.crawl.max_rejected_share)
+        warnings += data_warnings(
+            self.aggregator.total.records, self.settings.crawl.max_rejected_share, judged_fields(self.settings)
+        )
         warnings += self._early_end_warnings()
         # From the report's delivery to the mark that the run finished, an interrupt is not acted on: the
         # report files are the finished run's, so a "resume" after them would be a new crawl.

@@ -7,10 +7,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from mocks.dataset import DatasetSpec, generate, ground_truth
 from mocks.faults import FaultSpec
 from mocks.server import MockServer
-from mocks.source import ReplaySource
+from mocks.source import ListSource, ReplaySource
 from mocks.styles import MockStyle
 
 from .conftest import AS_OF, job_settings, run, statistics
@@ -162,3 +164,46 @@ def test_a_next_offset_path_typo_on_an_api_that_caps_its_pages_warns_with_exit_4
         outcome = run(job_settings(server.url), state_dir / "right")
     assert outcome.exit_code == 0 and outcome.report["warnings"] == []
     assert statistics(outcome.report) == TRUTH
+
+
+MISNAMED = {"category": "cat", "visitor": "visitor_idx", "timestamp": "time_stamp", "ip": "ipaddr", "user_agent": "ua"}
+
+
+@pytest.mark.parametrize("mode", ["exact", "approx"])
+def test_optional_fields_that_no_record_has_exit_4_naming_each(state_dir: Path, mode: str) -> None:
+    """A typo in an optional field's key used to give 0 distinct visitors, empty windows, no ranked
+    category and no bot filtered, with exit 0."""
+    small = generate(DatasetSpec(seed=8, records=600))
+    with MockServer(small) as server:
+        outcome = run(job_settings(server.url, fields=MISNAMED, stats={"mode": mode}), state_dir)
+    assert outcome.exit_code == 4, outcome.message
+    warnings = outcome.report["warnings"]
+    assert len(warnings) == len(MISNAMED)
+    for name, key in MISNAMED.items():
+        assert sum(f"fields.{name} names the key {key!r}" in w for w in warnings) == 1, (name, warnings)
+    # Every record had an item, none a bot field: all counted.
+    assert outcome.report["records"]["counted"] == len(small) - outcome.report["records"]["rejected"]
+
+
+def test_an_ip_key_no_record_has_is_not_judged_without_an_ip_rule(state_dir: Path) -> None:
+    small = generate(DatasetSpec(seed=8, records=600))
+    with MockServer(small) as server:
+        settings = job_settings(server.url, fields={"ip": "ipaddr"}, bots={"ips": []})
+        outcome = run(settings, state_dir)
+    assert outcome.exit_code == 0, outcome.message
+    assert outcome.report["warnings"] == []
+
+
+def test_optional_fields_null_in_every_record_are_named_too(state_dir: Path) -> None:
+    """The key is there, but never usable: a visitor that is always null or a list."""
+    records = [
+        {"id": i, "item": f"a{i % 7}", "visitor": None if i % 2 else [i], "category": None, "timestamp": None}
+        for i in range(1, 301)
+    ]
+    with MockServer(ListSource(records)) as server:
+        settings = job_settings(server.url, bots={"ips": [], "user_agents": []})
+        outcome = run(settings, state_dir)
+    assert outcome.exit_code == 4, outcome.message
+    assert outcome.report["records"]["counted"] == 300
+    named = sorted(w.split(" ")[0] for w in outcome.report["warnings"])
+    assert named == ["fields.category", "fields.timestamp", "fields.visitor"]
