@@ -42,7 +42,7 @@ import httpx
 
 from .config import ApiConfig
 from .decode import RECORD_TYPES, column_getter
-from .errors import ConfigError, TransientApiError
+from .errors import CREDENTIAL_STATUSES, ApiError, ConfigError, TransientApiError
 from .redact import Credentials, redact_url
 
 INT64_MIN = -(2**63)
@@ -157,6 +157,14 @@ def record_ids(records: list[Any], id_field: str) -> list[int]:
     return [i for i in map(int_id, values) if i is not None]
 
 
+def same_records(a: Page, b: Page, id_field: str) -> bool:
+    """Whether two pages hold the same records, by id (pages of records without ids never compare equal)."""
+    if not a.records or len(a.records) != len(b.records):
+        return False
+    ids = [sorted(repr(r.get(id_field) if isinstance(r, RECORD_TYPES) else r) for r in page.records) for page in (a, b)]
+    return ids[0] == ids[1] and any(text != "None" for text in ids[0])
+
+
 def _count(value: Any) -> int | None:
     """A total as the API gives it: an integer, or a string of digits."""
     number = int_id(value)
@@ -199,6 +207,12 @@ class Paginator(ABC):
         another page); raises :class:`ConfigError` when the slices would miss rows. Most styles have
         nothing to check."""
         return None
+
+    def at_total(self, page: Page) -> bool:
+        """Whether ``page`` reaches the end of the data by the API's own count (styles sliced by position).
+        A page shorter than ``api.page_size`` there ends the crawl; after a full one, :meth:`finished` asks
+        for one more page, since a count that is too low (capped or stale) may end exactly on a page."""
+        return False
 
     def progress(self, position: Any) -> int | None:
         """The position in the slices' coordinates (ids, rows, pages), or None when it has none."""
@@ -410,7 +424,8 @@ class OffsetPaginator(Paginator):
     def read(self, position: Any, document: Any, response: httpx.Response) -> Page:
         records = self.records(document)
         total = self._total(document, response)
-        return Page(position, records, position + len(records) if records else None, total)
+        past = total is not None and position + len(records) > total
+        return Page(position, records, position + len(records) if records else None, total, past)
 
     def finished(self, page: Page, end: int | None) -> bool:
         if page.next is None:
@@ -418,8 +433,25 @@ class OffsetPaginator(Paginator):
         if end is not None and page.next >= end:
             return True
         # The total ends the crawl, unless the API has just served rows past it: then the total is too
-        # low (a capped or stale count), and the crawl goes on until the API runs out of rows.
+        # low (a capped or stale count), and the crawl goes on until the API runs out of rows. A full page
+        # that ends on the total cannot tell: the next page does (see at_total).
+        return self.at_total(page) and len(page.records) < self.api.page_size
+
+    def at_total(self, page: Page) -> bool:
         return page.total is not None and page.next == page.total
+
+    def confirm(self, page: Page, probe: Callable[[Any], Page]) -> None:
+        """The page after the first must hold other records: an API that does not page by
+        ``api.offset_param`` answers every offset with its first page, and every slice would count it."""
+        if page.total is None or not page.records or page.total <= page.position + len(page.records):
+            return
+        following = probe(page.position + len(page.records))
+        if same_records(page, following, self.id_field):
+            raise ConfigError(
+                f"the API answered {self.describe(page.position)} and {self.describe(following.position)} with the "
+                f"same {len(page.records)} records: it does not page by api.offset_param ('{self.api.offset_param}'); "
+                "check api.paginator and api.offset_param"
+            )
 
     def describe(self, position: Any) -> str:
         return f"{self.api.offset_param}={position}"
@@ -464,28 +496,67 @@ class PageNumberPaginator(Paginator):
             # the crawl, not the total.
             past = rows is not None and (position - api.first_page) * api.page_size + len(records) > rows
             return Page(position, records, position + 1 if records else None, pages, past)
-        return Page(position, records, position + 1 if records else None, pages)
+        # A page past the API's count of pages that holds records: the count is too low.
+        past = pages is not None and bool(records) and position >= api.first_page + pages
+        return Page(position, records, position + 1 if records else None, pages, past)
 
     def confirm(self, page: Page, probe: Callable[[Any], Page]) -> None:
-        """A first page shorter than ``api.page_size``: the data ends there (the next page is empty), or
-        the API serves smaller pages than the config says, and page numbers counted at ``api.page_size``
-        would skip rows (the next page holds some). The total cannot tell: it may be wrong either way."""
-        api = self.api
-        if api.total_pages_path is not None or not 0 < len(page.records) < api.page_size:
+        """The first page against the config, with the pages beside it:
+
+        - shorter than ``api.page_size``: the data ends there (the next page is empty), or the API serves
+          smaller pages than the config says, and page numbers counted at ``api.page_size`` would skip
+          rows (the next page holds some). The total cannot tell: it may be wrong either way;
+        - the same records on the next page: the API does not page by ``api.page_param``, or numbers its
+          pages from the next one and answers the one before with its first;
+        - empty, though the API counts pages, with records on the next one; or records, other ones, on
+          the page before: the API numbers its pages from another ``api.first_page``.
+        """
+        api, first = self.api, page.position
+        if not page.records:
+            if page.total and probe(first + 1).records:
+                raise ConfigError(
+                    f"{self.describe(first)} is empty but {self.describe(first + 1)} holds records (the API counts "
+                    f"{page.total} page(s)): the API numbers its pages from {first + 1}: "
+                    f"set api.first_page: {first + 1}"
+                )
             return
-        if probe(page.position + 1).records:
-            raise ConfigError(
-                f"the API served {len(page.records)} records on {self.describe(page.position)} and more on the "
-                f"next page, not api.page_size ({api.page_size}): set api.page_size to the size the API serves, "
-                "or use api.total_pages_path"
-            )
+        short = api.total_pages_path is None and len(page.records) < api.page_size
+        if short or (page.total or 0) > 1:
+            following = probe(first + 1)
+            if short and following.records and not same_records(page, following, self.id_field):
+                raise ConfigError(
+                    f"the API served {len(page.records)} records on {self.describe(first)} and more on the "
+                    f"next page, not api.page_size ({api.page_size}): set api.page_size to the size the API "
+                    "serves, or use api.total_pages_path"
+                )
+            if same_records(page, following, self.id_field):
+                raise ConfigError(
+                    f"the API answered {self.describe(first)} and {self.describe(first + 1)} with the same "
+                    f"{len(page.records)} records: it does not page by api.page_param ('{api.page_param}'), or "
+                    f"numbers its pages from {first + 1} (api.first_page)"
+                )
+        if first >= 1:
+            try:
+                before = probe(first - 1)
+            except ApiError as exc:  # most APIs refuse a page before their first: that is the answer
+                if exc.status in CREDENTIAL_STATUSES or exc.status is None:
+                    raise
+                return
+            if before.records and not same_records(before, page, self.id_field):
+                raise ConfigError(
+                    f"{self.describe(first - 1)} holds records too, other than those of {self.describe(first)}: the "
+                    f"API numbers its pages from {first - 1}: set api.first_page: {first - 1}"
+                )
 
     def finished(self, page: Page, end: int | None) -> bool:
         if page.next is None:
             return True
-        if page.total is not None and not page.past_total and page.next >= self.api.first_page + page.total:
-            return True
+        if self.at_total(page) and len(page.records) < self.api.page_size:
+            return True  # a full last page asks for one more: the count may be too low (see at_total)
         return end is not None and page.next >= end
+
+    def at_total(self, page: Page) -> bool:
+        return page.total is not None and not page.past_total and page.next >= self.api.first_page + page.total
 
     def describe(self, position: Any) -> str:
         return f"{self.api.page_param}={position}"

@@ -49,6 +49,9 @@ LOOP_MEMORY = 10_000
 # the same page). Pages of other records already taken (an API sorted by a field that changed during
 # the crawl serves them again at its end) do not count: their crawl moves on.
 STUCK_PAGES = 20
+# How an API may refuse a page past its data (a page or offset beyond the last one): read as the end of
+# the data when the crawl asks for one only to see whether the data ends at the API's count.
+PAST_THE_END = frozenset({400, 404, 410, 416, 422})
 
 
 class _Positions:
@@ -205,6 +208,8 @@ def _crawl(
     stuck = 0  # pages in a row that served the same records again and brought nothing new
     last_ids: list[str] | None = None  # the ids of the last page that brought nothing new
     stride = 0  # ids the last page spanned (by id): how much a page covers
+    confirming: Any = None  # the position past the API's count, asked to see whether the data ends there
+    beyond = False  # the crawl is past the API's count (its pages asked for after a full one that ended on it)
     while position is not None:
         until = proposals()
         if until is not None:
@@ -219,8 +224,16 @@ def _crawl(
             emit(Split(task.slice.index, task.attempt, new_end, accepted))
         if loop is not None:
             raise loop
-        page = prefetch.take()
+        beyond = beyond or (confirming is not None and position == confirming)
+        try:
+            page = prefetch.take()
+        except ApiError as exc:
+            if not beyond or exc.status not in PAST_THE_END:
+                raise
+            page = Page(position, [], None)  # the API refuses a page past its data: the data ends
         next_position = None if paginator.finished(page, end) else page.next
+        if next_position is not None and confirming is None and (paginator.at_total(page) or page.past_total):
+            confirming = next_position  # past the API's count: asked to see whether the data ends there
         if next_position is not None:  # fetched while this page is counted
             try:
                 if sequential:
@@ -239,6 +252,10 @@ def _crawl(
                 room = end - at  # the rows of the page that still lie inside the slice
             counter.count_rows(partial, page.records, room, recent)
         nothing_new = tally["fetched"] - fetched == tally["duplicates"] - duplicates
+        if beyond and nothing_new:
+            # Past the API's count, a page of records already taken (an API that answers any page past
+            # its data with its last one) ends the data.
+            next_position = None
         if page.records and next_position is not None and nothing_new:
             page_ids = sorted(_id_text(record, paginator.id_field) for record in page.records)
             stuck = stuck + 1 if page_ids == last_ids else 1

@@ -62,3 +62,84 @@ def test_a_total_below_the_rows_served_does_not_cut_the_crawl(state_dir: Path, s
     assert outcome.exit_code == 0, outcome.message
     assert outcome.report["records"]["counted"] == len(ROWS)
     assert outcome.report["windows"]["all"]["distinct_visitors"] == len(ROWS)
+
+
+class _LowTotalOnAPage(JsonHandler):
+    """Says 600 rows (a multiple of the page size: the page that ends on it is full) and serves 1,001;
+    ``past``: how it answers an offset past its rows (an empty page, a 404, or its last page again)."""
+
+    past = "empty"
+    total = "600"
+    rows = ROWS
+
+    def do_GET(self) -> None:
+        query = parse_qs(urlsplit(self.path).query)
+        offset, limit = int(query["offset"][0]), int(query["limit"][0])
+        if offset >= len(self.rows) and self.past == "404":
+            self.send_json(404, {"detail": "no such offset"})
+            return
+        if offset >= len(self.rows) and self.past == "last":
+            offset = len(self.rows) - 100
+        self.send_json(200, {"results": self.rows[offset : offset + limit]}, {"X-Total-Count": self.total})
+
+
+class _LowTotal404(_LowTotalOnAPage):
+    past = "404"
+
+
+class _LowTotalLast(_LowTotalOnAPage):
+    past = "last"
+
+
+class _LowTotalOffAPage404(_LowTotalOnAPage):
+    total, past = "651", "404"
+
+
+@pytest.mark.parametrize("handler", [_LowTotalOnAPage, _LowTotal404, _LowTotalLast, _LowTotalOffAPage404])
+@pytest.mark.parametrize("slices", [1, 3])
+def test_a_total_too_low_that_ends_on_a_full_page_does_not_cut_the_crawl(
+    state_dir: Path, slices: int, handler: type[JsonHandler]
+) -> None:
+    """It used to: the page that ended on the total was full, and the crawl stopped there (600 of 1,001)."""
+    outcome = _crawl(handler, slices, state_dir)
+    assert outcome.exit_code == 0, outcome.message
+    assert outcome.report["records"]["counted"] == len(ROWS)
+    assert outcome.report["windows"]["all"]["distinct_visitors"] == len(ROWS)
+
+
+class _TrueTotal(_LowTotalOnAPage):
+    rows, total = ROWS[:1000], "1000"
+
+
+class _TrueTotal404(_TrueTotal):
+    past = "404"
+
+
+class _TrueTotalLast(_TrueTotal):
+    past = "last"
+
+
+@pytest.mark.parametrize("handler", [_TrueTotal, _TrueTotal404, _TrueTotalLast])
+def test_a_true_total_on_a_full_page_ends_the_crawl_whatever_the_api_says_past_it(
+    state_dir: Path, handler: type[JsonHandler]
+) -> None:
+    """One more page is asked for, to see that the data ends: empty, refused (404) or the last page again."""
+    outcome = _crawl(handler, 4, state_dir)
+    assert outcome.exit_code == 0, outcome.message
+    assert outcome.report["records"]["counted"] == 1000
+    assert outcome.report["records"]["duplicates"] == (100 if handler is _TrueTotalLast else 0)
+
+
+class _IgnoresOffset(JsonHandler):
+    """Answers every offset with its first rows (an API that pages by another parameter)."""
+
+    def do_GET(self) -> None:
+        limit = int(parse_qs(urlsplit(self.path).query)["limit"][0])
+        self.send_json(200, {"results": ROWS[:limit]}, {"X-Total-Count": str(len(ROWS))})
+
+
+def test_an_api_that_ignores_the_offset_is_refused_before_the_crawl(state_dir: Path) -> None:
+    """It used to count its first page once per slice, with exit 0 (800 visits of 100 records at 8 slices)."""
+    outcome = _crawl(_IgnoresOffset, 8, state_dir)
+    assert outcome.exit_code == 2, outcome.report["records"]
+    assert "it does not page by api.offset_param ('offset')" in (outcome.message or "")

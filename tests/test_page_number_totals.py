@@ -37,11 +37,11 @@ class _Pages(JsonHandler):
         self.send_json(200, {"results": ROWS[(page - 1) * size : page * size]}, {"X-Total-Count": self.total})
 
 
-def _crawl(handler: type[_Pages], slices: int, state_dir: Path) -> Outcome:
+def _crawl(handler: type[_Pages], slices: int, state_dir: Path, **api: object) -> Outcome:
     handler.requested = []
     with serving(handler) as base:
         section = {"url": f"{base}/events", "paginator": "page_number", "records_path": "results"}
-        section |= {"total_header": "X-Total-Count", "page_size": PAGE}
+        section |= {"total_header": "X-Total-Count", "page_size": PAGE} | api
         overrides = {"api": section, "fields": {"item": "item", "visitor": "visitor"}, "crawl": {"slices": slices}}
         return run(load_settings(None, "test", environ={}, overrides=overrides), state_dir)
 
@@ -88,3 +88,78 @@ def test_pages_smaller_than_page_size_are_refused_before_the_crawl(state_dir: Pa
     assert outcome.exit_code == 2
     assert "api.page_size" in outcome.message and "70" in outcome.message
     assert sorted(_Capped.requested) == [1, 2]  # the first page and the one that shows it was not the last
+
+
+class _LowTotalOnAPage(_Pages):
+    total = "600"  # six full pages by the count: the sixth ends on it, and eleven are served
+
+
+class _LowTotalOnAPage404(_LowTotalOnAPage):
+    """Answers a page past its rows with a 404, as many page-number APIs do."""
+
+    def do_GET(self) -> None:
+        page = int(parse_qs(urlsplit(self.path).query)["page"][0])
+        if (page - 1) * PAGE >= len(ROWS):
+            with self.lock:
+                self.requested.append(page)
+            self.send_json(404, {"detail": "Invalid page."})
+            return
+        super().do_GET()
+
+
+@pytest.mark.parametrize("handler", [_LowTotalOnAPage, _LowTotalOnAPage404])
+@pytest.mark.parametrize("slices", [1, 4])
+def test_a_total_too_low_that_ends_on_a_full_page_does_not_cut_the_crawl(
+    state_dir: Path, slices: int, handler: type[_Pages]
+) -> None:
+    """It used to: page 6 ended on the count of 600 rows and was full, and the crawl stopped there."""
+    _assert_every_row_once(_crawl(handler, slices, state_dir))
+    assert max(handler.requested) == 12  # on to the first page past the rows, not further
+
+
+class _FromZero(_Pages):
+    """Numbers its pages from 0."""
+
+    def do_GET(self) -> None:
+        page = int(parse_qs(urlsplit(self.path).query)["page"][0])
+        with self.lock:
+            self.requested.append(page)
+        self.send_json(200, {"results": ROWS[page * PAGE : (page + 1) * PAGE]}, {"X-Total-Count": self.total})
+
+
+class _IgnoresPage(_Pages):
+    """Answers every page with the first."""
+
+    def do_GET(self) -> None:
+        self.send_json(200, {"results": ROWS[:PAGE]}, {"X-Total-Count": self.total})
+
+
+class _ClampsToOne(_Pages):
+    """Numbers its pages from 1 and answers page 0 with page 1, as many do."""
+
+    def do_GET(self) -> None:
+        page = max(1, int(parse_qs(urlsplit(self.path).query)["page"][0]))
+        self.send_json(200, {"results": ROWS[(page - 1) * PAGE : page * PAGE]}, {"X-Total-Count": self.total})
+
+
+@pytest.mark.parametrize(
+    ("handler", "first_page", "said"),
+    [
+        (_FromZero, 1, "page=0 holds records too, other than those of page=1"),  # used to lose page 0
+        (_Pages, 0, "page=0 is empty but page=1 holds records"),  # used to end slice 0 at once
+        (_ClampsToOne, 0, "or numbers its pages from 1 (api.first_page)"),  # used to lose the last page
+        (_IgnoresPage, 1, "it does not page by api.page_param ('page')"),  # used to count page 1 per slice
+    ],
+)
+def test_an_api_that_numbers_or_ignores_pages_otherwise_is_refused_before_the_crawl(
+    state_dir: Path, handler: type[_Pages], first_page: int, said: str
+) -> None:
+    outcome = _crawl(handler, 4, state_dir, first_page=first_page)
+    assert outcome.exit_code == 2, outcome.report["records"]
+    assert said in (outcome.message or "")
+    if "first_page" in said or "numbers its pages" in said:
+        assert "api.first_page" in (outcome.message or "")
+
+
+def test_an_api_that_numbers_its_pages_from_zero_is_counted_exactly_with_first_page_0(state_dir: Path) -> None:
+    _assert_every_row_once(_crawl(_FromZero, 4, state_dir, first_page=0))

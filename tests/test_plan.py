@@ -127,10 +127,10 @@ def paginator(**api: object):  # type: ignore[no-untyped-def]
 
 def test_positional_bounds_come_from_the_total_in_one_probe() -> None:
     offset = paginator(paginator="offset", total_path="count", page_size=10)
-    bounds = find_bounds(lambda k: Page(k, [{"id": 1}], k + 1, 95), offset, None, None)
+    bounds = find_bounds(lambda k: Page(k, [{"id": k}], k + 1, 95), offset, None, None)
     assert (bounds.first_id, bounds.estimated_end, bounds.probes) == (0, 95, 1)
     pages = paginator(paginator="page_number", total_pages_path="pages", first_page=1)
-    bounds = find_bounds(lambda p: Page(p, [{"id": 1}], p + 1, 12), pages, None, None)
+    bounds = find_bounds(lambda p: Page(p, [{"id": p}] if p >= 1 else [], p + 1, 12), pages, None, None)
     assert (bounds.first_id, bounds.estimated_end) == (1, 13)
     with pytest.raises(ConfigError, match="no total"):
         find_bounds(lambda k: Page(k, [], None, None), offset, None, None)
