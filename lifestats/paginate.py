@@ -208,6 +208,22 @@ class Paginator(ABC):
         nothing to check."""
         return None
 
+    def confirm_first_id(self, first_id: int, probe: Callable[[Any], Page]) -> None:
+        """The lowest id, found by discovery, asked for as a position (styles sliced by id): the page must
+        hold its record. An API that reads the bound as exclusive (ids after it) where the config reads it
+        as inclusive leaves it out, and with it the first record of every page and slice that begins on an
+        id; raises :class:`ConfigError` naming the setting."""
+        page = probe(first_id)
+        if first_id in record_ids(page.records, self.id_field):
+            return
+        raise ConfigError(
+            f"asked for {self.describe(first_id)}, the lowest id (the API showed its record when asked for the "
+            f"lowest ids), the API left that record out: {self._exclusive_hint()}"
+        )
+
+    def _exclusive_hint(self) -> str:
+        return "check the api settings"
+
     def at_total(self, page: Page) -> bool:
         """Whether ``page`` reaches the end of the data by the API's own count (styles sliced by position).
         A page shorter than ``api.page_size`` there ends the crawl; after a full one, :meth:`finished` asks
@@ -340,6 +356,14 @@ class OffsetIdPaginator(Paginator):
     def describe(self, position: Any) -> str:
         return f"offset {position}"
 
+    def _exclusive_hint(self) -> str:
+        param = self.api.offset_param
+        return (
+            f"Lifestats reads api.offset_param ('{param}') as the lowest id wanted, that id included, and this "
+            f"API reads it as exclusive (the ids after it): set api.paginator: keyset, api.id_param: {param}, "
+            "api.id_param_inclusive: false"
+        )
+
 
 class KeysetPaginator(Paginator):
     """``?{id_param}=x&limit=n`` over records sorted by id; the next x is derived from the last id.
@@ -385,8 +409,11 @@ class KeysetPaginator(Paginator):
             return Page(position, records, None)
         following = top + 1
         if following <= position:
+            hint = ""
+            if not self.api.id_param_inclusive and top == position - 1:  # the bound itself came back
+                hint = f" (if the API's {self.api.id_param} includes the id it names, set api.id_param_inclusive: true)"
             raise TransientApiError(
-                f"the page at {self.api.id_param}={position} ends at id {top}: the crawl would not move forward"
+                f"the page at {self.describe(position)} ends at id {top}: the crawl would not move forward{hint}"
             )
         return Page(position, records, following)
 
@@ -398,7 +425,20 @@ class KeysetPaginator(Paginator):
         return bool(page.next >= end)  # the next request asks for ids >= next
 
     def describe(self, position: Any) -> str:
-        return f"{self.api.id_param}={position}"
+        """The bound as the request carries it (one below the position when the API's bound is exclusive)."""
+        api = self.api
+        if api.id_param_inclusive or position <= INT64_MIN:
+            return f"{api.id_param}={position}"
+        return f"{api.id_param}={position - 1}"
+
+    def _exclusive_hint(self) -> str:
+        api = self.api
+        if api.id_param_inclusive:
+            return (
+                f"its {api.id_param} is exclusive (the ids after it), where api.id_param_inclusive says it is "
+                "inclusive: set api.id_param_inclusive: false"
+            )
+        return f"check api.id_param ('{api.id_param}') and api.id_param_inclusive"
 
 
 class OffsetPaginator(Paginator):

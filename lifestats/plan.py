@@ -19,7 +19,7 @@ import bisect
 import collections
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from .errors import ApiError, ConfigError
 from .paginate import INT64_MAX, INT64_MIN, Page, Paginator, record_ids
@@ -80,7 +80,11 @@ def find_bounds(
 
     ``parallel`` and ``slack``: see :func:`discover` (``probe`` must then be safe to call from threads)."""
     if paginator.slicing == "id":
-        return discover(probe, paginator.id_field, first_id, last_id, parallel=parallel, slack=slack)
+        bounds = discover(probe, paginator.id_field, first_id, last_id, parallel=parallel, slack=slack)
+        if first_id is None and bounds.first_id is not None and bounds.known_ids:  # the lowest id was found
+            paginator.confirm_first_id(bounds.first_id, probe)
+            bounds = replace(bounds, probes=bounds.probes + 1)
+        return bounds
     start = paginator.first()
     if paginator.slicing == "sequential":
         return Bounds(start, None, start + 1, 0)

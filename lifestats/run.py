@@ -30,6 +30,7 @@ from .fetch import ApiClient
 from .limiter import SharedRateLimiter
 from .lock import state_lock
 from .merge import REJECTS_FILE, Aggregator, Checkpoint, SliceState
+from .paginate import make_paginator
 from .plan import Bounds, Slice, early_ends, find_bounds, plan_slices, slice_alignment
 from .protocol import Event, Failed, Finished, Flush, Flushed, Lost, Progress, Split, Task
 from .redact import redact_text
@@ -457,8 +458,12 @@ class _Job:
         report = self.report(partial=False)
         # The data check of SPEC section 1: a crawl that found nothing to count, or mostly rejects (exit 4).
         warnings = report.setdefault("warnings", [])
+        by_id = make_paginator(self.settings.api).slicing == "id"  # there a duplicate is a page served again
         warnings += data_warnings(
-            self.aggregator.total.records, self.settings.crawl.max_rejected_share, judged_fields(self.settings)
+            self.aggregator.total.records,
+            self.settings.crawl.max_rejected_share,
+            judged_fields(self.settings),
+            unique_id=None if by_id else self.settings.fields.id,
         )
         warnings += self._early_end_warnings()
         # From the report's delivery to the mark that the run finished, an interrupt is not acted on: the
@@ -492,7 +497,8 @@ class _Job:
         return [
             f"the API ended the data of {len(ends)} slice(s) below ids it had shown while the id range was "
             f"found (slice {index} stopped after id {high_water:,}, but id {missed:,} exists), so records are "
-            f"missing: {hint}; or the API lost records during the crawl"
+            f"missing: {hint}; or fields.id ('{self.settings.fields.id}') is not the id the API pages by; or the "
+            "API lost records during the crawl"
         ]
 
     def _unfinished(self, left: int) -> Outcome:

@@ -38,13 +38,20 @@ _LOST: Final = {
 
 
 def data_warnings(
-    records: Mapping[str, int], max_rejected_share: float, fields: Mapping[str, str | None] | None = None
+    records: Mapping[str, int],
+    max_rejected_share: float,
+    fields: Mapping[str, str | None] | None = None,
+    *,
+    unique_id: str | None = None,
 ) -> list[str]:
     """Sentences saying what looks wrong with the crawled records; empty when all is well.
 
     ``records`` holds the run's counts: ``received`` (every record on every page), ``fetched`` (those
-    inside the slices), ``rejected``, ``counted``, ``bots`` and the field tallies. ``fields``: the record
-    key of each optional field the check should judge (the ones the config names and the run uses).
+    inside the slices), ``rejected``, ``duplicates``, ``counted``, ``bots`` and the field tallies.
+    ``fields``: the record key of each optional field the check should judge (the ones the config names
+    and the run uses). ``unique_id``: the id key, when a duplicate means an id that two records share (the
+    styles that do not slice by id: there, more duplicates than ``max_rejected_share`` say that the key is
+    not unique to a record, such as a visitor's, or that the API serves its records again).
     """
     received = records.get("received", 0)
     fetched = records.get("fetched", 0)
@@ -60,6 +67,13 @@ def data_warnings(
             f"{rejected:,} of {fetched:,} records ({rejected / fetched:.0%}) were rejected, more than "
             f"crawl.max_rejected_share ({max_rejected_share:.0%}): check the fields section "
             "(rejects.jsonl in the state dir has samples with reasons)"
+        )
+    duplicates = records.get("duplicates", 0)
+    if unique_id is not None and fetched > 0 and duplicates / fetched > max_rejected_share:
+        warnings.append(
+            f"{duplicates:,} of {fetched:,} records ({duplicates / fetched:.0%}) had an id the crawl had already "
+            f"taken, more than crawl.max_rejected_share ({max_rejected_share:.0%}), and counted once: check that "
+            f"fields.id ('{unique_id}') is unique to each record, or whether the API serves its records again"
         )
     warnings += _field_warnings(records, fields or {})
     return warnings

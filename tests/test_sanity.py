@@ -27,3 +27,12 @@ def test_nothing_counted_or_no_field_named_gives_no_field_warning() -> None:
     records = {"received": 5, "fetched": 5, "counted": 5, FIELDS_CHECKED: 5}
     assert data_warnings(records, 0.5, {}) == []
     assert data_warnings(records, 0.5) == []
+
+
+def test_duplicates_are_judged_only_where_they_mean_a_shared_id() -> None:
+    records = {"received": 100, "fetched": 100, "counted": 30, "duplicates": 70, FIELDS_CHECKED: 30}
+    # By id, a duplicate is a page served again (the original Lifesum API serves whole pages): no warning.
+    assert data_warnings(records, 0.5) == []
+    (warning,) = data_warnings(records, 0.5, unique_id="visitor")
+    assert "70 of 100 records (70%)" in warning and "fields.id ('visitor')" in warning
+    assert data_warnings(records, 0.75, unique_id="visitor") == []

@@ -207,3 +207,31 @@ def test_optional_fields_null_in_every_record_are_named_too(state_dir: Path) -> 
     assert outcome.report["records"]["counted"] == 300
     named = sorted(w.split(" ")[0] for w in outcome.report["warnings"])
     assert named == ["fields.category", "fields.timestamp", "fields.visitor"]
+
+
+_PLAIN = {"category": None, "timestamp": None, "ip": None, "user_agent": None}  # fields the records lack
+_NO_BOTS = {"ips": [], "user_agents": []}
+_THREE = {"slices": 3}
+
+
+@pytest.mark.parametrize("paginator", ["cursor", "offset"])
+def test_an_id_field_that_records_share_exits_4_naming_it(state_dir: Path, paginator: str) -> None:
+    """``fields.id: visitor`` (600 records of 40 visitors) used to count one record per visitor with exit 0:
+    most records were duplicates, and nothing said so."""
+    small = ListSource({"id": i, "item": i % 7, "visitor": f"v{i % 40}"} for i in range(1, 601))
+    api = {
+        "cursor": {"paginator": "cursor", "records_path": "data", "cursor_path": "next_cursor"},
+        "offset": {"paginator": "offset", "records_path": "results", "total_path": "count"},
+    }[paginator]
+    with MockServer(small, style=MockStyle(paginator)) as server:
+        settings = job_settings(server.url, api=api, fields=_PLAIN | {"id": "visitor"}, crawl=_THREE, bots=_NO_BOTS)
+        outcome = run(settings, state_dir)
+    records = outcome.report["records"]
+    assert records["duplicates"] > records["fetched"] / 2
+    assert outcome.exit_code == 4, outcome.message
+    assert any("fields.id ('visitor') is unique to each record" in w for w in outcome.report["warnings"])
+    # The same API with the records' own id: no warning.
+    with MockServer(small, style=MockStyle(paginator)) as server:
+        settings = job_settings(server.url, api=api, fields=_PLAIN, crawl=_THREE, bots=_NO_BOTS)
+        outcome = run(settings, state_dir.parent / "own_id")
+    assert outcome.exit_code == 0 and outcome.report["warnings"] == []
