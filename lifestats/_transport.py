@@ -7,7 +7,8 @@ than the counting or less (``bench/transport.py`` measures both on the mock API)
 
 :class:`PlainTransport` plugs into ``httpx.Client(transport=...)``, so everything above the wire stays
 httpx's: the request and response objects, headers, ``Content-Encoding`` decoding, ``Link`` parsing,
-proxies from the environment (httpx mounts its own transports for those), and its exception classes,
+proxies from the environment (:class:`lifestats.fetch.ApiClient` mounts httpx transports for those, as
+httpx does for a client on its own transport), and its exception classes,
 which this module raises for every failure (connect, timeout, a connection that dies mid-answer, a
 malformed answer) so that callers handle one family of errors. HTTP/2 (``api.http2``) is httpx's.
 

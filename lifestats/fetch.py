@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import email.utils
 import itertools
+import json
 import logging
 import socket
 import ssl
@@ -27,6 +28,7 @@ from typing import Any
 
 import httpx
 import orjson
+from httpx._utils import get_environment_proxies  # httpx's own reading of HTTP_PROXY, NO_PROXY, ...
 from tenacity import (
     RetryCallState,
     Retrying,
@@ -209,14 +211,22 @@ class ApiClient:
         self._authorization = {"Authorization": f"Bearer {token}"} if token else {}
         self._origin = _origin(httpx.URL(api.url))
         verify = self._verify(api)
+        mounts: dict[str, httpx.BaseTransport | None] = {}
         if transport is None and not api.http2:
             transport = PlainTransport(verify, watchdog=self._watchdog)  # also bounds the headers' arrival
+            # httpx reads the environment's proxies (HTTP_PROXY, NO_PROXY, ...) only for a client on its own
+            # transport: the same proxies, each on an httpx transport, for a client on this one.
+            mounts = {
+                pattern: None if proxy is None else httpx.HTTPTransport(proxy=proxy, verify=verify)
+                for pattern, proxy in get_environment_proxies().items()
+            }
         self._http = httpx.Client(
             headers=headers,
             timeout=httpx.Timeout(api.timeout, connect=min(api.connect_timeout, api.timeout)),
             verify=verify,
             http2=api.http2,
             transport=transport,
+            mounts=mounts or None,
             follow_redirects=False,
         )
 
@@ -358,6 +368,10 @@ class ApiClient:
         try:
             return orjson.loads(body), True
         except orjson.JSONDecodeError:
+            pass
+        try:
+            return _lenient_json(body), True
+        except ValueError:
             kind = response.headers.get("content-type", "unknown type").split(";")[0]
             path = self.api.records_path
             where = f"records_path '{path}'" if path else "the body (records_path '')"
@@ -380,6 +394,8 @@ class ApiClient:
     def _refused(self, status: int, url: httpx.URL, location: str | None = None) -> ApiError:
         """A permanent answer: running again will not help until something is changed."""
         shown = redact_url(str(url))
+        if status == 304:  # not a redirect: the request carried no condition, so this API is answering wrongly
+            return ApiError(f"the API answered HTTP 304 (not modified) at {shown}", status=status, resumable=False)
         if 300 <= status < 400:
             where = ""
             if location:
@@ -400,6 +416,36 @@ class ApiClient:
         else:
             reason = f"the API answered HTTP {status} at {shown}"
         return ApiError(reason, status=status)
+
+
+def _lenient_json(body: bytes) -> Any:
+    """A body that orjson refuses, read by the standard library's parser: JSON in UTF-16 or UTF-32 (RFC 8259
+    lets a parser detect them), and strings with a lone surrogate escape (``"\\ud83d"``, half of an emoji
+    that a server cut in two), which become U+FFFD as when undecodable text is read. ``NaN`` and
+    ``Infinity``, which are not JSON, and bodies nested too deep stay refused (ValueError)."""
+
+    def refuse(name: str) -> Any:
+        raise ValueError(f"{name} is not JSON")
+
+    try:
+        document = json.loads(body, parse_constant=refuse)
+    except (RecursionError, UnicodeDecodeError) as exc:
+        raise ValueError(str(exc)) from None
+    return _mend_surrogates(document)
+
+
+def _mend_surrogates(value: Any) -> Any:
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate: pairs are joined, a lone one becomes U+FFFD
+            return value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+        return value
+    if isinstance(value, list):
+        return [_mend_surrogates(item) for item in value]
+    if isinstance(value, dict):
+        return {_mend_surrogates(key): _mend_surrogates(item) for key, item in value.items()}
+    return value
 
 
 def _origin(url: httpx.URL) -> tuple[str, str, int | None]:

@@ -653,7 +653,7 @@ def _every_way(
         counter.settle(partial)
         report = build_report(Partial.from_bytes(partial.to_bytes()), s, as_of, {}, partial=False)
         # The end-of-crawl field check's tallies: which fields some record had, over how many records.
-        fields = {k: bool(v) for k, v in partial.records.items() if k.startswith("having_")}
+        fields = sorted(k for k, v in partial.records.items() if k.startswith("having_") and v)
         checked = (partial.records["fields_checked"], fields)
         outcomes.append((report, partial.rejects, cursor.high_water if sliced else None, checked))
     return outcomes

@@ -373,3 +373,48 @@ def test_a_body_that_starts_with_a_byte_order_mark_is_read(record_keys: list[str
     settings = load_settings(None, "test", environ={}, overrides={"api": {"url": URL}, "crawl": {"retries": 0}})
     got = ApiClient(settings.api, settings.crawl, RecordingLimiter(), record_keys=record_keys).get_page(10)
     assert [record.get("item") for record in got.records] == ["café", None] and got.next_offset == 12
+
+
+@respx.mock
+@pytest.mark.parametrize("record_keys", [None, ["item"]])
+def test_a_lone_surrogate_escape_is_read_as_the_replacement_character(record_keys: list[str] | None) -> None:
+    """Half of an emoji (``"\\ud83d"``, as JavaScript's JSON.stringify writes a string cut in two) is JSON
+    that orjson refuses: one such record used to stop the crawl on its page ("not JSON", exit 3)."""
+    items = rb'{"id": 10, "item": "a\ud83dz"}, {"id": 11, "item": "\ud83d\ude00"}, {"id": 12, "item": "\udc00"}'
+    body = b'{"meta": {"next_offset": 13}, "response": [' + items + b"]}"
+    respx.get(URL).mock(return_value=httpx.Response(200, content=body, headers={"content-type": "application/json"}))
+    settings = load_settings(None, "test", environ={}, overrides={"api": {"url": URL}, "crawl": {"retries": 0}})
+    got = ApiClient(settings.api, settings.crawl, RecordingLimiter(), record_keys=record_keys).get_page(10)
+    assert [record.get("item") for record in got.records] == ["a\ufffdz", "\U0001f600", "\ufffd"]
+    assert got.next_offset == 13
+
+
+@respx.mock
+def test_a_body_in_utf_16_is_read() -> None:
+    text = '{"meta": {"next_offset": 12}, "response": [{"id": 10, "item": "café"}, {"id": 11, "item": "b"}]}'
+    respx.get(URL).mock(
+        return_value=httpx.Response(
+            200, content=text.encode("utf-16"), headers={"content-type": "application/json; charset=utf-16"}
+        )
+    )
+    settings = load_settings(None, "test", environ={}, overrides={"api": {"url": URL}, "crawl": {"retries": 0}})
+    got = ApiClient(settings.api, settings.crawl, RecordingLimiter(), record_keys=["item"]).get_page(10)
+    assert [record.get("item") for record in got.records] == ["café", "b"]
+
+
+@respx.mock
+@pytest.mark.parametrize("body", [b'{"response": [{"id": 1, "item": NaN}]}', b"[" * 100_000 + b"]" * 100_000])
+def test_what_no_json_parser_should_read_stays_a_fault(body: bytes) -> None:
+    respx.get(URL).mock(return_value=httpx.Response(200, content=body, headers={"content-type": "application/json"}))
+    with pytest.raises(ApiError, match="not JSON"):
+        client(RecordingLimiter(), records_path="response").get_page(0)
+
+
+@respx.mock
+def test_a_304_is_not_called_a_redirect() -> None:
+    respx.get(url__startswith=URL).mock(return_value=httpx.Response(304))
+    with pytest.raises(ApiError) as info:
+        client(RecordingLimiter()).get_page(0)
+    message = str(info.value)
+    assert "HTTP 304 (not modified)" in message and "redirect" not in message
+    assert not info.value.resumable

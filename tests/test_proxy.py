@@ -1,0 +1,64 @@
+"""The proxies of the environment (HTTP_PROXY and the like), as httpx and curl read them, carry the
+crawl: a forward proxy on 127.0.0.1 is the only way to the API's host here."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from pathlib import Path
+from typing import ClassVar
+from urllib.parse import parse_qs, urlsplit
+
+from mocks.source import ListSource, page_body
+
+from .conftest import run_main
+from .json_api import JsonHandler, serving
+
+SOURCE = ListSource({"id": i, "item": f"i{i % 7}"} for i in range(1, 401))
+
+
+class _ForwardProxy(JsonHandler):
+    """Answers requests in absolute form for http://api.test/ from SOURCE; refuses anything else."""
+
+    seen: ClassVar[list[str]] = []
+    lock = threading.Lock()
+
+    def do_GET(self) -> None:
+        parts = urlsplit(self.path)
+        with self.lock:
+            self.seen.append(self.path)
+        if parts.scheme != "http" or parts.hostname != "api.test":
+            self.send_json(502, {"error": f"not a proxy request: {self.path}"})
+            return
+        query = parse_qs(parts.query)
+        body = page_body(SOURCE, int(query["offset"][0]), int(query["limit"][0]))
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+def test_the_crawl_goes_through_the_proxy_the_environment_names(tmp_path: Path) -> None:
+    """It used to go straight to the API's host (and fail to find it), whatever HTTP_PROXY said, unless
+    api.http2 was on."""
+    config = tmp_path / "config.yml"
+    config.write_text(
+        "test:\n  api: {url: 'http://api.test/events', page_size: 50}\n  fields: {item: item}\n"
+        "  crawl: {slices: 3, workers: 2, rate_limit: 1000}\n"
+    )
+    _ForwardProxy.seen = []
+    with serving(_ForwardProxy) as proxy:
+        env = {name: "" for name in os.environ if name.lower() in ("http_proxy", "https_proxy", "all_proxy")}
+        env |= {"HTTP_PROXY": proxy, "NO_PROXY": ""}
+        done = run_main(
+            "--config", str(config), "--env", "test", "--no-progress", "--report-json", "r.json",
+            cwd=tmp_path, env=env,
+        )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["records"]["counted"] == len(SOURCE)
+    top = {row["id"]: row["visits"] for row in report["windows"]["all"]["top_items"]}
+    assert top == {f"i{k}": sum(1 for i in range(1, 401) if i % 7 == k) for k in range(7)}
+    assert _ForwardProxy.seen and all(path.startswith("http://api.test/events?") for path in _ForwardProxy.seen)
