@@ -95,6 +95,12 @@ def _root(exc: BaseException) -> str:
     return str(exc)
 
 
+def _one_line(text: str, limit: int = 160) -> str:
+    """An exception's text for a message: one line, cut at ``limit`` characters, URLs' secrets masked."""
+    line = " ".join(text.split()) or "no detail"
+    return redact_url(line[:limit])
+
+
 class _Watchdog:
     """One thread per client that shuts a connection down when its request's deadline passes while the body
     is being read (see :class:`_Deadline`).
@@ -315,7 +321,7 @@ class ApiClient:
                     "set api.ca_bundle to a PEM file of the authority that signed it",
                     resumable=False,
                 ) from None
-            raise TransientApiError(f"connection failed ({type(exc).__name__})") from None
+            raise TransientApiError(f"connection failed ({type(exc).__name__}: {_one_line(_root(exc))})") from None
         if body.startswith(_BOM):  # RFC 8259 lets a parser ignore it; orjson and msgspec do not
             body = body[len(_BOM) :]
         document, whole = self._parse(response, body, url)

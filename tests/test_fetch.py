@@ -418,3 +418,14 @@ def test_a_304_is_not_called_a_redirect() -> None:
     message = str(info.value)
     assert "HTTP 304 (not modified)" in message and "redirect" not in message
     assert not info.value.resumable
+
+
+def test_a_connection_failure_names_its_cause() -> None:
+    """It said only "connection failed (ConnectError)": a refused port and an unknown host read the same."""
+    with socketserver.TCPServer(("127.0.0.1", 0), socketserver.BaseRequestHandler) as closed:
+        port = closed.server_address[1]
+    settings = load_settings(
+        None, "test", environ={}, overrides={"api": {"url": f"http://127.0.0.1:{port}/events"}, "crawl": {"retries": 0}}
+    )
+    with pytest.raises(ApiError, match=r"connection failed \(ConnectError: .*(refused|Errno 111)"):
+        ApiClient(settings.api, settings.crawl, RecordingLimiter()).get_page(0)
