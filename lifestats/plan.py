@@ -80,11 +80,30 @@ def find_bounds(
 
     ``parallel`` and ``slack``: see :func:`discover` (``probe`` must then be safe to call from threads)."""
     if paginator.slicing == "id":
-        bounds = discover(probe, paginator.id_field, first_id, last_id, parallel=parallel, slack=slack)
-        if first_id is None and bounds.first_id is not None and bounds.known_ids:  # the lowest id was found
-            paginator.confirm_first_id(bounds.first_id, probe)
-            bounds = replace(bounds, probes=bounds.probes + 1)
-        return bounds
+        # The lowest id, once found, is asked for by itself (Paginator.confirm_first_id) beside the probes
+        # that seek the end, so that the check costs the limit a slot and no wait.
+        checking = ThreadPoolExecutor(1, thread_name_prefix="confirm") if parallel > 1 else None
+        checks: list[Future[None]] = []
+        found: list[int] = []
+
+        def found_first(lowest: int) -> None:
+            found.append(lowest)
+            if checking is not None:
+                checks.append(checking.submit(paginator.confirm_first_id, lowest, probe))
+
+        try:
+            bounds = discover(
+                probe, paginator.id_field, first_id, last_id, parallel=parallel, slack=slack, found_first=found_first
+            )
+            for check in checks:
+                check.result()
+        finally:
+            if checking is not None:
+                checking.shutdown(wait=True, cancel_futures=True)
+        if checking is None:
+            for lowest in found:
+                paginator.confirm_first_id(lowest, probe)
+        return replace(bounds, probes=bounds.probes + len(found))
     start = paginator.first()
     if paginator.slicing == "sequential":
         return Bounds(start, None, start + 1, 0)
@@ -150,6 +169,7 @@ def discover(
     *,
     parallel: int = 1,
     slack: float = 0.0,
+    found_first: Callable[[int], None] | None = None,
 ) -> Bounds:
     """Fill in what the config leaves out, in O(log n) probes.
 
@@ -161,7 +181,8 @@ def discover(
     round of bisection that many evenly spaced offsets), so that discovery keeps the rate limit busy
     instead of waiting on one answer after the other. ``slack``: bisection stops once the end is known
     to within that share of the id range (the estimated end is then an upper bound; the last slice is
-    open anyway, so this only shapes the plan).
+    open anyway, so this only shapes the plan). ``found_first``: called with the lowest id once a page has
+    shown it (not when the config gives ``first_id``), while the end is still being sought.
     """
     probes = 0
     known: set[int] = set()
@@ -194,6 +215,8 @@ def discover(
                 return Bounds(0, last_id, last_id or 1, probes)
             first_id, highest_seen = min(ids), max(ids)
             known.add(highest_seen)
+            if found_first is not None:
+                found_first(first_id)
         if last_id is not None:
             return Bounds(first_id, last_id, last_id, probes, _inside(known, first_id, last_id))
         # Doubling: find an offset with nothing at or above it. Offsets up to the highest id the first
