@@ -253,11 +253,13 @@ class ApiClient:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def get_page(self, position: Any, end: int | None = None) -> Page:
-        """The page at ``position`` (a slice ending at ``end``), retried with exponential backoff and full jitter."""
+    def get_page(self, position: Any, end: int | None = None, *, retries: int | None = None) -> Page:
+        """The page at ``position`` (a slice ending at ``end``), retried with exponential backoff and full jitter
+        (``retries``: how often, instead of ``crawl.retries``)."""
+        tries_left = self.crawl.retries if retries is None else retries
         retrying = Retrying(
             retry=retry_if_exception_type(TransientApiError),
-            stop=stop_after_attempt(self.crawl.retries + 1) | stop_after_delay(self.crawl.retry_max_seconds),
+            stop=stop_after_attempt(tries_left + 1) | stop_after_delay(self.crawl.retry_max_seconds),
             wait=self._wait,
             before_sleep=self._count_retry,
             reraise=True,

@@ -42,7 +42,7 @@ import httpx
 
 from .config import ApiConfig
 from .decode import RECORD_TYPES, column_getter
-from .errors import CREDENTIAL_STATUSES, ApiError, ConfigError, TransientApiError
+from .errors import ApiError, ConfigError, TransientApiError
 from .redact import Credentials, redact_url
 
 INT64_MIN = -(2**63)
@@ -202,10 +202,12 @@ class Paginator(ABC):
         id styles tell by each record's id, so nothing is needed there)."""
         return 0
 
-    def confirm(self, page: Page, probe: Callable[[Any], Page]) -> None:
+    def confirm(
+        self, page: Page, probe: Callable[[Any], Page], probe_once: Callable[[Any], Page] | None = None
+    ) -> None:
         """Checks the first page of a crawl sliced by position against the config (``probe`` fetches
-        another page); raises :class:`ConfigError` when the slices would miss rows. Most styles have
-        nothing to check."""
+        another page, ``probe_once`` without retries: for a page the API may well refuse); raises
+        :class:`ConfigError` when the slices would miss rows. Most styles have nothing to check."""
         return None
 
     def confirm_first_id(self, first_id: int, probe: Callable[[Any], Page]) -> None:
@@ -480,7 +482,9 @@ class OffsetPaginator(Paginator):
     def at_total(self, page: Page) -> bool:
         return page.total is not None and page.next == page.total
 
-    def confirm(self, page: Page, probe: Callable[[Any], Page]) -> None:
+    def confirm(
+        self, page: Page, probe: Callable[[Any], Page], probe_once: Callable[[Any], Page] | None = None
+    ) -> None:
         """The page after the first must hold other records: an API that does not page by
         ``api.offset_param`` answers every offset with its first page, and every slice would count it."""
         if page.total is None or not page.records or page.total <= page.position + len(page.records):
@@ -540,7 +544,9 @@ class PageNumberPaginator(Paginator):
         past = pages is not None and bool(records) and position >= api.first_page + pages
         return Page(position, records, position + 1 if records else None, pages, past)
 
-    def confirm(self, page: Page, probe: Callable[[Any], Page]) -> None:
+    def confirm(
+        self, page: Page, probe: Callable[[Any], Page], probe_once: Callable[[Any], Page] | None = None
+    ) -> None:
         """The first page against the config, with the pages beside it:
 
         - shorter than ``api.page_size``: the data ends there (the next page is empty), or the API serves
@@ -577,10 +583,8 @@ class PageNumberPaginator(Paginator):
                 )
         if first >= 1:
             try:
-                before = probe(first - 1)
-            except ApiError as exc:  # most APIs refuse a page before their first: that is the answer
-                if exc.status in CREDENTIAL_STATUSES or exc.status is None:
-                    raise
+                before = (probe_once or probe)(first - 1)
+            except ApiError:  # most APIs refuse a page before their first (a 400, a 404, even a 500)
                 return
             if before.records and not same_records(before, page, self.id_field):
                 raise ConfigError(

@@ -75,10 +75,12 @@ def find_bounds(
     *,
     parallel: int = 1,
     slack: float = 0.0,
+    probe_once: Callable[[int], Page] | None = None,
 ) -> Bounds:
     """What the slices need, per the paginator's style: the id range, the total, or nothing.
 
-    ``parallel`` and ``slack``: see :func:`discover` (``probe`` must then be safe to call from threads)."""
+    ``parallel`` and ``slack``: see :func:`discover` (``probe`` must then be safe to call from threads).
+    ``probe_once``: ``probe`` without retries, for pages the API may refuse (see :meth:`Paginator.confirm`)."""
     if paginator.slicing == "id":
         # The lowest id, once found, is asked for by itself (Paginator.confirm_first_id) beside the probes
         # that seek the end, so that the check costs the limit a slot and no wait.
@@ -111,7 +113,7 @@ def find_bounds(
     if page.total is None:  # the paginator reads the total its config names, or says why not
         where = paginator.describe(start)
         raise ConfigError(f"the API gave no total at {where}: set api.total_path or api.total_header")
-    paginator.confirm(page, probe)
+    paginator.confirm(page, probe, probe_once)
     return Bounds(start, None, start + max(page.total, 1), 1)
 
 

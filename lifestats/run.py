@@ -302,6 +302,7 @@ class _Job:
                 api.last_id,
                 parallel=DISCOVERY_PROBES,
                 slack=DISCOVERY_SLACK,
+                probe_once=lambda position: client.get_page(position, retries=0),
             )
             self.tally.requests += client.counts.requests
             self.tally.retries += client.counts.retries

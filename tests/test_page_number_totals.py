@@ -163,3 +163,21 @@ def test_an_api_that_numbers_or_ignores_pages_otherwise_is_refused_before_the_cr
 
 def test_an_api_that_numbers_its_pages_from_zero_is_counted_exactly_with_first_page_0(state_dir: Path) -> None:
     _assert_every_row_once(_crawl(_FromZero, 4, state_dir, first_page=0))
+
+
+class _FailsOnPageZero(_Pages):
+    """Numbers its pages from 1 and crashes on page 0 (a 500), as a server that never expected it may."""
+
+    def do_GET(self) -> None:
+        page = int(parse_qs(urlsplit(self.path).query)["page"][0])
+        if page == 0:
+            with self.lock:
+                self.requested.append(page)
+            self.send_json(500, {"error": "division by zero"})
+            return
+        super().do_GET()
+
+
+def test_a_page_before_the_first_that_fails_is_asked_once_and_read_as_no_page(state_dir: Path) -> None:
+    _assert_every_row_once(_crawl(_FailsOnPageZero, 4, state_dir))
+    assert _FailsOnPageZero.requested.count(0) == 1  # no retries, no wait: it is not a page
