@@ -48,6 +48,18 @@ class Watchdog(Protocol):
     def release(self, token: int) -> None: ...
 
 
+class _Response(http.client.HTTPResponse):
+    """``http.client``'s answer, past every interim one: it skips 100 Continue only, and would take a 103
+    Early Hints or a 102 Processing for the answer (RFC 9110 section 15.2: a client reads and drops them)."""
+
+    def _read_status(self) -> tuple[str, int, str]:
+        while True:
+            version, status, reason = super()._read_status()  # type: ignore[misc]
+            if not 100 < status < 200 or status == 101:  # 100 is http.client's own to skip; 101 is no interim
+                return version, status, reason
+            http.client._read_headers(self.fp)  # type: ignore[attr-defined]
+
+
 class _NetworkStream:
     """What ``response.extensions["network_stream"]`` offers callers: the connection's socket."""
 
@@ -174,8 +186,10 @@ class PlainTransport(httpx.BaseTransport):
         conn: http.client.HTTPConnection
         if scheme == "https":
             conn = http.client.HTTPSConnection(host, port, timeout=timeout, context=self._context())
+            conn.response_class = _Response
         else:
             conn = http.client.HTTPConnection(host, port, timeout=timeout)
+            conn.response_class = _Response
         try:
             conn.connect()
         except TimeoutError as exc:

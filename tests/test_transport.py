@@ -161,3 +161,16 @@ def test_a_refused_connection_is_a_connect_error() -> None:
 def test_other_schemes_are_refused() -> None:
     with client() as http, pytest.raises(httpx.UnsupportedProtocol):
         http.get("ftp://127.0.0.1/events")
+
+
+@pytest.mark.parametrize(
+    "interim",
+    [b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n", b"HTTP/1.1 102 Processing\r\n\r\n"],
+)
+def test_interim_answers_are_skipped(raw_server: Callable[[Answer], RawServer], interim: bytes) -> None:
+    """It used to take a 103 or 102 for the answer (the job then stopped with exit 3)."""
+    server = raw_server(lambda conn, n, line: (interim + interim + ok(b'{"n": %d}' % n), False))
+    with client() as http:
+        answers = [http.get(f"{server.url}/events") for _ in range(2)]
+    assert [(a.status_code, a.json()) for a in answers] == [(200, {"n": 1}), (200, {"n": 2})]
+    assert server.connections == 1
