@@ -45,6 +45,10 @@ from .decode import RECORD_TYPES, column_getter
 from .errors import ApiError, ConfigError, TransientApiError
 from .redact import Credentials, redact_url
 
+# How an API may refuse a page past its data (a page or offset beyond the last one, or a 204 No Content):
+# read as the end of the data where the crawl asks for such a page only to see whether the data ends.
+PAST_THE_END: Final = frozenset({204, 400, 404, 410, 416, 422})
+
 INT64_MIN = -(2**63)
 INT64_MAX = 2**63 - 1
 _DECIMAL = re.compile(r"-?[0-9]{1,19}")
@@ -490,7 +494,9 @@ class OffsetPaginator(Paginator):
         if page.total is None or not page.records or page.total <= page.position + len(page.records):
             return
         following = probe(page.position + len(page.records))
-        if same_records(page, following, self.id_field):
+        # (Records added at the head between the two answers may shift a page onto the next: then the count
+        # moved too, and nothing can be told.)
+        if page.total == following.total and same_records(page, following, self.id_field):
             raise ConfigError(
                 f"the API answered {self.describe(page.position)} and {self.describe(following.position)} with the "
                 f"same {len(page.records)} records: it does not page by api.offset_param ('{self.api.offset_param}'); "
@@ -567,15 +573,25 @@ class PageNumberPaginator(Paginator):
                 )
             return
         short = api.total_pages_path is None and len(page.records) < api.page_size
-        if short or (page.total or 0) > 1:
-            following = probe(first + 1)
-            if short and following.records and not same_records(page, following, self.id_field):
+        if short:
+            # A page past the data may be refused (DRF's 404 "Invalid page.") or be the last page again.
+            try:
+                following = (probe_once or probe)(first + 1)
+            except ApiError as exc:
+                if exc.status not in PAST_THE_END:
+                    raise
+                following = Page(first + 1, [], None)
+            if following.records and not same_records(page, following, self.id_field):
                 raise ConfigError(
                     f"the API served {len(page.records)} records on {self.describe(first)} and more on the "
                     f"next page, not api.page_size ({api.page_size}): set api.page_size to the size the API "
                     "serves, or use api.total_pages_path"
                 )
-            if same_records(page, following, self.id_field):
+        elif (page.total or 0) > 1:
+            following = probe(first + 1)
+            # (Records added at the head between the two answers may shift a page onto the next: then the
+            # count moved too, and nothing can be told.)
+            if page.total == following.total and same_records(page, following, self.id_field):
                 raise ConfigError(
                     f"the API answered {self.describe(first)} and {self.describe(first + 1)} with the same "
                     f"{len(page.records)} records: it does not page by api.page_param ('{api.page_param}'), or "
@@ -586,11 +602,22 @@ class PageNumberPaginator(Paginator):
                 before = (probe_once or probe)(first - 1)
             except ApiError:  # most APIs refuse a page before their first (a 400, a 404, even a 500)
                 return
-            if before.records and not same_records(before, page, self.id_field):
+            if (
+                before.records
+                and not same_records(before, page, self.id_field)
+                and not self._last_again(page, before, probe)
+            ):
                 raise ConfigError(
                     f"{self.describe(first - 1)} holds records too, other than those of {self.describe(first)}: the "
                     f"API numbers its pages from {first - 1}: set api.first_page: {first - 1}"
                 )
+
+    def _last_again(self, page: Page, before: Page, probe: Callable[[Any], Page]) -> bool:
+        """Whether the page before the first is the API's last page (Django's ``Paginator.get_page`` answers a
+        page number out of range with the last page), by the API's count of pages."""
+        if not page.total or page.total < 2:
+            return False
+        return same_records(before, probe(page.position + page.total - 1), self.id_field)
 
     def finished(self, page: Page, end: int | None) -> bool:
         if page.next is None:

@@ -21,6 +21,7 @@ from .count import PageCounter, SliceCursor
 from .decode import RECORD_TYPES
 from .errors import ApiError
 from .fetch import ApiClient, Page
+from .paginate import PAST_THE_END
 from .protocol import Flush, Split, Task
 from .seen import SeenIds, encode_ids
 from .stats import Partial
@@ -49,9 +50,6 @@ LOOP_MEMORY = 10_000
 # the same page). Pages of other records already taken (an API sorted by a field that changed during
 # the crawl serves them again at its end) do not count: their crawl moves on.
 STUCK_PAGES = 20
-# How an API may refuse a page past its data (a page or offset beyond the last one): read as the end of
-# the data when the crawl asks for one only to see whether the data ends at the API's count.
-PAST_THE_END = frozenset({400, 404, 410, 416, 422})
 
 
 class _Positions:
@@ -209,6 +207,8 @@ def _crawl(
     last_ids: list[str] | None = None  # the ids of the last page that brought nothing new
     stride = 0  # ids the last page spanned (by id): how much a page covers
     confirming: Any = None  # the position past the API's count, asked to see whether the data ends there
+    numbered = sequential and paginator.style == "page_number"
+    fresh_pages = 0  # pages that brought records new to the slice
     beyond = False  # the crawl is past the API's count (its pages asked for after a full one that ended on it)
     while position is not None:
         until = proposals()
@@ -225,10 +225,11 @@ def _crawl(
         if loop is not None:
             raise loop
         beyond = beyond or (confirming is not None and position == confirming)
+        later = numbered and position != paginator.first()  # a page-number crawl without a count, past page 1
         try:
             page = prefetch.take()
         except ApiError as exc:
-            if not beyond or exc.status not in PAST_THE_END:
+            if not (beyond or later) or exc.status not in PAST_THE_END:
                 raise
             page = Page(position, [], None)  # the API refuses a page past its data: the data ends
         next_position = None if paginator.finished(page, end) else page.next
@@ -242,7 +243,7 @@ def _crawl(
             except ApiError as exc:
                 loop = exc
         tally = partial.records
-        fetched, duplicates = tally["fetched"], tally["duplicates"]
+        fetched, duplicates, received = tally["fetched"], tally["duplicates"], tally["received"]
         if by_id:
             counter.count_page(partial, page.records, page.position, ids)
         else:
@@ -252,9 +253,15 @@ def _crawl(
                 room = end - at  # the rows of the page that still lie inside the slice
             counter.count_rows(partial, page.records, room, recent)
         nothing_new = tally["fetched"] - fetched == tally["duplicates"] - duplicates
-        if beyond and nothing_new:
-            # Past the API's count, a page of records already taken (an API that answers any page past
-            # its data with its last one) ends the data.
+        # Where pages are full but the last, a page served again that is short, or full after two pages of
+        # new records (an API that ignores page numbers serves only one), is the last page again.
+        last_again = later and (len(page.records) < paginator.api.page_size or fresh_pages >= 2)
+        fresh_pages += not nothing_new
+        if page.records and nothing_new and (beyond or last_again):
+            # Past the API's count, or a page-number crawl without one: an API that answers any page past
+            # its data with its last one. That ends the data, and the page is no record of it (its records
+            # are not duplicates of the data).
+            tally["fetched"], tally["duplicates"], tally["received"] = fetched, duplicates, received
             next_position = None
         if page.records and next_position is not None and nothing_new:
             page_ids = sorted(_id_text(record, paginator.id_field) for record in page.records)

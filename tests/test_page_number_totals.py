@@ -181,3 +181,80 @@ class _FailsOnPageZero(_Pages):
 def test_a_page_before_the_first_that_fails_is_asked_once_and_read_as_no_page(state_dir: Path) -> None:
     _assert_every_row_once(_crawl(_FailsOnPageZero, 4, state_dir))
     assert _FailsOnPageZero.requested.count(0) == 1  # no retries, no wait: it is not a page
+
+
+class _Django(JsonHandler):
+    """Page numbers from 1 as Django REST Framework and Django's ``Paginator.get_page`` serve them: ``before``
+    and ``past`` say how a page out of range is answered ("404" as DRF's "Invalid page.", or "last": the
+    last page, as ``get_page`` does); ``count`` in the body unless ``counted`` is False."""
+
+    rows: ClassVar[list[dict[str, int]]] = ROWS
+    before: ClassVar[str] = "404"
+    past: ClassVar[str] = "404"
+    counted: ClassVar[bool] = True
+    requested: ClassVar[list[int]] = []
+
+    def do_GET(self) -> None:
+        page = int(parse_qs(urlsplit(self.path).query)["page"][0])
+        self.requested.append(page)
+        pages = max(1, -(-len(self.rows) // PAGE))
+        if not 1 <= page <= pages:
+            if (self.before if page < 1 else self.past) == "404":
+                self.send_json(404, {"detail": "Invalid page."})
+                return
+            page = pages
+        body: dict[str, object] = {"results": self.rows[(page - 1) * PAGE : page * PAGE]}
+        if self.counted:
+            body["count"] = len(self.rows)
+        self.send_json(200, body)
+
+
+def _django(state_dir: Path, slices: int = 4, **kinds: object) -> tuple[Outcome, list[int]]:
+    handler = type("Handler", (_Django,), {"requested": [], **kinds})
+    with serving(handler) as base:
+        section = {"url": f"{base}/events", "paginator": "page_number", "records_path": "results", "page_size": PAGE}
+        if handler.counted:
+            section["total_path"] = "count"
+        overrides = {"api": section, "fields": {"item": "item", "visitor": "visitor"}, "crawl": {"slices": slices}}
+        return run(load_settings(None, "test", environ={}, overrides=overrides), state_dir), handler.requested
+
+
+@pytest.mark.parametrize("counted", [True, False])
+@pytest.mark.parametrize(("before", "past"), [("404", "404"), ("last", "last")])
+@pytest.mark.parametrize("rows", [60, 1000, 1001])
+def test_django_style_pages_are_counted_whatever_they_answer_out_of_range(
+    state_dir: Path, rows: int, before: str, past: str, counted: bool
+) -> None:
+    """Each of these used to be refused: a first page shorter than page_size whose next page is a 404 (exit
+    3), a page 0 that is the last page (exit 2, "numbers its pages from 0"), a single page served again as
+    page 2 (exit 2); and without a count, a 404 or the last page again past the data (exit 3)."""
+    data = ROWS[:rows]
+    outcome, requested = _django(state_dir, rows=data, before=before, past=past, counted=counted)
+    assert outcome.exit_code == 0, outcome.message
+    records = outcome.report["records"]
+    assert records["counted"] == rows and records["duplicates"] == 0
+    top = {row["id"]: row["visits"] for row in outcome.report["windows"]["all"]["top_items"]}
+    assert top == {k: n for k in range(13) if (n := sum(1 for r in data if r["item"] == k))}
+    # One page past the data at most; two when only a page served again says the data ended (the crawl has
+    # asked for the next page while it counted that one).
+    assert max(requested) <= -(-rows // PAGE) + (2 if past == "last" else 1)
+
+
+class _IgnoresPageUncounted(_Django):
+    """Answers every page with the first, and gives no count."""
+
+    counted = False
+
+    def do_GET(self) -> None:
+        self.send_json(200, {"results": self.rows[:PAGE]})
+
+
+def test_an_api_that_ignores_page_numbers_without_a_count_still_stops_with_exit_3(state_dir: Path) -> None:
+    """A full page served again ends a page-number crawl only after two pages of new records: an API that
+    ignores the page parameter never serves two, so it is not read as one whose data ended on page 1."""
+    with serving(_IgnoresPageUncounted) as base:
+        section = {"url": f"{base}/events", "paginator": "page_number", "records_path": "results", "page_size": PAGE}
+        overrides = {"api": section, "fields": {"item": "item", "visitor": "visitor"}}
+        outcome = run(load_settings(None, "test", environ={}, overrides=overrides), state_dir)
+    assert outcome.exit_code == 3
+    assert "served the same records again" in (outcome.message or "")
