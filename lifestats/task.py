@@ -209,7 +209,7 @@ def _crawl(
     confirming: Any = None  # the position past the API's count, asked to see whether the data ends there
     numbered = sequential and paginator.style == "page_number"
     fresh_pages = 0  # pages that brought records new to the slice
-    beyond = False  # the crawl is past the API's count (its pages asked for after a full one that ended on it)
+    beyond = False  # the crawl is past the API's count (from the first page it asked for there on)
     while position is not None:
         until = proposals()
         if until is not None:
