@@ -80,3 +80,27 @@ def test_an_exclusive_bound_read_as_inclusive_is_refused_naming_the_setting(stat
         outcome = run(settings, state_dir / "as_told")
     assert outcome.exit_code == 0, outcome.message
     assert outcome.report["records"]["counted"] == len(IDS)
+
+
+class _NewestFirst(JsonHandler):
+    """An offset_id-like API that serves the highest ids at or above the offset, newest first, with the
+    page's lowest id as the next offset."""
+
+    def do_GET(self) -> None:
+        query = parse_qs(urlsplit(self.path).query)
+        low, limit = int(query["offset"][0]), int(query["limit"][0])
+        rows = [{"id": i, "item": i % 9} for i in sorted(IDS, reverse=True) if i >= low][:limit]
+        following = rows[-1]["id"] if len(rows) == limit else None
+        self.send_json(200, {"response": rows, "meta": {"next_offset": following}})
+
+
+def test_an_id_api_that_serves_newest_first_is_refused(state_dir: Path) -> None:
+    """Such an API used to be crawled from its first page's lowest id up (on one, 100 of 2,000 records
+    counted with exit 0): the first page's next offset, below the page's own highest id, tells."""
+    with serving(_NewestFirst) as base:
+        settings = load_settings(
+            None, "test", environ={}, overrides={"api": {"url": f"{base}/events", "page_size": 40}}
+        )
+        outcome = run(settings, state_dir)
+    assert outcome.exit_code == 2, outcome.report["records"]
+    assert "newest first?" in (outcome.message or "") and "561 to 600" in (outcome.message or "")

@@ -206,3 +206,29 @@ def test_parallel_probes_are_in_flight_together() -> None:
 
     bounds = discover(meeting, "id", None, None, parallel=parallel)
     assert (bounds.first_id, bounds.estimated_end) == (ids[0], ids[-1] + 1)
+
+
+def _ascending(ids: list[int], size: int = 3):  # type: ignore[no-untyped-def]
+    """An offset_id API over ``ids``: the lowest ``size`` ids at or above the offset, next = the last + 1."""
+
+    def probe(offset: int) -> Page:
+        page = [i for i in ids if i >= offset][:size]
+        more = bool(page) and page[-1] < ids[-1]
+        return Page(offset, [{"id": i} for i in page], page[-1] + 1 if more else None)
+
+    return probe
+
+
+def test_a_first_page_whose_next_offset_lies_below_its_ids_is_asked_again_then_refused() -> None:
+    ids = list(range(5, 21))
+    ascending = _ascending(ids)
+    glitches = [Page(INT64_MIN, [{"id": 5}, {"id": 6}, {"id": 7}], 6)]  # once: a glitch, not the API's order
+
+    def once_odd(offset: int) -> Page:
+        return glitches.pop() if glitches else ascending(offset)
+
+    bounds = find_bounds(once_odd, paginator(), None, None)
+    assert bounds.first_id == 5
+    newest_first = lambda offset: Page(offset, [{"id": 20}, {"id": 19}, {"id": 18}], 18)  # noqa: E731
+    with pytest.raises(ConfigError, match=r"ids 18 to 20 but gives 18 as the next offset"):
+        find_bounds(newest_first, paginator(), None, None)
