@@ -28,7 +28,7 @@ from typing import Any
 
 import httpx
 import orjson
-from httpx._utils import get_environment_proxies  # httpx's own reading of HTTP_PROXY, NO_PROXY, ...
+from httpx._utils import URLPattern, get_environment_proxies  # httpx's own reading of HTTP_PROXY, NO_PROXY
 from tenacity import (
     RetryCallState,
     Retrying,
@@ -218,13 +218,16 @@ class ApiClient:
         self._origin = _origin(httpx.URL(api.url))
         verify = self._verify(api)
         mounts: dict[str, httpx.BaseTransport | None] = {}
+        proxies = get_environment_proxies()
+        # Which proxy a URL goes through, as httpx picks it (the most specific pattern first): for messages.
+        self._proxies = sorted((URLPattern(pattern), proxy) for pattern, proxy in proxies.items())
         if transport is None and not api.http2:
             transport = PlainTransport(verify, watchdog=self._watchdog)  # also bounds the headers' arrival
             # httpx reads the environment's proxies (HTTP_PROXY, NO_PROXY, ...) only for a client on its own
             # transport: the same proxies, each on an httpx transport, for a client on this one.
             mounts = {
                 pattern: None if proxy is None else httpx.HTTPTransport(proxy=proxy, verify=verify)
-                for pattern, proxy in get_environment_proxies().items()
+                for pattern, proxy in proxies.items()
             }
         self._http = httpx.Client(
             headers=headers,
@@ -323,7 +326,9 @@ class ApiClient:
                     "set api.ca_bundle to a PEM file of the authority that signed it",
                     resumable=False,
                 ) from None
-            raise TransientApiError(f"connection failed ({type(exc).__name__}: {_one_line(_root(exc))})") from None
+            through = self._proxy_of(url)
+            via = f" through the proxy {redact_url(through)} (from the environment)" if through else ""
+            raise TransientApiError(f"connection failed{via} ({type(exc).__name__}: {_one_line(_root(exc))})") from None
         if body.startswith(_BOM):  # RFC 8259 lets a parser ignore it; orjson and msgspec do not
             body = body[len(_BOM) :]
         document, whole = self._parse(response, body, url)
@@ -338,6 +343,10 @@ class ApiClient:
                 raise refused from None
             # Read again from the whole body, so that the message names all of it.
             return self.paginator.read(position, whole_body, response)
+
+    def _proxy_of(self, url: httpx.URL) -> str | None:
+        """The proxy of the environment that a request to ``url`` goes through (None: none)."""
+        return next((proxy for pattern, proxy in self._proxies if pattern.matches(url)), None)
 
     def _read_capped(self, response: httpx.Response, deadline: float) -> bytes:
         """The body, within the size cap and before the request's deadline (a trickle is cut)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import socketserver
 import threading
 from pathlib import Path
 from typing import ClassVar
@@ -62,3 +63,20 @@ def test_the_crawl_goes_through_the_proxy_the_environment_names(tmp_path: Path) 
     top = {row["id"]: row["visits"] for row in report["windows"]["all"]["top_items"]}
     assert top == {f"i{k}": sum(1 for i in range(1, 401) if i % 7 == k) for k in range(7)}
     assert _ForwardProxy.seen and all(path.startswith("http://api.test/events?") for path in _ForwardProxy.seen)
+
+
+def test_a_proxy_that_refuses_is_named_not_the_api(tmp_path: Path) -> None:
+    """A dead proxy used to read as the API refusing: the message named only the API's URL."""
+    config = tmp_path / "config.yml"
+    config.write_text(
+        "test:\n  api: {url: 'http://api.test/events', page_size: 50}\n  fields: {item: item}\n"
+        "  crawl: {retries: 0, backoff: 0}\n"
+    )
+    with socketserver.TCPServer(("127.0.0.1", 0), socketserver.BaseRequestHandler) as closed:
+        dead = f"http://user:pw-never-shown@127.0.0.1:{closed.server_address[1]}"
+    env = {name: "" for name in os.environ if name.lower() in ("http_proxy", "https_proxy", "all_proxy")}
+    env |= {"HTTP_PROXY": dead, "NO_PROXY": ""}
+    done = run_main("--config", str(config), "--env", "test", "--no-progress", cwd=tmp_path, env=env)
+    assert done.returncode == 3, done.stderr
+    assert f"through the proxy http://***@127.0.0.1:{dead.rsplit(':', 1)[1]}" in done.stderr
+    assert "pw-never-shown" not in done.stderr + done.stdout
