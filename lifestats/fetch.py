@@ -44,7 +44,7 @@ from .decode import NotDecoded, PageDecoder
 from .errors import ApiError, LifestatsError, TransientApiError
 from .limiter import RateLimiter
 from .paginate import Page, Paginator, dig, make_paginator
-from .redact import redact_url
+from .redact import redact_text, redact_url
 
 __all__ = ["USER_AGENT", "ApiClient", "Page", "RequestCounts", "dig", "retry_after_seconds"]
 
@@ -95,10 +95,11 @@ def _root(exc: BaseException) -> str:
     return str(exc)
 
 
-def _one_line(text: str, limit: int = 160) -> str:
-    """An exception's text for a message: one line, cut at ``limit`` characters, URLs' secrets masked."""
-    line = " ".join(text.split()) or "no detail"
-    return redact_url(line[:limit])
+def _one_line(text: str, urls: list[str], limit: int = 160) -> str:
+    """An exception's text for a message: one line, the secrets of ``urls`` masked wherever they appear in
+    it (before it is cut, so that no URL is cut in two unmasked), cut at ``limit`` characters."""
+    line = redact_text(" ".join(text.split()), urls) or "no detail"
+    return line[:limit]
 
 
 class _Watchdog:
@@ -328,7 +329,8 @@ class ApiClient:
                 ) from None
             through = self._proxy_of(url)
             via = f" through the proxy {redact_url(through)} (from the environment)" if through else ""
-            raise TransientApiError(f"connection failed{via} ({type(exc).__name__}: {_one_line(_root(exc))})") from None
+            detail = _one_line(_root(exc), [str(url), through or ""])
+            raise TransientApiError(f"connection failed{via} ({type(exc).__name__}: {detail})") from None
         if body.startswith(_BOM):  # RFC 8259 lets a parser ignore it; orjson and msgspec do not
             body = body[len(_BOM) :]
         document, whole = self._parse(response, body, url)

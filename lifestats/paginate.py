@@ -169,6 +169,13 @@ def same_records(a: Page, b: Page, id_field: str) -> bool:
     return ids[0] == ids[1] and any(text != "None" for text in ids[0])
 
 
+def _served_again(page: Page, following: Page, id_field: str) -> bool:
+    """Whether the API answered the page after ``page`` with ``page``'s records. Records added at the head
+    between the two answers may shift a page onto the next: the count then moved too, and nothing can be
+    told."""
+    return page.total == following.total and same_records(page, following, id_field)
+
+
 def _count(value: Any) -> int | None:
     """A total as the API gives it: an integer, or a string of digits."""
     number = int_id(value)
@@ -494,9 +501,7 @@ class OffsetPaginator(Paginator):
         if page.total is None or not page.records or page.total <= page.position + len(page.records):
             return
         following = probe(page.position + len(page.records))
-        # (Records added at the head between the two answers may shift a page onto the next: then the count
-        # moved too, and nothing can be told.)
-        if page.total == following.total and same_records(page, following, self.id_field):
+        if _served_again(page, following, self.id_field):
             raise ConfigError(
                 f"the API answered {self.describe(page.position)} and {self.describe(following.position)} with the "
                 f"same {len(page.records)} records: it does not page by api.offset_param ('{self.api.offset_param}'); "
@@ -561,9 +566,11 @@ class PageNumberPaginator(Paginator):
         - the same records on the next page: the API does not page by ``api.page_param``, or numbers its
           pages from the next one and answers the one before with its first;
         - empty, though the API counts pages, with records on the next one; or records, other ones, on
-          the page before: the API numbers its pages from another ``api.first_page``.
+          the page before, which are not the API's last page either (Django's ``get_page`` answers an
+          out-of-range page with it): the API numbers its pages from another ``api.first_page``.
         """
         api, first = self.api, page.position
+        once = probe_once or probe  # for a page the API may well refuse
         if not page.records:
             if page.total and probe(first + 1).records:
                 raise ConfigError(
@@ -576,7 +583,7 @@ class PageNumberPaginator(Paginator):
         if short:
             # A page past the data may be refused (DRF's 404 "Invalid page.") or be the last page again.
             try:
-                following = (probe_once or probe)(first + 1)
+                following = once(first + 1)
             except ApiError as exc:
                 if exc.status not in PAST_THE_END:
                     raise
@@ -589,9 +596,7 @@ class PageNumberPaginator(Paginator):
                 )
         elif (page.total or 0) > 1:
             following = probe(first + 1)
-            # (Records added at the head between the two answers may shift a page onto the next: then the
-            # count moved too, and nothing can be told.)
-            if page.total == following.total and same_records(page, following, self.id_field):
+            if _served_again(page, following, self.id_field):
                 raise ConfigError(
                     f"the API answered {self.describe(first)} and {self.describe(first + 1)} with the same "
                     f"{len(page.records)} records: it does not page by api.page_param ('{api.page_param}'), or "
@@ -599,7 +604,7 @@ class PageNumberPaginator(Paginator):
                 )
         if first >= 1:
             try:
-                before = (probe_once or probe)(first - 1)
+                before = once(first - 1)
             except ApiError:  # most APIs refuse a page before their first (a 400, a 404, even a 500)
                 return
             if (
