@@ -28,6 +28,14 @@ REPO = Path(__file__).resolve().parent.parent
 AS_OF = datetime(2026, 3, 15, 12, 0, tzinfo=UTC)  # the synthetic datasets end here by default
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """Keeps each phase's report on the test (``item.rep_call``), for fixtures that show more on failure."""
+    outcome = yield
+    report = outcome.get_result()
+    setattr(item, f"rep_{report.when}", report)
+
+
 def job_settings(url: str, **sections: dict[str, Any]) -> Settings:
     """Settings for the synthetic dataset at ``url``; ``sections`` override per section."""
     overrides: dict[str, dict[str, Any]] = {

@@ -86,6 +86,14 @@ class DaskCluster:
         with self.client() as client:
             client.wait_for_workers(count, timeout=max(timeout, 1.0))
 
+    def logs(self, tail: int = 60) -> str:
+        """The last ``tail`` lines of the scheduler's and every worker's log (shown when a test fails)."""
+        parts = []
+        for log in sorted((self.workdir / "logs").glob("*.log")):
+            lines = log.read_text(errors="replace").splitlines()[-tail:]
+            parts.append(f"--- {log.name} (last {len(lines)} lines)\n" + "\n".join(lines))
+        return "\n".join(parts)
+
     def worker_pids(self) -> dict[str, int]:
         """Worker address -> the pid of the process that runs the tasks."""
         with self.client() as client:

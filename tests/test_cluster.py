@@ -45,6 +45,15 @@ def dask(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaskCluster]:
         yield started
 
 
+@pytest.fixture(autouse=True)
+def _cluster_logs_on_failure(request: pytest.FixtureRequest) -> Iterator[None]:
+    """A failed test shows the end of the cluster's logs (the scheduler's and each worker's)."""
+    yield
+    report = getattr(request.node, "rep_call", None)
+    if report is not None and report.failed and "dask" in request.fixturenames:
+        print(request.getfixturevalue("dask").logs())
+
+
 def serve(tmp_path: Path, limit: float) -> tuple[str, Any, Path]:
     log_file = tmp_path / "requests.jsonl"
     url, stop = serve_in_subprocess(**SPEC, rate_limit=limit, log_file=log_file)
