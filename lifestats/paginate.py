@@ -793,6 +793,51 @@ STYLES: dict[str, type[Paginator]] = {
 }
 
 
+class DataEnd:
+    """Where one crawl's data ends, when the API's count cannot say so alone (one per crawl of a slice).
+
+    The count ends a crawl, except at a full page that ends on it, or after the API served rows past it
+    (a capped or stale count): the crawl then asks for the next position, and there an empty page, a
+    refusal (:data:`PAST_THE_END`) or the last page served again end the data. A page-number crawl
+    without a count reads its pages past the first the same way (an API that answers any page past its
+    data with its last one, as Django's ``Paginator.get_page`` does): a page served again that is short,
+    or full after two pages of new records (an API that ignores the page parameter serves only one),
+    is the last page again.
+    """
+
+    def __init__(self, paginator: Paginator) -> None:
+        self.paginator = paginator
+        self._numbered = paginator.slicing == "sequential" and paginator.style == "page_number"
+        self._confirming: Any = None  # the position past the API's count, asked to see whether data ends there
+        self._beyond = False  # the crawl is past the API's count (from the first page asked for there on)
+        self._later = False  # the page now taken is past page 1 of a page-number crawl without a count
+        self._fresh_pages = 0  # pages that brought records new to the slice
+
+    def taking(self, position: Any) -> None:
+        """The page at ``position`` is taken next."""
+        self._beyond = self._beyond or (self._confirming is not None and position == self._confirming)
+        self._later = self._numbered and position != self.paginator.first()
+
+    def refused(self, exc: ApiError) -> bool:
+        """Whether the API's refusal of the page being taken is the end of its data."""
+        return (self._beyond or self._later) and exc.status in PAST_THE_END
+
+    def next_position(self, page: Page, end: int | None) -> Any:
+        """The position after ``page`` (None: the slice is done), noting when it lies past the API's count."""
+        paginator = self.paginator
+        following = None if paginator.finished(page, end) else page.next
+        if following is not None and self._confirming is None and (paginator.at_total(page) or page.past_total):
+            self._confirming = following
+        return following
+
+    def served_again(self, page: Page, nothing_new: bool) -> bool:
+        """Whether ``page``, which brought ``nothing_new`` records, is the API's answer past its data: that
+        ends the data, and the page is no record of it (its records are not duplicates)."""
+        last_again = self._later and (len(page.records) < self.paginator.api.page_size or self._fresh_pages >= 2)
+        self._fresh_pages += not nothing_new
+        return bool(page.records) and nothing_new and (self._beyond or last_again)
+
+
 def make_paginator(api: ApiConfig, id_field: str = "id") -> Paginator:
     """The paginator of ``api.paginator``."""
     return STYLES[api.paginator](api, id_field)

@@ -21,7 +21,7 @@ from .count import PageCounter, SliceCursor
 from .decode import RECORD_TYPES
 from .errors import ApiError
 from .fetch import ApiClient, Page
-from .paginate import PAST_THE_END
+from .paginate import DataEnd
 from .protocol import Flush, Split, Task
 from .seen import SeenIds, encode_ids
 from .stats import Partial
@@ -206,10 +206,7 @@ def _crawl(
     stuck = 0  # pages in a row that served the same records again and brought nothing new
     last_ids: list[str] | None = None  # the ids of the last page that brought nothing new
     stride = 0  # ids the last page spanned (by id): how much a page covers
-    confirming: Any = None  # the position past the API's count, asked to see whether the data ends there
-    numbered = sequential and paginator.style == "page_number"
-    fresh_pages = 0  # pages that brought records new to the slice
-    beyond = False  # the crawl is past the API's count (from the first page it asked for there on)
+    data_end = DataEnd(paginator)
     while position is not None:
         until = proposals()
         if until is not None:
@@ -224,17 +221,14 @@ def _crawl(
             emit(Split(task.slice.index, task.attempt, new_end, accepted))
         if loop is not None:
             raise loop
-        beyond = beyond or (confirming is not None and position == confirming)
-        later = numbered and position != paginator.first()  # a page-number crawl without a count, past page 1
+        data_end.taking(position)
         try:
             page = prefetch.take()
         except ApiError as exc:
-            if not (beyond or later) or exc.status not in PAST_THE_END:
+            if not data_end.refused(exc):
                 raise
             page = Page(position, [], None)  # the API refuses a page past its data: the data ends
-        next_position = None if paginator.finished(page, end) else page.next
-        if next_position is not None and confirming is None and (paginator.at_total(page) or page.past_total):
-            confirming = next_position  # past the API's count: asked to see whether the data ends there
+        next_position = data_end.next_position(page, end)
         if next_position is not None:  # fetched while this page is counted
             try:
                 if sequential:
@@ -253,14 +247,7 @@ def _crawl(
                 room = end - at  # the rows of the page that still lie inside the slice
             counter.count_rows(partial, page.records, room, recent)
         nothing_new = tally["fetched"] - fetched == tally["duplicates"] - duplicates
-        # Where pages are full but the last, a page served again that is short, or full after two pages of
-        # new records (an API that ignores page numbers serves only one), is the last page again.
-        last_again = later and (len(page.records) < paginator.api.page_size or fresh_pages >= 2)
-        fresh_pages += not nothing_new
-        if page.records and nothing_new and (beyond or last_again):
-            # Past the API's count, or a page-number crawl without one: an API that answers any page past
-            # its data with its last one. That ends the data, and the page is no record of it (its records
-            # are not duplicates of the data).
+        if data_end.served_again(page, nothing_new):  # the API's answer past its data: not counted
             tally["fetched"], tally["duplicates"], tally["received"] = fetched, duplicates, received
             next_position = None
         if page.records and next_position is not None and nothing_new:

@@ -8,8 +8,8 @@ import httpx
 import pytest
 
 from lifestats.config import ApiConfig, load_settings
-from lifestats.errors import ConfigError, TransientApiError
-from lifestats.paginate import Page, int_id, lookup, make_paginator
+from lifestats.errors import ApiError, ConfigError, TransientApiError
+from lifestats.paginate import DataEnd, Page, int_id, lookup, make_paginator
 
 URL = "https://api.example.test/v1/events"
 
@@ -227,3 +227,41 @@ def test_link_headers_are_read_as_rfc_8288_writes_them(headers: list[str], targe
     from lifestats.paginate import next_link
 
     assert next_link(headers) == target
+
+
+def test_data_end_past_a_count_that_ends_on_a_full_page() -> None:
+    """Offset: a full page ending on the count asks one more; there a refusal, an empty page or the last
+    page served again end the data, and a refusal before that point does not."""
+    offset = api(paginator="offset", records_path="results", total_header="X-Total-Count")
+    end = DataEnd(make_paginator(offset))
+    end.taking(0)
+    assert not end.refused(ApiError("not found", status=404))  # not past the count: a real failure
+    full = read(offset, 6, {"results": RECORDS}, {"X-Total-Count": "9"})
+    assert end.next_position(full, None) == 9  # asked for, to see whether the data ends there
+    assert not end.served_again(full, nothing_new=False)
+    end.taking(9)
+    assert end.refused(ApiError("not found", status=404)) and not end.refused(ApiError("down", status=503))
+    assert end.served_again(read(offset, 9, {"results": RECORDS}, {"X-Total-Count": "9"}), nothing_new=True)
+    assert end.next_position(read(offset, 9, {"results": []}, {"X-Total-Count": "9"}), None) is None
+
+
+def test_data_end_of_page_numbers_without_a_count() -> None:
+    """Page numbers without a count: past page 1, a short page served again or a 404 ends the data; a
+    full page served again ends it only after two pages of new records (an API that ignores the page
+    parameter serves one page only: that is no end, the crawl stops as stuck)."""
+    numbered = api(paginator="page_number", records_path="results")
+    end = DataEnd(make_paginator(numbered))
+    end.taking(1)
+    assert not end.refused(ApiError("not found", status=404))  # page 1 refused: a real failure
+    assert not end.served_again(read(numbered, 1, {"results": RECORDS}), nothing_new=False)
+    end.taking(2)
+    assert end.refused(ApiError("not found", status=404))
+    assert not end.served_again(read(numbered, 2, {"results": RECORDS}), nothing_new=True)  # one fresh page
+    end.taking(3)
+    assert end.served_again(read(numbered, 3, {"results": RECORDS[:2]}), nothing_new=True)  # short: the last again
+    fresh = DataEnd(make_paginator(numbered))
+    for number in (1, 2):
+        fresh.taking(number)
+        assert not fresh.served_again(read(numbered, number, {"results": RECORDS}), nothing_new=False)
+    fresh.taking(3)
+    assert fresh.served_again(read(numbered, 3, {"results": RECORDS}), nothing_new=True)
