@@ -116,6 +116,15 @@ class PageDecoder:
 
     @classmethod
     def for_paths(cls, records_path: str, value_paths: Sequence[str], record_keys: Sequence[str]) -> PageDecoder | None:
+        try:
+            return cls._for_paths(records_path, value_paths, record_keys)
+        except ValueError:  # a key msgspec cannot name a field after (one with '"', '\\' or a control character)
+            return None
+
+    @classmethod
+    def _for_paths(
+        cls, records_path: str, value_paths: Sequence[str], record_keys: Sequence[str]
+    ) -> PageDecoder | None:
         record = record_type(record_keys)
         if records_path == "":
             if any(path != "" for path in value_paths):

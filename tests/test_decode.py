@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import collections
 import json
 import math
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import orjson
@@ -22,6 +25,8 @@ from lifestats.errors import ConfigError
 from lifestats.fetch import ApiClient
 from lifestats.report import build_report
 from lifestats.stats import Partial
+from tests.conftest import run
+from tests.json_api import JsonHandler, serving
 from tests.test_records_property import BOT_AGENTS, BOT_IPS, FIELDS, _json_safe, keys, timestamps
 
 KEYS = ["id", "item", "ts", "who"]
@@ -134,6 +139,14 @@ def test_paths_that_cannot_be_one_shape_give_no_decoder(records_path: str, value
     assert PageDecoder.for_paths(records_path, value_paths, KEYS) is None
 
 
+@pytest.mark.parametrize("key", ['cat"egory', "cat\\egory", "cat\tegory"])
+def test_keys_a_struct_cannot_name_leave_the_pages_to_the_plain_parser(key: str) -> None:
+    """msgspec names no struct field after a key with a quote, a backslash or a control character (the
+    run used to die at its workers' start-up, exit 1): such keys are read from plain parsed pages."""
+    assert PageDecoder.for_paths("data", [], ["id", key]) is None
+    assert PageDecoder.for_paths(f"data.{key}", [], ["id"]) is None
+
+
 def test_a_bare_list_of_records_is_decoded() -> None:
     found = PageDecoder.for_paths("", [], ["id", "item"])
     assert found is not None
@@ -242,3 +255,38 @@ def test_a_wrong_path_in_a_body_orjson_cannot_parse_still_names_the_path() -> No
     with pytest.raises(ConfigError) as info:
         client(paginator="offset", total_path="meta.total").get_page(0)
     assert "api.total_path 'meta.total'" in str(info.value)
+
+
+ODD_KEYS = {"item": 'it"em', "category": "cat\\egory", "visitor": "vis\titor"}
+ODD_ROWS = [
+    {"id": k, ODD_KEYS["item"]: k % 7, ODD_KEYS["category"]: f"c{k % 3}", ODD_KEYS["visitor"]: k % 40}
+    for k in range(1, 301)
+]
+
+
+class _OddKeys(JsonHandler):
+    """Offset ids over records whose keys hold a quote, a backslash and a tab."""
+
+    def do_GET(self) -> None:
+        query = parse_qs(urlsplit(self.path).query)
+        offset, limit = int(query["offset"][0]), int(query["limit"][0])
+        rows = [row for row in ODD_ROWS if row["id"] >= offset][:limit]
+        self.send_json(200, {"data": rows, "meta": {"next_offset": rows[-1]["id"] + 1 if rows else None}})
+
+
+def test_a_job_counts_fields_whose_keys_hold_quotes_backslashes_and_tabs(state_dir: Path) -> None:
+    with serving(_OddKeys) as base:
+        overrides = {
+            "api": {"url": f"{base}/events", "page_size": 50, "records_path": "data"},
+            "fields": dict(ODD_KEYS),
+            "crawl": {"slices": 3, "workers": 2},
+        }
+        outcome = run(load_settings(None, "test", environ={}, overrides=overrides), state_dir)
+    assert outcome.exit_code == 0, outcome.message
+    window = outcome.report["windows"]["all"]
+    assert outcome.report["records"]["counted"] == len(ODD_ROWS)
+    assert window["distinct_visitors"] == 40
+    expected = collections.Counter(row[ODD_KEYS["item"]] for row in ODD_ROWS)
+    assert {row["id"]: row["visits"] for row in window["top_items"]} == dict(expected)
+    categories = collections.Counter(row[ODD_KEYS["category"]] for row in ODD_ROWS)
+    assert {row["id"]: row["visits"] for row in window["top_categories"]} == dict(categories)
