@@ -14,6 +14,7 @@ import multiprocessing as mp
 import os
 import queue
 import signal
+import sys
 import threading
 import traceback
 from collections import deque
@@ -303,7 +304,14 @@ class LocalExecutor:
 
     def _spawn(self) -> _Worker:
         self._started += 1
-        return _Worker(self._ctx, self._setup, self._started)
+        try:
+            return _Worker(self._ctx, self._setup, self._started)
+        except OSError as exc:  # the forkserver is gone, or this machine cannot start another process
+            raise LifestatsError(
+                f"could not start a worker process ({_one_line(exc)}): the process that starts them "
+                f"({self._ctx.get_start_method()}, run by {sys.executable}) did not answer; check that this "
+                "user can run that interpreter and start processes"
+            ) from None
 
     def submit(self, task: Task) -> None:
         self._pending.append(task)

@@ -130,3 +130,27 @@ def test_the_stall_limit_leaves_room_for_slow_answers_retry_waits_and_low_rates(
     assert stall_seconds(job_settings("http://x.test/e", crawl={"backoff_max": 90, "rate_limit": 100})) >= 180
     assert stall_seconds(job_settings("http://x.test/e", crawl={"rate_limit": 0.01})) >= 3 * 100
     assert stall_seconds(job_settings("http://x.test/e", crawl={"stall_timeout": 5})) == 5
+
+
+def test_workers_that_cannot_be_started_end_the_job_in_one_line_and_a_second_run_is_exact(
+    state_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The forkserver that starts the workers gone (as when this user cannot run its interpreter): it
+    used to end the job with multiprocessing's traceback."""
+    from multiprocessing import forkserver
+
+    def refused(fds: Any) -> Any:
+        raise ConnectionRefusedError(111, "Connection refused")
+
+    with MockServer(DATA) as server:
+        settings = job_settings(server.url, crawl={"slices": 4, "workers": 2})
+        with monkeypatch.context() as patch:
+            patch.setattr(forkserver, "connect_to_new_process", refused)
+            outcome = run(settings, state_dir)
+        assert outcome.exit_code == 1
+        assert "could not start a worker process (ConnectionRefusedError" in (outcome.message or "")
+        print(f"\nno forkserver: exit {outcome.exit_code}: {outcome.message}")
+        assert "Traceback" not in (outcome.message or "")
+        again = run(settings, state_dir)
+    assert again.exit_code == 0, again.message
+    assert statistics(again.report) == ground_truth(DATA, as_of=AS_OF)
