@@ -77,6 +77,8 @@ def write_atomic(path: str | Path, data: bytes) -> None:
 def check_file(path: str, flag: str) -> None:
     """Refuse (exit 2) a file path that cannot be written: a directory, a parent that cannot exist, no
     permission, a name too long for the temporary file beside it."""
+    if not path:
+        raise ConfigError(f"{flag}: the path is empty; give a file name")
     target = Path(path)
     try:
         if target.is_dir():
@@ -93,6 +95,8 @@ def check_file(path: str, flag: str) -> None:
 
 def check_dir(path: str, flag: str) -> None:
     """Refuse (exit 2) a directory for report files that cannot be created or written into."""
+    if not path:
+        raise ConfigError(f"{flag}: the path is empty; give a directory")
     target = Path(path)
     if target.exists() and not target.is_dir():
         raise ConfigError(f"{flag} {path}: is a file; give a directory")

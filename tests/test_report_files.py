@@ -170,6 +170,14 @@ def test_unwritable_report_paths_are_refused_with_the_flag_and_path(
     assert sorted(tmp_path.rglob("*")) == before
 
 
+def test_an_empty_report_path_is_refused_as_empty() -> None:
+    """It was refused as ' : is a directory' (the empty path reads as the current directory)."""
+    with pytest.raises(ConfigError, match="^--report-html: the path is empty; give a file name$"):
+        check_file("", "--report-html")
+    with pytest.raises(ConfigError, match="^--report-csv: the path is empty; give a directory$"):
+        check_dir("", "--report-csv")
+
+
 def test_a_writable_path_passes_the_check_and_leaves_nothing_behind(tmp_path: Path) -> None:
     check_file(str(tmp_path / "new" / "r.json"), "--report-json")
     check_dir(str(tmp_path / "csv"), "--report-csv")
