@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import email.utils
+import ipaddress
 import itertools
 import json
 import logging
@@ -25,6 +26,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
+from urllib.request import getproxies
 
 import httpx
 import orjson
@@ -175,6 +177,31 @@ class _Deadline:
             self._watchdog.release(self._token)
 
 
+def environment_proxies(host: str) -> dict[str, str | None]:
+    """The environment's proxies as httpx reads them (URL pattern -> proxy, None: none), and ``NO_PROXY``'s
+    networks as curl reads them: an API at an IP address inside an entry such as ``10.0.0.0/8`` goes
+    direct (httpx reads that entry as the one address it starts with, and sent such an API through the
+    proxy)."""
+    proxies = get_environment_proxies()
+    if not proxies:
+        return proxies
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return proxies  # a host name: NO_PROXY's names are httpx's to match
+    for entry in getproxies().get("no", "").split(","):
+        entry = entry.strip()
+        if "/" not in entry or "://" in entry:
+            continue
+        try:
+            network = ipaddress.ip_network(entry.strip("[]"), strict=False)
+        except ValueError:
+            continue
+        if address.version == network.version and address in network:
+            proxies[f"all://[{host}]" if address.version == 6 else f"all://{host}"] = None
+    return proxies
+
+
 class ApiClient:
     """Fetches pages of the configured API, in the configured pagination style."""
 
@@ -219,7 +246,7 @@ class ApiClient:
         self._origin = _origin(httpx.URL(api.url))
         verify = self._verify(api)
         mounts: dict[str, httpx.BaseTransport | None] = {}
-        proxies = get_environment_proxies()
+        proxies = environment_proxies(httpx.URL(api.url).host)
         # Which proxy a URL goes through, as httpx picks it (the most specific pattern first): for messages.
         self._proxies = sorted((URLPattern(pattern), proxy) for pattern, proxy in proxies.items())
         if transport is None and not api.http2:

@@ -11,6 +11,9 @@ from pathlib import Path
 from typing import ClassVar
 from urllib.parse import parse_qs, urlsplit
 
+import pytest
+
+from lifestats.fetch import environment_proxies
 from mocks.source import ListSource, page_body
 
 from .conftest import run_main
@@ -80,3 +83,53 @@ def test_a_proxy_that_refuses_is_named_not_the_api(tmp_path: Path) -> None:
     assert done.returncode == 3, done.stderr
     assert f"through the proxy http://***@127.0.0.1:{dead.rsplit(':', 1)[1]}" in done.stderr
     assert "pw-never-shown" not in done.stderr + done.stdout
+
+
+class _Direct(JsonHandler):
+    """The API itself, on 127.0.0.1."""
+
+    def do_GET(self) -> None:
+        query = parse_qs(urlsplit(self.path).query)
+        body = page_body(SOURCE, int(query["offset"][0]), int(query["limit"][0]))
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+@pytest.mark.parametrize("no_proxy", ["127.0.0.0/8", "10.0.0.0/8, 127.0.0.0/16", "127.0.0.1/32"])
+def test_an_api_at_an_address_in_a_no_proxy_network_goes_direct(tmp_path: Path, no_proxy: str) -> None:
+    """NO_PROXY=127.0.0.0/8, as curl reads it: the API at 127.0.0.1 is asked directly. httpx reads such an
+    entry as the one address 127.0.0.0, and the crawl went to the (here dead) proxy: exit 3."""
+    with socketserver.TCPServer(("127.0.0.1", 0), socketserver.BaseRequestHandler) as closed:
+        dead = f"http://127.0.0.1:{closed.server_address[1]}"
+    with serving(_Direct) as base:
+        config = tmp_path / "config.yml"
+        config.write_text(
+            f"test:\n  api: {{url: '{base}/events', page_size: 50}}\n  fields: {{item: item}}\n"
+            "  crawl: {slices: 3, workers: 2, rate_limit: 1000, retries: 0, backoff: 0}\n"
+        )
+        env = {name: "" for name in os.environ if name.lower() in ("http_proxy", "https_proxy", "all_proxy")}
+        env |= {"HTTP_PROXY": dead, "NO_PROXY": no_proxy, "no_proxy": no_proxy}
+        done = run_main(
+            "--config", str(config), "--env", "test", "--no-progress", "--report-json", "r.json",
+            cwd=tmp_path, env=env,
+        )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["records"]["counted"] == len(SOURCE)
+
+
+def test_an_api_at_an_address_outside_the_no_proxy_networks_goes_through_the_proxy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("HTTP_PROXY", "http_proxy", "NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", "http://proxy.test:3128")
+    monkeypatch.setenv("NO_PROXY", "10.0.0.0/8,::1/128")
+    outside = environment_proxies("192.168.1.5")
+    assert outside["http://"] == "http://proxy.test:3128" and "all://192.168.1.5" not in outside
+    assert environment_proxies("10.1.2.3")["all://10.1.2.3"] is None
+    assert environment_proxies("::1")["all://[::1]"] is None
+    assert "all://api.test" not in environment_proxies("api.test")
