@@ -257,6 +257,8 @@ class ApiClient:
                 pattern: None if proxy is None else httpx.HTTPTransport(proxy=proxy, verify=verify)
                 for pattern, proxy in proxies.items()
             }
+        elif transport is None:  # httpx's transport reads the proxies itself: only NO_PROXY's networks added
+            mounts = {pattern: None for pattern, proxy in proxies.items() if proxy is None}
         self._http = httpx.Client(
             headers=headers,
             timeout=httpx.Timeout(api.timeout, connect=min(api.connect_timeout, api.timeout)),

@@ -98,8 +98,16 @@ class _Direct(JsonHandler):
         self.wfile.write(body)
 
 
-@pytest.mark.parametrize("no_proxy", ["127.0.0.0/8", "10.0.0.0/8, 127.0.0.0/16", "127.0.0.1/32"])
-def test_an_api_at_an_address_in_a_no_proxy_network_goes_direct(tmp_path: Path, no_proxy: str) -> None:
+@pytest.mark.parametrize(
+    ("no_proxy", "http2"),
+    [
+        ("127.0.0.0/8", "false"),
+        ("10.0.0.0/8, 127.0.0.0/16", "false"),
+        ("127.0.0.1/32", "false"),
+        ("127.0.0.0/8", "true"),  # httpx's own transport
+    ],
+)
+def test_an_api_at_an_address_in_a_no_proxy_network_goes_direct(tmp_path: Path, no_proxy: str, http2: str) -> None:
     """NO_PROXY=127.0.0.0/8, as curl reads it: the API at 127.0.0.1 is asked directly. httpx reads such an
     entry as the one address 127.0.0.0, and the crawl went to the (here dead) proxy: exit 3."""
     with socketserver.TCPServer(("127.0.0.1", 0), socketserver.BaseRequestHandler) as closed:
@@ -107,7 +115,7 @@ def test_an_api_at_an_address_in_a_no_proxy_network_goes_direct(tmp_path: Path, 
     with serving(_Direct) as base:
         config = tmp_path / "config.yml"
         config.write_text(
-            f"test:\n  api: {{url: '{base}/events', page_size: 50}}\n  fields: {{item: item}}\n"
+            f"test:\n  api: {{url: '{base}/events', page_size: 50, http2: {http2}}}\n  fields: {{item: item}}\n"
             "  crawl: {slices: 3, workers: 2, rate_limit: 1000, retries: 0, backoff: 0}\n"
         )
         env = {name: "" for name in os.environ if name.lower() in ("http_proxy", "https_proxy", "all_proxy")}

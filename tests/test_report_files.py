@@ -172,9 +172,9 @@ def test_unwritable_report_paths_are_refused_with_the_flag_and_path(
 
 def test_an_empty_report_path_is_refused_as_empty() -> None:
     """It was refused as ' : is a directory' (the empty path reads as the current directory)."""
-    with pytest.raises(ConfigError, match="^--report-html: the path is empty; give a file name$"):
+    with pytest.raises(ConfigError, match=r"^--report-html: the path is empty; give a file name$"):
         check_file("", "--report-html")
-    with pytest.raises(ConfigError, match="^--report-csv: the path is empty; give a directory$"):
+    with pytest.raises(ConfigError, match=r"^--report-csv: the path is empty; give a directory$"):
         check_dir("", "--report-csv")
 
 
