@@ -336,8 +336,8 @@ class FastPage:
     bots: int = 0
     future: int = 0
     series_cut: int = 0
-    ips_present: int = 0  # of the records counted or bots, those with an ip (when asked, see FastCounter.count)
-    agents_present: int = 0  # and with a user agent
+    ips_present: int = 0  # of the records counted or bots, those with an ip string (when asked, see FastCounter.count)
+    agents_present: int = 0  # and with a user agent string
     items: list[Any] = field(default_factory=list)
     categories: list[Any] = field(default_factory=list)
     visitors: list[Any] = field(default_factory=list)
@@ -482,7 +482,7 @@ class FastCounter:
             ips, agents = column(records, names.ip), column(records, names.user_agent)
             if presence:
                 undecided = np.flatnonzero(slow).tolist()
-                page.ips_present, page.agents_present = _present(ips, undecided), _present(agents, undecided)
+                page.ips_present, page.agents_present = _strings(ips, undecided), _strings(agents, undecided)
             flagged = self._bot_check.mask(ips, agents)
             if flagged is not None:
                 page.bots = int((flagged & fast).sum())
@@ -519,10 +519,10 @@ class FastCounter:
         return page
 
 
-def _present(values: list[Any], but: list[int]) -> int:
-    """How many ``values`` are there (not None, not ``UNSET``), leaving out the rows ``but``."""
-    there = len(values) - values.count(None) - values.count(UNSET)
-    return there - sum(1 for i in but if values[i] is not None and values[i] is not UNSET)
+def _strings(values: list[Any], but: list[int]) -> int:
+    """How many ``values`` are strings (the only ip or user agent a bot rule reads), leaving out the rows
+    ``but``."""
+    return sum(map(str.__instancecheck__, values)) - sum(1 for i in but if isinstance(values[i], str))
 
 
 def _cached_offset(suffix: str) -> Any:

@@ -461,9 +461,9 @@ class PageCounter:
             ip = record.get(self.ip_field) if self.ip_field else None
             agent = record.get(self.ua_field) if self.ua_field else None
             if self._judge_ip:
-                partial.records[having("ip")] += ip is not None
+                partial.records[having("ip")] += isinstance(ip, str)
             if self._judge_agent:
-                partial.records[having("user_agent")] += agent is not None
+                partial.records[having("user_agent")] += isinstance(agent, str)
             if self.bots.is_bot(ip, agent):
                 partial.records["bots"] += 1
                 return

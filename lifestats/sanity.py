@@ -32,8 +32,8 @@ _LOST: Final = {
     "category": ("as an integer or a string", "no category is ranked"),
     "visitor": ("as an integer or a string", "no distinct visitor is counted"),
     "timestamp": ("", "no record is in a window but `all`, nor in the series"),
-    "ip": ("", "bots.ips matched nothing"),
-    "user_agent": ("", "bots.user_agents and bots.known_crawlers matched nothing"),
+    "ip": ("as a string", "bots.ips matched nothing"),
+    "user_agent": ("as a string", "bots.user_agents and bots.known_crawlers matched nothing"),
 }
 
 

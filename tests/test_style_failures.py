@@ -209,6 +209,29 @@ def test_optional_fields_null_in_every_record_are_named_too(state_dir: Path) -> 
     assert named == ["fields.category", "fields.timestamp", "fields.visitor"]
 
 
+@pytest.mark.parametrize("mode", ["exact", "approx"])
+def test_bot_fields_of_another_type_in_every_record_are_named(state_dir: Path, mode: str) -> None:
+    """An ip that is always a number or a list, a user agent that is always an object: no bot rule can
+    read them (a bot rule reads strings). It used to end with exit 0, no bot and no warning."""
+    records = [
+        {"id": i, "item": f"a{i % 7}", "ip": [10, 0, 0, i % 5] if i % 2 else i, "user_agent": {"name": "bot"}}
+        for i in range(1, 301)
+    ]
+    with MockServer(ListSource(records)) as server:
+        settings = job_settings(
+            server.url,
+            fields={"category": None, "visitor": None, "timestamp": None},
+            bots={"ips": ["10.0.0.1"], "user_agents": ["bot"]},
+            stats={"mode": mode},
+        )
+        outcome = run(settings, state_dir)
+    assert outcome.exit_code == 4, outcome.message
+    assert (outcome.report["records"]["counted"], outcome.report["records"]["bots"]) == (300, 0)
+    warnings = outcome.report["warnings"]
+    assert sorted(w.split(" ")[0] for w in warnings) == ["fields.ip", "fields.user_agent"]
+    assert all("as a string" in w for w in warnings)
+
+
 _PLAIN = {"category": None, "timestamp": None, "ip": None, "user_agent": None}  # fields the records lack
 _NO_BOTS = {"ips": [], "user_agents": []}
 _THREE = {"slices": 3}
