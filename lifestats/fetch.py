@@ -177,6 +177,10 @@ class _Deadline:
             self._watchdog.release(self._token)
 
 
+class _TooLarge(Exception):
+    """An answer over ``api.max_response_bytes`` (its size as the message)."""
+
+
 def environment_proxies(host: str) -> dict[str, str | None]:
     """The environment's proxies as httpx reads them (URL pattern -> proxy, None: none), and ``NO_PROXY``'s
     networks as curl reads them: an API at an IP address inside an entry such as ``10.0.0.0/8`` goes
@@ -341,6 +345,13 @@ class ApiClient:
             answer = self._http.stream("GET", url, headers=headers, extensions={DEADLINE: deadline})
             with answer as response, _Deadline(response, deadline, self._watchdog):
                 body = self._read_capped(response, deadline)
+        except _TooLarge as exc:  # the same page is as large every time: no retry, no resume of the same command
+            raise ApiError(
+                f"the API answered {self._where(position, end)} with a body {exc}, over api.max_response_bytes "
+                f"({self.api.max_response_bytes:,}): lower api.page_size or raise api.max_response_bytes, then "
+                "run the command again (progress is checkpointed)",
+                resumable=False,
+            ) from None
         except httpx.TimeoutException as exc:
             raise TransientApiError(f"timed out ({type(exc).__name__})") from None
         except httpx.DecodingError as exc:  # a Content-Encoding the body does not follow (not gzip after all)
@@ -384,13 +395,13 @@ class ApiClient:
         cap = self.api.max_response_bytes
         declared = response.headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > cap:
-            raise TransientApiError(f"response of {declared} bytes is over the {cap}-byte cap")
+            raise _TooLarge(f"of {int(declared):,} bytes")
         chunks: list[bytes] = []
         size = 0
         for chunk in response.iter_bytes():
             size += len(chunk)
             if size > cap:
-                raise TransientApiError(f"response is over the {cap}-byte cap")
+                raise _TooLarge(f"of more than {cap:,} bytes")
             chunks.append(chunk)
             if time.monotonic() > deadline:
                 raise TransientApiError(

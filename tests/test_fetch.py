@@ -125,11 +125,21 @@ def test_client_errors_are_not_retried() -> None:
 
 
 @respx.mock
-def test_a_response_over_the_size_cap_fails_as_a_fault() -> None:
+@pytest.mark.parametrize("declared", [True, False])
+def test_a_response_over_the_size_cap_fails_at_once_naming_the_settings(declared: bool) -> None:
+    """It was retried 8 times (the same page is as large every time) and ended 'run the same command to
+    resume' without naming the setting."""
     limiter = RecordingLimiter()
-    respx.get(URL).mock(return_value=page(0, list(range(50)), None))
-    with pytest.raises(ApiError, match="over the 100-byte cap"):
+    body = orjson.dumps({"response": list(range(50)), "meta": {"next_offset": None}})
+    headers = {} if declared else {"Transfer-Encoding": "chunked"}
+    respx.get(URL).mock(
+        return_value=httpx.Response(200, content=iter([body]) if not declared else body, headers=headers)
+    )
+    with pytest.raises(ApiError, match=r"over api\.max_response_bytes \(100\): lower api\.page_size") as info:
         client(limiter, max_response_bytes=100).get_page(0)
+    assert limiter.acquired == 1
+    assert info.value.resumable is False
+    assert (f"a body of {len(body):,} bytes" if declared else "a body of more than 100 bytes") in str(info.value)
 
 
 @respx.mock
