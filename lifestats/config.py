@@ -286,6 +286,9 @@ class StatsConfig(_Section):
         return value
 
 
+_ANY_TEXT: Final = ("", "\x00", "7#%")  # a pattern that matches these three matches any text
+
+
 class BotsConfig(_Section):
     ips: list[str] = Field(default_factory=list)
     user_agents: list[str] = Field(default_factory=list)
@@ -299,6 +302,11 @@ class BotsConfig(_Section):
                 re.compile(pattern)
             except re.error as exc:
                 raise ValueError(f"bad regular expression {pattern!r}: {exc}") from exc
+            if all(re.search(pattern, text) for text in _ANY_TEXT):  # "", "x*", "bot|": an empty match anywhere
+                raise ValueError(
+                    f"the pattern {pattern!r} matches every user agent (an empty string too), so every record "
+                    "would be a bot: check it for an empty alternative ('a|') or a pattern that may match nothing"
+                )
         return value
 
 

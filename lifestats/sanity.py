@@ -68,6 +68,12 @@ def data_warnings(
             f"crawl.max_rejected_share ({max_rejected_share:.0%}): check the fields section "
             "(rejects.jsonl in the state dir has samples with reasons)"
         )
+    bots, counted = records.get("bots", 0), records.get("counted", 0)
+    if bots > 0 and counted == 0:
+        warnings.append(
+            f"all {bots:,} records that were not rejected were bots, so nothing was counted: check bots.ips, "
+            "bots.user_agents and bots.known_crawlers"
+        )
     duplicates = records.get("duplicates", 0)
     if unique_id is not None and fetched > 0 and duplicates / fetched > max_rejected_share:
         warnings.append(

@@ -102,6 +102,10 @@ def test_env_selection_order() -> None:
             "bots.user_agents is set but fields.user_agent is not",
         ),
         ("test:\n  bots:\n    user_agents: ['(unclosed']\n", "test", "bots.user_agents"),
+        # patterns that match any text, every record a bot: an empty alternative, a pattern that may match nothing
+        ("test:\n  bots:\n    user_agents: [bot, 'crawler|']\n", "test", "the pattern 'crawler|' matches every user"),
+        ("test:\n  bots:\n    user_agents: ['x*']\n", "test", "the pattern 'x*' matches every user agent"),
+        ("test:\n  bots:\n    user_agents: ['']\n", "test", "the pattern '' matches every user agent"),
         ("test:\n  stats:\n    mode: approx\n    hll_lg_k: 30\n", "test", "stats.hll_lg_k"),
         ("test:\n  nonsense: {}\n", "test", "unknown section 'nonsense'"),
         ("test:\n  ratelimit: 5\n", "test", "unknown section 'ratelimit'"),
@@ -117,6 +121,12 @@ def test_bad_config_names_the_problem(tmp_path: Path, text: str, env: str, expec
         load_settings(path, env, environ={})
     assert expected in str(info.value)
     assert info.value.exit_code == 2
+
+
+@pytest.mark.parametrize("pattern", ["^$", "(?=bot)", "bot", "^Mozilla", "(?i)spider", ".", r"\bbot\b"])
+def test_patterns_that_do_not_match_everything_are_kept(pattern: str) -> None:
+    overrides = {"api": {"url": "embedded"}, "fields": {"user_agent": "ua"}, "bots": {"user_agents": [pattern]}}
+    assert load_settings(None, "test", environ={}, overrides=overrides).bots.user_agents == [pattern]
 
 
 def test_unknown_override_variable_names_the_variable(config_file: Path) -> None:

@@ -36,3 +36,10 @@ def test_duplicates_are_judged_only_where_they_mean_a_shared_id() -> None:
     (warning,) = data_warnings(records, 0.5, unique_id="visitor")
     assert "70 of 100 records (70%)" in warning and "fields.id ('visitor')" in warning
     assert data_warnings(records, 0.75, unique_id="visitor") == []
+
+
+def test_every_record_a_bot_is_named() -> None:
+    records = {"received": 60, "fetched": 60, "rejected": 10, "bots": 50, "counted": 0, FIELDS_CHECKED: 0}
+    (warning,) = data_warnings(records, 0.5)
+    assert warning.startswith("all 50 records that were not rejected were bots") and "bots.user_agents" in warning
+    assert data_warnings(records | {"counted": 1, "bots": 49, FIELDS_CHECKED: 1}, 0.5) == []
