@@ -373,7 +373,7 @@ class BotCheck:
         bots = self._bots
         flagged: Bools | None = None
         if bots.ips:
-            flagged = self._by_value(ips, lambda ip: bots.is_bot(ip, None), bots.ips.intersection)
+            flagged = self._by_value(ips, lambda ip: bots.is_bot(ip, None), bots.ips.hits)
         if bots.patterns or bots.known_crawlers:
 
             def agent_hits(distinct: set[Any]) -> set[Any]:

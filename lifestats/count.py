@@ -9,6 +9,7 @@ one page at a time: the page's counted records become one :class:`~lifestats.sta
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import re
 from collections import Counter
@@ -174,11 +175,62 @@ def _fromisoformat(text: str) -> datetime | None:
         return None
 
 
+class IpRule:
+    """``bots.ips``: addresses compared as addresses, not as text (``2001:DB8::1`` is ``2001:db8::1``, and an
+    IPv4 address written as IPv6, ``::ffff:203.0.113.7``, is the IPv4 one), networks (``192.0.2.0/24``)
+    holding the addresses inside them, and any other entry (a hashed or named address, as some APIs give
+    them) matched as written. A record's ip is read once per distinct text."""
+
+    def __init__(self, entries: Sequence[str]) -> None:
+        self.texts = frozenset(entries)
+        self._addresses: set[ipaddress.IPv4Address | ipaddress.IPv6Address] = set()
+        self._networks: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
+        for entry in entries:
+            text = entry.strip()
+            try:
+                if "/" in text:
+                    self._networks.append(ipaddress.ip_network(text, strict=False))
+                else:
+                    self._addresses.add(ipaddress.ip_address(text))
+            except ValueError:
+                pass  # not an address: matched as written only
+        self._verdicts: dict[str, bool] = {}
+
+    def __bool__(self) -> bool:
+        return bool(self.texts)
+
+    def matches(self, ip: str) -> bool:
+        if ip in self.texts:
+            return True
+        if not (self._addresses or self._networks):
+            return False
+        verdict = self._verdicts.get(ip)
+        if verdict is None:
+            verdict = self._read(ip)
+            if len(self._verdicts) < 100_000:
+                self._verdicts[ip] = verdict
+        return verdict
+
+    def hits(self, distinct: set[Any]) -> set[Any]:
+        """The ips among ``distinct`` values (any JSON values) that the rule matches."""
+        return {ip for ip in distinct if isinstance(ip, str) and self.matches(ip)}
+
+    def _read(self, ip: str) -> bool:
+        try:
+            address = ipaddress.ip_address(ip.strip())
+        except ValueError:
+            return False
+        seen = [address]
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+            seen.append(address.ipv4_mapped)
+        return any(a in self._addresses or any(a in network for network in self._networks) for a in seen)
+
+
 class BotFilter:
     """Bot records by ip, by user-agent regular expression, or by the known-crawler list."""
 
     def __init__(self, ips: Sequence[str], patterns: Sequence[str], known_crawlers: bool) -> None:
-        self.ips = frozenset(ips)
+        self.ips = IpRule(ips)
         self.patterns = [re.compile(p) for p in patterns]
         self.known_crawlers = known_crawlers
         self._verdicts: dict[str, bool] = {}
@@ -189,7 +241,7 @@ class BotFilter:
 
     def is_bot(self, ip: Any, user_agent: Any) -> bool:
         """An ip or user agent that is not a string (a list, a number) is no evidence either way."""
-        if isinstance(ip, str) and ip in self.ips:
+        if isinstance(ip, str) and self.ips.matches(ip):
             return True
         if not isinstance(user_agent, str):
             return False
