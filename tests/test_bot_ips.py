@@ -38,6 +38,9 @@ RULE = ["203.0.113.7", "2001:db8::1", " 198.51.100.23 ", "192.0.2.0/24", "2001:d
         ("HASHED-9F2C", False),
         ("", False),
         ("not an address", False),
+        ("203.0.113.7\x00", False),  # a NUL, which inet_pton refuses with ValueError
+        ("\ud83d", False),  # a lone surrogate (half an emoji)
+        ("203.0.113.7%eth0", False),
     ],
 )
 def test_an_ip_matches_as_an_address(ip: str, bot: bool) -> None:

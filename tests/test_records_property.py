@@ -9,6 +9,7 @@ subject here. ``LIFESTATS_PROPERTY_EXAMPLES`` raises the number of examples (500
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import itertools
 import json
 import math
@@ -40,6 +41,7 @@ FIELDS = {
     "user_agent": "ua",
 }
 BOT_IPS = ["6.6.6.6"]
+IP_WRITINGS = ["6.6.6.6", "1.2.3.4", "::ffff:6.6.6.6", " 6.6.6.6", "6.6.6.6\x00", "06.6.6.6", "::FFFF:606:606"]
 BOT_AGENTS = ["(?i)badbot"]
 ZONES = ["UTC", "Europe/Stockholm", "Asia/Kolkata", "America/New_York", "Pacific/Kiritimati", "Australia/Lord_Howe"]
 MISSING = object()
@@ -149,7 +151,7 @@ def pages(draw: st.DrawFn, as_of: datetime) -> list[list[Any]]:
             "cat": keys(st.sampled_from(["c1", "c2", 1, 2])),
             "who": keys(st.integers(0, 3) | st.sampled_from(["0", "u1", "u2"])),
             "ts": timestamps(as_of),
-            "ip": keys(st.sampled_from(["6.6.6.6", "1.2.3.4"])),
+            "ip": keys(st.sampled_from(IP_WRITINGS)),
             "ua": keys(st.sampled_from(["Mozilla/5.0", "BadBot/1.0", "badbot"])),
         }
         for name, strategy in fields.items():
@@ -208,6 +210,22 @@ def instant(value: Any, tz: ZoneInfo) -> float | None:
     return seconds
 
 
+def bot_ip(ip: Any) -> bool:
+    """An ip in BOT_IPS as an address (Python's ipaddress, white space around it allowed, an IPv4 address
+    written as IPv6 read as the IPv4 one), or as the text written there."""
+    if not isinstance(ip, str):
+        return False
+    if ip in BOT_IPS:
+        return True
+    try:
+        address = ipaddress.ip_address(ip.strip())
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return any(address == ipaddress.ip_address(entry) for entry in BOT_IPS)
+
+
 def reference(pages: list[list[Any]], tz: ZoneInfo, as_of: datetime) -> dict[str, Any]:
     records = Counter({name: 0 for name in ("fetched", "counted", "rejected", "bots", "duplicates", "future")})
     counted: list[tuple[Any, Any, Any, float | None]] = []
@@ -232,9 +250,7 @@ def reference(pages: list[list[Any]], tz: ZoneInfo, as_of: datetime) -> dict[str
                 records["rejected"] += 1
                 continue
             ip, ua = record.get("ip"), record.get("ua")
-            if (isinstance(ip, str) and ip in BOT_IPS) or (
-                isinstance(ua, str) and any(re.search(p, ua) for p in BOT_AGENTS)
-            ):
+            if bot_ip(ip) or (isinstance(ua, str) and any(re.search(p, ua) for p in BOT_AGENTS)):
                 records["bots"] += 1
                 continue
             records["counted"] += 1
