@@ -41,6 +41,9 @@ class Bounds:
     # Ids discovery saw on the API's pages (the highest of each probe's page, ascending): records that
     # exist, so a slice whose crawl ended below one of them missed records (see :func:`early_ends`).
     known_ids: tuple[int, ...] = ()
+    # The API's first page held all its records (it said no page follows, and a probe past its highest id
+    # found nothing): one slice crawls them, where every slice of a plan costs a request at least.
+    one_page: bool = False
 
 
 def split(first_id: int, end: int, count: int, align: int = 1) -> list[tuple[int, int]]:
@@ -55,7 +58,7 @@ def split(first_id: int, end: int, count: int, align: int = 1) -> list[tuple[int
 def plan_slices(bounds: Bounds, count: int, align: int = 1) -> list[Slice]:
     """Slices over the bounds; the last one is open when the API's end is not fixed."""
     end = max(bounds.estimated_end, bounds.first_id + 1)
-    ranges = split(bounds.first_id, end, count, align)
+    ranges = split(bounds.first_id, end, 1 if bounds.one_page else count, align)
     slices = [Slice(i, begin, stop) for i, (begin, stop) in enumerate(ranges)]
     if bounds.last_id is None:
         last = slices[-1]
@@ -217,6 +220,7 @@ def discover(
 
     try:
         highest_seen: int | None = None
+        ends_there = False  # the first page said no page follows it
         if first_id is None:
             page, used = _lowest(probe)
             probes += used
@@ -237,10 +241,18 @@ def discover(
                     "next_url or link_header, which page by position"
                 )
             known.add(highest_seen)
+            ends_there = following is None
             if found_first is not None:
                 found_first(first_id)
         if last_id is not None:
             return Bounds(first_id, last_id, last_id, probes, _inside(known, first_id, last_id))
+        if ends_there and highest_seen is not None and highest_seen < INT64_MAX:
+            # One probe past the first page tells whether it said the truth (an API whose next offset sits
+            # elsewhere than api.next_offset_path answers it with records): the whole range is then known.
+            more, top = round_of([highest_seen + 1])[0]
+            if not more:
+                return Bounds(first_id, None, highest_seen + 1, probes, _inside(known, first_id, None), one_page=True)
+            highest_seen = max(highest_seen, top) if top is not None else highest_seen
         # Doubling: find an offset with nothing at or above it. Offsets up to the highest id the first
         # page showed are known to have something at or above them: the doubling starts past it.
         highest_seen = first_id if highest_seen is None else highest_seen

@@ -5,6 +5,7 @@ from __future__ import annotations
 import bisect
 import itertools
 import math
+from pathlib import Path
 
 import pytest
 from hypothesis import given
@@ -14,6 +15,10 @@ from lifestats.config import load_settings
 from lifestats.errors import ApiError, ConfigError
 from lifestats.paginate import INT64_MAX, INT64_MIN, Page, make_paginator
 from lifestats.plan import Bounds, discover, find_bounds, plan_slices, split
+from mocks.server import MockServer
+from mocks.source import ListSource
+
+from .conftest import job_settings, run
 
 
 def source(ids: list[int], limit: int = 10, below: bool = False):
@@ -232,3 +237,30 @@ def test_a_first_page_whose_next_offset_lies_below_its_ids_is_asked_again_then_r
     newest_first = lambda offset: Page(offset, [{"id": 20}, {"id": 19}, {"id": 18}], 18)  # noqa: E731
     with pytest.raises(ConfigError, match=r"ids 18 to 20 but gives 18 as the next offset"):
         find_bounds(newest_first, paginator(), None, None)
+
+
+SPARSE = [{"id": 10**9 * k + 7, "item": f"i{k % 3}"} for k in range(1, 21)]
+
+
+@pytest.mark.parametrize("slices", [1, 3000])
+def test_data_on_one_page_is_crawled_as_one_slice_whatever_the_id_range(state_dir: Path, slices: int) -> None:
+    """20 records 10^9 ids apart, all on the first page, which says no page follows: one probe past its
+    highest id confirms it, and one slice crawls it. A plan of 3,000 slices used to ask 3,018 requests (one
+    per slice at least), 100,000 slices ran for minutes."""
+    with MockServer(ListSource(SPARSE)) as server:
+        settings = job_settings(
+            server.url,
+            api={"page_size": 100},
+            fields={"category": None, "visitor": None, "timestamp": None, "ip": None, "user_agent": None},
+            crawl={"slices": slices},
+            bots={"ips": [], "user_agents": []},
+        )
+        outcome = run(settings, state_dir)
+        requests = len(server.request_log)
+    assert outcome.exit_code == 0, outcome.message
+    assert outcome.report["records"]["counted"] == len(SPARSE)
+    top = {row["id"]: row["visits"] for row in outcome.report["windows"]["all"]["top_items"]}
+    assert top == {"i0": 6, "i1": 7, "i2": 7}
+    print(f"\n{slices} slices: {requests} requests")
+    assert requests <= 6  # the lowest offset (and 0 when refused), the lowest id, one probe past, the slice
+    assert outcome.report["run"]["requests"] == requests
