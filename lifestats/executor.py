@@ -16,6 +16,7 @@ import queue
 import signal
 import sys
 import threading
+import time
 import traceback
 from collections import deque
 from collections.abc import Callable
@@ -23,7 +24,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from multiprocessing import forkserver
 from multiprocessing.connection import Connection, wait
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 from .config import Settings
 from .count import BATCH_ROWS, PageCounter
@@ -39,6 +40,8 @@ from .usage import CpuMeter, peak_rss_bytes, process_cpu_seconds
 WORKER_CONTEXT = "forkserver"
 # A worker tells the coordinator at most this often that its requests are moving (see Progress).
 HEARTBEAT_SECONDS = 1.0
+# A worker with a task that sent nothing for this many heartbeats is stuck, not waiting (see stall_reason).
+SILENT_HEARTBEATS = 3
 # Workers that die before they complete anything, in a row, before the executor gives up on them.
 MAX_STARTUP_DEATHS = 3
 
@@ -131,18 +134,31 @@ class _Outbox:
 _CLOSE = object()
 
 
+class _Alive:
+    """A worker's heartbeat when its requests did not move: it still runs Python (its executor notes when
+    it last heard from it; nothing reaches the coordinator's loop)."""
+
+
+_ALIVE: Final = _Alive()
+
+
 def _heartbeat(client: ApiClient, outbox: _Outbox, stop: threading.Event) -> None:
     """Send :class:`Progress` whenever a request was sent or ended since the last look, so that the
-    coordinator can tell a slow job from one that waits for an answer that never comes."""
+    coordinator can tell a slow job from one that waits for an answer that never comes; else
+    :class:`_Alive`, so that its executor can tell a worker that waits (its heartbeat goes on) from one
+    stuck in code that never lets this thread run (a regular expression that backtracks for minutes holds
+    the interpreter's lock: see :meth:`LocalExecutor.stall_reason`)."""
     last = -1
     while not stop.wait(HEARTBEAT_SECONDS):
         moved = client.counts.requests + client.counts.retries
-        if moved != last:
-            last = moved
-            try:
+        try:
+            if moved != last:
+                last = moved
                 outbox.send(Progress())
-            except BrokenPipeError:
-                return
+            else:
+                outbox.send(_ALIVE)
+        except BrokenPipeError:
+            return
 
 
 def _one_line(exc: BaseException) -> str:
@@ -268,6 +284,7 @@ class _Worker:
         self.task: Task | None = None
         self.worked = False  # it sent something other than a start-up error
         self.startup_error: str | None = None
+        self.heard = time.monotonic()  # when it last sent anything (its heartbeat included)
 
 
 class LocalExecutor:
@@ -338,6 +355,25 @@ class LocalExecutor:
                 with contextlib.suppress(BrokenPipeError, ConnectionResetError):
                     worker.conn.send(("split", until))
 
+    def stall_reason(self) -> str | None:
+        """Why no request moved, when the workers say it (asked once the job has been quiet for its stall
+        timeout): a worker holding a task that has sent nothing, not even its heartbeat, for longer than a
+        few heartbeats is stuck in code that never pauses, not waiting on the API. None: they all wait."""
+        now = time.monotonic()
+        silent = [
+            (now - worker.heard, worker.task.slice.index)
+            for worker in self._workers
+            if worker.task is not None and now - worker.heard > SILENT_HEARTBEATS * HEARTBEAT_SECONDS
+        ]
+        if not silent:
+            return None
+        seconds, index = max(silent)
+        return (
+            f"the worker crawling slice {index} has sent nothing, not even its heartbeat, for {seconds:.0f} s: it "
+            "is stuck in a computation that never pauses, not waiting on the API (a bots.user_agents pattern that "
+            "backtracks on some user agent, such as '(a+)+$', does that: check the patterns)"
+        )
+
     def _dispatch(self) -> None:
         for worker in self._workers:
             if not self._pending:
@@ -378,6 +414,9 @@ class LocalExecutor:
         try:
             while worker.conn.poll():
                 event = worker.conn.recv()
+                worker.heard = time.monotonic()
+                if isinstance(event, _Alive):
+                    continue
                 if isinstance(event, _StartupError):
                     worker.startup_error = event.message
                     continue

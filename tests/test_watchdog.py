@@ -16,6 +16,7 @@ from lifestats.limiter import SharedRateLimiter
 from lifestats.run import Snapshot
 from mocks.dataset import DatasetSpec, generate, ground_truth
 from mocks.server import MockServer
+from mocks.source import ListSource
 
 from .conftest import AS_OF, job_settings, run, run_main, statistics
 
@@ -154,3 +155,23 @@ def test_workers_that_cannot_be_started_end_the_job_in_one_line_and_a_second_run
         again = run(settings, state_dir)
     assert again.exit_code == 0, again.message
     assert statistics(again.report) == ground_truth(DATA, as_of=AS_OF)
+
+
+def test_a_worker_stuck_in_a_bot_pattern_is_named_not_the_api(state_dir: Path) -> None:
+    """'(a+)+$' against 'aaa...a!' backtracks for hours and holds the interpreter's lock, so the worker's
+    heartbeat stops too. The job used to stop with exit 3, blaming the API ("the API or the network is not
+    answering") and advising a resume that would stall the same way."""
+    records = [{"id": i, "item": f"i{i % 3}", "user_agent": "a" * 32 + "!"} for i in range(1, 201)]
+    with MockServer(ListSource(records)) as server:
+        settings = job_settings(
+            server.url,
+            fields={"category": None, "visitor": None, "timestamp": None, "ip": None},
+            bots={"ips": [], "user_agents": ["(a+)+$"]},
+            crawl={"slices": 2, "workers": 2, "stall_timeout": 5},
+        )
+        outcome = run(settings, state_dir)
+    print(f"\nstuck: exit {outcome.exit_code}: {outcome.message}")
+    assert outcome.exit_code == 1
+    assert "has sent nothing, not even its heartbeat" in (outcome.message or "")
+    assert "bots.user_agents" in (outcome.message or "")
+    assert "the API or the network is not answering" not in (outcome.message or "")
