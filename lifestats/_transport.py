@@ -213,8 +213,9 @@ class PlainTransport(httpx.BaseTransport):
         read_timeout: float | None,
     ) -> httpx.Response:
         """Send the request and read the status line and headers."""
-        if conn.sock is not None:
-            conn.sock.settimeout(read_timeout)
+        sock = conn.sock  # the answer's socket: http.client forgets it once it reads "Connection: close"
+        if sock is not None:
+            sock.settimeout(read_timeout)
         try:
             conn.putrequest(request.method, target, skip_host=True, skip_accept_encoding=True)
             for name, value in headers:
@@ -238,7 +239,7 @@ class PlainTransport(httpx.BaseTransport):
             extensions={
                 "http_version": version.encode("ascii"),
                 "reason_phrase": answer.reason.encode("latin-1", "replace"),
-                "network_stream": _NetworkStream(conn.sock),
+                "network_stream": _NetworkStream(sock),  # the body is watched on it (an HTTP/1.0 answer too)
             },
         )
 

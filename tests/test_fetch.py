@@ -181,15 +181,18 @@ class _Trickle(socketserver.BaseRequestHandler):
     ``whole_head`` whether it got to send all of the head before the client hung up."""
 
     head = False
+    version = "HTTP/1.1"
     whole_head: list[bool]
+    whole_body: list[bool]
     done: threading.Event
 
     def handle(self) -> None:
         body = orjson.dumps({"meta": {"next_offset": None}, "response": [{"id": i} for i in range(12)]})
         self.request.recv(65536)
         padding = f"X-Padding: {'.' * 4000}\r\n" if self.head else ""
-        head = f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n{padding}Content-Length: {len(body)}\r\n\r\n"
-        sent_head = False
+        length = f"Content-Length: {len(body)}\r\n"
+        head = f"{self.version} 200 OK\r\nContent-Type: application/json\r\n{padding}{length}\r\n"
+        sent_head = sent_body = False
         try:
             if self.head:
                 for byte in head.encode():
@@ -201,18 +204,27 @@ class _Trickle(socketserver.BaseRequestHandler):
             for byte in body:
                 self.request.sendall(bytes([byte]))
                 time.sleep(0.05)
+            sent_body = True
         except OSError:
             return  # the client hung up: what a whole-request timeout does
         finally:
             self.whole_head.append(sent_head)
+            self.whole_body.append(sent_body)
             self.done.set()
 
 
-@pytest.mark.parametrize("head", [False, True])  # the body only, or the status line and headers too
-def test_a_server_that_trickles_its_answer_is_cut_at_the_timeout(head: bool) -> None:
+@pytest.mark.parametrize(
+    ("head", "version"),
+    # the body only, or the status line and headers too; and an HTTP/1.0 answer, whose connection closes
+    # after it (http.client then forgets the socket, and the body was not watched: it ran its whole length)
+    [(False, "HTTP/1.1"), (True, "HTTP/1.1"), (False, "HTTP/1.0")],
+)
+def test_a_server_that_trickles_its_answer_is_cut_at_the_timeout(head: bool, version: str) -> None:
     whole_head: list[bool] = []
+    whole_body: list[bool] = []
     done = threading.Event()
-    handler = type("Trickle", (_Trickle,), {"head": head, "whole_head": whole_head, "done": done})
+    attributes = {"head": head, "version": version, "whole_head": whole_head, "whole_body": whole_body, "done": done}
+    handler = type("Trickle", (_Trickle,), attributes)
     with socketserver.ThreadingTCPServer(("127.0.0.1", 0), handler) as server:
         server.daemon_threads = True
         threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
@@ -228,6 +240,7 @@ def test_a_server_that_trickles_its_answer_is_cut_at_the_timeout(head: bool) -> 
             server.shutdown()
     assert "timed out" in str(info.value) and "api.timeout (0.5 s)" in str(info.value)
     assert whole_head == [not head]  # a trickled head was cut before it was all sent
+    assert whole_body == [False]  # and a trickled body before it was all sent
 
 
 @respx.mock
