@@ -237,7 +237,7 @@ _NO_BOTS = {"ips": [], "user_agents": []}
 _THREE = {"slices": 3}
 
 
-@pytest.mark.parametrize("paginator", ["cursor", "offset"])
+@pytest.mark.parametrize("paginator", ["cursor", "offset", "page_number", "next_url", "link_header"])
 def test_an_id_field_that_records_share_exits_4_naming_it(state_dir: Path, paginator: str) -> None:
     """``fields.id: visitor`` (600 records of 40 visitors) used to count one record per visitor with exit 0:
     most records were duplicates, and nothing said so."""
@@ -245,6 +245,9 @@ def test_an_id_field_that_records_share_exits_4_naming_it(state_dir: Path, pagin
     api = {
         "cursor": {"paginator": "cursor", "records_path": "data", "cursor_path": "next_cursor"},
         "offset": {"paginator": "offset", "records_path": "results", "total_path": "count"},
+        "page_number": {"paginator": "page_number", "records_path": "results", "total_pages_path": "total_pages"},
+        "next_url": {"paginator": "next_url", "records_path": "results", "next_url_path": "next"},
+        "link_header": {"paginator": "link_header", "records_path": ""},
     }[paginator]
     with MockServer(small, style=MockStyle(paginator)) as server:
         settings = job_settings(server.url, api=api, fields=_PLAIN | {"id": "visitor"}, crawl=_THREE, bots=_NO_BOTS)
