@@ -8,7 +8,7 @@ import os
 import socketserver
 import threading
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -20,6 +20,29 @@ from .conftest import run_main
 from .json_api import JsonHandler, serving
 
 SOURCE = ListSource({"id": i, "item": f"i{i % 7}"} for i in range(1, 401))
+
+
+def _send_page(handler: JsonHandler, query_text: str) -> None:
+    """The page of SOURCE that the query's offset and limit name."""
+    query = parse_qs(query_text)
+    body = page_body(SOURCE, int(query["offset"][0]), int(query["limit"][0]))
+    handler.send_response(200)
+    handler.send_header("Content-Type", "application/json")
+    handler.send_header("Content-Length", str(len(body)))
+    handler.end_headers()
+    handler.wfile.write(body)
+
+
+def _crawl(tmp_path: Path, config: str, proxies: dict[str, str]) -> Any:
+    """The job under ``config`` with only ``proxies`` of the environment's proxy variables; its report."""
+    (tmp_path / "config.yml").write_text(config)
+    env = {name: "" for name in os.environ if name.lower() in ("http_proxy", "https_proxy", "all_proxy")}
+    done = run_main(
+        "--config", str(tmp_path / "config.yml"), "--env", "test", "--no-progress", "--report-json", "r.json",
+        cwd=tmp_path, env=env | proxies,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return json.loads((tmp_path / "r.json").read_text())
 
 
 class _ForwardProxy(JsonHandler):
@@ -35,33 +58,19 @@ class _ForwardProxy(JsonHandler):
         if parts.scheme != "http" or parts.hostname != "api.test":
             self.send_json(502, {"error": f"not a proxy request: {self.path}"})
             return
-        query = parse_qs(parts.query)
-        body = page_body(SOURCE, int(query["offset"][0]), int(query["limit"][0]))
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+        _send_page(self, parts.query)
 
 
 def test_the_crawl_goes_through_the_proxy_the_environment_names(tmp_path: Path) -> None:
     """It used to go straight to the API's host (and fail to find it), whatever HTTP_PROXY said, unless
     api.http2 was on."""
-    config = tmp_path / "config.yml"
-    config.write_text(
+    config = (
         "test:\n  api: {url: 'http://api.test/events', page_size: 50}\n  fields: {item: item}\n"
         "  crawl: {slices: 3, workers: 2, rate_limit: 1000}\n"
     )
     _ForwardProxy.seen = []
     with serving(_ForwardProxy) as proxy:
-        env = {name: "" for name in os.environ if name.lower() in ("http_proxy", "https_proxy", "all_proxy")}
-        env |= {"HTTP_PROXY": proxy, "NO_PROXY": ""}
-        done = run_main(
-            "--config", str(config), "--env", "test", "--no-progress", "--report-json", "r.json",
-            cwd=tmp_path, env=env,
-        )  # fmt: skip
-    assert done.returncode == 0, done.stderr
-    report = json.loads((tmp_path / "r.json").read_text())
+        report = _crawl(tmp_path, config, {"HTTP_PROXY": proxy, "NO_PROXY": ""})
     assert report["records"]["counted"] == len(SOURCE)
     top = {row["id"]: row["visits"] for row in report["windows"]["all"]["top_items"]}
     assert top == {f"i{k}": sum(1 for i in range(1, 401) if i % 7 == k) for k in range(7)}
@@ -89,13 +98,7 @@ class _Direct(JsonHandler):
     """The API itself, on 127.0.0.1."""
 
     def do_GET(self) -> None:
-        query = parse_qs(urlsplit(self.path).query)
-        body = page_body(SOURCE, int(query["offset"][0]), int(query["limit"][0]))
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+        _send_page(self, urlsplit(self.path).query)
 
 
 @pytest.mark.parametrize(
@@ -113,19 +116,11 @@ def test_an_api_at_an_address_in_a_no_proxy_network_goes_direct(tmp_path: Path, 
     with socketserver.TCPServer(("127.0.0.1", 0), socketserver.BaseRequestHandler) as closed:
         dead = f"http://127.0.0.1:{closed.server_address[1]}"
     with serving(_Direct) as base:
-        config = tmp_path / "config.yml"
-        config.write_text(
+        config = (
             f"test:\n  api: {{url: '{base}/events', page_size: 50, http2: {http2}}}\n  fields: {{item: item}}\n"
             "  crawl: {slices: 3, workers: 2, rate_limit: 1000, retries: 0, backoff: 0}\n"
         )
-        env = {name: "" for name in os.environ if name.lower() in ("http_proxy", "https_proxy", "all_proxy")}
-        env |= {"HTTP_PROXY": dead, "NO_PROXY": no_proxy, "no_proxy": no_proxy}
-        done = run_main(
-            "--config", str(config), "--env", "test", "--no-progress", "--report-json", "r.json",
-            cwd=tmp_path, env=env,
-        )  # fmt: skip
-    assert done.returncode == 0, done.stderr
-    report = json.loads((tmp_path / "r.json").read_text())
+        report = _crawl(tmp_path, config, {"HTTP_PROXY": dead, "NO_PROXY": no_proxy, "no_proxy": no_proxy})
     assert report["records"]["counted"] == len(SOURCE)
 
 
