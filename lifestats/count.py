@@ -186,7 +186,7 @@ class IpRule:
     def __init__(self, entries: Sequence[str]) -> None:
         self.texts = frozenset(entries)
         self._addresses: set[bytes] = set()
-        self._networks: list[tuple[int, int, int]] = []  # (address bytes, prefix as an int, bits kept)
+        self._networks: list[tuple[int, int, int]] = []  # (bytes of its addresses, its first as an int, prefix)
         for entry in entries:
             packed = _packed(entry)
             if packed is not None:
