@@ -468,6 +468,8 @@ class ApiClient:
         if status in (401, 403):
             if self._has_token:
                 reason = f"the API refused the token in {TOKEN_VARIABLE} (HTTP {status} at {shown}): check the token"
+            elif httpx.URL(self.api.url).userinfo:
+                reason = f"the API refused the user and password in api.url (HTTP {status} at {shown}): check them"
             else:
                 reason = f"the API wants a token (HTTP {status} at {shown}) and {TOKEN_VARIABLE} is not set"
         elif status == 404:

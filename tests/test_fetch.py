@@ -301,6 +301,14 @@ def test_a_refused_or_missing_token_names_the_variable_never_the_token(status: i
     with pytest.raises(ApiError) as missing:
         ApiClient(settings.api, settings.crawl, RecordingLimiter()).get_page(0)
     assert "LIFESTATS_API_TOKEN is not set" in str(missing.value)
+    # A user and password in api.url, no token: those were refused (the message named the missing token).
+    with_user = URL.replace("https://", "https://reader:pw-never-shown@")
+    respx.get(url__startswith=with_user.replace("reader:pw-never-shown@", "")).mock(return_value=httpx.Response(status))
+    settings = load_settings(None, "test", environ={}, overrides={"api": {"url": with_user}})
+    with pytest.raises(ApiError) as basic:
+        ApiClient(settings.api, settings.crawl, RecordingLimiter()).get_page(0)
+    assert "refused the user and password in api.url" in str(basic.value)
+    assert "pw-never-shown" not in str(basic.value) and "LIFESTATS_API_TOKEN" not in str(basic.value)
 
 
 @respx.mock
