@@ -14,7 +14,7 @@ import json
 import math
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from .report import SCHEMA
 
@@ -29,6 +29,14 @@ class _Part(BaseModel):
 
 class _CategoryRow(_Part):
     id: int | str
+
+    @field_validator("id")
+    @classmethod
+    def _counted_key(cls, value: int | str) -> int | str:
+        if isinstance(value, int) and not -(2**63) <= value < 2**63:
+            raise ValueError("an integer outside the signed 64-bit range, which no key Lifestats counts is")
+        return value
+
     visits: Count
     visits_bounds: Bounds | None = None
 

@@ -517,6 +517,7 @@ DELETE = object()
         ("windows.all.visits", -3, "'windows.all.visits'"),
         ("windows.all.top_items.0.id", DELETE, "'windows.all.top_items[0].id' is missing"),
         ("windows.all.top_items.0.visits", "lots", "'windows.all.top_items[0].visits'"),
+        ("windows.all.top_items.0.id", 2**80, "'windows.all.top_items[0].id'"),  # no key Lifestats counts
         ("windows.all.top_items", None, "'windows.all.top_items'"),
         ("series.points", None, "'series.points'"),
         ("warnings", "oops", "'warnings'"),
