@@ -362,7 +362,7 @@ class FieldNames:
 
 
 class BotCheck:
-    """:meth:`BotFilter.is_bot <lifestats.count.BotFilter.is_bot>` over columns, once per distinct ip and
+    """:meth:`BotFilter.is_bot <lifestats.bots.BotFilter.is_bot>` over columns, once per distinct ip and
     user agent (the filter keeps its own verdict cache)."""
 
     def __init__(self, bots: Any) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from lifestats.count import IpRule
+from lifestats.bots import IpRule
 from mocks.server import MockServer
 from mocks.source import ListSource
 
