@@ -58,6 +58,8 @@ MAX_LEASE = 32
 # A slot is usable this long after its moment. The window bound above needs it well under the spacing
 # margin (3% of a second), the rest being left for the way to the API.
 STALE_SECONDS = 0.01
+# After a late wake-up, the last stretch of the wait for the next slot is spun, not slept.
+SPIN_AFTER_LATE_SECONDS = 0.1
 # Slots are asked for this much wider than the measured work between two requests, so that a slightly
 # slower page still meets its next slot.
 SPACING_SLACK = 0.9
@@ -160,13 +162,13 @@ class LeasedRateLimiter:
         if reservoir.returned is not None:
             work = now - reservoir.returned
             reservoir.work = work if reservoir.work is None else 0.7 * reservoir.work + 0.3 * work
+        late = False
         while True:
             slot, deadline = self._next_slot(reservoir)
-            delay = slot - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
+            _wait_for(slot, spin=late)
             if time.monotonic() > deadline:  # woke up too late (a loaded machine): never send late
                 self.wasted += 1
+                late = True  # the next slot is waited for awake, so that this cannot repeat for ever
                 continue
             if self._paused_until <= slot:
                 reservoir.returned = time.monotonic()
@@ -204,6 +206,25 @@ class LeasedRateLimiter:
 
     def paused_for(self) -> float:
         return max(0.0, self._paused_until - time.monotonic())
+
+
+def _wait_for(moment: float, *, spin: bool) -> None:
+    """Sleep until ``moment``; after a slot was lost to a late wake-up, spin the last stretch of the wait.
+
+    ``time.sleep`` on a loaded machine can wake later than a slot stays usable (``STALE_SECONDS``), and it
+    may do so every time: a thread that only ever slept lost every slot it leased and never sent (the job
+    stalled for a minute and ended with exit 3, blaming the API). Awake, it meets the slot it waits for.
+    """
+    delay = moment - time.monotonic()
+    if delay <= 0:
+        return
+    if not spin:
+        time.sleep(delay)
+        return
+    if delay > SPIN_AFTER_LATE_SECONDS:
+        time.sleep(delay - SPIN_AFTER_LATE_SECONDS)
+    while time.monotonic() < moment:
+        pass
 
 
 _LIMITERS: dict[str, LeasedRateLimiter] = {}

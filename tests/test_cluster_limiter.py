@@ -5,12 +5,15 @@ from __future__ import annotations
 import bisect
 import itertools
 import random
+import threading
+import time
 from collections.abc import Iterator
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from lifestats import cluster_limiter
 from lifestats.cluster_limiter import STALE_SECONDS, Lease, LeasedRateLimiter, RedisSlots, SlotBook
 
 from .dask_cluster import redis_server
@@ -147,3 +150,31 @@ def test_redis_book_gives_each_slot_once_with_the_spacing_and_the_pause(redis_ur
     assert all(y - x >= 0.05 - 1e-6 for x, y in itertools.pairwise(b.delays))
     assert redis.Redis.from_url(redis_url).zcard("lifestats:redis-test:taken") == 20  # twenty distinct slots
     first.forget()
+
+
+class _LateSleeps:
+    """``time`` as a loaded machine gives it: every ``sleep`` wakes 15 ms late, past any slot's use-by."""
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(time, name)
+
+    @staticmethod
+    def sleep(seconds: float) -> None:
+        time.sleep(seconds + 1.5 * STALE_SECONDS)
+
+
+def test_a_thread_whose_every_sleep_wakes_late_still_sends(monkeypatch: pytest.MonkeyPatch) -> None:
+    """It used to lose every slot it leased and never return (a cluster job stalled for a minute, then
+    ended with exit 3 blaming the API): after a late wake-up the next slot is waited for awake."""
+    monkeypatch.setattr(cluster_limiter, "time", _LateSleeps())
+    limiter = LeasedRateLimiter("late", 100, SlotBook(100))
+    done = threading.Event()
+
+    def send_five() -> None:
+        for _ in range(5):
+            limiter.acquire()
+        done.set()
+
+    threading.Thread(target=send_five, daemon=True).start()
+    assert done.wait(60), f"no send after {limiter.wasted} lost slots"
+    assert limiter.wasted <= 5  # one lost slot per send at most
