@@ -48,6 +48,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from .limiter import wait_until
+
 # Slots are this much wider than 1/rate: 1% more than on one machine (limiter.SPACING_MARGIN), because
 # on a cluster a request's way to the API and the lease's way back from the book vary more.
 CLUSTER_MARGIN = 1.03
@@ -165,7 +167,10 @@ class LeasedRateLimiter:
         late = False
         while True:
             slot, deadline = self._next_slot(reservoir)
-            _wait_for(slot, spin=late)
+            # After a lost slot the last stretch of the wait is spun: on a loaded machine every sleep may
+            # wake later than a slot stays usable (STALE_SECONDS), and a thread that only slept lost every
+            # slot it leased and never sent (the job stalled a minute, then blamed the API).
+            wait_until(slot, SPIN_AFTER_LATE_SECONDS if late else 0.0)
             if time.monotonic() > deadline:  # woke up too late (a loaded machine): never send late
                 self.wasted += 1
                 late = True  # the next slot is waited for awake, so that this cannot repeat for ever
@@ -206,25 +211,6 @@ class LeasedRateLimiter:
 
     def paused_for(self) -> float:
         return max(0.0, self._paused_until - time.monotonic())
-
-
-def _wait_for(moment: float, *, spin: bool) -> None:
-    """Sleep until ``moment``; after a slot was lost to a late wake-up, spin the last stretch of the wait.
-
-    ``time.sleep`` on a loaded machine can wake later than a slot stays usable (``STALE_SECONDS``), and it
-    may do so every time: a thread that only ever slept lost every slot it leased and never sent (the job
-    stalled for a minute and ended with exit 3, blaming the API). Awake, it meets the slot it waits for.
-    """
-    delay = moment - time.monotonic()
-    if delay <= 0:
-        return
-    if not spin:
-        time.sleep(delay)
-        return
-    if delay > SPIN_AFTER_LATE_SECONDS:
-        time.sleep(delay - SPIN_AFTER_LATE_SECONDS)
-    while time.monotonic() < moment:
-        pass
 
 
 _LIMITERS: dict[str, LeasedRateLimiter] = {}

@@ -241,7 +241,7 @@ class SharedRateLimiter:
         self._test_stop("reserved")
         spin = False
         while True:
-            _wait_until(slot, spin)
+            wait_until(slot, SPIN_SECONDS if spin else 0.0)
             with self._locked() as state:
                 now = time.monotonic()
                 earliest = state[_LAST] + self.margin / state[_RATE]
@@ -303,9 +303,10 @@ class SharedRateLimiter:
             return [float(state[_FIELDS + i]) for i in range(count)]
 
 
-def _wait_until(moment: float, spin: bool) -> None:
-    """Sleep until ``moment``, or with ``spin`` until shortly before it and spin the rest."""
-    delay = moment - time.monotonic() - (SPIN_SECONDS if spin else 0.0)
+def wait_until(moment: float, spin: float = 0.0) -> None:
+    """Sleep until ``spin`` seconds before ``moment``, then spin the rest (awake, a thread meets its moment
+    where a sleep may wake late)."""
+    delay = moment - time.monotonic() - spin
     if delay > 0:
         time.sleep(delay)
     while spin and time.monotonic() < moment:

@@ -14,6 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lifestats import cluster_limiter
+from lifestats import limiter as limiter_module
 from lifestats.cluster_limiter import STALE_SECONDS, Lease, LeasedRateLimiter, RedisSlots, SlotBook
 
 from .dask_cluster import redis_server
@@ -167,6 +168,7 @@ def test_a_thread_whose_every_sleep_wakes_late_still_sends(monkeypatch: pytest.M
     """It used to lose every slot it leased and never return (a cluster job stalled for a minute, then
     ended with exit 3 blaming the API): after a late wake-up the next slot is waited for awake."""
     monkeypatch.setattr(cluster_limiter, "time", _LateSleeps())
+    monkeypatch.setattr(limiter_module, "time", _LateSleeps())  # the wait for a slot sleeps there
     limiter = LeasedRateLimiter("late", 100, SlotBook(100))
     done = threading.Event()
 
