@@ -118,13 +118,22 @@ _RUNS_LOCK = threading.Lock()
 
 
 def _worker_run(run: str) -> _WorkerRun:
+    """The run's state in this process, made by its first task.
+
+    The lock is never held while the run's queue is made: making it waits for the worker's event loop,
+    and :func:`forget_run` runs on that loop and takes the lock (holding it there deadlocked the worker:
+    its event loop blocked for good, the scheduler no longer heard from it).
+    """
     from distributed import Queue, get_client
 
     with _RUNS_LOCK:
         state = _RUNS.get(run)
-        if state is None:
-            state = _RUNS[run] = _WorkerRun(Queue(f"{run}-events", client=get_client()))
+    if state is not None:
         return state
+    made = _WorkerRun(Queue(f"{run}-events", client=get_client()))
+    with _RUNS_LOCK:
+        state = _RUNS.setdefault(run, made)
+    return state
 
 
 def _tools(state: _WorkerRun, setup: WorkerSetup) -> tuple[ApiClient, PageCounter]:

@@ -17,6 +17,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from .dask_stacks import PIDS
+
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -68,8 +70,9 @@ class DaskCluster:
         worker = [sys.executable, "-m", "distributed.cli.dask_worker", "--scheduler-file", str(self.scheduler_file)]
         worker += ["--nworkers", "1", "--nthreads", "1", "--host", "127.0.0.1", "--no-dashboard"]
         worker += ["--local-directory", str(self.workdir / f"worker-{number}"), "--death-timeout", "60"]
-        worker += ["--nanny" if self.nanny else "--no-nanny"]
-        self._spawn(worker, env, logs / f"worker-{number}.log")
+        worker += ["--nanny" if self.nanny else "--no-nanny", "--preload", "tests.dask_stacks"]
+        (self.workdir / "pids").mkdir(exist_ok=True)
+        self._spawn(worker, {**env, PIDS: str(self.workdir / "pids")}, logs / f"worker-{number}.log")
 
     def _spawn(self, command: list[str], env: dict[str, str], log: Path) -> None:
         with open(log, "wb") as out:
@@ -86,13 +89,34 @@ class DaskCluster:
         with self.client() as client:
             client.wait_for_workers(count, timeout=max(timeout, 1.0))
 
-    def logs(self, tail: int = 60) -> str:
-        """The last ``tail`` lines of the scheduler's and every worker's log (shown when a test fails)."""
+    def logs(self, tail: int = 150) -> str:
+        """The last ``tail`` lines of the scheduler's and every worker's log (shown when a test fails),
+        each live worker's thread stacks among them (a silent worker's show where it is stuck)."""
+        self._dump_stacks()
         parts = []
         for log in sorted((self.workdir / "logs").glob("*.log")):
             lines = log.read_text(errors="replace").splitlines()[-tail:]
             parts.append(f"--- {log.name} (last {len(lines)} lines)\n" + "\n".join(lines))
         return "\n".join(parts)
+
+    def _dump_stacks(self) -> None:
+        logs = sorted((self.workdir / "logs").glob("worker-*.log"))
+        sizes = {log: log.stat().st_size for log in logs}
+        signalled = 0
+        for pid_file in (self.workdir / "pids").glob("*.pid"):
+            with contextlib.suppress(OSError, ValueError):  # gone (killed by a test), or not a worker now
+                pid = int(pid_file.stem)
+                if f"{PIDS}={self.workdir / 'pids'}".encode() in Path(f"/proc/{pid}/environ").read_bytes():
+                    os.kill(pid, signal.SIGUSR1)
+                    signalled += 1
+        # faulthandler writes from its signal handler, even in a process whose interpreter is stuck:
+        # wait (at most 5 s) for the dumps to reach the logs; this only runs for a test that failed.
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            dumped = sum(1 for log in logs if b"Thread 0x" in log.read_bytes()[sizes[log] :])
+            if dumped >= signalled:
+                break
+            time.sleep(0.1)
 
     def worker_pids(self) -> dict[str, int]:
         """Worker address -> the pid of the process that runs the tasks."""

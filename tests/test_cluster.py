@@ -320,3 +320,42 @@ def test_ctrl_c_with_a_local_cluster_is_exit_130_and_one_line(tmp_path: Path) ->
     assert job.returncode == 130, err
     assert err == "interrupted: run the same command to resume\n"
     assert json.loads((tmp_path / "r.json").read_text())["partial"] is True
+
+
+def test_forgetting_a_run_while_a_task_makes_its_queue_does_not_deadlock_the_worker(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``forget_run`` runs on a Dask worker's event loop; a task making its run's event queue waits for
+    that loop. When the task held the run table's lock meanwhile, the loop waited for the lock and the
+    task for the loop: the worker went silent for good (the scheduler stopped hearing from it, and the
+    job moved its slices in every later run). Here the "loop" is this test's thread: a fake queue's
+    constructor waits for it, as ``distributed.Queue`` waits for the worker's loop."""
+    import threading
+
+    import distributed
+
+    making = threading.Event()
+    loop_free = threading.Event()
+
+    class QueueWaitingForTheLoop:
+        def __init__(self, name: str, client: object) -> None:
+            making.set()
+            loop_free.wait()
+
+        def close(self) -> None:
+            pass
+
+    monkeypatch.setattr(distributed, "Queue", QueueWaitingForTheLoop)
+    monkeypatch.setattr(distributed, "get_client", lambda: None)
+    run_name = new_run_name()
+    task = threading.Thread(target=cluster._worker_run, args=(run_name,), daemon=True)
+    task.start()
+    assert making.wait(timeout=60)
+    forgot = threading.Thread(target=cluster.forget_run, args=(run_name,), daemon=True)
+    forgot.start()
+    forgot.join(timeout=60)
+    deadlocked = forgot.is_alive()
+    loop_free.set()
+    task.join(timeout=60)
+    assert not deadlocked, "forget_run waited for the lock a task held while waiting for the event loop"
+    cluster.forget_run(run_name)
