@@ -15,7 +15,8 @@ again a hundred pages later. So a slice of those styles remembers every id it ha
 
 The ids a slice takes go out with each flush (:func:`encode_ids`) and are committed with it; a new
 attempt of the slice (a resume, a lost worker) starts from them (:meth:`SeenIds.restore`). What it does
-not see: the ids of another slice (a positional crawl cut into several, or a slice split in two).
+not see: the ids of another slice of a positional crawl cut into several. Those the coordinator
+compares at the end of the run (``Checkpoint.repeated_across_slices``) and reports as a warning.
 docs/DESIGN.md, "Exactly once".
 """
 
@@ -117,18 +118,27 @@ def encode_ids(ids: Sequence[Any]) -> bytes:
 
 def decode_ids(body: bytes) -> list[Any]:
     """The ids of :func:`encode_ids` (the integers first)."""
+    ints, texts = decode_id_columns(body)
+    ids: list[Any] = ints.tolist()
+    ids.extend(texts)
+    return ids
+
+
+def decode_id_columns(body: bytes) -> tuple[npt.NDArray[np.int64], list[str]]:
+    """The ids of :func:`encode_ids` as two columns: the integers, and the strings."""
     if not body:
-        return []
+        return np.zeros(0, dtype=np.int64), []
     n_ints, n_texts = _COUNTS.unpack_from(body)
     at = _COUNTS.size
-    ids: list[Any] = np.frombuffer(body, dtype="<i8", count=n_ints, offset=at).tolist()
+    ints = np.frombuffer(body, dtype="<i8", count=n_ints, offset=at).astype(np.int64)
     at += 8 * n_ints
     lengths = np.frombuffer(body, dtype="<u4", count=n_texts, offset=at).tolist()
     at += 4 * n_texts
+    texts = []
     for length in lengths:
-        ids.append(body[at : at + length].decode("utf-8", "surrogatepass"))
+        texts.append(body[at : at + length].decode("utf-8", "surrogatepass"))
         at += length
-    return ids
+    return ints, texts
 
 
 def _in_run(run: npt.NDArray[np.int64], rid: int) -> bool:

@@ -57,6 +57,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, Final
 
 import duckdb
+import numpy as np
 import orjson
 
 from ._signals import held
@@ -656,6 +657,45 @@ class Checkpoint:
         """The ids the committed flushes of slice ``index`` took (each as :func:`lifestats.seen.encode_ids`)."""
         rows = self._db.execute("SELECT ids FROM taken WHERE slice = ? ORDER BY seq", [index]).fetchall()
         return tuple(bytes(body) for (body,) in rows)
+
+    def repeated_across_slices(self) -> tuple[int, int]:
+        """Ids that the committed flushes of two or more slices took: how many, and how many copies of them
+        beyond the first (each counted in every slice that took it; a slice takes an id once).
+
+        Only the positional and sequential styles keep taken ids. The ids go through a temporary table of
+        their own connection, one slice's at a time, so that DuckDB groups them out of core.
+        """
+        from .seen import decode_id_columns
+
+        slices = [index for (index,) in self._db.execute("SELECT DISTINCT slice FROM taken ORDER BY slice").fetchall()]
+        if len(slices) < 2:
+            return 0, 0
+        con = self._db.cursor()
+        try:
+            con.execute("CREATE TEMP TABLE taken_ids (slice INTEGER, i BIGINT, s VARCHAR)")
+            for index in slices:
+                columns = [decode_id_columns(body) for body in self.taken(index)]
+                ints = np.concatenate([np.zeros(0, dtype=np.int64), *(part for part, _ in columns)])
+                texts = np.array([text for _, part in columns for text in part], dtype=object)
+                for column, values in (("i", ints), ("s", texts)):
+                    if len(values):
+                        con.register("batch", {"slice": np.full(len(values), index, dtype=np.int32), column: values})
+                        con.execute(f"INSERT INTO taken_ids (slice, {column}) SELECT slice, {column} FROM batch")
+                        con.unregister("batch")
+            # A slice takes an id once: any id in the table twice is in two slices (the cheap question first).
+            repeated = con.execute("SELECT count(*) - count(DISTINCT (i, s)) FROM taken_ids").fetchone()
+            row = (0, 0)
+            if repeated is not None and repeated[0]:
+                row = (
+                    con.execute(
+                        "SELECT count(*), coalesce(sum(n - 1), 0) FROM "
+                        "(SELECT count(*) AS n FROM taken_ids GROUP BY i, s HAVING count(*) > 1)"
+                    ).fetchone()
+                    or row
+                )
+        finally:
+            con.close()
+        return int(row[0]), int(row[1])
 
     def partials(self) -> Iterator[bytes]:
         """The committed blobs of the recent flushes (those not yet in the compacted total), one at a time."""

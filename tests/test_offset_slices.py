@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import random
 from pathlib import Path
+from typing import ClassVar
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -147,3 +148,38 @@ def test_an_api_that_ignores_the_offset_is_refused_before_the_crawl(state_dir: P
     outcome = _crawl(_IgnoresOffset, 8, state_dir)
     assert outcome.exit_code == 2, outcome.report["records"]
     assert "it does not page by api.offset_param ('offset')" in (outcome.message or "")
+
+
+def _served_twice(ids: str) -> list[dict[str, object]]:
+    """ROWS (their ids as strings, or as integers) with rows r100 and r101 listed again at positions 700
+    and 900: as if rows inserted before them while the crawl ran moved them into later slices."""
+    rows = ROWS if ids == "strings" else [dict(row, id=int(str(row["id"])[1:])) for row in ROWS]
+    return [*rows[:700], rows[100], *rows[700:900], rows[101], *rows[900:]]
+
+
+class _ServedTwice(JsonHandler):
+    listing: ClassVar[list[dict[str, object]]] = []
+
+    def do_GET(self) -> None:
+        query = parse_qs(urlsplit(self.path).query)
+        offset, limit = int(query["offset"][0]), int(query["limit"][0])
+        rows = self.listing[offset : offset + limit]
+        self.send_json(200, {"results": rows}, {"X-Total-Count": str(len(self.listing))})
+
+
+@pytest.mark.parametrize("ids", ["strings", "integers"])
+def test_records_served_again_in_another_slice_are_a_warning_not_a_quiet_count(state_dir: Path, ids: str) -> None:
+    """Two slices cannot see each other's ids: a row the API's order moved into a later slice is counted
+    in both. The job finds the ids two slices took and says so (exit 4, the number of copies), where it
+    used to end with exit 0 and visits too high. One slice counts each row once."""
+    _ServedTwice.listing = _served_twice(ids)
+    outcome = _crawl(_ServedTwice, 6, state_dir / "six")
+    assert outcome.exit_code == 4, outcome.message
+    assert outcome.report["records"]["counted"] == len(ROWS) + 2  # each slice counted its copy
+    (warning,) = outcome.report["warnings"]
+    assert "2 record id(s) were counted by two or more slices (2 extra copies)" in warning
+    alone = _crawl(_ServedTwice, 1, state_dir / "one")
+    assert alone.exit_code == 0, alone.message
+    assert alone.report["records"]["counted"] == len(ROWS)
+    assert alone.report["records"]["duplicates"] == 2
+    assert alone.report["warnings"] == []
