@@ -29,8 +29,8 @@ def having(field: str) -> str:
 
 # What a field that no record had leaves out of the report, and what "had" means for it.
 _LOST: Final = {
-    "category": ("as an integer or a string", "no category is ranked"),
-    "visitor": ("as an integer or a string", "no distinct visitor is counted"),
+    "category": ("as a string or an integer in the signed 64-bit range", "no category is ranked"),
+    "visitor": ("as a string or an integer in the signed 64-bit range", "no distinct visitor is counted"),
     "timestamp": ("", "no record is in a window but `all`, nor in the series"),
     "ip": ("as a string", "bots.ips matched nothing"),
     "user_agent": ("as a string", "bots.user_agents and bots.known_crawlers matched nothing"),
