@@ -24,15 +24,16 @@ import numpy.typing as npt
 
 from .decode import UNSET, column_getter
 from .statistics import FUTURE, NO_BUCKET, NO_TIME, Columns
-from .timeline import END_INSTANT, FIRST_INSTANT, Buckets, Clock
+from .timeline import END_INSTANT, FIRST_INSTANT, MICROS, Buckets, Clock
 
 Ints = npt.NDArray[np.int64]
 Bools = npt.NDArray[np.bool_]
 
 _INT64_MIN: Final = -(2**63)
 _INT64_END: Final = 2**63
-_EXACT_FLOAT: Final = 2**53  # integers below this in magnitude convert to a float64 exactly
+_EXACT_FLOAT: Final = 2**53  # integers beyond this in magnitude are no timestamp (and would not fit int64 in µs)
 _MS_THRESHOLD: Final = 10**11
+_MICROS: Final = MICROS
 _DAY: Final = 86_400
 
 
@@ -146,11 +147,12 @@ _DAYS_IN_MONTH: Final = np.array([0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30,
 
 @dataclass
 class Instants:
-    """A column of timestamps read fast: per row, whether it has one, its epoch seconds (the float the
-    per-record path computes) and whether the fast reading decided it (False: take the per-record path)."""
+    """A column of timestamps read fast: per row, whether it has one, its epoch microseconds (exact, as
+    the per-record path reads them) and whether the fast reading decided it (False: take the per-record
+    path)."""
 
     present: Bools
-    seconds: npt.NDArray[np.float64]
+    micros: Ints
     decided: Bools
 
 
@@ -159,29 +161,29 @@ def instants(values: list[Any], offset_of: Any) -> Instants:
     text is not a valid offset) of a ``+HH:MM`` suffix, as the per-record path reads it."""
     n = len(values)
     codes = type_codes(values)
-    seconds = np.zeros(n, dtype=np.float64)
+    micros = np.zeros(n, dtype=np.int64)
     decided = codes == _NONE
     present = ~decided
     if not present.any():
-        return Instants(present, seconds, decided)
+        return Instants(present, micros, decided)
     objects = np.fromiter(values, dtype=object, count=n)
     at = np.flatnonzero(codes == _INT)
     if at.size:
         t, ok = _from_ints(objects[at].tolist())
-        seconds[at], decided[at] = t, ok
+        micros[at], decided[at] = t, ok
     at = np.flatnonzero(codes == _FLOAT)
     if at.size:
         t, ok = _from_floats(np.array(objects[at].tolist(), dtype=np.float64))
-        seconds[at], decided[at] = t, ok
+        micros[at], decided[at] = t, ok
     at = np.flatnonzero(codes == _STR)
     if at.size:
         t, ok = _from_texts(objects[at].tolist(), offset_of)
-        seconds[at], decided[at] = t, ok
-    return Instants(present, seconds, decided)
+        micros[at], decided[at] = t, ok
+    return Instants(present, micros, decided)
 
 
-def _from_ints(values: list[int]) -> tuple[npt.NDArray[np.float64], Bools]:
-    """Epoch seconds of integer timestamps (above 10^11: milliseconds), as the per-record path reads them."""
+def _from_ints(values: list[int]) -> tuple[Ints, Bools]:
+    """Epoch microseconds of integer timestamps (above 10^11: milliseconds), as the per-record path reads them."""
     if min(values) > -_EXACT_FLOAT and max(values) < _EXACT_FLOAT:
         raw = np.array(values, dtype=np.int64)
         fits = np.ones(len(values), dtype=np.bool_)
@@ -189,21 +191,25 @@ def _from_ints(values: list[int]) -> tuple[npt.NDArray[np.float64], Bools]:
         fits = np.array([-_EXACT_FLOAT < v < _EXACT_FLOAT for v in values], dtype=np.bool_)
         raw = np.array([v if ok else 0 for v, ok in zip(values, fits.tolist(), strict=True)], dtype=np.int64)
     millis = raw > _MS_THRESHOLD
-    as_float = raw.astype(np.float64)
-    t = np.where(millis, as_float / 1000, as_float)
     ok = fits & np.where(millis, raw < END_INSTANT * 1000, raw >= FIRST_INSTANT)
-    return t, ok
+    raw = np.where(ok, raw, 0)
+    return np.where(millis, raw * 1000, raw * _MICROS), ok
 
 
-def _from_floats(values: npt.NDArray[np.float64]) -> tuple[npt.NDArray[np.float64], Bools]:
+def _from_floats(values: npt.NDArray[np.float64]) -> tuple[Ints, Bools]:
+    """Epoch microseconds of float timestamps, to the nearest microsecond (halves to even), as the
+    per-record path (and ``datetime.fromtimestamp``) reads them."""
     with np.errstate(invalid="ignore"):
         t = np.where(values > _MS_THRESHOLD, values / 1000, values)
         ok = np.isfinite(values) & (t >= FIRST_INSTANT) & (t < END_INSTANT)
-    return np.where(ok, t, 0.0), ok
+    fraction, whole = np.modf(np.where(ok, t, 0.0))
+    micros = whole.astype(np.int64) * _MICROS + np.rint(fraction * 1e6).astype(np.int64)
+    ok &= micros < END_INSTANT * _MICROS
+    return np.where(ok, micros, 0), ok
 
 
-def _from_texts(texts: list[str], offset_of: Any) -> tuple[npt.NDArray[np.float64], Bools]:
-    """Epoch seconds of ISO texts in the fixed-width forms (:data:`_FORMS`), all read as one byte buffer:
+def _from_texts(texts: list[str], offset_of: Any) -> tuple[Ints, Bools]:
+    """Epoch microseconds of ISO texts in the fixed-width forms (:data:`_FORMS`), all read as one byte buffer:
     each text's date and time, fraction and offset are gathered into byte matrices by their positions."""
     n = len(texts)
     lengths = np.array(list(map(len, texts)), dtype=np.int64)
@@ -211,13 +217,13 @@ def _from_texts(texts: list[str], offset_of: Any) -> tuple[npt.NDArray[np.float6
         buffer = np.frombuffer("".join(texts).encode("ascii"), dtype=np.uint8)
     except UnicodeEncodeError:  # a character beyond ASCII somewhere: only the ASCII texts are read here
         ascii_ = np.array(list(map(str.isascii, texts)), dtype=np.bool_)
-        t, ok = np.zeros(n, dtype=np.float64), np.zeros(n, dtype=np.bool_)
+        t, ok = np.zeros(n, dtype=np.int64), np.zeros(n, dtype=np.bool_)
         at = np.flatnonzero(ascii_)
         if at.size:
             t[at], ok[at] = _from_texts([texts[i] for i in at.tolist()], offset_of)
         return t, ok
     if len(buffer) == 0:  # only empty texts
-        return np.zeros(n, dtype=np.float64), np.zeros(n, dtype=np.bool_)
+        return np.zeros(n, dtype=np.int64), np.zeros(n, dtype=np.bool_)
     ends = np.cumsum(lengths)
     starts = ends - lengths
     width = np.minimum(lengths, _WIDEST)
@@ -263,11 +269,9 @@ def _from_texts(texts: list[str], offset_of: Any) -> tuple[npt.NDArray[np.float6
         offsets[signed] = values[inverse]
         ok[signed] &= valid[inverse]
     days = days_from_civil(year, month, np.minimum(np.maximum(day, 1), 31))
-    micros = (days * _DAY + clock - offsets) * 1_000_000 + micro
-    ok &= (micros > -_EXACT_FLOAT) & (micros < _EXACT_FLOAT)  # the float below is then the exact one
-    t = np.where(ok, micros, 0).astype(np.float64) / 1e6
-    ok &= (t >= FIRST_INSTANT) & (t < END_INSTANT)
-    return t, ok
+    micros = (days * _DAY + clock - offsets) * _MICROS + micro
+    ok &= (micros >= FIRST_INSTANT * _MICROS) & (micros < END_INSTANT * _MICROS)
+    return np.where(ok, micros, 0), ok
 
 
 def days_from_civil(year: Ints, month: Ints, day: Ints) -> Ints:
@@ -413,7 +417,7 @@ class FastCounter:
         self,
         names: FieldNames,
         clock: Clock,
-        as_of: float,
+        as_of: int,
         buckets: Buckets,
         series_floor: int | None,
         bots: Any,
@@ -421,7 +425,7 @@ class FastCounter:
     ) -> None:
         self.names = names
         self.clock = clock
-        self.as_of = as_of
+        self.as_of = as_of  # epoch microseconds
         self.buckets = buckets
         self.series_floor = series_floor
         self.bots = bots
@@ -442,7 +446,7 @@ class FastCounter:
         return cls(
             names,
             counter.clock,
-            counter.windows.as_of,
+            counter.windows.as_of_micros,
             counter.buckets,
             counter.series_floor,
             counter.bots,
@@ -464,15 +468,15 @@ class FastCounter:
         whole = np.zeros(n, dtype=np.int64)
         offsets = np.zeros(n, dtype=np.int64)
         present = np.zeros(n, dtype=np.bool_)
-        seconds = np.zeros(n, dtype=np.float64)
+        micros = np.zeros(n, dtype=np.int64)
         if names.timestamp:
             read = instants(column(records, names.timestamp), self.offset_of)
             slow |= ~read.decided
             present = read.present & read.decided
-            seconds = read.seconds
+            micros = read.micros
             at = np.flatnonzero(present)
             if at.size:
-                whole_at = np.floor(seconds[at]).astype(np.int64)
+                whole_at = micros[at] // _MICROS
                 found, known = self.clock.offsets(whole_at)
                 whole[at], offsets[at] = whole_at, found
                 slow[at[~known]] = True
@@ -503,7 +507,7 @@ class FastCounter:
         timed = np.flatnonzero(present[chosen])
         if timed.size:
             rows = chosen[timed]
-            t, w, o = seconds[rows], whole[rows], offsets[rows]
+            t, w, o = micros[rows], whole[rows], offsets[rows]
             future = t > self.as_of
             page.future = int(future.sum())
             days[timed] = np.where(t < self.as_of, np.floor_divide(w + o, _DAY), FUTURE)

@@ -30,7 +30,7 @@ from .sanity import FIELDS_CHECKED, having, judged_fields
 from .seen import SeenIds
 from .statistics import FUTURE, NO_BUCKET, NO_TIME, Columns, concatenated
 from .stats import Key, Partial, new_statistics
-from .timeline import END_INSTANT, FIRST_INSTANT, Buckets, Clock, Windows
+from .timeline import END_INSTANT, FIRST_INSTANT, MICROS, Buckets, Clock, Windows, epoch_micros
 
 MAX_REJECT_SAMPLES = 100
 COLUMNAR_MIN = 8  # pages with fewer records than this are counted record by record (numpy's overhead)
@@ -79,12 +79,13 @@ def usable_key(value: Any) -> TypeGuard[Key]:
     return isinstance(value, int) and not isinstance(value, bool) and _INT64_MIN <= value < _INT64_END
 
 
-def parse_timestamp(value: Any) -> float | None:
-    """Epoch seconds of a record's timestamp; None when it has none. Raises :class:`Rejected`.
+def parse_timestamp(value: Any) -> int | None:
+    """Epoch microseconds of a record's timestamp, exactly; None when it has none. Raises :class:`Rejected`.
 
-    A number above 10^11 is milliseconds; any other number, negative ones included, is seconds. The
-    instant must lie between the years 1 and 9999 in UTC (whether it does in the stats time zone too is
-    the caller's check, see :meth:`PageCounter._count`).
+    A number above 10^11 is milliseconds; any other number, negative ones included, is seconds (a float
+    read to the nearest microsecond, halves to even, as ``datetime.fromtimestamp`` reads it). The instant
+    must lie between the years 1 and 9999 in UTC (whether it does in the stats time zone too is the
+    caller's check, see :meth:`PageCounter._count`).
     """
     if value is None:
         return None
@@ -93,21 +94,24 @@ def parse_timestamp(value: Any) -> float | None:
     if isinstance(value, bool):
         raise Rejected("timestamp is a boolean")
     if isinstance(value, int):
-        # Compared as integers first: a huge int does not fit a float.
         if value > _MS_THRESHOLD:
             if value >= END_INSTANT * 1000:
                 raise Rejected("timestamp is a number of milliseconds after the year 9999")
-            return value / 1000
+            return value * 1000
         if value < FIRST_INSTANT:
             raise Rejected("timestamp is a number of seconds before the year 1")
-        return float(value)
+        return value * MICROS
     if isinstance(value, float):
         if value != value or value in (math.inf, -math.inf):
             raise Rejected("timestamp is not a finite number")
         seconds = value / 1000 if value > _MS_THRESHOLD else value
         if not FIRST_INSTANT <= seconds < END_INSTANT:
             raise Rejected(f"timestamp {value!r} is outside the years 1 to 9999")
-        return seconds
+        fraction, whole = math.modf(seconds)
+        micros = int(whole) * MICROS + round(fraction * 1e6)  # round(): halves to even, as datetime does
+        if micros >= END_INSTANT * MICROS:
+            raise Rejected(f"timestamp {value!r} is outside the years 1 to 9999")
+        return micros
     raise Rejected(f"timestamp has type {type(value).__name__}")
 
 
@@ -116,11 +120,8 @@ _UNKNOWN_OFFSET: Final = timedelta(days=1)  # a sentinel that no valid offset eq
 _offsets: dict[str, timedelta | None] = {}  # "+05:30" -> its offset; None: not a valid offset
 
 
-_LAST_INSTANT: Final = math.nextafter(END_INSTANT, 0)  # the last float instant of the year 9999
-
-
-def _parse_iso(text: str) -> float:
-    """Exactly ``datetime.fromisoformat(text).timestamp()`` of a printable ``text``, with the instant
+def _parse_iso(text: str) -> int:
+    """The epoch microseconds of ``datetime.fromisoformat(text)`` of a printable ``text``, with the instant
     required to lie in the years 1 to 9999 in UTC. The usual ``±HH:MM`` suffix is read once per distinct
     text and the rest parsed as UTC, which spares building a time zone object per record; any other form
     is left to datetime whole."""
@@ -147,9 +148,7 @@ def _parse_iso(text: str) -> float:
         utc = moment - offset if offset else moment.astimezone(UTC)
     except OverflowError:
         raise Rejected(f"timestamp {text[:40]!r} is outside the years 1 to 9999 in UTC") from None
-    # A float holds an instant of the year 9999 to about 30 µs: its last ones round up to the year 10000,
-    # where no datetime goes. They stay in their year, on the last float before it.
-    return min(utc.timestamp(), _LAST_INSTANT)
+    return epoch_micros(utc)
 
 
 def offset_of(suffix: str) -> timedelta | None:
@@ -209,7 +208,7 @@ class PageCounter:
         if columnar:
             names = FieldNames(f.item, f.category, f.visitor, f.timestamp, f.ip, f.user_agent)
             self.fast = FastCounter(
-                names, self.clock, self.windows.as_of, self.buckets, self.series_floor, self.bots, offset_of
+                names, self.clock, self.windows.as_of_micros, self.buckets, self.series_floor, self.bots, offset_of
             )
 
     def count_page(self, partial: Partial, records: Sequence[Any], offset: int, cursor: SliceCursor) -> None:
@@ -414,13 +413,13 @@ class PageCounter:
         item = record.get(self.item_field)
         if not usable_key(item):
             raise Rejected(_key_problem("item", item))
-        t: float | None = None
+        t: int | None = None  # epoch microseconds
         whole = offset = 0  # the instant's whole second and its UTC offset in the stats time zone
         if self.timestamp_field:
             value = record.get(self.timestamp_field)
             t = parse_timestamp(value)
             if t is not None:
-                whole = math.floor(t)
+                whole = t // MICROS
                 local = self.clock.offset(whole)
                 if local is None:
                     zone = self.clock.tz.key
@@ -451,7 +450,7 @@ class PageCounter:
         item: Key,
         category: Key | None,
         visitor: Key | None,
-        t: float | None,
+        t: int | None,
         whole: int,
         offset: int,
     ) -> None:
@@ -463,7 +462,7 @@ class PageCounter:
         (excluded) and the series holds the records stamped before ``as_of`` (SPEC section 3)."""
         day, bucket = NO_TIME, NO_BUCKET
         if t is not None:
-            as_of = self.windows.as_of
+            as_of = self.windows.as_of_micros
             if t > as_of:
                 partial.records["future"] += 1
                 day = FUTURE

@@ -30,6 +30,17 @@ WINDOWS: Final = ("all", "yesterday", "last_7_days", "last_30_days", "this_year"
 FIRST_INSTANT: Final = -62_135_596_800  # 0001-01-01T00:00:00Z
 END_INSTANT: Final = 253_402_300_800  # 10000-01-01T00:00:00Z: the first instant past the year 9999
 _EPOCH: Final = datetime(1970, 1, 1)
+_EPOCH_UTC: Final = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND: Final = timedelta(microseconds=1)
+MICROS: Final = 1_000_000  # microseconds in a second: a record's instant is exact in epoch microseconds
+
+
+def epoch_micros(moment: datetime) -> int:
+    """The exact epoch microseconds of an aware ``moment`` (a float of epoch seconds loses microseconds
+    far from 1970: about 4 of them in the year 3000, 30 in the year 9999)."""
+    return (moment - _EPOCH_UTC) // _MICROSECOND
+
+
 _DAY: Final = 86_400
 _GRAIN: Final = 900  # offsets are looked up once per quarter hour of UTC time (and checked at both ends)
 _MAX_GRAINS: Final = 1 << 18
@@ -154,6 +165,7 @@ class Windows:
     """Epoch-second bounds of the dated windows; ``all`` has none. A bound before the year 1 is -inf."""
 
     as_of: float
+    as_of_micros: int  # as_of exactly, in epoch microseconds (what a record's instant is compared with)
     today: float  # D: start of the local day that contains as_of
     yesterday: float
     week: float
@@ -175,6 +187,7 @@ class Windows:
 
         return cls(
             as_of=as_of.timestamp(),
+            as_of_micros=epoch_micros(as_of),
             today=midnight(0),
             yesterday=midnight(1),
             week=midnight(7),

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from hypothesis import HealthCheck, given
@@ -44,12 +46,13 @@ def count(
 
 
 def test_timestamps_in_every_accepted_form() -> None:
-    assert parse_timestamp("2026-03-14T10:00:00+00:00") == 1773482400.0
-    assert parse_timestamp("2026-03-14T10:00:00Z") == 1773482400.0
-    assert parse_timestamp("2026-03-14T15:30:00+05:30") == 1773482400.0
-    assert parse_timestamp(1773482400) == 1773482400.0
-    assert parse_timestamp(1773482400.25) == 1773482400.25
-    assert parse_timestamp(1773482400250) == 1773482400.25
+    # Epoch microseconds, exactly.
+    assert parse_timestamp("2026-03-14T10:00:00+00:00") == 1773482400_000000
+    assert parse_timestamp("2026-03-14T10:00:00Z") == 1773482400_000000
+    assert parse_timestamp("2026-03-14T15:30:00+05:30") == 1773482400_000000
+    assert parse_timestamp(1773482400) == 1773482400_000000
+    assert parse_timestamp(1773482400.25) == 1773482400_250000
+    assert parse_timestamp(1773482400250) == 1773482400_250000
     assert parse_timestamp(None) is None
 
 
@@ -340,11 +343,11 @@ def test_a_timestamp_must_name_an_instant_in_the_time_zone_too(timezone: str, st
 
 
 def test_epoch_numbers_seconds_or_milliseconds() -> None:
-    assert parse_timestamp(10**11) == 1e11  # not above 10^11: seconds (the year 5138)
-    assert parse_timestamp(10**11 + 1) == 100_000_000.001  # above: milliseconds (1973)
-    assert parse_timestamp(-1) == -1.0  # negative numbers are seconds before 1970
-    assert parse_timestamp(-62_135_596_800) == -62_135_596_800.0  # 0001-01-01T00:00:00Z
-    assert parse_timestamp("2026-03-14T15:30:00.000001+05:30") == 1773482400.000001
+    assert parse_timestamp(10**11) == 10**17  # not above 10^11: seconds (the year 5138)
+    assert parse_timestamp(10**11 + 1) == 100_000_000_001_000  # above: milliseconds (1973)
+    assert parse_timestamp(-1) == -1_000_000  # negative numbers are seconds before 1970
+    assert parse_timestamp(-62_135_596_800) == -62_135_596_800_000_000  # 0001-01-01T00:00:00Z
+    assert parse_timestamp("2026-03-14T15:30:00.000001+05:30") == 1773482400_000001
     for bad in (-62_135_596_801, 253_402_300_800_000, 2.534023008e14, -1e12, "0001-01-01T00:00:00+00:01"):
         with pytest.raises(Rejected):
             parse_timestamp(bad)
@@ -718,3 +721,83 @@ def test_rows_held_back_for_a_partial_that_was_dropped_are_not_added_to_the_next
     window = report["windows"]["all"]
     assert [(row["id"], row["visits"]) for row in window["top_items"]] == [("kept", 10)]
     assert window["visits"] == 10
+
+
+_FAR_WINDOWS = ("yesterday", "last_7_days", "last_30_days", "this_year")
+
+
+def _far_truth(stamps: list[str], as_of: datetime, zone: str) -> tuple[dict[str, list[int]], int, int]:
+    """Which records (by index) each dated window holds, how many are future and how many rejected,
+    by datetime arithmetic alone."""
+    tz = ZoneInfo(zone)
+    day = as_of.astimezone(tz).date()
+
+    def midnight(days: int) -> datetime:
+        try:
+            return datetime.combine(day - timedelta(days=days), datetime.min.time(), tzinfo=tz)
+        except OverflowError:  # before the year 1: the window reaches back to the first instant
+            return datetime.min.replace(tzinfo=UTC)
+
+    bounds = {
+        "yesterday": (midnight(1), midnight(0)),
+        "last_7_days": (midnight(7), midnight(0)),
+        "last_30_days": (midnight(30), midnight(0)),
+        "this_year": (datetime(day.year, 1, 1, tzinfo=tz), as_of),
+    }
+    held: dict[str, list[int]] = {name: [] for name in bounds}
+    future = rejected = 0
+    for k, stamp in enumerate(stamps):
+        moment = datetime.fromisoformat(stamp)
+        try:
+            moment.astimezone(tz)
+        except OverflowError:
+            rejected += 1
+            continue
+        future += moment > as_of
+        for name, (lo, hi) in bounds.items():
+            if lo <= moment < hi:
+                held[name].append(k)
+    return held, future, rejected
+
+
+@pytest.mark.parametrize(
+    ("as_of", "zone"),
+    [
+        ("3000-06-01T12:00:00+00:00", "UTC"),
+        ("1000-06-01T12:00:00+00:00", "UTC"),
+        ("9000-06-01T00:00:00.000001+00:00", "Europe/Stockholm"),
+        ("9999-12-31T00:00:00+00:00", "Pacific/Kiritimati"),
+        ("0001-01-03T00:00:00+00:00", "America/St_Johns"),
+    ],
+)
+def test_fractions_of_a_second_far_from_1970_land_in_their_window(as_of: str, zone: str) -> None:
+    """Instants were floats of epoch seconds, which hold 4 µs in the year 3000 and 30 µs in 9999: a record
+    at 23:59:59.999999 counted in the next day, one a microsecond before as_of counted as at it, one a
+    microsecond past it was no future one, and the years 1 and 9999 ended a few microseconds off in the
+    stats time zone. Each record here is one microsecond (or a few) from a window's edge."""
+    moment = datetime.fromisoformat(as_of)
+    edges = [moment]
+    day = moment.astimezone(ZoneInfo(zone)).replace(hour=0, minute=0, second=0, microsecond=0)
+    for days in (0, 1, 7, 30):
+        with contextlib.suppress(OverflowError):  # before the year 1
+            edges.append(day - timedelta(days=days))
+    edges.append(day.replace(month=1, day=1))
+    if zone == "Pacific/Kiritimati":
+        edges.append(datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=day.tzinfo))  # the zone's last instant
+    if zone == "America/St_Johns":
+        edges.append(datetime(1, 1, 1, tzinfo=day.tzinfo))  # the zone's first midnight
+    stamps = []
+    for edge in edges:
+        for shift in (-7, -1, 0, 1, 7):
+            try:
+                at = edge.astimezone(UTC) + timedelta(microseconds=shift)
+            except OverflowError:
+                continue
+            stamps.append(at.isoformat())
+    stamps = sorted(set(stamps))
+    records = [{"id": k + 1, "item": k, "ts": stamp} for k, stamp in enumerate(stamps)]
+    held, future, rejected = _far_truth(stamps, moment, zone)
+    report, _ = count(records, as_of=moment, stats={"timezone": zone, "top_items": 1000})
+    assert (report["records"]["future"], report["records"]["rejected"]) == (future, rejected)
+    for name in _FAR_WINDOWS:
+        assert sorted(row["id"] for row in report["windows"][name]["top_items"]) == held[name], name

@@ -171,8 +171,7 @@ def pages(draw: st.DrawFn, as_of: datetime) -> list[list[Any]]:
 # ------------------------------------------------------------------------------------------ reference
 
 
-FIRST = datetime(1, 1, 1, tzinfo=UTC).timestamp()
-END = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC).timestamp() + 1  # the first second after the year 9999
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def usable(value: Any) -> bool:
@@ -180,8 +179,9 @@ def usable(value: Any) -> bool:
     return isinstance(value, str) or (type(value) is int and -(2**63) <= value < 2**63)
 
 
-def instant(value: Any, tz: ZoneInfo) -> float | None:
-    """Epoch seconds; None for no time; raises ValueError for a timestamp that cannot be parsed."""
+def instant(value: Any, tz: ZoneInfo) -> datetime | None:
+    """The instant, exact to the microsecond (a float of seconds read as ``datetime.fromtimestamp`` reads
+    it); None for no time; raises ValueError for a timestamp that cannot be parsed."""
     if value is None:
         return None
     if isinstance(value, str):
@@ -190,24 +190,23 @@ def instant(value: Any, tz: ZoneInfo) -> float | None:
         moment = datetime.fromisoformat(value)  # ValueError
         if moment.tzinfo is None:
             raise ValueError("no offset")
+    elif type(value) is int:
         try:
-            moment.astimezone(UTC).astimezone(tz)
+            moment = EPOCH + (timedelta(milliseconds=value) if value > 10**11 else timedelta(seconds=value))
         except OverflowError:
-            raise ValueError("no such instant") from None
-        return moment.timestamp()
-    if type(value) not in (int, float) or (isinstance(value, float) and not math.isfinite(value)):
+            raise ValueError("no such year") from None
+    elif type(value) is float and math.isfinite(value):
+        try:
+            moment = datetime.fromtimestamp(value / 1000 if value > 10**11 else value, UTC)
+        except (OverflowError, ValueError, OSError):
+            raise ValueError("no such year") from None
+    else:
         raise ValueError("not a number")
     try:
-        seconds = value / 1000 if value > 10**11 else float(value)
+        moment.astimezone(UTC).astimezone(tz)
     except OverflowError:
-        raise ValueError("too big") from None
-    if not FIRST <= seconds < END:
-        raise ValueError("no such year")
-    try:
-        datetime.fromtimestamp(math.floor(seconds), UTC).astimezone(tz)
-    except OverflowError:
-        raise ValueError("no such local year") from None
-    return seconds
+        raise ValueError("no such instant") from None
+    return moment
 
 
 def bot_ip(ip: Any) -> bool:
@@ -254,7 +253,7 @@ def reference(pages: list[list[Any]], tz: ZoneInfo, as_of: datetime) -> dict[str
                 records["bots"] += 1
                 continue
             records["counted"] += 1
-            records["future"] += when is not None and when > as_of.timestamp()
+            records["future"] += when is not None and when > as_of
             category, visitor = record.get("cat"), record.get("who")
             counted.append(
                 (record["item"], category if usable(category) else None, visitor if usable(visitor) else None, when)
@@ -262,22 +261,22 @@ def reference(pages: list[list[Any]], tz: ZoneInfo, as_of: datetime) -> dict[str
 
     day = as_of.astimezone(tz).date()
 
-    def midnight(days: int) -> float:
+    def midnight(days: int) -> datetime:
         try:
-            return datetime.combine(day - timedelta(days=days), time(0), tzinfo=tz).timestamp()
+            return datetime.combine(day - timedelta(days=days), time(0), tzinfo=tz)
         except OverflowError:
-            return -math.inf
+            return datetime.min.replace(tzinfo=UTC)
 
     bounds = {
         "yesterday": (midnight(1), midnight(0)),
         "last_7_days": (midnight(7), midnight(0)),
         "last_30_days": (midnight(30), midnight(0)),
-        "this_year": (datetime(day.year, 1, 1, tzinfo=tz).timestamp(), as_of.timestamp()),
+        "this_year": (datetime(day.year, 1, 1, tzinfo=tz), as_of),
     }
     windows = {"all": window([(i, c, v) for i, c, v, _ in counted])}
     for name, (lo, hi) in bounds.items():
         windows[name] = window([(i, c, v) for i, c, v, t in counted if t is not None and lo <= t < hi])
-    timed = sum(1 for *_, t in counted if t is not None and t < as_of.timestamp())  # the series: before as_of
+    timed = sum(1 for *_, t in counted if t is not None and t < as_of)  # the series: before as_of
     return {"records": dict(records), "windows": windows, "timed": timed}
 
 
@@ -411,7 +410,7 @@ def test_iso_timestamps_read_exactly_as_datetime_reads_them(text: str) -> None:
         moment, in_range = None, False
     if in_range:
         assert moment is not None
-        assert parse_timestamp(text) == moment.timestamp()
+        assert parse_timestamp(text) == (moment - EPOCH) // timedelta(microseconds=1)
     else:
         try:
             parse_timestamp(text)
