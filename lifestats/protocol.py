@@ -31,6 +31,10 @@ class Task:
     # Positional and sequential styles: the ids the slice's committed flushes took (their ``taken``), so
     # that a new attempt still knows them (lifestats.seen).
     taken: tuple[bytes, ...] = ()
+    # Crawls by id, the open last slice (no api.last_id): the end of the data when the run found its id
+    # range (nothing existed at or above it). Past it, the crawl ends on the first page that is not full: an
+    # API that keeps adding records would otherwise keep a one-shot job chasing them for ever.
+    horizon: int | None = None
 
 
 @dataclass(frozen=True)

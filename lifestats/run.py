@@ -339,7 +339,7 @@ class _Job:
                 # first attempt, and a save that fails stops the workers before anything is committed.
                 self.bounds, slices = self._discover()
                 for piece in slices:
-                    executor.submit(Task(piece, 1, piece.begin, piece.begin - 1, 0))
+                    executor.submit(Task(piece, 1, piece.begin, piece.begin - 1, 0, horizon=self._horizon(piece)))
                 meta = {"bounds": dataclasses.asdict(self.bounds), "planned_slices": len(slices)}
                 self.checkpoint.save_plan(slices, meta, attempt=1)
             self.last_moved = time.monotonic()
@@ -629,7 +629,15 @@ class _Job:
         """The task of a slice's new attempt, from its committed state (and the ids it took, if any)."""
         assert state.position is not None
         taken = self.checkpoint.taken(state.slice.index)
-        return Task(state.slice, state.attempt, state.position, state.high_water, state.seq, taken)
+        horizon = self._horizon(state.slice)
+        return Task(state.slice, state.attempt, state.position, state.high_water, state.seq, taken, horizon)
+
+    def _horizon(self, piece: Slice) -> int | None:
+        """For the open last slice of a crawl by id, where the data ended when the run found its id range
+        (see :attr:`Task.horizon`)."""
+        if piece.end is not None or self.bounds is None or make_paginator(self.settings.api).slicing != "id":
+            return None
+        return self.bounds.estimated_end
 
     # -- output -------------------------------------------------------------------------------------
     def _notify(self, on_progress: Callable[[Snapshot], None] | None) -> None:

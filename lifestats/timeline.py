@@ -1,8 +1,9 @@
 """Time in the report: window bounds around ``as_of`` and series buckets, both in the stats time zone.
 
 Window bounds and bucket keys are epoch seconds; a record's instant is exact epoch microseconds (an
-integer: :func:`epoch_micros`), compared with ``as_of`` as :attr:`Windows.as_of_micros`. Every instant the report deals with lies between the years 1 and 9999 both in
-UTC and in the stats time zone (:class:`Clock` says which do); nothing here raises for one that does not.
+integer: :func:`epoch_micros`), compared with ``as_of`` as :attr:`Windows.as_of_micros`. Every instant
+the report deals with lies between the years 1 and 9999 both in UTC and in the stats time zone
+(:class:`Clock` says which do); nothing here raises for one that does not.
 
 Series buckets come in two kinds, and their integer keys say which:
 

@@ -1,0 +1,77 @@
+"""An API that keeps adding records while the job crawls it (a live event stream), by id: the run ends.
+
+A crawl by id without ``api.last_id`` goes on until the API says its data ends, and a live API never
+says so once the crawl has caught up with it (each page brings the few records added since the last
+one). The open last slice now ends at the first page that is not full past the end of the data the run
+found at its start. Every record that existed at the start is counted once (a real server on 127.0.0.1).
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any, ClassVar
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+
+from lifestats.config import load_settings
+
+from .conftest import run
+from .json_api import JsonHandler, serving
+
+ORIGINAL = 600
+ADDED_PER_REQUEST = 3
+ADDING_UNTIL = 4_000  # requests; past them the stream stops (so that a crawl that chases it ends too)
+
+
+class _Live(JsonHandler):
+    """Ids from 1, ascending; each request adds 3 records (item "added") after the highest id."""
+
+    lock: ClassVar = threading.Lock()
+    rows: ClassVar[list[dict[str, Any]]] = []
+    requests: ClassVar = 0
+    style: ClassVar = "keyset"
+
+    @classmethod
+    def reset(cls, style: str) -> None:
+        cls.rows = [{"id": i, "item": "original"} for i in range(1, ORIGINAL + 1)]
+        cls.requests, cls.style = 0, style
+
+    def do_GET(self) -> None:
+        query = parse_qs(urlsplit(self.path).query)
+        with self.lock:
+            cls = type(self)
+            cls.requests += 1
+            if cls.requests <= ADDING_UNTIL:
+                top = self.rows[-1]["id"]
+                self.rows.extend({"id": top + k, "item": "added"} for k in range(1, ADDED_PER_REQUEST + 1))
+            rows = list(self.rows)
+        at, limit = int(query["from"][0]), int(query["limit"][0])
+        page = [row for row in rows if row["id"] >= at][:limit]
+        if self.style == "keyset":
+            self.send_json(200, {"rows": page})
+        else:  # offset_id: the next offset in the body after every page that has records
+            following = page[-1]["id"] + 1 if page else None
+            self.send_json(200, {"rows": page, "meta": {"next_offset": following}})
+
+
+@pytest.mark.parametrize("style", ["keyset", "offset_id"])
+@pytest.mark.parametrize("slices", [1, 4])
+def test_a_crawl_by_id_of_an_api_that_keeps_adding_records_ends(state_dir: Path, style: str, slices: int) -> None:
+    _Live.reset(style)
+    with serving(_Live) as base:
+        section: dict[str, Any] = {"url": f"{base}/events", "paginator": style, "records_path": "rows", "page_size": 50}
+        section |= {"id_param": "from"} if style == "keyset" else {"offset_param": "from"}
+        overrides = {"api": section, "fields": {"category": None, "visitor": None, "timestamp": None}}
+        overrides |= {"crawl": {"slices": slices, "rate_limit": 1000}, "bots": {"ips": [], "user_agents": []}}
+        settings = load_settings(None, "test", environ={}, overrides=overrides)
+        outcome = run(settings, state_dir)
+        served = _Live.requests
+    print(f"\n{style}, {slices} slice(s): {served} requests")
+    assert outcome.exit_code == 0, outcome.message
+    visits = {row["id"]: row["visits"] for row in outcome.report["windows"]["all"]["top_items"]}
+    assert visits["original"] == ORIGINAL  # every record that existed at the start, once
+    assert outcome.report["records"]["duplicates"] == 0
+    # It stopped once it had caught up (before: it chased the stream until the stream stopped).
+    assert served < ADDING_UNTIL / 10, served
