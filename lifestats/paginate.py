@@ -225,9 +225,17 @@ class Paginator(ABC):
         """The lowest id, found by discovery, asked for as a position (styles sliced by id): the page must
         hold its record. An API that reads the bound as exclusive (ids after it) where the config reads it
         as inclusive leaves it out, and with it the first record of every page and slice that begins on an
-        id; raises :class:`ConfigError` naming the setting."""
+        id; raises :class:`ConfigError` naming the setting. An API that deleted that record meanwhile (its
+        oldest records expire) is told apart by asking for the lowest id it serves now."""
         page = probe(first_id)
-        if first_id in record_ids(page.records, self.id_field):
+        ids = record_ids(page.records, self.id_field)
+        if first_id in ids:
+            return
+        # An API that deletes its oldest records (a retention window) may have let this one go since
+        # discovery saw it: then the lowest id it serves now comes back when asked for, where an exclusive
+        # bound leaves that one out too.
+        above = [rid for rid in ids if rid > first_id]
+        if above and min(above) in record_ids(probe(min(above)).records, self.id_field):
             return
         raise ConfigError(
             f"asked for {self.describe(first_id)}, the lowest id (the API showed its record when asked for the "

@@ -75,3 +75,49 @@ def test_a_crawl_by_id_of_an_api_that_keeps_adding_records_ends(state_dir: Path,
     assert outcome.report["records"]["duplicates"] == 0
     # It stopped once it had caught up (before: it chased the stream until the stream stopped).
     assert served < ADDING_UNTIL / 10, served
+
+
+class _Expiring(JsonHandler):
+    """Ids 1 to 600 from an API that deletes its 3 oldest records on its second request (a retention
+    window letting old events go), inclusive id bounds."""
+
+    lock: ClassVar = threading.Lock()
+    rows: ClassVar[list[dict[str, Any]]] = []
+    requests: ClassVar = 0
+    style: ClassVar = "keyset"
+
+    @classmethod
+    def reset(cls, style: str) -> None:
+        cls.rows = [{"id": i, "item": "expired" if i <= 3 else "kept"} for i in range(1, ORIGINAL + 1)]
+        cls.requests, cls.style = 0, style
+
+    def do_GET(self) -> None:
+        query = parse_qs(urlsplit(self.path).query)
+        with self.lock:
+            cls = type(self)
+            cls.requests += 1
+            if cls.requests == 2:
+                cls.rows = [row for row in cls.rows if row["id"] > 3]
+            rows = list(cls.rows)
+        at, limit = int(query["from"][0]), int(query["limit"][0])
+        page = [row for row in rows if row["id"] >= at][:limit]
+        following = page[-1]["id"] + 1 if page and page[-1]["id"] < rows[-1]["id"] else None
+        self.send_json(200, {"rows": page, "meta": {"next_offset": following}})
+
+
+@pytest.mark.parametrize("style", ["keyset", "offset_id"])
+def test_an_api_whose_oldest_records_expire_is_not_refused_as_exclusive(state_dir: Path, style: str) -> None:
+    """Discovery asks for the lowest id it saw by itself, to catch an API whose bound is exclusive. When
+    that record was deleted in between, the run stopped with exit 2 saying the bound was exclusive and
+    advising settings that could not read the API; the lowest id the API serves now tells the two apart."""
+    _Expiring.reset(style)
+    with serving(_Expiring) as base:
+        section: dict[str, Any] = {"url": f"{base}/events", "paginator": style, "records_path": "rows", "page_size": 50}
+        section |= {"id_param": "from"} if style == "keyset" else {"offset_param": "from"}
+        overrides = {"api": section, "fields": {"category": None, "visitor": None, "timestamp": None}}
+        overrides |= {"crawl": {"slices": 4, "rate_limit": 1000}, "bots": {"ips": [], "user_agents": []}}
+        outcome = run(load_settings(None, "test", environ={}, overrides=overrides), state_dir)
+    assert outcome.exit_code == 0, outcome.message
+    visits = {row["id"]: row["visits"] for row in outcome.report["windows"]["all"]["top_items"]}
+    assert visits["kept"] == ORIGINAL - 3
+    assert outcome.report["records"]["duplicates"] == 0
