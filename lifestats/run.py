@@ -495,9 +495,10 @@ class _Job:
         return [
             f"{ids:,} record id(s) were counted by two or more slices ({copies:,} extra cop"
             f"{'y' if copies == 1 else 'ies'}): the API's order changed while the crawl ran (rows inserted or "
-            "re-sorted before them moved them across a slice's end), so visits and counted records are too "
-            f"high by up to {copies:,}; crawl the API in an order that does not change (sorted by id, or by "
-            "creation time), or with crawl.slices: 1 while it is quiet"
+            "re-sorted before them moved them across a slice's end), so the figures count up to "
+            f"{copies:,} record(s) twice, and rows the change moved the other way may be missing; crawl the API "
+            "in an order that does not change (sorted by id, or by creation time), or with crawl.slices: 1 "
+            "while it is quiet"
         ]
 
     def _early_end_warnings(self) -> list[str]:
