@@ -227,7 +227,7 @@ def run_task(task: Task, setup: WorkerSetup, run: str, key: str) -> dict[str, An
         outcome = {"outcome": "stopped"}
     except ApiError as exc:
         outcome = {"outcome": "failed", "message": str(exc), "exit_code": exc.exit_code}
-        outcome |= {"resumable": exc.resumable, "status": exc.status}
+        outcome |= {"resumable": exc.resumable, "status": exc.status, "fresh": exc.fresh}
     except LifestatsError as exc:
         outcome = {"outcome": "failed", "message": str(exc), "exit_code": exc.exit_code}
     except Exception as exc:
@@ -630,6 +630,7 @@ class DaskExecutor:
                     result["exit_code"],
                     result.get("resumable", True),
                     result.get("status"),
+                    fresh=bool(result.get("fresh", False)),
                 )
             )
         elif result["outcome"] == "finished":

@@ -41,14 +41,19 @@ class ApiError(LifestatsError):
 
     ``status`` is the HTTP status when the API answered one. ``resumable`` says whether running the
     same command again can help (a server that was down) or not (a 401, 403 or 404 is met again).
+    ``fresh``: a resume would ask for the same refused page again (a cursor that expired); only a crawl
+    started over (``--fresh``) can go on.
     """
 
     exit_code = 3
 
-    def __init__(self, message: str, *, status: int | None = None, resumable: bool | None = None) -> None:
+    def __init__(
+        self, message: str, *, status: int | None = None, resumable: bool | None = None, fresh: bool = False
+    ) -> None:
         super().__init__(message)
         self.status = status
-        self.resumable = resumable if resumable is not None else status not in PERMANENT_STATUSES
+        self.fresh = fresh
+        self.resumable = False if fresh else resumable if resumable is not None else status not in PERMANENT_STATUSES
 
 
 class TransientApiError(Exception):

@@ -263,7 +263,7 @@ def _run(
     try:
         crawl_slice(task, client, counter, flush_every, emit, proposals)
     except ApiError as exc:
-        return Failed(index, attempt, str(exc), exc.exit_code, exc.resumable, exc.status, **usage())
+        return Failed(index, attempt, str(exc), exc.exit_code, exc.resumable, exc.status, fresh=exc.fresh, **usage())
     except LifestatsError as exc:  # a configuration mistake found mid-crawl: running again does not mend it
         return Failed(index, attempt, str(exc), exc.exit_code, exc.exit_code != 2, **usage())
     except (EOFError, BrokenPipeError, ConnectionResetError):

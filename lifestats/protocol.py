@@ -94,6 +94,7 @@ class Failed:
     status: int | None = None  # the HTTP status of an API failure
     cpu_seconds: float = 0.0  # what the worker spent since its last report (see lifestats.usage)
     peak_rss_bytes: int = 0
+    fresh: bool = False  # a resume would ask for the same refused page again (see errors.ApiError)
 
 
 @dataclass(frozen=True)

@@ -362,16 +362,16 @@ class _Job:
         except LifestatsError as exc:  # the API failed while the id range was being discovered
             resumable = bool(getattr(exc, "resumable", exc.exit_code != 2))
             status = exc.status if isinstance(exc, ApiError) else None
-            return self._stop(executor, exc.exit_code, self._advice(str(exc), resumable, status))
+            fresh = isinstance(exc, ApiError) and exc.fresh
+            return self._stop(executor, exc.exit_code, self._advice(str(exc), resumable, status, fresh))
         except BaseException:
             if executor is not None:
                 with held(redeliver=False):
                     executor.terminate()
             raise
         if failure is not None:
-            return self._stop(
-                executor, failure.exit_code, self._advice(failure.message, failure.resumable, failure.status)
-            )
+            advice = self._advice(failure.message, failure.resumable, failure.status, failure.fresh)
+            return self._stop(executor, failure.exit_code, advice)
         executor.close()
         self.tally.helper_cpu = executor.helper_cpu_seconds()
         try:
@@ -381,9 +381,11 @@ class _Job:
         except StateDirError as exc:
             return self._stop(None, exc.exit_code, str(exc))
 
-    def _advice(self, message: str, resumable: bool, status: int | None) -> str:
+    def _advice(self, message: str, resumable: bool, status: int | None, fresh: bool = False) -> str:
         """The failure's message and what to do about it: resume only when resuming can help."""
         where = f"progress is checkpointed in {self.state_dir}"
+        if fresh:
+            return f"{message}\n{where}, but a resume would ask for the same page again: start over with --fresh"
         if resumable:
             return f"{message}\n{where}: run the same command to resume"
         if status in CREDENTIAL_STATUSES:

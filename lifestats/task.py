@@ -50,6 +50,8 @@ LOOP_MEMORY = 10_000
 # the same page). Pages of other records already taken (an API sorted by a field that changed during
 # the crawl serves them again at its end) do not count: their crawl moves on.
 STUCK_PAGES = 20
+# Answers to a sequential crawl's next reference (not its first page) that say the API no longer takes it.
+REFUSED_REFERENCE = frozenset({400, 404, 410, 422})
 
 
 class _Positions:
@@ -225,9 +227,17 @@ def _crawl(
         try:
             page = prefetch.take()
         except ApiError as exc:
-            if not data_end.refused(exc):
+            if data_end.refused(exc):
+                page = Page(position, [], None)  # the API refuses a page past its data: the data ends
+            elif sequential and isinstance(position, dict) and exc.status in REFUSED_REFERENCE:
+                raise ApiError(
+                    f"{exc}: the API refused the {paginator.describe(position)} it gave with the page before (a "
+                    "reference that expired, as the cursors of many APIs do after a while)",
+                    status=exc.status,
+                    fresh=True,
+                ) from exc
+            else:
                 raise
-            page = Page(position, [], None)  # the API refuses a page past its data: the data ends
         next_position = data_end.next_position(page, end)
         if by_id and end is None and _caught_up(page, next_position, task.horizon, paginator):
             next_position = None

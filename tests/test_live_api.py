@@ -121,3 +121,33 @@ def test_an_api_whose_oldest_records_expire_is_not_refused_as_exclusive(state_di
     visits = {row["id"]: row["visits"] for row in outcome.report["windows"]["all"]["top_items"]}
     assert visits["kept"] == ORIGINAL - 3
     assert outcome.report["records"]["duplicates"] == 0
+
+
+class _ExpiringCursor(JsonHandler):
+    """A cursor API whose first page's cursor has expired by the time it is used: it answers ``status``."""
+
+    status: ClassVar = 410
+
+    def do_GET(self) -> None:
+        query = parse_qs(urlsplit(self.path).query)
+        if "cursor" in query:
+            self.send_json(self.status, {"error": "cursor expired"})
+        else:
+            self.send_json(200, {"data": [{"id": i, "item": i % 5} for i in range(1, 51)], "next_cursor": "c1"})
+
+
+@pytest.mark.parametrize("status", [400, 404, 410, 422])
+def test_an_expired_cursor_says_to_start_over(state_dir: Path, status: int) -> None:
+    """Resuming re-sends the checkpointed cursor, which the API refuses again: the message said to run the
+    same command (422) or that the run resumes once the problem is fixed (400, 404, 410)."""
+    _ExpiringCursor.status = status
+    with serving(_ExpiringCursor) as base:
+        section = {"url": f"{base}/events", "paginator": "cursor", "records_path": "data", "cursor_path": "next_cursor"}
+        overrides = {"api": section, "fields": {"category": None, "visitor": None, "timestamp": None}}
+        overrides |= {"crawl": {"retries": 1, "retry_max_seconds": 1}, "bots": {"ips": [], "user_agents": []}}
+        outcome = run(load_settings(None, "test", environ={}, overrides=overrides), state_dir)
+    assert outcome.exit_code == 3, outcome.message
+    assert f"HTTP {status}" in outcome.message
+    assert "start over with --fresh" in outcome.message
+    assert "run the same command to resume" not in outcome.message
+    assert outcome.report["partial"] is True
