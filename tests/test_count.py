@@ -17,6 +17,8 @@ from lifestats.count import PageCounter, Rejected, SliceCursor, parse_timestamp
 from lifestats.report import build_report
 from lifestats.stats import Partial
 
+from .test_records_property import window_bounds
+
 AS_OF = datetime(2026, 3, 15, 12, 0, tzinfo=UTC)
 FIELDS = {
     "id": "id",
@@ -730,20 +732,7 @@ def _far_truth(stamps: list[str], as_of: datetime, zone: str) -> tuple[dict[str,
     """Which records (by index) each dated window holds, how many are future and how many rejected,
     by datetime arithmetic alone."""
     tz = ZoneInfo(zone)
-    day = as_of.astimezone(tz).date()
-
-    def midnight(days: int) -> datetime:
-        try:
-            return datetime.combine(day - timedelta(days=days), datetime.min.time(), tzinfo=tz)
-        except OverflowError:  # before the year 1: the window reaches back to the first instant
-            return datetime.min.replace(tzinfo=UTC)
-
-    bounds = {
-        "yesterday": (midnight(1), midnight(0)),
-        "last_7_days": (midnight(7), midnight(0)),
-        "last_30_days": (midnight(30), midnight(0)),
-        "this_year": (datetime(day.year, 1, 1, tzinfo=tz), as_of),
-    }
+    bounds = window_bounds(as_of, tz)
     held: dict[str, list[int]] = {name: [] for name in bounds}
     future = rejected = 0
     for k, stamp in enumerate(stamps):

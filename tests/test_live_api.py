@@ -16,6 +16,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from lifestats.config import load_settings
+from lifestats.run import Outcome
 
 from .conftest import run
 from .json_api import JsonHandler, serving
@@ -25,8 +26,9 @@ ADDED_PER_REQUEST = 3
 ADDING_UNTIL = 4_000  # requests; past them the stream stops (so that a crawl that chases it ends too)
 
 
-class _Live(JsonHandler):
-    """Ids from 1, ascending; each request adds 3 records (item "added") after the highest id."""
+class _Changing(JsonHandler):
+    """Records by id from 1, ascending, served in the ``keyset`` or ``offset_id`` style (a next offset in
+    the body after every page that has records); ``change(requests)`` alters them before each answer."""
 
     lock: ClassVar = threading.Lock()
     rows: ClassVar[list[dict[str, Any]]] = []
@@ -34,75 +36,72 @@ class _Live(JsonHandler):
     style: ClassVar = "keyset"
 
     @classmethod
-    def reset(cls, style: str) -> None:
-        cls.rows = [{"id": i, "item": "original"} for i in range(1, ORIGINAL + 1)]
-        cls.requests, cls.style = 0, style
+    def reset(cls, style: str, rows: list[dict[str, Any]]) -> None:
+        cls.rows, cls.requests, cls.style = rows, 0, style
+
+    @classmethod
+    def change(cls, requests: int) -> None:
+        pass
 
     def do_GET(self) -> None:
         query = parse_qs(urlsplit(self.path).query)
+        cls = type(self)
         with self.lock:
-            cls = type(self)
             cls.requests += 1
-            if cls.requests <= ADDING_UNTIL:
-                top = self.rows[-1]["id"]
-                self.rows.extend({"id": top + k, "item": "added"} for k in range(1, ADDED_PER_REQUEST + 1))
-            rows = list(self.rows)
+            cls.change(cls.requests)
+            rows = list(cls.rows)
         at, limit = int(query["from"][0]), int(query["limit"][0])
         page = [row for row in rows if row["id"] >= at][:limit]
         if self.style == "keyset":
             self.send_json(200, {"rows": page})
-        else:  # offset_id: the next offset in the body after every page that has records
-            following = page[-1]["id"] + 1 if page else None
-            self.send_json(200, {"rows": page, "meta": {"next_offset": following}})
+        else:
+            self.send_json(200, {"rows": page, "meta": {"next_offset": page[-1]["id"] + 1 if page else None}})
+
+
+def _crawl(handler: type[_Changing], style: str, slices: int, state_dir: Path) -> Outcome:
+    with serving(handler) as base:
+        section: dict[str, Any] = {"url": f"{base}/events", "paginator": style, "records_path": "rows", "page_size": 50}
+        section |= {"id_param": "from"} if style == "keyset" else {"offset_param": "from"}
+        overrides = {"api": section, "fields": {"category": None, "visitor": None, "timestamp": None}}
+        overrides |= {"crawl": {"slices": slices, "rate_limit": 1000}, "bots": {"ips": [], "user_agents": []}}
+        return run(load_settings(None, "test", environ={}, overrides=overrides), state_dir)
+
+
+def _visits(outcome: Outcome) -> dict[Any, int]:
+    return {row["id"]: row["visits"] for row in outcome.report["windows"]["all"]["top_items"]}
+
+
+class _Live(_Changing):
+    """Each request adds 3 records (item "added") after the highest id, for the first 4,000 requests."""
+
+    @classmethod
+    def change(cls, requests: int) -> None:
+        if requests <= ADDING_UNTIL:
+            top = cls.rows[-1]["id"]
+            cls.rows.extend({"id": top + k, "item": "added"} for k in range(1, ADDED_PER_REQUEST + 1))
 
 
 @pytest.mark.parametrize("style", ["keyset", "offset_id"])
 @pytest.mark.parametrize("slices", [1, 4])
 def test_a_crawl_by_id_of_an_api_that_keeps_adding_records_ends(state_dir: Path, style: str, slices: int) -> None:
-    _Live.reset(style)
-    with serving(_Live) as base:
-        section: dict[str, Any] = {"url": f"{base}/events", "paginator": style, "records_path": "rows", "page_size": 50}
-        section |= {"id_param": "from"} if style == "keyset" else {"offset_param": "from"}
-        overrides = {"api": section, "fields": {"category": None, "visitor": None, "timestamp": None}}
-        overrides |= {"crawl": {"slices": slices, "rate_limit": 1000}, "bots": {"ips": [], "user_agents": []}}
-        settings = load_settings(None, "test", environ={}, overrides=overrides)
-        outcome = run(settings, state_dir)
-        served = _Live.requests
+    _Live.reset(style, [{"id": i, "item": "original"} for i in range(1, ORIGINAL + 1)])
+    outcome = _crawl(_Live, style, slices, state_dir)
+    served = _Live.requests
     print(f"\n{style}, {slices} slice(s): {served} requests")
     assert outcome.exit_code == 0, outcome.message
-    visits = {row["id"]: row["visits"] for row in outcome.report["windows"]["all"]["top_items"]}
-    assert visits["original"] == ORIGINAL  # every record that existed at the start, once
+    assert _visits(outcome)["original"] == ORIGINAL  # every record that existed at the start, once
     assert outcome.report["records"]["duplicates"] == 0
     # It stopped once it had caught up (before: it chased the stream until the stream stopped).
     assert served < ADDING_UNTIL / 10, served
 
 
-class _Expiring(JsonHandler):
-    """Ids 1 to 600 from an API that deletes its 3 oldest records on its second request (a retention
-    window letting old events go), inclusive id bounds."""
-
-    lock: ClassVar = threading.Lock()
-    rows: ClassVar[list[dict[str, Any]]] = []
-    requests: ClassVar = 0
-    style: ClassVar = "keyset"
+class _Expiring(_Changing):
+    """Deletes the 3 oldest records on its second request (a retention window letting old events go)."""
 
     @classmethod
-    def reset(cls, style: str) -> None:
-        cls.rows = [{"id": i, "item": "expired" if i <= 3 else "kept"} for i in range(1, ORIGINAL + 1)]
-        cls.requests, cls.style = 0, style
-
-    def do_GET(self) -> None:
-        query = parse_qs(urlsplit(self.path).query)
-        with self.lock:
-            cls = type(self)
-            cls.requests += 1
-            if cls.requests == 2:
-                cls.rows = [row for row in cls.rows if row["id"] > 3]
-            rows = list(cls.rows)
-        at, limit = int(query["from"][0]), int(query["limit"][0])
-        page = [row for row in rows if row["id"] >= at][:limit]
-        following = page[-1]["id"] + 1 if page and page[-1]["id"] < rows[-1]["id"] else None
-        self.send_json(200, {"rows": page, "meta": {"next_offset": following}})
+    def change(cls, requests: int) -> None:
+        if requests == 2:
+            cls.rows = [row for row in cls.rows if row["id"] > 3]
 
 
 @pytest.mark.parametrize("style", ["keyset", "offset_id"])
@@ -110,16 +109,10 @@ def test_an_api_whose_oldest_records_expire_is_not_refused_as_exclusive(state_di
     """Discovery asks for the lowest id it saw by itself, to catch an API whose bound is exclusive. When
     that record was deleted in between, the run stopped with exit 2 saying the bound was exclusive and
     advising settings that could not read the API; the lowest id the API serves now tells the two apart."""
-    _Expiring.reset(style)
-    with serving(_Expiring) as base:
-        section: dict[str, Any] = {"url": f"{base}/events", "paginator": style, "records_path": "rows", "page_size": 50}
-        section |= {"id_param": "from"} if style == "keyset" else {"offset_param": "from"}
-        overrides = {"api": section, "fields": {"category": None, "visitor": None, "timestamp": None}}
-        overrides |= {"crawl": {"slices": 4, "rate_limit": 1000}, "bots": {"ips": [], "user_agents": []}}
-        outcome = run(load_settings(None, "test", environ={}, overrides=overrides), state_dir)
+    _Expiring.reset(style, [{"id": i, "item": "expired" if i <= 3 else "kept"} for i in range(1, ORIGINAL + 1)])
+    outcome = _crawl(_Expiring, style, 4, state_dir)
     assert outcome.exit_code == 0, outcome.message
-    visits = {row["id"]: row["visits"] for row in outcome.report["windows"]["all"]["top_items"]}
-    assert visits["kept"] == ORIGINAL - 3
+    assert _visits(outcome)["kept"] == ORIGINAL - 3
     assert outcome.report["records"]["duplicates"] == 0
 
 

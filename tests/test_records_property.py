@@ -259,6 +259,16 @@ def reference(pages: list[list[Any]], tz: ZoneInfo, as_of: datetime) -> dict[str
                 (record["item"], category if usable(category) else None, visitor if usable(visitor) else None, when)
             )
 
+    windows = {"all": window([(i, c, v) for i, c, v, _ in counted])}
+    for name, (lo, hi) in window_bounds(as_of, tz).items():
+        windows[name] = window([(i, c, v) for i, c, v, t in counted if t is not None and lo <= t < hi])
+    timed = sum(1 for *_, t in counted if t is not None and t < as_of)  # the series: before as_of
+    return {"records": dict(records), "windows": windows, "timed": timed}
+
+
+def window_bounds(as_of: datetime, tz: ZoneInfo) -> dict[str, tuple[datetime, datetime]]:
+    """The dated windows' [start, end) per SPEC section 3, by datetime arithmetic (a start before the year
+    1: the first instant there is)."""
     day = as_of.astimezone(tz).date()
 
     def midnight(days: int) -> datetime:
@@ -267,17 +277,12 @@ def reference(pages: list[list[Any]], tz: ZoneInfo, as_of: datetime) -> dict[str
         except OverflowError:
             return datetime.min.replace(tzinfo=UTC)
 
-    bounds = {
+    return {
         "yesterday": (midnight(1), midnight(0)),
         "last_7_days": (midnight(7), midnight(0)),
         "last_30_days": (midnight(30), midnight(0)),
         "this_year": (datetime(day.year, 1, 1, tzinfo=tz), as_of),
     }
-    windows = {"all": window([(i, c, v) for i, c, v, _ in counted])}
-    for name, (lo, hi) in bounds.items():
-        windows[name] = window([(i, c, v) for i, c, v, t in counted if t is not None and lo <= t < hi])
-    timed = sum(1 for *_, t in counted if t is not None and t < as_of)  # the series: before as_of
-    return {"records": dict(records), "windows": windows, "timed": timed}
 
 
 def window(rows: list[tuple[Any, Any, Any]]) -> dict[str, Any]:
