@@ -62,6 +62,11 @@ MAX_LEASE = 32
 STALE_SECONDS = 0.01
 # After a late wake-up, the last stretch of the wait for the next slot is spun, not slept.
 SPIN_AFTER_LATE_SECONDS = 0.1
+# A thread that woke too late for this many slots in a row, spinning included (a machine so loaded that
+# the thread is off the CPU for longer than a slot stays usable), sends on its next slot however late:
+# else it might never send, and the job would stall and blame the API. Such a send may come closer to
+# the next slot than the spacing (the window bound above can be passed by one request per such send).
+LATE_SEND_AFTER = 8
 # Slots are asked for this much wider than the measured work between two requests, so that a slightly
 # slower page still meets its next slot.
 SPACING_SLACK = 0.9
@@ -146,6 +151,7 @@ class LeasedRateLimiter:
         self._paused_until = 0.0  # this process's knowledge of the book's pause (monotonic)
         self.wasted = 0  # slots dropped unused (stale, or inside a pause)
         self.leases = 0
+        self.late_sends = 0  # slots used late after LATE_SEND_AFTER lost in a row
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (_limiter_in_this_process, (self.name, self.per_second, self.source))
@@ -164,17 +170,19 @@ class LeasedRateLimiter:
         if reservoir.returned is not None:
             work = now - reservoir.returned
             reservoir.work = work if reservoir.work is None else 0.7 * reservoir.work + 0.3 * work
-        late = False
+        late = 0  # slots lost in a row to late wake-ups
         while True:
             slot, deadline = self._next_slot(reservoir)
             # After a lost slot the last stretch of the wait is spun: on a loaded machine every sleep may
             # wake later than a slot stays usable (STALE_SECONDS), and a thread that only slept lost every
             # slot it leased and never sent (the job stalled a minute, then blamed the API).
             wait_until(slot, SPIN_AFTER_LATE_SECONDS if late else 0.0)
-            if time.monotonic() > deadline:  # woke up too late (a loaded machine): never send late
+            if time.monotonic() > deadline and late < LATE_SEND_AFTER:  # woke up too late: not sent late
                 self.wasted += 1
-                late = True  # the next slot is waited for awake, so that this cannot repeat for ever
+                late += 1  # the next slot is waited for awake; after LATE_SEND_AFTER, sent however late
                 continue
+            if late >= LATE_SEND_AFTER:
+                self.late_sends += 1
             if self._paused_until <= slot:
                 reservoir.returned = time.monotonic()
                 return

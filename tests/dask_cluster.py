@@ -92,14 +92,15 @@ class DaskCluster:
     def logs(self, tail: int = 150) -> str:
         """The last ``tail`` lines of the scheduler's and every worker's log (shown when a test fails),
         each live worker's thread stacks among them (a silent worker's show where it is stuck)."""
-        self._dump_stacks()
+        self.dump_stacks()
         parts = []
         for log in sorted((self.workdir / "logs").glob("*.log")):
             lines = log.read_text(errors="replace").splitlines()[-tail:]
             parts.append(f"--- {log.name} (last {len(lines)} lines)\n" + "\n".join(lines))
         return "\n".join(parts)
 
-    def _dump_stacks(self) -> None:
+    def dump_stacks(self) -> None:
+        """Each live worker's thread stacks into its log (faulthandler, on SIGUSR1)."""
         logs = sorted((self.workdir / "logs").glob("worker-*.log"))
         sizes = {log: log.stat().st_size for log in logs}
         signalled = 0

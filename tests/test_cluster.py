@@ -8,6 +8,7 @@ import json
 import os
 import signal
 import subprocess
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -47,11 +48,20 @@ def dask(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaskCluster]:
 
 @pytest.fixture(autouse=True)
 def _cluster_logs_on_failure(request: pytest.FixtureRequest) -> Iterator[None]:
-    """A failed test shows the end of the cluster's logs (the scheduler's and each worker's)."""
+    """A failed test shows the end of the cluster's logs (the scheduler's and each worker's), with the
+    workers' thread stacks at its end and, for a test still running after 45 s (a job's stall is noticed
+    after 60), at that moment too: where a task was stuck while it was."""
+    cluster = request.getfixturevalue("dask") if "dask" in request.fixturenames else None
+    timer = threading.Timer(45, cluster.dump_stacks) if cluster is not None else None
+    if timer is not None:
+        timer.daemon = True
+        timer.start()
     yield
+    if timer is not None:
+        timer.cancel()
     report = getattr(request.node, "rep_call", None)
-    if report is not None and report.failed and "dask" in request.fixturenames:
-        print(request.getfixturevalue("dask").logs())
+    if report is not None and report.failed and cluster is not None:
+        print(cluster.logs(tail=400))
 
 
 def serve(tmp_path: Path, limit: float) -> tuple[str, Any, Path]:

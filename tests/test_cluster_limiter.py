@@ -180,3 +180,39 @@ def test_a_thread_whose_every_sleep_wakes_late_still_sends(monkeypatch: pytest.M
     threading.Thread(target=send_five, daemon=True).start()
     assert done.wait(60), f"no send after {limiter.wasted} lost slots"
     assert limiter.wasted <= 5  # one lost slot per send at most
+
+
+class _LateWaits(_LateSleeps):
+    """A machine so loaded that a thread is off the CPU longer than a slot stays usable even while it
+    spins: every wait for a moment ends 15 ms past it."""
+
+    def __init__(self) -> None:
+        self.offset = 0.0
+
+    def monotonic(self) -> float:
+        return time.monotonic() + self.offset
+
+
+def test_a_thread_that_misses_every_slot_even_spinning_still_sends(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With every wait ending late, spinning included, the thread lost every slot for ever: the job
+    stalled, then blamed the API. After LATE_SEND_AFTER lost slots in a row it sends on the next one."""
+    clock = _LateWaits()
+
+    def late_wait(moment: float, spin: float = 0.0) -> None:
+        clock.offset = max(clock.offset, moment - time.monotonic() + 1.5 * STALE_SECONDS)
+
+    monkeypatch.setattr(cluster_limiter, "time", clock)
+    monkeypatch.setattr(cluster_limiter, "wait_until", late_wait)
+    book = SlotBook(100, clock=clock.monotonic)
+    limiter = LeasedRateLimiter("late-waits", 100, book)
+    done = threading.Event()
+
+    def send_three() -> None:
+        for _ in range(3):
+            limiter.acquire()
+        done.set()
+
+    threading.Thread(target=send_three, daemon=True).start()
+    assert done.wait(60), f"no send after {limiter.wasted} lost slots"
+    assert limiter.late_sends == 3
+    assert limiter.wasted <= 3 * cluster_limiter.LATE_SEND_AFTER
