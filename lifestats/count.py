@@ -533,4 +533,6 @@ def _storable(record: Any) -> Any:
             return repr(record)[:2000]
         except ValueError:  # an integer with more digits than Python will print
             return f"a {type(record).__name__} that JSON cannot hold"
+        except RecursionError:  # values nested deeper than Python's recursion limit (JSON allows it)
+            return f"a {type(record).__name__} nested too deeply to show"
     return record

@@ -790,3 +790,16 @@ def test_fractions_of_a_second_far_from_1970_land_in_their_window(as_of: str, zo
     assert (report["records"]["future"], report["records"]["rejected"]) == (future, rejected)
     for name in _FAR_WINDOWS:
         assert sorted(row["id"] for row in report["windows"][name]["top_items"]) == held[name], name
+
+
+@pytest.mark.parametrize("field", ["item", "unused"])
+def test_values_nested_a_thousand_deep_are_rejected_not_a_crash(field: str) -> None:
+    """An item (or, with no item, an unused field) nested 1,000 lists deep: the sample of rejects showed
+    the record with repr(), which raised RecursionError, and the whole job ended with exit 1."""
+    deep: list[object] = []
+    for _ in range(1_000):
+        deep = [deep]
+    records = [{"id": 1, "item": "a", "ts": "2026-03-14T10:00:00Z"}, {"id": 2, field: deep}]
+    report, partial = count(records)
+    assert (report["records"]["counted"], report["records"]["rejected"]) == (1, 1)
+    assert "nested too deeply" in str(partial.rejects[0]["record"])
