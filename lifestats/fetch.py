@@ -25,7 +25,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 from urllib.request import getproxies
 
 import httpx
@@ -430,6 +430,15 @@ class ApiClient:
             pass
         try:
             return _lenient_json(body), True
+        except _TooDeep:
+            # Valid JSON, but nested deeper than any parser here reads (orjson stops at 1,024 levels, the
+            # standard library at Python's recursion limit): the same page would fail every time.
+            raise ApiError(
+                f"the answer at {redact_url(str(url))} nests values more than {_DEPTH_LIMIT:,} levels deep "
+                f"({len(body):,} bytes), deeper than Lifestats' JSON parsers read: a record holds a value "
+                "nested that deep, which the API would have to serve flatter",
+                resumable=False,
+            ) from None
         except ValueError:
             kind = response.headers.get("content-type", "unknown type").split(";")[0]
             path = self.api.records_path
@@ -479,6 +488,13 @@ class ApiClient:
         return ApiError(reason, status=status)
 
 
+_DEPTH_LIMIT: Final = 1_024  # orjson's
+
+
+class _TooDeep(ValueError):
+    """A JSON body nested deeper than the parsers read."""
+
+
 def _lenient_json(body: bytes) -> Any:
     """A body that orjson refuses, read by the standard library's parser: JSON in UTF-16 or UTF-32 (RFC 8259
     lets a parser detect them), and strings with a lone surrogate escape (``"\\ud83d"``, half of an emoji
@@ -489,10 +505,11 @@ def _lenient_json(body: bytes) -> Any:
         raise ValueError(f"{name} is not JSON")
 
     try:
-        document = json.loads(body, parse_constant=refuse)
-    except (RecursionError, UnicodeDecodeError) as exc:
+        return _mend_surrogates(json.loads(body, parse_constant=refuse))
+    except RecursionError:
+        raise _TooDeep("nested too deeply") from None
+    except UnicodeDecodeError as exc:
         raise ValueError(str(exc)) from None
-    return _mend_surrogates(document)
 
 
 def _mend_surrogates(value: Any) -> Any:

@@ -434,10 +434,16 @@ def test_a_body_in_utf_16_is_read() -> None:
 
 
 @respx.mock
-@pytest.mark.parametrize("body", [b'{"response": [{"id": 1, "item": NaN}]}', b"[" * 100_000 + b"]" * 100_000])
-def test_what_no_json_parser_should_read_stays_a_fault(body: bytes) -> None:
+@pytest.mark.parametrize(
+    ("body", "said"),
+    [
+        (b'{"response": [{"id": 1, "item": NaN}]}', "not JSON"),
+        (b"[" * 100_000 + b"]" * 100_000, "more than 1,024 levels deep"),
+    ],
+)
+def test_what_no_json_parser_should_read_stays_a_fault(body: bytes, said: str) -> None:
     respx.get(URL).mock(return_value=httpx.Response(200, content=body, headers={"content-type": "application/json"}))
-    with pytest.raises(ApiError, match="not JSON"):
+    with pytest.raises(ApiError, match=said):
         client(RecordingLimiter(), records_path="response").get_page(0)
 
 
@@ -460,3 +466,19 @@ def test_a_connection_failure_names_its_cause() -> None:
     )
     with pytest.raises(ApiError, match=r"connection failed \(ConnectError: .*(refused|Errno 111)"):
         ApiClient(settings.api, settings.crawl, RecordingLimiter()).get_page(0)
+
+
+@respx.mock
+@pytest.mark.parametrize("record_keys", [None, ["item"]])
+def test_a_body_nested_deeper_than_the_parsers_read_fails_at_once_saying_so(record_keys: list[str] | None) -> None:
+    """A record with a field nested 1,100 lists deep is valid JSON that no parser here reads: it was retried
+    as "not JSON" (9 tries, then exit 3 blaming the API, and a resume would meet it again)."""
+    deep = b"[" * 1_100 + b"]" * 1_100
+    body = b'{"meta": {"next_offset": 12}, "response": [{"id": 10, "item": "a", "extra": ' + deep + b"}]}"
+    respx.get(URL).mock(return_value=httpx.Response(200, content=body, headers={"content-type": "application/json"}))
+    limiter = RecordingLimiter()
+    settings = load_settings(None, "test", environ={}, overrides={"api": {"url": URL}, "crawl": {"retries": 3}})
+    with pytest.raises(ApiError, match="more than 1,024 levels deep") as raised:
+        ApiClient(settings.api, settings.crawl, limiter, record_keys=record_keys).get_page(10)
+    assert limiter.acquired == 1  # not retried
+    assert raised.value.resumable is False
