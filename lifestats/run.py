@@ -36,6 +36,7 @@ from .protocol import Event, Failed, Finished, Flush, Flushed, Lost, Progress, S
 from .redact import redact_text
 from .report import build_report
 from .sanity import data_warnings, judged_fields
+from .store import MEMORY_LIMIT
 from .usage import CpuMeter, peak_rss_bytes
 
 MAX_LOSSES_PER_SLICE = 3
@@ -718,7 +719,16 @@ class _Job:
             "worker_peak_rss_bytes": tally.worker_peak_rss,  # the largest of the workers'
         }
         self.checkpoint.for_reading()
-        report = build_report(self.aggregator.total, self.settings, self.as_of, run, partial=partial)
+        try:
+            report = build_report(self.aggregator.total, self.settings, self.as_of, run, partial=partial)
+        except duckdb.Error as exc:  # the exact facts' queries: out of memory (keys of megabytes), a full disk
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise StateDirError(
+                f"DuckDB could not answer the report's queries over the exact facts ({first}); progress is "
+                f"checkpointed in {self.state_dir}. Keys (items, categories, visitors) of many kilobytes each "
+                f"can need more than DuckDB's {MEMORY_LIMIT} buffer and its spill files: stats.mode: approx "
+                "counts without them"
+            ) from None
         # Building the report is part of the run: its queries can be the coordinator's largest moment.
         run["cpu_seconds"] = round(self.cpu.total() + tally.worker_cpu + tally.helper_cpu, 3)
         run["peak_rss_bytes"] = peak_rss_bytes()

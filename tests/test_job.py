@@ -101,3 +101,27 @@ def test_a_straggling_slice_is_split_for_idle_workers(state_dir: Path) -> None:
         outcome = run(settings, state_dir)
     assert outcome.report["run"]["slices_split"] >= 2
     assert statistics(outcome.report) == ground_truth(SMALL, as_of=AS_OF)
+
+
+def test_duckdb_out_of_memory_in_the_report_is_one_clear_error(
+    state_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Exact facts with keys of a megabyte each ran DuckDB out of its buffer in the report's queries: the
+    job died with a 43-line DuckDB traceback (exit 1), and so did every resume. Now one message that says
+    what failed, where the progress is, and what counts such keys (here the failure is DuckDB's own
+    exception, raised where the report's queries run)."""
+    import duckdb
+
+    from lifestats import run as run_module
+    from lifestats.errors import StateDirError
+
+    def out_of_memory(*args: object, **kwargs: object) -> dict[str, object]:
+        raise duckdb.OutOfMemoryException("Out of Memory Error: could not allocate block of size 256.0 KiB")
+
+    monkeypatch.setattr(run_module, "build_report", out_of_memory)
+    data = generate(DatasetSpec(seed=3, records=2_000))
+    with MockServer(data) as server, pytest.raises(StateDirError) as raised:
+        run(job_settings(server.url), state_dir)
+    message = str(raised.value)
+    assert message.startswith("DuckDB could not answer the report's queries over the exact facts (Out of Memory")
+    assert str(state_dir) in message and "stats.mode: approx" in message
