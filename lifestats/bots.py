@@ -91,7 +91,7 @@ class BotFilter:
 
     def __init__(self, ips: Sequence[str], patterns: Sequence[str], known_crawlers: bool) -> None:
         self.ips = IpRule(ips)
-        self.patterns = [re.compile(p) for p in patterns]
+        self.patterns = combined_patterns(patterns)
         self.known_crawlers = known_crawlers
         self._verdicts: dict[str, bool] = {}
 
@@ -115,3 +115,36 @@ class BotFilter:
             if len(self._verdicts) < 100_000:
                 self._verdicts[user_agent] = verdict
         return verdict
+
+
+_LEADING_FLAGS: Final = re.compile(r"\(\?[aiLmsux]+\)")
+
+
+def combined_patterns(patterns: Sequence[str]) -> list[re.Pattern[str]]:
+    """``bots.user_agents`` as few expressions as possible: whether any pattern's ``search`` finds a match
+    is whether one alternation of them all does, and one search of an alternation costs about what one
+    pattern's does (10,000 patterns searched one by one took 4-5 ms per distinct user agent).
+
+    Patterns with the same flags (a leading ``(?i)`` read as a flag) are joined, each in a group of its
+    own; a pattern with a capturing group (a backreference counts groups), or verbose (a comment would
+    swallow the group's end), stays on its own, as does every pattern of a join that does not compile.
+    """
+    alone: list[re.Pattern[str]] = []
+    joined: dict[int, list[str]] = {}
+    for text in patterns:
+        compiled = re.compile(text)
+        if compiled.groups or compiled.flags & re.VERBOSE:
+            alone.append(compiled)
+            continue
+        lead = _LEADING_FLAGS.match(text)
+        joined.setdefault(compiled.flags, []).append(text[lead.end() :] if lead else text)
+    out: list[re.Pattern[str]] = []
+    for flags, texts in joined.items():
+        if len(texts) == 1:
+            out.append(re.compile(texts[0], flags))
+            continue
+        try:
+            out.append(re.compile("|".join(f"(?:{text})" for text in texts), flags))
+        except re.error:
+            out.extend(re.compile(text, flags) for text in texts)
+    return out + alone
