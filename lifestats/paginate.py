@@ -813,8 +813,12 @@ class DataEnd:
     is the last page again.
     """
 
-    def __init__(self, paginator: Paginator) -> None:
+    def __init__(self, paginator: Paginator, horizon: int | None = None) -> None:
         self.paginator = paginator
+        # A crawl by id's open last slice: where the data ended when the run found its id range (see
+        # lifestats.protocol.Task.horizon). Past it, a page that is not full ends the data: an API that
+        # keeps adding records would otherwise keep a one-shot job chasing them for ever.
+        self.horizon = horizon
         self._numbered = paginator.slicing == "sequential" and paginator.style == "page_number"
         self._confirming: Any = None  # the position past the API's count, asked to see whether data ends there
         self._beyond = False  # the crawl is past the API's count (from the first page asked for there on)
@@ -836,7 +840,17 @@ class DataEnd:
         following = None if paginator.finished(page, end) else page.next
         if following is not None and self._confirming is None and (paginator.at_total(page) or page.past_total):
             self._confirming = following
+        if following is not None and end is None and self._caught_up(page, following):
+            return None
         return following
+
+    def _caught_up(self, page: Page, following: Any) -> bool:
+        """Whether the next page lies past the horizon and this one was not full: what lies past the horizon
+        was added while the run went on, and the crawl has caught up with it."""
+        if self.horizon is None or len(page.records) >= self.paginator.api.page_size:
+            return False
+        at = self.paginator.progress(following)
+        return at is not None and at >= self.horizon
 
     def served_again(self, page: Page, nothing_new: bool) -> bool:
         """Whether ``page``, which brought ``nothing_new`` records, is the API's answer past its data: that

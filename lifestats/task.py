@@ -208,7 +208,7 @@ def _crawl(
     stuck = 0  # pages in a row that served the same records again and brought nothing new
     last_ids: list[str] | None = None  # the ids of the last page that brought nothing new
     stride = 0  # ids the last page spanned (by id): how much a page covers
-    data_end = DataEnd(paginator)
+    data_end = DataEnd(paginator, task.horizon if by_id else None)
     while position is not None:
         until = proposals()
         if until is not None:
@@ -239,8 +239,6 @@ def _crawl(
             else:
                 raise
         next_position = data_end.next_position(page, end)
-        if by_id and end is None and _caught_up(page, next_position, task.horizon, paginator):
-            next_position = None
         if next_position is not None:  # fetched while this page is counted
             try:
                 if sequential:
@@ -301,16 +299,6 @@ def _crawl(
             )
             partial, pages, due = Partial(), 0, flush_every
             requests0, retries0 = requests, retries
-
-
-def _caught_up(page: Page, following: Any, horizon: int | None, paginator: Any) -> bool:
-    """Whether the open last slice of a crawl by id has caught up with an API that keeps adding records:
-    the next page lies past ``horizon`` (where the data ended when the run found its id range) and this
-    one was not full. What lies past the horizon was added while the run went on; the run ends here."""
-    if horizon is None or following is None or len(page.records) >= paginator.api.page_size:
-        return False
-    at = paginator.progress(following)
-    return at is not None and at >= horizon
 
 
 def _id_text(record: Any, id_field: str) -> str:

@@ -245,6 +245,22 @@ def test_data_end_past_a_count_that_ends_on_a_full_page() -> None:
     assert end.next_position(read(offset, 9, {"results": []}, {"X-Total-Count": "9"}), None) is None
 
 
+def test_data_end_past_the_horizon_of_a_live_api() -> None:
+    """A crawl by id's open last slice: past the end of the data the run found at its start (the horizon),
+    a page that is not full ends the data; a full one, one below the horizon, or a slice with an end, does
+    not (keyset, page size 3)."""
+    keyset = api(paginator="keyset", id_param="since", records_path="rows")
+    live = DataEnd(make_paginator(keyset), horizon=3)
+    short = read(keyset, 3, {"rows": [{"id": 3}, {"id": 4}]})  # next: 5, past the horizon, not full
+    assert live.next_position(short, None) is None
+    assert live.next_position(short, 100) == 5  # a slice with an end: the end decides
+    full = read(keyset, 3, {"rows": [{"id": 3}, {"id": 4}, {"id": 5}]})
+    assert live.next_position(full, None) == 6
+    below = DataEnd(make_paginator(keyset), horizon=10)
+    assert below.next_position(short, None) == 5
+    assert DataEnd(make_paginator(keyset)).next_position(short, None) == 5  # no horizon (positional, or last_id)
+
+
 def test_data_end_of_page_numbers_without_a_count() -> None:
     """Page numbers without a count: past page 1, a short page served again or a 404 ends the data; a
     full page served again ends it only after two pages of new records (an API that ignores the page
