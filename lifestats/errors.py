@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 # HTTP statuses that the same request will meet again: running the job again does not help.
-PERMANENT_STATUSES = frozenset({400, 401, 403, 404, 405, 410})
+PERMANENT_STATUSES = frozenset({400, 401, 403, 404, 405, 410, 416, 422})
 # Statuses that mean the API did not accept the credentials.
 CREDENTIAL_STATUSES = frozenset({401, 403})
 

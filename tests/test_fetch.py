@@ -312,11 +312,14 @@ def test_a_refused_or_missing_token_names_the_variable_never_the_token(status: i
 
 
 @respx.mock
-def test_a_404_names_the_url_and_is_permanent() -> None:
-    respx.get(url__startswith=URL).mock(return_value=httpx.Response(404))
+@pytest.mark.parametrize("status", [404, 416, 422])
+def test_a_404_names_the_url_and_is_permanent(status: int) -> None:
+    """416 and 422 too: a resume sends the same request and meets the same answer (they were advised as
+    resumable: "run the same command to resume")."""
+    respx.get(url__startswith=URL).mock(return_value=httpx.Response(status))
     with pytest.raises(ApiError) as info:
         client(RecordingLimiter()).get_page(7)
-    assert "HTTP 404" in str(info.value) and f"{URL}?offset=7&limit=100" in str(info.value)
+    assert f"HTTP {status}" in str(info.value) and f"{URL}?offset=7&limit=100" in str(info.value)
     assert not info.value.resumable
 
 
