@@ -33,7 +33,6 @@ _INT64_MIN: Final = -(2**63)
 _INT64_END: Final = 2**63
 _EXACT_FLOAT: Final = 2**53  # integers beyond this in magnitude are no timestamp (and would not fit int64 in µs)
 _MS_THRESHOLD: Final = 10**11
-_MICROS: Final = MICROS
 _DAY: Final = 86_400
 
 
@@ -193,7 +192,7 @@ def _from_ints(values: list[int]) -> tuple[Ints, Bools]:
     millis = raw > _MS_THRESHOLD
     ok = fits & np.where(millis, raw < END_INSTANT * 1000, raw >= FIRST_INSTANT)
     raw = np.where(ok, raw, 0)
-    return np.where(millis, raw * 1000, raw * _MICROS), ok
+    return np.where(millis, raw * 1000, raw * MICROS), ok
 
 
 def _from_floats(values: npt.NDArray[np.float64]) -> tuple[Ints, Bools]:
@@ -203,8 +202,8 @@ def _from_floats(values: npt.NDArray[np.float64]) -> tuple[Ints, Bools]:
         t = np.where(values > _MS_THRESHOLD, values / 1000, values)
         ok = np.isfinite(values) & (t >= FIRST_INSTANT) & (t < END_INSTANT)
     fraction, whole = np.modf(np.where(ok, t, 0.0))
-    micros = whole.astype(np.int64) * _MICROS + np.rint(fraction * 1e6).astype(np.int64)
-    ok &= micros < END_INSTANT * _MICROS
+    micros = whole.astype(np.int64) * MICROS + np.rint(fraction * 1e6).astype(np.int64)
+    ok &= micros < END_INSTANT * MICROS
     return np.where(ok, micros, 0), ok
 
 
@@ -269,8 +268,8 @@ def _from_texts(texts: list[str], offset_of: Any) -> tuple[Ints, Bools]:
         offsets[signed] = values[inverse]
         ok[signed] &= valid[inverse]
     days = days_from_civil(year, month, np.minimum(np.maximum(day, 1), 31))
-    micros = (days * _DAY + clock - offsets) * _MICROS + micro
-    ok &= (micros >= FIRST_INSTANT * _MICROS) & (micros < END_INSTANT * _MICROS)
+    micros = (days * _DAY + clock - offsets) * MICROS + micro
+    ok &= (micros >= FIRST_INSTANT * MICROS) & (micros < END_INSTANT * MICROS)
     return np.where(ok, micros, 0), ok
 
 
@@ -476,7 +475,7 @@ class FastCounter:
             micros = read.micros
             at = np.flatnonzero(present)
             if at.size:
-                whole_at = micros[at] // _MICROS
+                whole_at = micros[at] // MICROS
                 found, known = self.clock.offsets(whole_at)
                 whole[at], offsets[at] = whole_at, found
                 slow[at[~known]] = True

@@ -1,7 +1,7 @@
-"""Time in the report: window bounds around ``as_of`` and series buckets, both in the stats time zone.
+"""Time in the report: ``as_of`` as records are placed against it, and series buckets, in the stats time zone.
 
-Window bounds and bucket keys are epoch seconds; a record's instant is exact epoch microseconds (an
-integer: :func:`epoch_micros`), compared with ``as_of`` as :attr:`Windows.as_of_micros`. Every instant
+Bucket keys are epoch seconds; a record's instant is exact epoch microseconds (an integer:
+:func:`epoch_micros`), compared with ``as_of`` as :attr:`Windows.as_of_micros`. Every instant
 the report deals with lies between the years 1 and 9999 both in UTC and in the stats time zone
 (:class:`Clock` says which do); nothing here raises for one that does not.
 
@@ -164,51 +164,16 @@ class Clock:
 
 @dataclass(frozen=True)
 class Windows:
-    """Epoch-second bounds of the dated windows; ``all`` has none. A bound before the year 1 is -inf."""
+    """What a record's instant is compared with to place it: ``as_of``, exactly. The windows' own bounds
+    are local days, which :mod:`lifestats.statistics` derives from ``as_of`` at report time."""
 
-    as_of: float
-    as_of_micros: int  # as_of exactly, in epoch microseconds (what a record's instant is compared with)
-    today: float  # D: start of the local day that contains as_of
-    yesterday: float
-    week: float
-    month: float
-    year: float
+    as_of_micros: int  # as_of in epoch microseconds
 
     @classmethod
     def around(cls, as_of: datetime, tz: ZoneInfo) -> Windows:
         if not Clock(tz).holds(as_of):
             raise ValueError(f"as_of {as_of.isoformat()} is outside the years 1 to 9999 in {tz.key}")
-        day = as_of.astimezone(tz).date()
-
-        def midnight(days_before: int) -> float:
-            try:
-                d = day - timedelta(days=days_before)
-            except OverflowError:
-                return -math.inf
-            return datetime(d.year, d.month, d.day, tzinfo=tz).timestamp()
-
-        return cls(
-            as_of=as_of.timestamp(),
-            as_of_micros=epoch_micros(as_of),
-            today=midnight(0),
-            yesterday=midnight(1),
-            week=midnight(7),
-            month=midnight(30),
-            year=datetime(day.year, 1, 1, tzinfo=tz).timestamp(),
-        )
-
-    def of(self, t: float) -> tuple[str, ...]:
-        """The dated windows that contain the instant ``t`` (epoch seconds)."""
-        names: list[str] = []
-        if self.year <= t < self.as_of:
-            names.append("this_year")
-        if self.month <= t < self.today:
-            names.append("last_30_days")
-            if t >= self.week:
-                names.append("last_7_days")
-                if t >= self.yesterday:
-                    names.append("yesterday")
-        return tuple(names)
+        return cls(as_of_micros=epoch_micros(as_of))
 
 
 class Buckets:
