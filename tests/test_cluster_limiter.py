@@ -164,21 +164,26 @@ class _LateSleeps:
         time.sleep(seconds + 1.5 * STALE_SECONDS)
 
 
+def _sends(limiter: LeasedRateLimiter, count: int) -> bool:
+    """Whether a thread acquires ``count`` slots within a minute (it may loop for ever: it is a daemon)."""
+    done = threading.Event()
+
+    def send() -> None:
+        for _ in range(count):
+            limiter.acquire()
+        done.set()
+
+    threading.Thread(target=send, daemon=True).start()
+    return done.wait(60)
+
+
 def test_a_thread_whose_every_sleep_wakes_late_still_sends(monkeypatch: pytest.MonkeyPatch) -> None:
     """It used to lose every slot it leased and never return (a cluster job stalled for a minute, then
     ended with exit 3 blaming the API): after a late wake-up the next slot is waited for awake."""
     monkeypatch.setattr(cluster_limiter, "time", _LateSleeps())
     monkeypatch.setattr(limiter_module, "time", _LateSleeps())  # the wait for a slot sleeps there
     limiter = LeasedRateLimiter("late", 100, SlotBook(100))
-    done = threading.Event()
-
-    def send_five() -> None:
-        for _ in range(5):
-            limiter.acquire()
-        done.set()
-
-    threading.Thread(target=send_five, daemon=True).start()
-    assert done.wait(60), f"no send after {limiter.wasted} lost slots"
+    assert _sends(limiter, 5), f"no send after {limiter.wasted} lost slots"
     assert limiter.wasted <= 5  # one lost slot per send at most
 
 
@@ -205,14 +210,6 @@ def test_a_thread_that_misses_every_slot_even_spinning_still_sends(monkeypatch: 
     monkeypatch.setattr(cluster_limiter, "wait_until", late_wait)
     book = SlotBook(100, clock=clock.monotonic)
     limiter = LeasedRateLimiter("late-waits", 100, book)
-    done = threading.Event()
-
-    def send_three() -> None:
-        for _ in range(3):
-            limiter.acquire()
-        done.set()
-
-    threading.Thread(target=send_three, daemon=True).start()
-    assert done.wait(60), f"no send after {limiter.wasted} lost slots"
+    assert _sends(limiter, 3), f"no send after {limiter.wasted} lost slots"
     assert limiter.late_sends == 3
     assert limiter.wasted <= 3 * cluster_limiter.LATE_SEND_AFTER
