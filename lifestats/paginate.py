@@ -852,12 +852,19 @@ class DataEnd:
         at = self.paginator.progress(following)
         return at is not None and at >= self.horizon
 
-    def served_again(self, page: Page, nothing_new: bool) -> bool:
+    def served_again(self, page: Page, nothing_new: bool, next_serves_it: Callable[[], bool] = lambda: True) -> bool:
         """Whether ``page``, which brought ``nothing_new`` records, is the API's answer past its data: that
-        ends the data, and the page is no record of it (its records are not duplicates)."""
+        ends the data, and the page is no record of it (its records are not duplicates).
+
+        Past page 1 of a page-number crawl without a count, the page after it must hold the same records
+        too (``next_serves_it()``; True when there is none): an API that lists its newest records first and
+        gained a page of them at its head serves the page before again as well, and there the data goes
+        on. The crawl has asked for that page already, while it counted this one."""
         last_again = self._later and (len(page.records) < self.paginator.api.page_size or self._fresh_pages >= 2)
         self._fresh_pages += not nothing_new
-        return bool(page.records) and nothing_new and (self._beyond or last_again)
+        if not (page.records and nothing_new):
+            return False
+        return self._beyond or (last_again and next_serves_it())
 
 
 def make_paginator(api: ApiConfig, id_field: str = "id") -> Paginator:

@@ -10,6 +10,7 @@ so the local process pool and a cluster executor run the same code.
 from __future__ import annotations
 
 import collections
+import functools
 import queue
 import threading
 from collections.abc import Callable
@@ -21,7 +22,7 @@ from .count import PageCounter, SliceCursor
 from .decode import RECORD_TYPES
 from .errors import ApiError
 from .fetch import ApiClient, Page
-from .paginate import DataEnd
+from .paginate import DataEnd, same_records
 from .protocol import Flush, Split, Task
 from .seen import SeenIds, encode_ids
 from .stats import Partial
@@ -83,6 +84,7 @@ class _Prefetch:
         self._asks: queue.SimpleQueue[tuple[Any, int | None] | None] = queue.SimpleQueue()
         self._answers: queue.SimpleQueue[tuple[Page | None, BaseException | None]] = queue.SimpleQueue()
         self._pending = False
+        self._held: tuple[Page | None, BaseException | None] | None = None  # an answer peeked at, not taken
         self._thread = threading.Thread(target=self._serve, name="prefetch", daemon=True)
         self._thread.start()
 
@@ -99,12 +101,21 @@ class _Prefetch:
         self._asks.put((position, end))
 
     def take(self) -> Page:
-        page, error = self._answers.get()
-        self._pending = False
+        page, error = self._answer()
+        self._pending, self._held = False, None
         if error is not None:
             raise error
         assert page is not None
         return page
+
+    def peek(self) -> Page | None:
+        """The page asked for, without taking it (None: it failed; the failure is raised where it is taken)."""
+        return self._answer()[0]
+
+    def _answer(self) -> tuple[Page | None, BaseException | None]:
+        if self._held is None:
+            self._held = self._answers.get()
+        return self._held
 
     def close(self, wait: bool) -> None:
         """Stop the thread once its request (if any) has ended; its page, if any, is dropped.
@@ -122,17 +133,33 @@ class _InPlace:
     def __init__(self, client: ApiClient) -> None:
         self._client = client
         self._ask: tuple[Any, int | None] | None = None
+        self._held: tuple[Page | None, BaseException | None] | None = None
 
     def ask(self, position: Any, end: int | None) -> None:
-        self._ask = (position, end)
+        self._ask, self._held = (position, end), None
 
     def take(self) -> Page:
-        assert self._ask is not None
-        ask, self._ask = self._ask, None
-        return self._client.get_page(*ask)
+        page, error = self._answer()
+        self._ask = self._held = None
+        if error is not None:
+            raise error
+        assert page is not None
+        return page
+
+    def peek(self) -> Page | None:
+        return self._answer()[0]
+
+    def _answer(self) -> tuple[Page | None, BaseException | None]:
+        if self._held is None:
+            assert self._ask is not None
+            try:
+                self._held = (self._client.get_page(*self._ask), None)
+            except Exception as exc:  # raised where the page is taken
+                self._held = (None, exc)
+        return self._held
 
     def close(self, wait: bool) -> None:
-        self._ask = None
+        self._ask = self._held = None
 
 
 def crawl_slice(
@@ -257,7 +284,9 @@ def _crawl(
                 room = end - at  # the rows of the page that still lie inside the slice
             counter.count_rows(partial, page.records, room, recent)
         nothing_new = tally["fetched"] - fetched == tally["duplicates"] - duplicates
-        if data_end.served_again(page, nothing_new):  # the API's answer past its data: not counted
+        asked = next_position is not None and loop is None
+        next_serves_it = functools.partial(_serves_again, prefetch, page, paginator.id_field, asked)
+        if data_end.served_again(page, nothing_new, next_serves_it):  # the API's answer past its data: not counted
             tally["fetched"], tally["duplicates"], tally["received"] = fetched, duplicates, received
             next_position = None
         if page.records and next_position is not None and nothing_new:
@@ -299,6 +328,13 @@ def _crawl(
             )
             partial, pages, due = Partial(), 0, flush_every
             requests0, retries0 = requests, retries
+
+
+def _serves_again(prefetch: _Prefetch | _InPlace, page: Page, id_field: str, asked: bool) -> bool:
+    """Whether the page asked for after ``page`` (``asked``: one was) holds ``page``'s records again; True
+    when none was asked for, or it failed (its failure is raised where it is taken, if it is)."""
+    following = prefetch.peek() if asked else None
+    return following is None or same_records(page, following, id_field)
 
 
 def _id_text(record: Any, id_field: str) -> str:

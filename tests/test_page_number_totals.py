@@ -209,8 +209,10 @@ class _Django(JsonHandler):
         self.send_json(200, body)
 
 
-def _django(state_dir: Path, slices: int = 4, **kinds: object) -> tuple[Outcome, list[int]]:
-    handler = type("Handler", (_Django,), {"requested": [], **kinds})
+def _django(
+    state_dir: Path, slices: int = 4, base: type[_Django] | None = None, **kinds: object
+) -> tuple[Outcome, list[int]]:
+    handler = type("Handler", (base or _Django,), {"requested": [], **kinds})
     with serving(handler) as base:
         section = {"url": f"{base}/events", "paginator": "page_number", "records_path": "results", "page_size": PAGE}
         if handler.counted:
@@ -258,3 +260,39 @@ def test_an_api_that_ignores_page_numbers_without_a_count_still_stops_with_exit_
         outcome = run(load_settings(None, "test", environ={}, overrides=overrides), state_dir)
     assert outcome.exit_code == 3
     assert "served the same records again" in (outcome.message or "")
+
+
+class _NewestFirstGrowing(_Django):
+    """Newest first, without a count, the last page served past the data (as ``get_page`` does); after
+    ``grow_after`` answers, ``grown`` rows are added at the head (newer ids than any before)."""
+
+    counted = False
+    past = "last"
+    grow_after: ClassVar[int] = 3
+    grown: ClassVar[int] = PAGE
+    lock = threading.Lock()
+
+    def do_GET(self) -> None:
+        with self.lock:
+            if len(self.requested) == self.grow_after:
+                newest = self.rows[0]["id"]
+                head = [{"id": newest + k, "item": 13, "visitor": newest + k} for k in range(self.grown, 0, -1)]
+                type(self).rows = head + self.rows
+            super().do_GET()
+
+
+@pytest.mark.parametrize("grown", [PAGE, 2 * PAGE, PAGE // 2])
+def test_rows_added_at_the_head_of_a_newest_first_api_do_not_end_the_crawl(state_dir: Path, grown: int) -> None:
+    """A page or two of rows added at the head while the crawl is past it makes the next page repeat one
+    already taken: that is no end of the data, the page after it has new rows. Every row that was there
+    from the start is counted once; the rows added at the head were passed and are not. Before, the
+    repeated page ended the crawl: exit 0, and every row after it left out."""
+    rows = sorted(ROWS, key=lambda row: -row["id"])
+    outcome, _ = _django(state_dir, slices=1, base=_NewestFirstGrowing, rows=rows, grown=grown)
+    assert outcome.exit_code == 0, outcome.message
+    records = outcome.report["records"]
+    assert records["counted"] == len(ROWS) and records["duplicates"] == grown
+    window = outcome.report["windows"]["all"]
+    assert window["distinct_visitors"] == len(ROWS)
+    top = {row["id"]: row["visits"] for row in window["top_items"]}
+    assert top == {k: sum(1 for r in ROWS if r["item"] == k) for k in range(13)}

@@ -264,7 +264,8 @@ def test_data_end_past_the_horizon_of_a_live_api() -> None:
 def test_data_end_of_page_numbers_without_a_count() -> None:
     """Page numbers without a count: past page 1, a short page served again or a 404 ends the data; a
     full page served again ends it only after two pages of new records (an API that ignores the page
-    parameter serves one page only: that is no end, the crawl stops as stuck)."""
+    parameter serves one page only: that is no end, the crawl stops as stuck), and only when the page after
+    it holds the same records again."""
     numbered = api(paginator="page_number", records_path="results")
     end = DataEnd(make_paginator(numbered))
     end.taking(1)
@@ -280,4 +281,8 @@ def test_data_end_of_page_numbers_without_a_count() -> None:
         fresh.taking(number)
         assert not fresh.served_again(read(numbered, number, {"results": RECORDS}), nothing_new=False)
     fresh.taking(3)
-    assert fresh.served_again(read(numbered, 3, {"results": RECORDS}), nothing_new=True)
+    # the page after it has other records: this one was pushed down by records added at the head
+    pushed_down = read(numbered, 3, {"results": RECORDS})
+    assert not fresh.served_again(pushed_down, nothing_new=True, next_serves_it=lambda: False)
+    fresh.taking(4)
+    assert fresh.served_again(read(numbered, 4, {"results": RECORDS}), nothing_new=True, next_serves_it=lambda: True)

@@ -207,3 +207,36 @@ def test_the_next_page_is_requested_while_the_last_one_is_counted() -> None:
 
     crawl(Waiting(settings, AS_OF))
     assert pages > 10 and all(waits) and len(waits) == pages - 1
+
+
+@pytest.mark.parametrize("ahead", [True, False])
+def test_a_page_peeked_at_is_the_page_taken_with_one_request(ahead: bool) -> None:
+    """The crawl may look at the page it asked for before it takes it (to tell a page served again past the
+    data from records added at the head): the same page, one request, and a failure raised where it is
+    taken, on a thread of its own (the process pool) or on the calling one (Dask)."""
+    from lifestats.errors import ApiError
+    from lifestats.paginate import Page
+    from lifestats.task import _InPlace, _Prefetch
+
+    asked: list[object] = []
+
+    class Client:
+        def get_page(self, position: object, end: int | None = None) -> Page:
+            asked.append(position)
+            if position == "broken":
+                raise ApiError("the API failed")
+            return Page(position, [{"id": position}], None)
+
+    fetcher = _Prefetch(Client()) if ahead else _InPlace(Client())  # type: ignore[arg-type]
+    try:
+        fetcher.ask(7, None)
+        peeked = fetcher.peek()
+        assert peeked is not None and peeked.records == [{"id": 7}]
+        assert fetcher.peek() is peeked and fetcher.take() is peeked
+        fetcher.ask("broken", None)
+        assert fetcher.peek() is None
+        with pytest.raises(ApiError, match="the API failed"):
+            fetcher.take()
+        assert asked == [7, "broken"]
+    finally:
+        fetcher.close(wait=True)
