@@ -140,6 +140,8 @@ def _parse_iso(text: str) -> int:
     if moment is None:
         offset = None
         moment = _fromisoformat(text)
+        if moment is None and text.endswith("z"):  # RFC 3339 allows a lower-case Z (and T, which datetime reads)
+            moment = _fromisoformat(text[:-1] + "Z")
         if moment is None:
             raise Rejected(f"timestamp {text[:40]!r} is not ISO 8601")
         if moment.tzinfo is None:

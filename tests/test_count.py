@@ -58,6 +58,17 @@ def test_timestamps_in_every_accepted_form() -> None:
     assert parse_timestamp(None) is None
 
 
+@pytest.mark.parametrize(
+    "text", ["2026-03-14t10:00:00z", "2026-03-14t10:00:00.25Z", "2026-03-14T10:00:00z", "2026-03-14t15:30:00+05:30"]
+)
+def test_rfc_3339_lower_case_t_and_z_are_read(text: str) -> None:
+    """RFC 3339 (section 5.6) allows a lower-case "t" and "z"; a "z" was rejected as "not ISO 8601"."""
+    fraction = 250_000 if ".25" in text else 0
+    assert parse_timestamp(text) == 1773482400_000000 + fraction
+    report, _ = count([{"id": 1, "item": 10, "ts": text}])
+    assert report["records"]["rejected"] == 0 and report["windows"]["yesterday"]["visits"] == 1
+
+
 @pytest.mark.parametrize("bad", ["yesterday", "2025-02-30T10:00:00+00:00", "2025-03-01T10:00:00", True, [1], {}])
 def test_unparseable_timestamps_are_rejected(bad: object) -> None:
     with pytest.raises(Rejected):
