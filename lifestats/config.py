@@ -218,7 +218,7 @@ class CrawlConfig(_Section):
     slices: int = Field(100, gt=0, le=_MANY)
     workers: int = Field(4, gt=0, le=256)
     rate_limit: float = Field(100.0, ge=MIN_RATE_LIMIT, description="requests per second for the whole job")
-    flush_every: int = Field(10, gt=0, le=_MANY, description="pages between two flushes of a worker")
+    flush_every: int = Field(25, gt=0, le=_MANY, description="pages between two flushes of a worker")
     retries: int = Field(8, ge=0, le=_MANY, description="retries of one page before the job fails")
     retry_max_seconds: float = Field(300.0, gt=0, le=_WEEK, description="time budget for the retries of one page")
     backoff: float = Field(0.2, ge=0, le=_DAY, description="first retry waits up to this many seconds, doubling")
