@@ -236,98 +236,109 @@ def _crawl(
     last_ids: list[str] | None = None  # the ids of the last page that brought nothing new
     stride = 0  # ids the last page spanned (by id): how much a page covers
     data_end = DataEnd(paginator, task.horizon if by_id else None)
-    while position is not None:
-        until = proposals()
-        if until is not None:
-            at = paginator.progress(position)
-            # by id: past what was counted; by position: past the page already asked for
-            floor = max(at, ids.high_water + 1) if by_id and at is not None else at
-            if not by_id and floor is not None:
-                floor += paginator.span()
-            new_end, accepted = _halve(floor, end, until, stride)
-            if accepted:
-                end = ids.end = new_end
-            emit(Split(task.slice.index, task.attempt, new_end, accepted))
-        if loop is not None:
-            raise loop
-        data_end.taking(position)
-        try:
-            page = prefetch.take()
-        except ApiError as exc:
-            if data_end.refused(exc):
-                page = Page(position, [], None)  # the API refuses a page past its data: the data ends
-            elif sequential and isinstance(position, dict) and exc.status in REFUSED_REFERENCE:
-                raise ApiError(
-                    f"{exc}: the API refused the {paginator.describe(position)} it gave with the page before (a "
-                    "reference that expired, as the cursors of many APIs do after a while)",
-                    status=exc.status,
-                    fresh=True,
-                ) from exc
-            else:
-                raise
-        next_position = data_end.next_position(page, end)
-        if next_position is not None:  # fetched while this page is counted
+
+    def flush(position: Any) -> None:
+        """Emit what was counted since the last flush; ``position``: the first page not counted."""
+        nonlocal seq, partial, pages, due, requests0, retries0
+        requests, retries = counts.requests, counts.retries  # read once: the prefetch may add to them
+        seq += 1
+        counter.settle(partial)
+        emit(
+            Flush(
+                slice=task.slice.index,
+                attempt=task.attempt,
+                seq=seq,
+                position=position,
+                high_water=ids.high_water if by_id else None,
+                pages=pages,
+                requests=requests - requests0,
+                retries=retries - retries0,
+                partial=partial.to_bytes(),
+                taken=b"" if by_id else encode_ids(recent.take_fresh()),
+            )
+        )
+        partial, pages, due = Partial(), 0, flush_every
+        requests0, retries0 = requests, retries
+
+    try:
+        while position is not None:
+            until = proposals()
+            if until is not None:
+                at = paginator.progress(position)
+                # by id: past what was counted; by position: past the page already asked for
+                floor = max(at, ids.high_water + 1) if by_id and at is not None else at
+                if not by_id and floor is not None:
+                    floor += paginator.span()
+                new_end, accepted = _halve(floor, end, until, stride)
+                if accepted:
+                    end = ids.end = new_end
+                emit(Split(task.slice.index, task.attempt, new_end, accepted))
+            if loop is not None:
+                raise loop
+            data_end.taking(position)
             try:
-                if sequential:
-                    loops.visit(next_position, paginator.describe(next_position))
-                prefetch.ask(next_position, end)
+                page = prefetch.take()
             except ApiError as exc:
-                loop = exc
-        tally = partial.records
-        fetched, duplicates, received = tally["fetched"], tally["duplicates"], tally["received"]
-        if by_id:
-            counter.count_page(partial, page.records, page.position, ids)
-        else:
-            at = paginator.progress(position)
-            room = None
-            if paginator.style == "offset" and end is not None and at is not None:
-                room = end - at  # the rows of the page that still lie inside the slice
-            counter.count_rows(partial, page.records, room, recent)
-        nothing_new = tally["fetched"] - fetched == tally["duplicates"] - duplicates
-        asked = next_position is not None and loop is None
-        next_serves_it = functools.partial(_serves_again, prefetch, page, paginator.id_field, asked)
-        if data_end.served_again(page, nothing_new, next_serves_it):  # the API's answer past its data: not counted
-            tally["fetched"], tally["duplicates"], tally["received"] = fetched, duplicates, received
-            next_position = None
-        if page.records and next_position is not None and nothing_new:
-            page_ids = sorted(_id_text(record, paginator.id_field) for record in page.records)
-            stuck = stuck + 1 if page_ids == last_ids else 1
-            last_ids = page_ids
-        else:
-            stuck, last_ids = 0, None
-        if stuck >= STUCK_PAGES and loop is None:
-            loop = ApiError(
-                f"the API's last {stuck} pages served the same records again and brought nothing new (every "
-                f"one a record this slice had already taken, or outside it), though its next reference moved "
-                f"on each time, now to {paginator.describe(next_position)}: it does not move past its "
-                "records, so the crawl would not end"
-            )
-        pages += 1
-        if next_position is not None and position is not None:
-            step = paginator.progress(next_position), paginator.progress(position)
-            if step[0] is not None and step[1] is not None:
-                stride = step[0] - step[1]
-        position = next_position
-        if position is None or pages == due:
-            requests, retries = counts.requests, counts.retries  # read once: the prefetch may add to them
-            seq += 1
-            counter.settle(partial)
-            emit(
-                Flush(
-                    slice=task.slice.index,
-                    attempt=task.attempt,
-                    seq=seq,
-                    position=position,
-                    high_water=ids.high_water if by_id else None,
-                    pages=pages,
-                    requests=requests - requests0,
-                    retries=retries - retries0,
-                    partial=partial.to_bytes(),
-                    taken=b"" if by_id else encode_ids(recent.take_fresh()),
+                if data_end.refused(exc):
+                    page = Page(position, [], None)  # the API refuses a page past its data: the data ends
+                elif sequential and isinstance(position, dict) and exc.status in REFUSED_REFERENCE:
+                    raise ApiError(
+                        f"{exc}: the API refused the {paginator.describe(position)} it gave with the page before (a "
+                        "reference that expired, as the cursors of many APIs do after a while)",
+                        status=exc.status,
+                        fresh=True,
+                    ) from exc
+                else:
+                    raise
+            next_position = data_end.next_position(page, end)
+            if next_position is not None:  # fetched while this page is counted
+                try:
+                    if sequential:
+                        loops.visit(next_position, paginator.describe(next_position))
+                    prefetch.ask(next_position, end)
+                except ApiError as exc:
+                    loop = exc
+            tally = partial.records
+            fetched, duplicates, received = tally["fetched"], tally["duplicates"], tally["received"]
+            if by_id:
+                counter.count_page(partial, page.records, page.position, ids)
+            else:
+                at = paginator.progress(position)
+                room = None
+                if paginator.style == "offset" and end is not None and at is not None:
+                    room = end - at  # the rows of the page that still lie inside the slice
+                counter.count_rows(partial, page.records, room, recent)
+            nothing_new = tally["fetched"] - fetched == tally["duplicates"] - duplicates
+            asked = next_position is not None and loop is None
+            next_serves_it = functools.partial(_serves_again, prefetch, page, paginator.id_field, asked)
+            if data_end.served_again(page, nothing_new, next_serves_it):  # the API's answer past its data: not counted
+                tally["fetched"], tally["duplicates"], tally["received"] = fetched, duplicates, received
+                next_position = None
+            if page.records and next_position is not None and nothing_new:
+                page_ids = sorted(_id_text(record, paginator.id_field) for record in page.records)
+                stuck = stuck + 1 if page_ids == last_ids else 1
+                last_ids = page_ids
+            else:
+                stuck, last_ids = 0, None
+            if stuck >= STUCK_PAGES and loop is None:
+                loop = ApiError(
+                    f"the API's last {stuck} pages served the same records again and brought nothing new (every "
+                    f"one a record this slice had already taken, or outside it), though its next reference moved "
+                    f"on each time, now to {paginator.describe(next_position)}: it does not move past its "
+                    "records, so the crawl would not end"
                 )
-            )
-            partial, pages, due = Partial(), 0, flush_every
-            requests0, retries0 = requests, retries
+            pages += 1
+            if next_position is not None and position is not None:
+                step = paginator.progress(next_position), paginator.progress(position)
+                if step[0] is not None and step[1] is not None:
+                    stride = step[0] - step[1]
+            position = next_position
+            if position is None or pages == due:
+                flush(position)
+    except ApiError:
+        if pages:  # what was counted is kept: a resume starts at the page that failed, not at the last flush
+            flush(position)
+        raise
 
 
 def _serves_again(prefetch: _Prefetch | _InPlace, page: Page, id_field: str, asked: bool) -> bool:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -85,3 +85,41 @@ def test_many_pages_of_other_records_already_taken_do_not_stop_the_crawl(state_d
     assert outcome.exit_code == 0, outcome.message
     assert outcome.report["records"]["counted"] == 300
     assert outcome.report["records"]["duplicates"] == 250
+
+
+class _FailsFromPage12(JsonHandler):
+    """A cursor API of 30 pages of 10 records that answers 503 from page 12 on while ``broken``."""
+
+    broken = True
+    requested: ClassVar[list[int]] = []
+
+    def do_GET(self) -> None:
+        number = int(parse_qs(urlsplit(self.path).query).get("cursor", ["0"])[0])
+        self.requested.append(number)
+        if self.broken and number >= 12:
+            self.send_json(503, {"detail": "down"})
+            return
+        records = [{"id": i, "item": i % 3} for i in range(number * 10, number * 10 + 10)]
+        self.send_json(200, {"data": records, "next_cursor": str(number + 1) if number < 29 else None})
+
+
+def test_what_was_counted_before_the_api_failed_is_kept(state_dir: Path) -> None:
+    """The API fails for good after 12 pages, before the slice's first flush (25 pages): the partial report
+    holds those 12 pages, and the resume starts at the page that failed, not at the slice's start. Before,
+    what a worker had counted since its last flush was dropped and fetched again on the resume."""
+    handler = type("Api", (_FailsFromPage12,), {"requested": []})
+    with serving(handler) as base:
+        section = {"url": f"{base}/events", "paginator": "cursor", "records_path": "data"}
+        section |= {"cursor_path": "next_cursor", "page_size": 10}
+        crawl = {"slices": 1, "workers": 1, "flush_every": 25, "retries": 1, "retry_max_seconds": 1}
+        settings = load_settings(None, "test", environ={}, overrides={"api": section, "crawl": crawl})
+        failed = run(settings, state_dir)
+        assert failed.exit_code == 3, failed.message
+        assert failed.report["records"]["counted"] == 120
+        handler.broken, handler.requested = False, []
+        resumed = run(settings, state_dir)
+    assert resumed.exit_code == 0, resumed.message
+    assert resumed.report["records"]["counted"] == 300 and resumed.report["records"]["duplicates"] == 0
+    top = {row["id"]: row["visits"] for row in resumed.report["windows"]["all"]["top_items"]}
+    assert top == {0: 100, 1: 100, 2: 100}
+    assert min(handler.requested) == 12
