@@ -503,3 +503,30 @@ def fingerprint(settings: Settings) -> dict[str, Any]:
         "stats": settings.stats.model_dump(include=_STATS_FINGERPRINT[settings.stats.mode]),
         "slices": settings.crawl.slices,
     }
+
+
+# Where each part of the fingerprint comes from in the config (a part that is a section names its keys).
+_FINGERPRINT_KEYS: Final = {"url": "api.url", "slices": "crawl.slices", "pagination": "api", "mock": "mock"}
+
+
+def fingerprint_changes(stored: dict[str, Any], now: dict[str, Any]) -> list[str]:
+    """The config keys whose values differ between two fingerprints, each with both values, as
+    ``"stats.timezone: 'UTC' in the checkpoint, 'Asia/Tokyo' now"``."""
+    changes: list[str] = []
+
+    def walk(key: str, old: Any, new: Any) -> None:
+        if isinstance(old, dict) and isinstance(new, dict):
+            for name in sorted(set(old) | set(new), key=str):
+                walk(f"{key}.{name}", old.get(name), new.get(name))
+        elif old != new:
+            changes.append(f"{key}: {_shown(old)} in the checkpoint, {_shown(new)} now")
+
+    for part in sorted(set(stored) | set(now)):
+        key = _FINGERPRINT_KEYS.get(part, part if part in ("fields", "bots", "stats") else f"api.{part}")
+        walk(key, stored.get(part), now.get(part))
+    return changes
+
+
+def _shown(value: Any, width: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= width else f"{text[: width - 5]}...{text[-2:]}"

@@ -61,6 +61,7 @@ import numpy as np
 import orjson
 
 from ._signals import held
+from .config import fingerprint_changes
 from .errors import CheckpointMismatch, StateDirError
 from .plan import Slice
 from .protocol import Flush
@@ -384,8 +385,9 @@ class Checkpoint:
             changed = sorted(k for k in set(stored) | set(fingerprint) if stored.get(k) != fingerprint.get(k))
             raise CheckpointMismatch(
                 f"the checkpoint in {self.path.parent} belongs to a run with other settings "
-                f"({', '.join(changed)} changed), so resuming would mix two jobs' counts. "
-                "Run again with --fresh to start over, or point --state-dir elsewhere."
+                f"({', '.join(changed)} changed: {'; '.join(fingerprint_changes(stored, fingerprint))}), so "
+                "resuming would mix two jobs' counts. Set them back to resume that run, run again with --fresh "
+                "to start over, or point --state-dir elsewhere."
             )
         return True
 
