@@ -26,6 +26,7 @@ def _while_starting(signum: int, frame: FrameType | None) -> None:
 def main() -> int:
     signal.signal(signal.SIGINT, _while_starting)
     signal.signal(signal.SIGTERM, _while_starting)
+    signal.signal(signal.SIGHUP, _while_starting)
     from .cli import main as run
 
     return run(pending=_caught)

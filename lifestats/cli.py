@@ -48,7 +48,7 @@ BUILT_IN_CONFIG = Path(__file__).with_name("config.yml")
 LOCAL_CONFIG = "config.yml"
 # Why a report is partial, by exit code, as written into the report for every renderer to show.
 PARTIAL_REASONS = {
-    EXIT_INTERRUPTED: "interrupted (Ctrl-C or SIGTERM)",
+    EXIT_INTERRUPTED: "interrupted (Ctrl-C, SIGTERM or SIGHUP)",
     EXIT_API: "the API failed",
     EXIT_DATA: "the data does not look right",
     1: "the run failed",
@@ -169,7 +169,7 @@ def progress_detail(s: Snapshot) -> str:
 
 
 class _Signals:
-    """SIGINT and SIGTERM: the first one stops the run (as KeyboardInterrupt), later ones are ignored.
+    """SIGINT, SIGTERM and SIGHUP: the first one stops the run (as KeyboardInterrupt), later ones are ignored.
 
     The run answers the first signal by stopping its workers and returning a partial report, which is then
     written; a second Ctrl-C pressed in impatience must not abort that, or the partial report is lost.
@@ -183,6 +183,7 @@ class _Signals:
     def install(self) -> None:
         signal.signal(signal.SIGINT, self)
         signal.signal(signal.SIGTERM, self)  # a scheduler stopping the job: same as Ctrl-C
+        signal.signal(signal.SIGHUP, self)  # the terminal closed: same again, the partial report is written
 
     def __call__(self, signum: int, frame: FrameType | None) -> None:
         self.received += 1
@@ -283,7 +284,7 @@ def main(argv: Sequence[str] | None = None, pending: Sequence[int] = ()) -> int:
         for stream in (sys.stdout, sys.stderr):
             if isinstance(stream, io.TextIOWrapper):
                 stream.reconfigure(errors="replace")
-    previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     signals = _Signals()
     signals.install()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")

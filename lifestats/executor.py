@@ -196,6 +196,7 @@ def _start_forkserver() -> None:
 def worker_main(conn: Connection, setup: WorkerSetup) -> None:
     """A worker process: take tasks from ``conn`` until told to stop or the coordinator goes away."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the coordinator's to handle
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # and so is a terminal that closes
     settings = setup.settings
     parent = os.getppid()
     meter = CpuMeter()

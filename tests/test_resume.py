@@ -99,7 +99,7 @@ def test_coordinator_killed_at_random_moments_then_resumed_is_exact(workdir: tup
     assert redone <= len(kills) * (40 + 3 * (4 + 2))
 
 
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])  # SIGHUP: the terminal closed
 def test_ctrl_c_writes_a_partial_report_exits_130_and_resumes_exactly(
     workdir: tuple[Path, MockServer], signum: int
 ) -> None:

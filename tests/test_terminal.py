@@ -148,7 +148,7 @@ def test_summary_sparkline_and_rejects_file(tmp_path: Path) -> None:
     [
         (False, None, "complete", "PARTIAL"),
         (True, "the API failed", "PARTIAL: the API failed", "interrupted"),
-        (True, "interrupted (Ctrl-C or SIGTERM)", "PARTIAL: interrupted", "API"),
+        (True, "interrupted (Ctrl-C, SIGTERM or SIGHUP)", "PARTIAL: interrupted", "API"),
     ],
 )
 def test_header_says_why_a_report_is_partial(partial: bool, reason: str | None, expected: str, absent: str) -> None:
