@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from multiprocessing import forkserver
 from multiprocessing.connection import Connection, wait
+from pathlib import Path
 from typing import Any, Final, Protocol
 
 from .config import Settings
@@ -159,6 +160,15 @@ def _heartbeat(client: ApiClient, outbox: _Outbox, stop: threading.Event) -> Non
                 outbox.send(_ALIVE)
         except BrokenPipeError:
             return
+
+
+def _process_state(pid: int) -> str | None:
+    """A process's state letter from ``/proc`` ("T": stopped; None where the platform does not tell)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat[stat.rfind(")") + 2 :][:1] or None
 
 
 def _one_line(exc: BaseException) -> str:
@@ -369,6 +379,12 @@ class LocalExecutor:
         if not silent:
             return None
         seconds, index = max(silent)
+        pid = next((w.process.pid for w in self._workers if w.task is not None and w.task.slice.index == index), None)
+        if pid is not None and _process_state(pid) in ("T", "t"):
+            return (
+                f"the worker crawling slice {index} (pid {pid}) has been stopped for {seconds:.0f} s or more (SIGSTOP, "
+                "Ctrl-Z or a debugger), not waiting on the API: run the same command to resume, and let its workers run"
+            )
         return (
             f"the worker crawling slice {index} has sent nothing, not even its heartbeat, for {seconds:.0f} s: it "
             "is stuck in a computation that never pauses, not waiting on the API (a bots.user_agents pattern that "

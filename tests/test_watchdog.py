@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import threading
@@ -175,3 +176,39 @@ def test_a_worker_stuck_in_a_bot_pattern_is_named_not_the_api(state_dir: Path) -
     assert "has sent nothing, not even its heartbeat" in (outcome.message or "")
     assert "bots.user_agents" in (outcome.message or "")
     assert "the API or the network is not answering" not in (outcome.message or "")
+
+
+def test_a_stopped_worker_is_named_as_stopped_not_as_a_bot_pattern(state_dir: Path) -> None:
+    """A worker process stopped (SIGSTOP, Ctrl-Z, a debugger) sends no heartbeat either: it used to be
+    blamed on a bots.user_agents pattern that backtracks, though it spent no CPU at all."""
+    import os
+    import signal
+
+    executors: list[LocalExecutor] = []
+    stopped: list[int] = []
+
+    def factory(workers: int, setup: WorkerSetup) -> LocalExecutor:
+        executors.append(LocalExecutor(workers, setup))
+        return executors[0]
+
+    with MockServer(DATA) as server:
+        settings = job_settings(server.url, crawl={"slices": 4, "workers": 2, "stall_timeout": 5, "rate_limit": 20})
+
+        def stopper() -> None:
+            if server.request_log.wait_for(40, timeout=120):  # past discovery: the workers crawl
+                stopped.append(executors[0].pids(busy_only=True)[0])
+                os.kill(stopped[0], signal.SIGSTOP)
+
+        thread = threading.Thread(target=stopper)
+        thread.start()
+        try:
+            outcome = run(settings, state_dir, executor_factory=factory)
+        finally:
+            thread.join()
+            for pid in stopped:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGCONT)
+    print(f"\nstopped: exit {outcome.exit_code}: {outcome.message}")
+    assert stopped and outcome.exit_code == 1
+    assert f"(pid {stopped[0]}) has been stopped" in (outcome.message or "")
+    assert "bots.user_agents" not in (outcome.message or "")
