@@ -73,6 +73,7 @@ if TYPE_CHECKING:  # exact mode's facts need pyarrow: imported (through lifestat
 
 SCHEMA_VERSION: Final = 6  # 6: the compacted total in a file beside the DuckDB file (5: a BLOB; 4 and older: SQLite)
 CHECKPOINT_FILE: Final = "checkpoint.duckdb"
+NEW_SUFFIX: Final = ".new"  # a checkpoint being made (see Checkpoint._create)
 LEGACY_FILE: Final = "checkpoint.sqlite"  # schema 1 to 3 (SQLite)
 TEMP_DIR: Final = "checkpoint.tmp"
 REJECTS_FILE: Final = "rejects.jsonl"
@@ -205,6 +206,8 @@ class Checkpoint:
         try:
             state_dir.mkdir(parents=True, exist_ok=True)
             self._retire_legacy()
+            if not self.path.exists():
+                self._create()
             self._db = connect(self.path, state_dir / TEMP_DIR)
         except (OSError, duckdb.Error) as exc:
             raise self._unusable(exc) from None
@@ -218,6 +221,22 @@ class Checkpoint:
         except (OSError, duckdb.Error) as exc:
             self._db.close()
             raise self._unusable(exc) from None
+
+    def _create(self) -> None:
+        """Make a new checkpoint file under another name and rename it into place once its tables are
+        written: a run stopped while it is made (a full disk, a kill) leaves no half-made checkpoint that
+        the next run could not open, only a file of that other name, which the next run makes again."""
+        new = self.path.with_name(CHECKPOINT_FILE + NEW_SUFFIX)
+        for leftover in (new, new.with_name(new.name + ".wal")):
+            leftover.unlink(missing_ok=True)
+        self._db = connect(new, self.state_dir / TEMP_DIR)
+        try:
+            self._open()
+            self._db.execute("CHECKPOINT")  # everything in the file itself, no write-ahead log beside it
+        finally:
+            self._db.close()
+            self._memo.clear()
+        os.replace(new, self.path)
 
     def _unusable(self, exc: BaseException) -> StateDirError:
         reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
@@ -300,7 +319,8 @@ class Checkpoint:
     def remove(state_dir: Path) -> None:
         """Delete the checkpoint files (the caller holds the state dir's lock)."""
         try:
-            for name in (CHECKPOINT_FILE, CHECKPOINT_FILE + ".wal", LEGACY_FILE, LEGACY_FILE + "-wal"):
+            made = (CHECKPOINT_FILE, CHECKPOINT_FILE + NEW_SUFFIX)
+            for name in (*made, *(name + ".wal" for name in made), LEGACY_FILE, LEGACY_FILE + "-wal"):
                 (state_dir / name).unlink(missing_ok=True)
             for path, _ in _generation_files(state_dir):
                 path.unlink(missing_ok=True)

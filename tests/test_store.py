@@ -352,3 +352,35 @@ def test_the_crawl_writes_on_one_duckdb_thread_and_the_report_reads_on_two(tmp_p
     checkpoint.for_reading()
     assert threads() == 2
     assert checkpoint.statistics().visits(ALL).value == 2  # the facts read back on two threads
+
+
+@pytest.mark.parametrize("room", [4096, 8192])
+def test_a_disk_that_fills_while_the_checkpoint_is_made_leaves_none_that_cannot_be_opened(
+    tmp_path: Path, room: int
+) -> None:
+    """A process whose files may not grow past ``room`` bytes (as on a full disk) fails to make the
+    checkpoint, one clear error; once there is room again, the next run makes it and starts. Before, a
+    truncated checkpoint file was left, and every later run stopped with "Could not read enough bytes"
+    until --fresh."""
+    import subprocess
+    import sys
+
+    state_dir = tmp_path / "state"
+    code = (
+        "import pathlib, resource, signal\n"
+        "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+        f"resource.setrlimit(resource.RLIMIT_FSIZE, ({room}, {room}))\n"
+        "from lifestats.errors import StateDirError\n"
+        "from lifestats.store import Checkpoint\n"
+        "try:\n"
+        f"    Checkpoint(pathlib.Path({str(state_dir)!r}))\n"
+        "except StateDirError as exc:\n"
+        "    print(exc)\n"
+    )
+    full = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert "cannot use the checkpoint" in full.stdout and "File too large" in full.stdout
+    checkpoint = Checkpoint(state_dir)
+    try:
+        assert checkpoint.claim({"url": "a"}) is False  # a new checkpoint, nothing to resume
+    finally:
+        checkpoint.close()
