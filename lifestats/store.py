@@ -173,11 +173,12 @@ def connect(path: Path, temp_dir: Path) -> duckdb.DuckDBPyConnection:
 
 
 def _connect(path: Path, temp_dir: Path) -> duckdb.DuckDBPyConnection:
+    # Absolute: DuckDB reads a path that starts "md:" as a MotherDuck database to download an extension for.
     return duckdb.connect(
-        str(path),
+        str(path.absolute()),
         config={
             "memory_limit": MEMORY_LIMIT,
-            "temp_directory": str(temp_dir),
+            "temp_directory": str(temp_dir.absolute()),
             "threads": THREADS,
             "preserve_insertion_order": False,
         },
@@ -203,6 +204,13 @@ class Checkpoint:
         self._memo: dict[str, Any] = {}
         self._recent_fd: int | None = None  # the open recent-blobs file, of generation ``_recent_generation``
         self._recent_generation = -1
+        odd = next((c for c in ("?", "\\") if c in str(state_dir.absolute())), None)
+        if odd is not None:  # DuckDB reads "?" as the start of a path's options and "\\" as a separator
+            raise StateDirError(
+                f"the state dir {state_dir} has a {odd!r} in its path, which DuckDB (that holds the checkpoint) "
+                "does not read as part of a file name: choose a --state-dir without it",
+                exit_code=2,
+            )
         try:
             state_dir.mkdir(parents=True, exist_ok=True)
             self._retire_legacy()

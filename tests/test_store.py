@@ -384,3 +384,22 @@ def test_a_disk_that_fills_while_the_checkpoint_is_made_leaves_none_that_cannot_
         assert checkpoint.claim({"url": "a"}) is False  # a new checkpoint, nothing to resume
     finally:
         checkpoint.close()
+
+
+@pytest.mark.parametrize("name", ["q?x", "back\\slash"])
+def test_a_state_dir_whose_path_duckdb_misreads_is_refused_naming_the_character(tmp_path: Path, name: str) -> None:
+    """DuckDB reads "?" as the start of a path's options and a backslash as a separator: the checkpoint
+    was refused with advice about free space, or made in another directory than the run's lock."""
+    with pytest.raises(StateDirError, match="choose a --state-dir without it") as refused:
+        Checkpoint(tmp_path / name)
+    assert refused.value.exit_code == 2 and repr("?" if "?" in name else "\\") in str(refused.value)
+
+
+def test_a_relative_state_dir_named_like_a_duckdb_service_is_a_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A relative "md:..." path is a MotherDuck database to DuckDB, which then tries to download an extension."""
+    monkeypatch.chdir(tmp_path)
+    checkpoint = Checkpoint(Path("md:runs"))
+    checkpoint.close()
+    assert (tmp_path / "md:runs" / CHECKPOINT_FILE).is_file()
