@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import gc
 import multiprocessing as mp
 import os
 import queue
+import resource
 import signal
 import sys
 import threading
@@ -335,6 +337,13 @@ class LocalExecutor:
         try:
             return _Worker(self._ctx, self._setup, self._started)
         except OSError as exc:  # the forkserver is gone, or this machine cannot start another process
+            if exc.errno in (errno.EMFILE, errno.ENFILE):
+                files = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+                raise LifestatsError(
+                    f"could not start a worker process ({_one_line(exc)}): the job ran out of file descriptors "
+                    f"(each worker takes a few); raise the limit (ulimit -n, now {files}) or run fewer "
+                    "crawl.workers"
+                ) from None
             raise LifestatsError(
                 f"could not start a worker process ({_one_line(exc)}): the process that starts them "
                 f"({self._ctx.get_start_method()}, run by {sys.executable}) did not answer; check that this "

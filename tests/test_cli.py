@@ -563,3 +563,32 @@ def load_report_text(text: str, tmp_path: Path) -> str | None:
         assert str(exc).startswith(f"{tmp_path / 'r.json'} is not a Lifestats JSON report: ")
         return str(exc)
     return None
+
+
+def _with_open_files(limit: int, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    script = (
+        "import resource, sys\n"
+        f"resource.setrlimit(resource.RLIMIT_NOFILE, ({limit}, {limit}))\n"
+        "from lifestats._entry import main\n"
+        "sys.argv = ['lifestats', '--no-progress', '--report-json', 'report.json']\n"
+        "raise SystemExit(main())\n"
+    )
+    return _python(script, tmp_path)
+
+
+def test_too_few_file_descriptors_for_the_embedded_api_is_one_line_naming_the_limit(tmp_path: Path) -> None:
+    """With 12 open files allowed, the embedded API cannot start: that was a traceback (OSError: Too many
+    open files); any exception the program does not expect is one line too (SPEC: exit 1)."""
+    result = _with_open_files(12, tmp_path)
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert "ran out of file descriptors" in result.stderr and "ulimit -n, now 12" in result.stderr
+
+
+def test_too_few_file_descriptors_for_the_workers_names_the_limit_not_the_interpreter(tmp_path: Path) -> None:
+    """With 22, the workers cannot be started: the message blamed the interpreter ("check that this user
+    can run that interpreter")."""
+    result = _with_open_files(22, tmp_path)
+    assert result.returncode == 1, result.stderr
+    assert "ulimit -n, now 22" in result.stderr and "crawl.workers" in result.stderr
+    assert "check that this user can run that interpreter" not in result.stderr
