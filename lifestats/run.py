@@ -119,6 +119,10 @@ def local_executor(workers: int, setup: WorkerSetup) -> Executor:
     return LocalExecutor(workers, setup)
 
 
+# The embedded mock API prints its URL within a second or two; past this, it is not going to.
+EMBEDDED_STARTUP_SECONDS: Final = 60.0
+
+
 @contextlib.contextmanager
 def api_url(settings: Settings, as_of: datetime) -> Iterator[str]:
     """The URL to crawl; ``embedded`` starts the bundled mock API on loopback for the run.
@@ -132,14 +136,22 @@ def api_url(settings: Settings, as_of: datetime) -> Iterator[str]:
     from mocks.server import serve_in_subprocess
 
     mock = settings.mock
-    url, stop = serve_in_subprocess(
-        replay=mock.dataset == "lifesum",
-        seed=mock.seed,
-        records=mock.records,
-        latency=mock.latency,
-        empty_share=mock.empty_share,
-        end=as_of.isoformat(),
-    )
+    try:
+        url, stop = serve_in_subprocess(
+            replay=mock.dataset == "lifesum",
+            seed=mock.seed,
+            records=mock.records,
+            latency=mock.latency,
+            empty_share=mock.empty_share,
+            end=as_of.isoformat(),
+            startup_timeout=EMBEDDED_STARTUP_SECONDS,
+        )
+    except RuntimeError as exc:  # it exited, or printed no URL in time (it could not start its threads)
+        raise LifestatsError(
+            f"the embedded mock API (api.url: embedded) did not start: {exc} (given "
+            f"{EMBEDDED_STARTUP_SECONDS:.0f} s); check that this user can start processes and threads "
+            "(ulimit -u) and open files (ulimit -n)"
+        ) from None
     try:
         yield url
     finally:

@@ -125,3 +125,27 @@ def test_duckdb_out_of_memory_in_the_report_is_one_clear_error(
     message = str(raised.value)
     assert message.startswith("DuckDB could not answer the report's queries over the exact facts (Out of Memory")
     assert str(state_dir) in message and "stats.mode: approx" in message
+
+
+def test_an_embedded_api_that_does_not_start_is_one_clear_error(
+    state_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The embedded mock API could not start its threads (a low ``ulimit -u``) and never printed its URL:
+    the job waited 300 s, then failed with an unexpected RuntimeError. Now it waits at most 60 s, and the
+    message names the embedded API and the limits to check."""
+    import mocks.server
+    from lifestats import run as run_module
+    from lifestats.config import load_settings
+    from lifestats.errors import LifestatsError
+
+    asked: list[object] = []
+
+    def never_starts(**kwargs: object) -> object:
+        asked.append(kwargs["startup_timeout"])
+        raise RuntimeError("the mock server exited (code -9) before printing its URL")  # what it raises then
+
+    monkeypatch.setattr(mocks.server, "serve_in_subprocess", never_starts)
+    settings = load_settings(None, "test", environ={})
+    with pytest.raises(LifestatsError, match=r"the embedded mock API \(api.url: embedded\) did not start.*ulimit -u"):
+        run(settings, state_dir)
+    assert asked == [run_module.EMBEDDED_STARTUP_SECONDS]
