@@ -72,7 +72,41 @@ class _Positions:
             self._seen.discard(self._order.popleft())
 
 
-class _Prefetch:
+_Answer = tuple[Page | None, BaseException | None]  # a page, or the failure that is raised where it is taken
+
+
+class _Ahead:
+    """What both ways of fetching share: the page asked for can be looked at (:meth:`peek`) before it is
+    taken (:meth:`take`), with one request either way."""
+
+    _held: _Answer | None = None  # the answer to the page asked for, once fetched
+
+    def take(self) -> Page:
+        page, error = self._answer()
+        self._held = None
+        self._taken()
+        if error is not None:
+            raise error
+        assert page is not None
+        return page
+
+    def peek(self) -> Page | None:
+        """The page asked for, without taking it (None: it failed; the failure is raised where it is taken)."""
+        return self._answer()[0]
+
+    def _answer(self) -> _Answer:
+        if self._held is None:
+            self._held = self._fetch()
+        return self._held
+
+    def _fetch(self) -> _Answer:
+        raise NotImplementedError
+
+    def _taken(self) -> None:
+        pass
+
+
+class _Prefetch(_Ahead):
     """Fetches one page ahead on a thread of its own, so that waiting on the API overlaps counting.
 
     At most one request is in flight, and pages are asked for in crawl order, so the limiter sees the
@@ -82,9 +116,8 @@ class _Prefetch:
     def __init__(self, client: ApiClient) -> None:
         self._client = client
         self._asks: queue.SimpleQueue[tuple[Any, int | None] | None] = queue.SimpleQueue()
-        self._answers: queue.SimpleQueue[tuple[Page | None, BaseException | None]] = queue.SimpleQueue()
+        self._answers: queue.SimpleQueue[_Answer] = queue.SimpleQueue()
         self._pending = False
-        self._held: tuple[Page | None, BaseException | None] | None = None  # an answer peeked at, not taken
         self._thread = threading.Thread(target=self._serve, name="prefetch", daemon=True)
         self._thread.start()
 
@@ -100,22 +133,11 @@ class _Prefetch:
         self._pending = True
         self._asks.put((position, end))
 
-    def take(self) -> Page:
-        page, error = self._answer()
-        self._pending, self._held = False, None
-        if error is not None:
-            raise error
-        assert page is not None
-        return page
+    def _fetch(self) -> _Answer:
+        return self._answers.get()
 
-    def peek(self) -> Page | None:
-        """The page asked for, without taking it (None: it failed; the failure is raised where it is taken)."""
-        return self._answer()[0]
-
-    def _answer(self) -> tuple[Page | None, BaseException | None]:
-        if self._held is None:
-            self._held = self._answers.get()
-        return self._held
+    def _taken(self) -> None:
+        self._pending = False
 
     def close(self, wait: bool) -> None:
         """Stop the thread once its request (if any) has ended; its page, if any, is dropped.
@@ -127,36 +149,25 @@ class _Prefetch:
             self._thread.join()
 
 
-class _InPlace:
+class _InPlace(_Ahead):
     """The same calls as :class:`_Prefetch`, fetching on the calling thread when the page is taken."""
 
     def __init__(self, client: ApiClient) -> None:
         self._client = client
         self._ask: tuple[Any, int | None] | None = None
-        self._held: tuple[Page | None, BaseException | None] | None = None
 
     def ask(self, position: Any, end: int | None) -> None:
         self._ask, self._held = (position, end), None
 
-    def take(self) -> Page:
-        page, error = self._answer()
-        self._ask = self._held = None
-        if error is not None:
-            raise error
-        assert page is not None
-        return page
+    def _fetch(self) -> _Answer:
+        assert self._ask is not None
+        try:
+            return self._client.get_page(*self._ask), None
+        except Exception as exc:  # raised where the page is taken
+            return None, exc
 
-    def peek(self) -> Page | None:
-        return self._answer()[0]
-
-    def _answer(self) -> tuple[Page | None, BaseException | None]:
-        if self._held is None:
-            assert self._ask is not None
-            try:
-                self._held = (self._client.get_page(*self._ask), None)
-            except Exception as exc:  # raised where the page is taken
-                self._held = (None, exc)
-        return self._held
+    def _taken(self) -> None:
+        self._ask = None
 
     def close(self, wait: bool) -> None:
         self._ask = self._held = None
@@ -341,7 +352,7 @@ def _crawl(
         raise
 
 
-def _serves_again(prefetch: _Prefetch | _InPlace, page: Page, id_field: str, asked: bool) -> bool:
+def _serves_again(prefetch: _Ahead, page: Page, id_field: str, asked: bool) -> bool:
     """Whether the page asked for after ``page`` (``asked``: one was) holds ``page``'s records again; True
     when none was asked for, or it failed (its failure is raised where it is taken, if it is)."""
     following = prefetch.peek() if asked else None
