@@ -165,10 +165,10 @@ def _summary(report: dict[str, Any], console: Console, rejects_file: Path | None
     header.append(f" {visible(str(run.get('env', '?')))} · ")
     header.append(partial_state(report), style="bold yellow" if report.get("partial") else "green")
     console.print(header)
-    lines = [
-        f"as of {run.get('as_of', '-')}",
-        f"ran {clock(duration(run))} from {run.get('started_at', '-')}",
-    ]
+    as_of = f"as of {run.get('as_of', '-')}"
+    if run.get("resumed") is True:  # a resumed run keeps the as-of and the counts of the run it resumes
+        as_of += " (resumed: as-of and earlier counts kept)"
+    lines = [as_of, f"ran {clock(duration(run))} from {run.get('started_at', '-')}"]
     requests = run.get("requests")
     if requests is not None:
         rate, limit = run.get("achieved_rate"), run.get("rate_limit")

@@ -177,3 +177,12 @@ def test_spark_squeezes_thousands_of_points_into_the_width() -> None:
 def test_visible_keeps_ordinary_text() -> None:
     assert visible("Café ☕ 東京") == "Café ☕ 東京"
     assert visible("a\nb") == "a\\x0ab"
+
+
+def test_a_resumed_run_says_so_beside_its_as_of() -> None:
+    """A resume keeps the interrupted run's as-of (with no --as-of, not this run's "now"): the summary said
+    nothing of it (changes-between-runs audit)."""
+    resumed = report()
+    resumed["run"]["resumed"] = True
+    assert "as of 2026-03-15T12:00:00+00:00 (resumed: as-of and earlier counts kept)" in printed(resumed)
+    assert "resumed" not in printed(report())
