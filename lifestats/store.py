@@ -419,6 +419,12 @@ class Checkpoint:
             )
         return True
 
+    def holds_counts(self) -> bool:
+        """Whether any flush was committed (a run stopped before its first one has nothing to resume)."""
+        flushed = _row(self._db.execute("SELECT COUNT(*) FROM slices WHERE seq > 0"))
+        blobs = _row(self._db.execute("SELECT COUNT(*) FROM partials"))
+        return bool(flushed and flushed[0]) or bool(blobs and blobs[0]) or self.get(TOTAL_KEY) is not None
+
     def mark_finished(self) -> int:
         """Record that the run finished, if every slice is done; else the number of slices not done."""
         with self._transaction() as db:

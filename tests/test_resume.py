@@ -345,3 +345,19 @@ def test_negative_id_ranges_are_planned_split_and_shown_like_any_other(state_dir
     job._notify(snapshots.append)
     assert 0 < snapshots[0].fraction < 1e-9  # 100 ids of a range of 2**64
     checkpoint.close()
+
+
+def test_a_run_stopped_before_its_first_flush_takes_changed_settings(state_dir: Path) -> None:
+    """The API failed on every first page, so the run committed no flush: a second run with other settings
+    (here other slices) has nothing of it to mix in, and starts anew instead of being refused with
+    "run again with --fresh" (changes-between-runs audit). One that did count is still refused (above)."""
+    source = Switchable(DATA, broken_from=DATA.first_id)
+    known = {"first_id": DATA.first_id, "last_id": DATA.end_id}
+    with MockServer(source) as server:
+        failed = run(job_settings(server.url, api=known, crawl={"retries": 0, "slices": 10}), state_dir)
+        assert failed.exit_code == 3 and failed.report["records"]["fetched"] == 0
+        source.broken = False
+        other = run(job_settings(server.url, api=known, crawl={"slices": 7}), state_dir)
+    assert other.exit_code == 0, other.message
+    assert other.report["run"]["resumed"] is False and other.report["run"]["slices"] == 7
+    assert statistics(other.report) == ground_truth(DATA, as_of=AS_OF)
