@@ -198,18 +198,14 @@ def run_job(
                     checkpoint = Checkpoint(state_dir)
                     stack.callback(lambda: checkpoint.close() if checkpoint is not None else None)
                     if checkpoint.get("finished"):  # the last run completed: this one starts anew
-                        checkpoint.close()
-                        Checkpoint.remove(state_dir)
-                        checkpoint = Checkpoint(state_dir)
+                        checkpoint = checkpoint.renewed()
                     try:
                         resumed = checkpoint.claim(fingerprint(settings))
                     except CheckpointMismatch:
                         if checkpoint.holds_counts():
                             raise
                         # Stopped before its first flush: nothing of it would be mixed in, so start anew.
-                        checkpoint.close()
-                        Checkpoint.remove(state_dir)
-                        checkpoint = Checkpoint(state_dir)
+                        checkpoint = checkpoint.renewed()
                         resumed = checkpoint.claim(fingerprint(settings))
                     as_of = _settle_as_of(checkpoint, as_of, resumed)
                 if interrupted:  # a signal came before the job was called: answer it as one that came now

@@ -323,6 +323,12 @@ class Checkpoint:
         self._close_recent()
         self._db.close()
 
+    def renewed(self) -> Checkpoint:
+        """Close this checkpoint, delete it, and open a new one in its place (the caller holds the lock)."""
+        self.close()
+        Checkpoint.remove(self.state_dir)
+        return Checkpoint(self.state_dir)
+
     @staticmethod
     def remove(state_dir: Path) -> None:
         """Delete the checkpoint files (the caller holds the state dir's lock)."""
