@@ -11,6 +11,8 @@ import signal
 import sys
 from types import FrameType
 
+from ._signals import SIGNALS
+
 _caught: list[int] = []  # the signals received while the modules load
 
 
@@ -25,9 +27,8 @@ def _while_starting(signum: int, frame: FrameType | None) -> None:
 
 
 def main() -> int:
-    signal.signal(signal.SIGINT, _while_starting)
-    signal.signal(signal.SIGTERM, _while_starting)
-    signal.signal(signal.SIGHUP, _while_starting)
+    for number in SIGNALS:
+        signal.signal(number, _while_starting)
     from .cli import main as run
 
     try:

@@ -27,6 +27,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.text import Text
 
+from ._signals import SIGNALS
 from .config import TOKEN_VARIABLE, Settings, choose_env, load_settings
 from .errors import ConfigError, LifestatsError
 from .merge import REJECTS_FILE
@@ -181,9 +182,8 @@ class _Signals:
         self.quiet = False
 
     def install(self) -> None:
-        signal.signal(signal.SIGINT, self)
-        signal.signal(signal.SIGTERM, self)  # a scheduler stopping the job: same as Ctrl-C
-        signal.signal(signal.SIGHUP, self)  # the terminal closed: same again, the partial report is written
+        for number in SIGNALS:  # Ctrl-C, a scheduler stopping the job, a terminal that closes: the same
+            signal.signal(number, self)
 
     def __call__(self, signum: int, frame: FrameType | None) -> None:
         self.received += 1
@@ -284,7 +284,7 @@ def main(argv: Sequence[str] | None = None, pending: Sequence[int] = ()) -> int:
         for stream in (sys.stdout, sys.stderr):
             if isinstance(stream, io.TextIOWrapper):
                 stream.reconfigure(errors="replace")
-    previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    previous = {s: signal.getsignal(s) for s in SIGNALS}
     signals = _Signals()
     signals.install()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
