@@ -491,7 +491,7 @@ def fingerprint(settings: Settings) -> dict[str, Any]:
     api = settings.api
     return {
         "url": redact_url(api.url),  # credentials never reach the checkpoint (a changed one still resumes)
-        "mock": settings.mock.model_dump() if api.url == "embedded" else None,
+        "mock": settings.mock.model_dump(exclude=_MOCK_PACE) if api.url == "embedded" else None,
         "first_id": api.first_id,
         "last_id": api.last_id,
         "records_path": api.records_path,
@@ -501,12 +501,25 @@ def fingerprint(settings: Settings) -> dict[str, Any]:
         "fields": settings.fields.model_dump(),
         "bots": settings.bots.model_dump(),
         "stats": settings.stats.model_dump(include=_STATS_FINGERPRINT[settings.stats.mode]),
-        "slices": settings.crawl.slices,
     }
 
 
+# How fast the embedded API answers changes no record it serves.
+_MOCK_PACE: Final = {"latency"}
+
+
+def comparable(stored: dict[str, Any]) -> dict[str, Any]:
+    """A stored fingerprint without the parts that earlier versions kept but that change no count: the
+    slicing (a resume crawls the checkpoint's own slices, whatever ``crawl.slices`` says now) and the
+    embedded API's latency."""
+    kept = {part: value for part, value in stored.items() if part != "slices"}
+    if isinstance(kept.get("mock"), dict):
+        kept["mock"] = {key: value for key, value in kept["mock"].items() if key not in _MOCK_PACE}
+    return kept
+
+
 # Where each part of the fingerprint comes from in the config (a part that is a section names its keys).
-_FINGERPRINT_KEYS: Final = {"url": "api.url", "slices": "crawl.slices", "pagination": "api", "mock": "mock"}
+_FINGERPRINT_KEYS: Final = {"url": "api.url", "pagination": "api", "mock": "mock"}
 
 
 def fingerprint_changes(stored: dict[str, Any], now: dict[str, Any]) -> list[str]:

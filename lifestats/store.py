@@ -61,7 +61,7 @@ import numpy as np
 import orjson
 
 from ._signals import held
-from .config import fingerprint_changes
+from .config import comparable, fingerprint_changes
 from .errors import CheckpointMismatch, StateDirError
 from .plan import Slice
 from .protocol import Flush
@@ -410,6 +410,8 @@ class Checkpoint:
     def claim(self, fingerprint: dict[str, Any]) -> bool:
         """Bind the checkpoint to a job; True when it already held this job's state (a resume)."""
         stored = self.get("fingerprint")
+        if isinstance(stored, dict):
+            stored = comparable(stored)
         if stored is None:
             with self._transaction():
                 self.put("schema", SCHEMA_VERSION)

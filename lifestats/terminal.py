@@ -167,7 +167,7 @@ def _summary(report: dict[str, Any], console: Console, rejects_file: Path | None
     console.print(header)
     as_of = f"as of {run.get('as_of', '-')}"
     if run.get("resumed") is True:  # a resumed run keeps the as-of and the counts of the run it resumes
-        as_of += " (resumed: as-of and earlier counts kept)"
+        as_of += " (resumed: as-of, slices and earlier counts kept)"
     lines = [as_of, f"ran {clock(duration(run))} from {run.get('started_at', '-')}"]
     requests = run.get("requests")
     if requests is not None:

@@ -95,12 +95,12 @@ def test_a_refused_resume_names_each_changed_key_with_both_values(tmp_path: Path
     checkpoint = Checkpoint(tmp_path)
     stored = {"url": "http://a/events", "stats": {"mode": "exact", "timezone": "UTC"}, "slices": 100, "first_id": None}
     checkpoint.claim(stored)
-    now = {**stored, "stats": {"mode": "exact", "timezone": "Asia/Tokyo"}, "slices": 50}
+    now = {**stored, "stats": {"mode": "exact", "timezone": "Asia/Tokyo"}, "first_id": 50}
     with pytest.raises(CheckpointMismatch) as refused:
         checkpoint.claim(now)
     message = str(refused.value)
     assert "stats.timezone: 'UTC' in the checkpoint, 'Asia/Tokyo' now" in message
-    assert "crawl.slices: 100 in the checkpoint, 50 now" in message
+    assert "api.first_id: None in the checkpoint, 50 now" in message
     assert "stats.mode" not in message and "api.url" not in message
     assert "Set them back to resume" in message and "--fresh" in message
 

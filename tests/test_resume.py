@@ -349,7 +349,7 @@ def test_negative_id_ranges_are_planned_split_and_shown_like_any_other(state_dir
 
 def test_a_run_stopped_before_its_first_flush_takes_changed_settings(state_dir: Path) -> None:
     """The API failed on every first page, so the run committed no flush: a second run with other settings
-    (here other slices) has nothing of it to mix in, and starts anew instead of being refused with
+    (here other bots) has nothing of it to mix in, and starts anew instead of being refused with
     "run again with --fresh" (changes-between-runs audit). One that did count is still refused (above)."""
     source = Switchable(DATA, broken_from=DATA.first_id)
     known = {"first_id": DATA.first_id, "last_id": DATA.end_id}
@@ -357,7 +357,40 @@ def test_a_run_stopped_before_its_first_flush_takes_changed_settings(state_dir: 
         failed = run(job_settings(server.url, api=known, crawl={"retries": 0, "slices": 10}), state_dir)
         assert failed.exit_code == 3 and failed.report["records"]["fetched"] == 0
         source.broken = False
-        other = run(job_settings(server.url, api=known, crawl={"slices": 7}), state_dir)
+        other = run(job_settings(server.url, api=known, crawl={"slices": 7}, bots={"ips": []}), state_dir)
     assert other.exit_code == 0, other.message
     assert other.report["run"]["resumed"] is False and other.report["run"]["slices"] == 7
-    assert statistics(other.report) == ground_truth(DATA, as_of=AS_OF)
+    assert statistics(other.report) == ground_truth(DATA, as_of=AS_OF, bot_ips=())
+
+
+def test_a_resume_with_other_slices_or_mock_pace_keeps_the_checkpoint_s_slices(state_dir: Path) -> None:
+    """Settings that change no count do not refuse a resume (changes-between-runs audit): the slicing (the
+    resume crawls the checkpoint's own slices) and the embedded API's latency. A checkpoint written before
+    they left the settings compared (its fingerprint holds them) resumes too."""
+    source = Switchable(DATA, broken_from=int(DATA.ids[20_000]))
+    known = {"first_id": DATA.first_id, "last_id": DATA.end_id}
+    with MockServer(source) as server:
+        failed = run(job_settings(server.url, api=known, crawl={"retries": 0, "slices": 10}), state_dir)
+        assert failed.exit_code == 3 and failed.report["records"]["counted"] > 0
+        source.broken = False
+        resumed = run(job_settings(server.url, api=known, crawl={"slices": 7}), state_dir)
+    assert resumed.exit_code == 0, resumed.message
+    assert resumed.report["run"]["resumed"] is True and resumed.report["run"]["slices"] == 10
+    assert statistics(resumed.report) == ground_truth(DATA, as_of=AS_OF)
+
+    from lifestats.config import fingerprint, load_settings
+
+    def embedded(latency: float, **mock: Any) -> dict[str, Any]:
+        return fingerprint(
+            load_settings(
+                None, "test", environ={}, overrides={"api": {"url": "embedded"}, "mock": {"latency": latency, **mock}}
+            )
+        )
+
+    checkpoint = Checkpoint(state_dir / "embedded")
+    assert (
+        checkpoint.claim({**embedded(0.0), "slices": 100, "mock": {**embedded(0.0)["mock"], "latency": 0.0}}) is False
+    )
+    assert checkpoint.claim(embedded(0.05)) is True  # stored with slices and latency, as earlier versions did
+    with pytest.raises(CheckpointMismatch, match=r"mock\.records: 20000 in the checkpoint, 500 now"):
+        checkpoint.claim(embedded(0.05, records=500))

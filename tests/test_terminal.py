@@ -184,5 +184,5 @@ def test_a_resumed_run_says_so_beside_its_as_of() -> None:
     nothing of it (changes-between-runs audit)."""
     resumed = report()
     resumed["run"]["resumed"] = True
-    assert "as of 2026-03-15T12:00:00+00:00 (resumed: as-of and earlier counts kept)" in printed(resumed)
+    assert "as of 2026-03-15T12:00:00+00:00 (resumed: as-of, slices and earlier counts kept)" in printed(resumed)
     assert "resumed" not in printed(report())
