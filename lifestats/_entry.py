@@ -10,6 +10,7 @@ import os
 import signal
 import sys
 from types import FrameType
+from typing import Final
 
 from ._signals import SIGNALS
 
@@ -26,9 +27,40 @@ def _while_starting(signum: int, frame: FrameType | None) -> None:
         os._exit(130)
 
 
+# The address space a process of the job reserves (measured: the coordinator of the default run with 4 and
+# with 8 workers, exact and approx, peaks at 1.4-1.5 GiB of it; most is reserved, not used: the thread
+# stacks, the allocator's arenas of each thread, the libraries' mappings). Below this, the libraries fail
+# while they load (a segmentation fault in DuckDB, an ImportError from Arrow) or a thread cannot start.
+MIN_ADDRESS_SPACE: Final = 2 * 1024**3
+
+
+def address_space_problem() -> str | None:
+    """Why this process's address-space limit (``ulimit -v``, or ``ulimit -d``) is too small for the job."""
+    import resource
+
+    for name, flag, limit in (
+        ("address space", "-v", resource.RLIMIT_AS),
+        ("data-segment", "-d", resource.RLIMIT_DATA),
+    ):
+        soft = resource.getrlimit(limit)[0]
+        if soft != resource.RLIM_INFINITY and soft < MIN_ADDRESS_SPACE:
+            return (
+                f"the {name} limit is {soft // 1024**2:,} MiB per process (ulimit {flag} {soft // 1024}), and "
+                f"Lifestats needs {MIN_ADDRESS_SPACE // 1024**3} GiB of it (mostly reserved by its libraries and "
+                f"threads, not used): raise it (ulimit {flag} {MIN_ADDRESS_SPACE // 1024} or unlimited); nothing "
+                "was crawled"
+            )
+    return None
+
+
 def main() -> int:
     for number in SIGNALS:
         signal.signal(number, _while_starting)
+    # Checked before the libraries load: a compiled one that cannot map its memory crashes the interpreter.
+    problem = address_space_problem()
+    if problem is not None:
+        sys.stderr.write(f"lifestats: {problem}\n")
+        return 2
     from .cli import main as run
 
     try:
@@ -59,13 +91,24 @@ def _unexpected(exc: Exception) -> str:
     cause = _RESOURCES.get(exc.errno) if isinstance(exc, OSError) and exc.errno is not None else None
     if isinstance(exc, MemoryError):
         cause = _RESOURCES[errno.ENOMEM]
+        if resource.getrlimit(resource.RLIMIT_AS)[0] != resource.RLIM_INFINITY:
+            cause += " allowed to the process (ulimit -v, now {address_space})"
     elif isinstance(exc, RuntimeError) and "can't start new thread" in str(exc):
         cause = "the process could not start a thread: raise the process limit (ulimit -u, now {processes})"
+        if resource.getrlimit(resource.RLIMIT_AS)[0] != resource.RLIM_INFINITY:
+            cause += " or the address-space limit (ulimit -v, now {address_space})"
+    elif isinstance(exc, ImportError) and "failed to map segment" in str(exc):
+        cause = (
+            "a library could not be loaded into memory: raise the address-space limit (ulimit -v, now {address_space})"
+        )
     if cause is None:
         return f"unexpected {what} (a bug in Lifestats); what was checkpointed stays resumable"
     files = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
     processes = resource.getrlimit(resource.RLIMIT_NPROC)[0]
-    limits = {"files": files, "processes": processes}
+    address_space = resource.getrlimit(resource.RLIMIT_AS)[0]  # bytes; ulimit -v counts KiB
+    limits = {"files": files, "processes": processes, "address_space": address_space}
     shown = {k: "unlimited" if v == resource.RLIM_INFINITY else v for k, v in limits.items()}
+    if address_space != resource.RLIM_INFINITY:
+        shown["address_space"] = address_space // 1024
     then = "what was checkpointed stays resumable: run the same command once it is fixed"
     return f"{cause.format(**shown)} ({what}); {then}"

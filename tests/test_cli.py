@@ -592,3 +592,40 @@ def test_too_few_file_descriptors_for_the_workers_names_the_limit_not_the_interp
     assert result.returncode == 1, result.stderr
     assert "ulimit -n, now 22" in result.stderr and "crawl.workers" in result.stderr
     assert "check that this user can run that interpreter" not in result.stderr
+
+
+def _with_address_space(limit: int, body: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    script = f"import resource, sys\nresource.setrlimit(resource.RLIMIT_AS, ({limit}, resource.RLIM_INFINITY))\n{body}"
+    return _python(script, tmp_path)
+
+
+def test_too_small_an_address_space_is_refused_before_the_libraries_load(tmp_path: Path) -> None:
+    """Under ``ulimit -v`` of 400 MiB DuckDB crashed the interpreter (exit 139, no message), and under 1.5 GiB
+    Arrow failed to load ("a bug in Lifestats") or a thread could not start ("raise ulimit -u"): machine
+    resources audit. Now a limit below what the job reserves is one line naming it, exit 2, no request."""
+    body = (
+        "from lifestats._entry import main\n"
+        "sys.argv = ['lifestats', '--no-progress', '--report-json', 'report.json']\n"
+        "raise SystemExit(main())\n"
+    )
+    result = _with_address_space(800 * 1024**2, body, tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr, result.stderr
+    assert "ulimit -v 819200" in result.stderr and "raise it (ulimit -v 2097152 or unlimited)" in result.stderr
+    assert not (tmp_path / "report.json").exists() and not (tmp_path / ".lifestats").exists()
+
+
+@pytest.mark.parametrize(
+    ("error", "hint"),
+    [
+        ('RuntimeError("can\'t start new thread")', "ulimit -u, now"),
+        ("ImportError('libarrow.so: failed to map segment from shared object')", "could not be loaded into memory"),
+        ("MemoryError()", "ran out of memory allowed to the process"),
+    ],
+)
+def test_a_failure_under_an_address_space_limit_names_that_limit(tmp_path: Path, error: str, hint: str) -> None:
+    body = f"from lifestats._entry import _unexpected\nprint(_unexpected({error}))\n"
+    result = _with_address_space(3 * 1024**3, body, tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert hint in result.stdout and "ulimit -v, now 3145728" in result.stdout, result.stdout
+    assert "a bug in Lifestats" not in result.stdout
