@@ -286,6 +286,23 @@ def _run(
     return Finished(index, attempt, **usage())
 
 
+# File descriptors a worker's start needs free: its pipe to the coordinator, the connection to the forkserver
+# and the pipes of the request. Measured at the edge: the default run allowed 28 open files failed inside
+# the forkserver while starting its fourth worker, allowed 29 it finished; 6 refuses the first and lets the
+# second run.
+SPAWN_DESCRIPTORS: Final = 6
+
+
+def _free_descriptors() -> int:
+    """How many more files this process may open (a large number where /proc does not tell)."""
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    try:
+        used = len(os.listdir("/proc/self/fd")) - 1  # the listing's own descriptor
+    except OSError:
+        return SPAWN_DESCRIPTORS
+    return SPAWN_DESCRIPTORS if soft == resource.RLIM_INFINITY else soft - used
+
+
 class _Worker:
     def __init__(self, ctx: Any, setup: WorkerSetup, number: int) -> None:
         self.conn, child = ctx.Pipe(duplex=True)
@@ -335,6 +352,10 @@ class LocalExecutor:
     def _spawn(self) -> _Worker:
         self._started += 1
         try:
+            if _free_descriptors() < SPAWN_DESCRIPTORS:
+                # Checked before the forkserver is asked: a start that runs out of them halfway leaves the
+                # server a request cut short, which it dies of with a traceback of its own.
+                raise OSError(errno.EMFILE, os.strerror(errno.EMFILE))
             return _Worker(self._ctx, self._setup, self._started)
         except OSError as exc:  # the forkserver is gone, or this machine cannot start another process
             if exc.errno in (errno.EMFILE, errno.ENFILE):
