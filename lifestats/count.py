@@ -49,6 +49,9 @@ class SliceCursor:
     begin: int
     end: int | None
     high_water: int  # ids <= high_water were seen already (begin - 1 at the start)
+    # The lowest slice of an id range that discovery found: no record lies below it, so the records without
+    # an id that lead its first page are its own (see PageCounter.count_page).
+    lowest: bool = False
 
 
 _INT64_MIN: Final = -(2**63)
@@ -223,6 +226,10 @@ class PageCounter:
         the page, or just below ``offset`` when it leads the page (the record before it lies below the
         offset), and is rejected when that place is new to the slice: so a page served twice rejects it
         once, and of two slices that meet at it, only the one that holds the record before it does.
+        Leading a page that holds records below the slice (an API that serves a whole fixed page for any
+        offset inside it, and the slice begins inside that page), it lies below the slice too: the slice
+        that holds the page's start rejects it. The lowest slice of a range found by discovery
+        (``cursor.lowest``) takes those that lead its first page: nothing lies below it.
         """
         begin, end = cursor.begin, cursor.end
         high_water = cursor.high_water  # as before this page
@@ -242,8 +249,8 @@ class PageCounter:
         records = _as_dicts(records)  # the per-record path reads dicts
 
         keyed: list[tuple[int, int, dict[str, Any]]] = []
-        unplaced: list[tuple[int, Any]] = []  # (place, record) of the records without a usable id
-        place = offset
+        unplaced: list[tuple[int | None, Any]] = []  # (place, record) of the records without a usable id
+        place: int | None = None  # None: leading the page
         for position, record in enumerate(records):
             rid = int_id(record.get(self.id_field)) if isinstance(record, dict) else None
             if rid is None:
@@ -251,6 +258,9 @@ class PageCounter:
                 continue
             place = rid
             keyed.append((rid, position, record))
+        # A page that holds records below the slice is one the API serves whole for any offset inside it,
+        # asked for by a slice that begins inside it: the records that lead it lie below the slice too.
+        below = bool(keyed) and min(entry[0] for entry in keyed) < begin
         keyed.sort(key=lambda entry: (entry[0], entry[1]))
         counted: set[int] = set()  # the places that are new to the slice in this page
         top = high_water
@@ -267,11 +277,16 @@ class PageCounter:
                 self._count(partial, record)
             except Rejected as reason:
                 self._reject(partial, record, str(reason))
-        for place, record in unplaced:
-            # Leading the page, its place is just below the offset: inside the slice when begin < offset
-            # <= end, and new to it when the offset is above the high-water mark.
+        # Leading the page, a record's place is just below the offset: inside the slice when begin < offset
+        # <= end (for the lowest slice, any offset up to its begin), and new to it when the offset is above
+        # the high-water mark (for the lowest slice below its begin, when it counted nothing yet).
+        if cursor.lowest and offset <= begin:
+            leading_fresh = high_water < begin
+        else:
             leading_fresh = begin < offset and offset > high_water and (end is None or offset <= end)
-            if place in counted or (place == offset and leading_fresh):
+        for place, record in unplaced:
+            leading_mine = place is None and not below and (offset in counted or leading_fresh)
+            if leading_mine or (place is not None and place in counted):
                 tally["fetched"] += 1
                 self._reject(partial, record, "id is missing or not an integer")
         cursor.high_water = top

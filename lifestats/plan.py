@@ -44,6 +44,10 @@ class Bounds:
     # The API's first page held all its records (it said no page follows, and a probe past its highest id
     # found nothing): one slice crawls them, where every slice of a plan costs a request at least.
     one_page: bool = False
+    # Where discovery found the lowest id (the lowest offset the API takes), when the config gives no
+    # first_id: the lowest slice starts its crawl there, so that records without a usable id served
+    # before the first id are counted (rejected) too.
+    floor: int | None = None
 
 
 def split(first_id: int, end: int, count: int, align: int = 1) -> list[tuple[int, int]]:
@@ -218,6 +222,7 @@ def discover(
             return [at(offset) for offset in offsets]
         return list(pool.map(at, offsets))
 
+    floor: int | None = None
     try:
         highest_seen: int | None = None
         ends_there = False  # the first page said no page follows it
@@ -232,6 +237,7 @@ def discover(
                 probes += 1
                 ids = _ids(page, id_field) or ids
             first_id, highest_seen = min(ids), max(ids)
+            floor = page.position
             following = page.next_offset
             if _newest_first(page, ids):
                 raise ConfigError(
@@ -245,13 +251,14 @@ def discover(
             if found_first is not None:
                 found_first(first_id)
         if last_id is not None:
-            return Bounds(first_id, last_id, last_id, probes, _inside(known, first_id, last_id))
+            return Bounds(first_id, last_id, last_id, probes, _inside(known, first_id, last_id), floor=floor)
         if ends_there and highest_seen is not None and highest_seen < INT64_MAX:
             # One probe past the first page tells whether it said the truth (an API whose next offset sits
             # elsewhere than api.next_offset_path answers it with records): the whole range is then known.
             more, top = round_of([highest_seen + 1])[0]
             if not more:
-                return Bounds(first_id, None, highest_seen + 1, probes, _inside(known, first_id, None), one_page=True)
+                known_ids = _inside(known, first_id, None)
+                return Bounds(first_id, None, highest_seen + 1, probes, known_ids, one_page=True, floor=floor)
             highest_seen = max(highest_seen, top) if top is not None else highest_seen
         # Doubling: find an offset with nothing at or above it. Offsets up to the highest id the first
         # page showed are known to have something at or above them: the doubling starts past it.
@@ -315,7 +322,8 @@ def discover(
             _, top = answer.result()
             if top is not None:
                 highest_seen = max(highest_seen, top)
-        return Bounds(first_id, None, max(high, highest_seen + 1), probes, _inside(known, first_id, None))
+        known_ids = _inside(known, first_id, None)
+        return Bounds(first_id, None, max(high, highest_seen + 1), probes, known_ids, floor=floor)
     finally:
         if pool is not None:
             pool.shutdown(wait=True)

@@ -35,6 +35,8 @@ class Task:
     # range (nothing existed at or above it). Past it, the crawl ends on the first page that is not full: an
     # API that keeps adding records would otherwise keep a one-shot job chasing them for ever.
     horizon: int | None = None
+    # Crawls by id: the lowest slice of an id range that discovery found (no record lies below it).
+    lowest: bool = False
 
 
 @dataclass(frozen=True)

@@ -356,10 +356,15 @@ class _Job:
                 # Safe: their flushes are read only after the save, which records every slice as on its
                 # first attempt, and a save that fails stops the workers before anything is committed.
                 self.bounds, slices = self._discover()
+                starts = self._starts(slices)
                 for piece in slices:
-                    executor.submit(Task(piece, 1, piece.begin, piece.begin - 1, 0, horizon=self._horizon(piece)))
+                    start = starts.get(piece.index, piece.begin)
+                    horizon = self._horizon(piece)
+                    executor.submit(
+                        Task(piece, 1, start, piece.begin - 1, 0, horizon=horizon, lowest=self._lowest(piece))
+                    )
                 meta = {"bounds": dataclasses.asdict(self.bounds), "planned_slices": len(slices)}
-                self.checkpoint.save_plan(slices, meta, attempt=1)
+                self.checkpoint.save_plan(slices, meta, attempt=1, starts=starts)
             self.last_moved = time.monotonic()
             self._notify(on_progress)
             while executor.busy() and failure is None:
@@ -651,7 +656,20 @@ class _Job:
         assert state.position is not None
         taken = self.checkpoint.taken(state.slice.index)
         horizon = self._horizon(state.slice)
-        return Task(state.slice, state.attempt, state.position, state.high_water, state.seq, taken, horizon)
+        lowest = self._lowest(state.slice)
+        return Task(state.slice, state.attempt, state.position, state.high_water, state.seq, taken, horizon, lowest)
+
+    def _lowest(self, piece: Slice) -> bool:
+        """Whether the slice is the lowest of an id range that discovery found (see :attr:`Task.lowest`)."""
+        return piece.index == 0 and self.settings.api.first_id is None
+
+    def _starts(self, slices: list[Slice]) -> dict[int, Any]:
+        """Where the lowest slice starts its crawl when discovery found the id range: at the page where the
+        lowest id was found, so that the records before that id are read too (see :attr:`Bounds.floor`)."""
+        floor = self.bounds.floor if self.bounds is not None else None
+        if floor is None or not slices or not self._lowest(slices[0]) or floor >= slices[0].begin:
+            return {}
+        return {slices[0].index: floor}
 
     def _horizon(self, piece: Slice) -> int | None:
         """For the open last slice of a crawl by id, where the data ended when the run found its id range

@@ -444,9 +444,13 @@ class Checkpoint:
             return 0
 
     # -- slices -------------------------------------------------------------------------------------
-    def save_plan(self, slices: list[Slice], meta: dict[str, Any], *, attempt: int = 0) -> None:
+    def save_plan(
+        self, slices: list[Slice], meta: dict[str, Any], *, attempt: int = 0, starts: dict[int, Any] | None = None
+    ) -> None:
         """Store the slices and what was learnt making them (``meta``) in one transaction; ``attempt``: the
-        attempt every slice is on (1 when their tasks went out already, as :meth:`begin_attempts` says)."""
+        attempt every slice is on (1 when their tasks went out already, as :meth:`begin_attempts` says);
+        ``starts``: where the crawl of a slice starts, by slice index, when not at its begin."""
+        starts = starts or {}
         with self._transaction() as db:
             if slices:
                 # One statement for the whole plan (row by row, 100 slices took 40 ms before the first request).
@@ -458,7 +462,7 @@ class Checkpoint:
                         [s.index for s in slices],
                         [_text(s.begin) for s in slices],
                         [_text(s.end) for s in slices],
-                        [_json(s.begin) for s in slices],
+                        [_json(starts.get(s.index, s.begin)) for s in slices],
                         [_text(s.begin - 1) for s in slices],
                         attempt,
                     ],

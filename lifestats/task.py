@@ -226,7 +226,7 @@ def _crawl(
     paginator = client.paginator
     by_id = paginator.slicing == "id"
     high_water = task.high_water if task.high_water is not None else task.slice.begin - 1
-    ids = SliceCursor(task.slice.begin, task.slice.end, high_water)
+    ids = SliceCursor(task.slice.begin, task.slice.end, high_water, lowest=task.lowest)
     recent = SeenIds.restore(task.taken)  # the ids of the committed flushes of the slice
     loops = _Positions()
     position: Any = task.position
