@@ -813,12 +813,15 @@ class DataEnd:
     is the last page again.
     """
 
-    def __init__(self, paginator: Paginator, horizon: int | None = None) -> None:
+    def __init__(self, paginator: Paginator, horizon: int | None = None, known: int | None = None) -> None:
         self.paginator = paginator
         # A crawl by id's open last slice: where the data ended when the run found its id range (see
         # lifestats.protocol.Task.horizon). Past it, a page that is not full ends the data: an API that
         # keeps adding records would otherwise keep a one-shot job chasing them for ever.
         self.horizon = horizon
+        # A crawl by id: the highest id discovery saw (lifestats.protocol.Task.known). An empty page whose
+        # next offset lies at or below it is a stretch of ids without records, not the end of the data.
+        self.known = known
         self._numbered = paginator.slicing == "sequential" and paginator.style == "page_number"
         self._confirming: Any = None  # the position past the API's count, asked to see whether data ends there
         self._beyond = False  # the crawl is past the API's count (from the first page asked for there on)
@@ -837,12 +840,24 @@ class DataEnd:
     def next_position(self, page: Page, end: int | None) -> Any:
         """The position after ``page`` (None: the slice is done), noting when it lies past the API's count."""
         paginator = self.paginator
-        following = None if paginator.finished(page, end) else page.next
+        following = None if paginator.finished(page, end) and not self._gap(page, end) else page.next
         if following is not None and self._confirming is None and (paginator.at_total(page) or page.past_total):
             self._confirming = following
         if following is not None and end is None and self._caught_up(page, following):
             return None
         return following
+
+    def _gap(self, page: Page, end: int | None) -> bool:
+        """Whether an empty page of a crawl by offset is a stretch of ids without records inside the data
+        (an API that answers by id windows): its next offset moves on inside the slice, and records are
+        known to exist at or above it. Following it keeps the count the same however the slices cut the
+        range; where no record is known above it, the empty page ends the data (an API that names a next
+        offset past its data would otherwise be followed to the end of the id space)."""
+        following = page.next
+        if page.records or self.known is None or self.paginator.style != "offset_id":
+            return False
+        inside = following is not None and (end is None or following < end)
+        return inside and following <= self.known
 
     def _caught_up(self, page: Page, following: Any) -> bool:
         """Whether the next page lies past the horizon and this one was not full: what lies past the horizon

@@ -37,6 +37,8 @@ class Task:
     horizon: int | None = None
     # Crawls by id: the lowest slice of an id range that discovery found (no record lies below it).
     lowest: bool = False
+    # Crawls by id: the highest id discovery saw on the API's pages (records exist up to it), if any.
+    known: int | None = None
 
 
 @dataclass(frozen=True)

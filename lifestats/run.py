@@ -359,9 +359,9 @@ class _Job:
                 starts = self._starts(slices)
                 for piece in slices:
                     start = starts.get(piece.index, piece.begin)
-                    horizon = self._horizon(piece)
+                    horizon, lowest, known = self._horizon(piece), self._lowest(piece), self._known()
                     executor.submit(
-                        Task(piece, 1, start, piece.begin - 1, 0, horizon=horizon, lowest=self._lowest(piece))
+                        Task(piece, 1, start, piece.begin - 1, 0, horizon=horizon, lowest=lowest, known=known)
                     )
                 meta = {"bounds": dataclasses.asdict(self.bounds), "planned_slices": len(slices)}
                 self.checkpoint.save_plan(slices, meta, attempt=1, starts=starts)
@@ -656,8 +656,14 @@ class _Job:
         assert state.position is not None
         taken = self.checkpoint.taken(state.slice.index)
         horizon = self._horizon(state.slice)
-        lowest = self._lowest(state.slice)
-        return Task(state.slice, state.attempt, state.position, state.high_water, state.seq, taken, horizon, lowest)
+        lowest, known = self._lowest(state.slice), self._known()
+        return Task(
+            state.slice, state.attempt, state.position, state.high_water, state.seq, taken, horizon, lowest, known
+        )
+
+    def _known(self) -> int | None:
+        """The highest id discovery saw (see :attr:`Task.known`)."""
+        return self.bounds.known_ids[-1] if self.bounds is not None and self.bounds.known_ids else None
 
     def _lowest(self, piece: Slice) -> bool:
         """Whether the slice is the lowest of an id range that discovery found (see :attr:`Task.lowest`)."""

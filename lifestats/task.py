@@ -246,7 +246,7 @@ def _crawl(
     stuck = 0  # pages in a row that served the same records again and brought nothing new
     last_ids: list[str] | None = None  # the ids of the last page that brought nothing new
     stride = 0  # ids the last page spanned (by id): how much a page covers
-    data_end = DataEnd(paginator, task.horizon if by_id else None)
+    data_end = DataEnd(paginator, task.horizon if by_id else None, task.known if by_id else None)
 
     def flush(position: Any) -> None:
         """Emit what was counted since the last flush; ``position``: the first page not counted."""

@@ -1,0 +1,83 @@
+"""An ``offset_id`` API that answers a stretch of ids without records with an empty page naming the next
+offset (an API that pages by id windows): the count does not depend on how the slices cut the range, and
+an API that names a next offset past its data is not followed to the end of the id space. Real servers
+on 127.0.0.1; the truth is counted from the records the servers hold."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+
+from lifestats.config import load_settings
+from lifestats.run import Outcome
+
+from .conftest import AS_OF, run
+from .json_api import JsonHandler, serving
+
+# Ids 1000-1009, nothing from 1010 to 1019, then 1020-1029; the API answers an offset in the gap with an
+# empty page whose next offset is 1020.
+_LOW = [{"id": i, "item": 1} for i in range(1000, 1010)]
+_HIGH = [{"id": i, "item": 2} for i in range(1020, 1030)]
+
+
+class _Windows(JsonHandler):
+    def do_GET(self) -> None:
+        offset = int(parse_qs(urlsplit(self.path).query)["offset"][0])
+        if offset < 1010:
+            body: dict[str, Any] = {"response": _LOW, "meta": {"next_offset": 1010}}
+        elif offset < 1020:
+            body = {"response": [], "meta": {"next_offset": 1020}}
+        elif offset < 1030:
+            body = {"response": _HIGH, "meta": {"next_offset": None}}
+        else:
+            body = {"response": [], "meta": {"next_offset": None}}
+        self.send_json(200, body)
+
+
+class _NextPastTheData(JsonHandler):
+    """Records 1000-1024 in pages of 10 from the offset; past them, empty pages that always name the offset
+    one page further on."""
+
+    requests = 0
+
+    def do_GET(self) -> None:
+        type(self).requests += 1
+        query = parse_qs(urlsplit(self.path).query)
+        offset, limit = int(query["offset"][0]), int(query["limit"][0])
+        rows = [{"id": i, "item": i % 4} for i in range(max(offset, 1000), 1025)][:limit]
+        following = rows[-1]["id"] + 1 if rows else min(offset + limit, 2**63 - 1)
+        self.send_json(200, {"response": rows, "meta": {"next_offset": following}})
+
+
+def _crawl(handler: type[JsonHandler], slices: int, state_dir: Path) -> Outcome:
+    with serving(handler) as base:
+        overrides = {
+            "api": {"url": f"{base}/events", "page_size": 10},
+            "fields": {"id": "id", "item": "item"},
+            "crawl": {"slices": slices, "workers": 2},
+        }
+        return run(load_settings(None, "test", environ={}, overrides=overrides), state_dir, as_of=AS_OF)
+
+
+@pytest.mark.parametrize("slices", [1, 3, 4, 10])
+def test_an_empty_stretch_of_ids_answered_with_an_empty_page_is_crossed(state_dir: Path, slices: int) -> None:
+    """The empty page ended the data of the slice that met it: 10 records and exit 4 at one or two
+    slices, 16 to 19 with exit 0 and no warning at three to ten, all 20 only at a hundred (SPEC audit)."""
+    outcome = _crawl(_Windows, slices, state_dir)
+    assert outcome.exit_code == 0, outcome.message
+    assert outcome.report["records"]["counted"] == len(_LOW) + len(_HIGH)
+    top = {row["id"]: row["visits"] for row in outcome.report["windows"]["all"]["top_items"]}
+    assert top == {1: len(_LOW), 2: len(_HIGH)}
+
+
+def test_an_api_that_names_a_next_offset_past_its_data_is_not_followed_there(state_dir: Path) -> None:
+    _NextPastTheData.requests = 0
+    outcome = _crawl(_NextPastTheData, 4, state_dir)
+    assert outcome.exit_code == 0, outcome.message
+    assert outcome.report["records"]["counted"] == 25
+    # Discovery's probes (up to 64 doublings and the bisection) and a few pages per slice, not a walk of
+    # empty pages through the id space.
+    assert _NextPastTheData.requests < 200
