@@ -35,24 +35,40 @@ def secret_param(name: str) -> bool:
 
 
 def redact_url(url: str) -> str:
-    """``url`` with ``user:password@`` and secret query parameters masked; other text is kept as it is."""
+    """``url`` with ``user:password@`` and secret parameters masked (in the query, and written as
+    ``;name=value`` in the path or ``name=value`` in the fragment); other text is kept as it is."""
     try:
         parts = urlsplit(url)
-    except ValueError:
-        return re.sub(r"//[^/@\s]*@", f"//{MASK}@", url)
+    except ValueError:  # not a URL urllib can split ("http://[::1/x"): mask what looks like credentials
+        return _mask_pairs(re.sub(r"//[^/@\s]*@", f"//{MASK}@", url))
     netloc = parts.netloc
     if "@" in netloc:
         netloc = f"{MASK}@{netloc.rpartition('@')[2]}"
     elif not netloc and "@" in url:  # not a URL that urllib can split ("http//user:pw@host"): mask anyway
-        return _USERINFO.sub(f"{MASK}@", url, count=1)
+        return _mask_pairs(_USERINFO.sub(f"{MASK}@", url, count=1))
     query = parts.query
     if query:
         pairs = parse_qsl(query, keep_blank_values=True)
         if any(secret_param(k) for k, _ in pairs):
             query = urlencode([(k, MASK if secret_param(k) else v) for k, v in pairs], safe="*")
-    if netloc == parts.netloc and query == parts.query:
+    path, fragment = _mask_pairs(parts.path), _mask_pairs(parts.fragment)
+    if netloc == parts.netloc and query == parts.query and path == parts.path and fragment == parts.fragment:
         return url  # nothing to mask: as given (rebuilding it would drop an empty "//", say)
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+    return urlunsplit((parts.scheme, netloc, path, query, fragment))
+
+
+# A name=value pair at the start of a text or after ? & ; or #.
+_PAIR = re.compile(r"(?:(?<=^)|(?<=[?&;#]))([^=&;#?/\s]+)=([^&;#\s]*)")
+
+
+def _mask_pairs(text: str) -> str:
+    """``text`` with the value of every ``name=value`` pair whose name says it carries a secret masked."""
+
+    def masked(match: re.Match[str]) -> str:
+        name = match.group(1)
+        return f"{name}={MASK}" if secret_param(unquote_plus(name)) else match.group(0)
+
+    return _PAIR.sub(masked, text) if "=" in text else text
 
 
 def redact_text(text: str, urls: list[str]) -> str:

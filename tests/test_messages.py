@@ -101,3 +101,28 @@ def test_a_token_read_with_its_line_break_is_used_and_one_no_header_can_carry_is
     assert refused.returncode == 2, refused.stderr
     assert "LIFESTATS_API_TOKEN" in refused.stderr and "Traceback" not in refused.stderr
     assert "SECRET" not in refused.stderr + refused.stdout
+
+
+@pytest.mark.parametrize(
+    "where",
+    [
+        "http://reader:{secret}@[::1/events?api_key={key}",  # a URL urllib cannot split (a missing "]")
+        "http://127.0.0.1:9/events#api_key={key}",  # a fragment (never sent, but shown)
+        "http://127.0.0.1:9/events;api_key={key}",  # a path parameter
+    ],
+)
+def test_credentials_written_anywhere_in_the_url_stay_out_of_messages(state_dir: Path, where: str) -> None:
+    """The api_key of a URL that does not parse was printed in the exit-2 message, and one in a fragment or
+    a path parameter in the exit-3 message (SPEC audit); the password was masked."""
+    from lifestats.errors import LifestatsError
+
+    url = where.format(secret=SECRET, key=KEY)
+    try:
+        outcome = run(job_settings(url, crawl={"retries": 0}), state_dir)
+        message = outcome.message or ""
+        assert outcome.exit_code == 3, message
+    except LifestatsError as exc:  # the URL that does not parse: refused before any request
+        message = str(exc)
+    print(f"\n{where}: {message}")
+    assert "***" in message
+    assert SECRET not in message and KEY not in message
