@@ -367,14 +367,22 @@ def load_settings(
     environ = os.environ if environ is None else environ
     data = _read_env(Path(path), env) if path is not None else {"api": {"url": "embedded"}}
     data.setdefault("api", {})
-    for source in (_env_overrides(environ), overrides or {}):
+    from_environ = _env_overrides(environ)
+    for source in (from_environ, overrides or {}):
         for section, values in source.items():
             data.setdefault(section, {}).update(values)
     where = f"{path} [{env}]" if path is not None else f"[{env}]"
+    # A key set by a variable (and not by a flag after it) is named with its variable in a message.
+    variables = {
+        f"{section}.{key}": f"{ENV_PREFIX}{section.upper()}_{key.upper()}"
+        for section, values in from_environ.items()
+        for key in values
+        if key not in (overrides or {}).get(section, {})
+    }
     try:
         return Settings.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(_describe(exc, where)) from None
+        raise ConfigError(_describe(exc, where, variables)) from None
 
 
 class _UniqueKeys(yaml.SafeLoader):
@@ -450,20 +458,29 @@ def _env_overrides(environ: Mapping[str, str]) -> dict[str, dict[str, Any]]:
         model = Settings.model_fields[section].annotation
         if key not in model.model_fields:  # type: ignore[union-attr]
             raise ConfigError(f"environment variable {name}: {section} has no key {key!r}")
-        try:
-            value = yaml.safe_load(raw) if raw != "" else None
-        except yaml.YAMLError:
-            value = raw
-        if raw == "" and model.model_fields[key].annotation is str:  # type: ignore[union-attr]
-            value = ""  # e.g. LIFESTATS_API_RECORDS_PATH= : the body itself is the list (None: unset, for the others)
+        annotation = model.model_fields[key].annotation  # type: ignore[union-attr]
+        if annotation is str or (annotation == str | None and raw not in _YAML_NULLS):
+            # A name (a record key, a parameter, a path) is the text as written: YAML would read "on" as
+            # true and "123" as a number, and a variable has no quotes to say otherwise.
+            value: Any = raw if raw != "" or annotation is str else None
+        else:
+            try:
+                value = yaml.safe_load(raw) if raw != "" else None
+            except yaml.YAMLError:
+                value = raw
         out.setdefault(section, {})[key] = value
     return out
 
 
-def _describe(exc: ValidationError, where: str) -> str:
+_YAML_NULLS: Final = frozenset({"", "~", "null", "Null", "NULL"})
+
+
+def _describe(exc: ValidationError, where: str, variables: Mapping[str, str] | None = None) -> str:
     lines = []
     for error in exc.errors():
         key = ".".join(str(part) for part in error["loc"]) or "(top level)"
+        if key in (variables or {}):
+            key = f"{key} (from the environment variable {(variables or {})[key]})"
         message = error["msg"].removeprefix("Value error, ")
         if error["type"] == "extra_forbidden":
             message = "unknown key"

@@ -194,6 +194,30 @@ def test_switches_still_take_booleans_and_numbers_still_parse_from_variables(con
         load_settings(config_file, "production", environ={"LIFESTATS_API_PAGE_SIZE": "true"})
 
 
+def test_a_name_from_a_variable_is_the_text_as_written_and_a_bad_value_names_its_variable(config_file: Path) -> None:
+    """Variables were read as YAML, so a parameter or record key that YAML reads as a boolean or a number
+    ("on", "no", "123") was refused with "must be a number or text, not true/false", and a variable has no
+    quotes to say otherwise; a bad value's message named the file but not the variable (SPEC audit)."""
+    environ = {
+        "LIFESTATS_API_LIMIT_PARAM": "on",
+        "LIFESTATS_FIELDS_CATEGORY": "no",
+        "LIFESTATS_FIELDS_ITEM": "123",
+        "LIFESTATS_FIELDS_VISITOR": "2024",
+        "LIFESTATS_FIELDS_TIMESTAMP": "null",  # an optional key set to null: unset, as in the file
+    }
+    settings = load_settings(config_file, "production", environ=environ)
+    assert (settings.api.limit_param, settings.fields.category) == ("on", "no")
+    assert (settings.fields.item, settings.fields.visitor, settings.fields.timestamp) == ("123", "2024", None)
+    with pytest.raises(ConfigError) as info:
+        load_settings(config_file, "production", environ={"LIFESTATS_CRAWL_WORKERS": "many"})
+    assert "crawl.workers (from the environment variable LIFESTATS_CRAWL_WORKERS)" in str(info.value)
+    with pytest.raises(ConfigError) as info:  # a flag given after it: the flag's value is the one refused
+        load_settings(
+            config_file, "production", environ={"LIFESTATS_CRAWL_WORKERS": "2"}, overrides={"crawl": {"workers": 0}}
+        )
+    assert "crawl.workers" in str(info.value) and "LIFESTATS_CRAWL_WORKERS" not in str(info.value)
+
+
 def test_an_empty_variable_is_an_empty_string_where_a_string_is_required_and_unset_where_optional(
     config_file: Path,
 ) -> None:
