@@ -120,6 +120,13 @@ def int_id(value: Any) -> int | None:
     return None
 
 
+def _past_every_id(value: Any) -> bool:
+    """Whether a next offset is 2**63, one past the largest signed 64-bit id (as an integer or its digits)."""
+    if isinstance(value, str) and _DECIMAL.fullmatch(value):
+        value = int(value)
+    return type(value) is int and value == INT64_MAX + 1
+
+
 def _not_an_id(value: Any) -> str:
     """Why a value is no id, in words: an integer out of range (JSON parsers give the widest ones as
     floats) is said to be one."""
@@ -127,7 +134,8 @@ def _not_an_id(value: Any) -> str:
         value = int(value)
     number = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
     if number and value == int(value) and not INT64_MIN <= int(value) <= INT64_MAX:
-        return f"an integer beyond the signed 64-bit range of ids: {value:.6g}"
+        shown = f"{value:,}" if isinstance(value, int) else f"{value:.6g}"  # an int as it is, all its digits
+        return f"an integer beyond the signed 64-bit range of ids: {shown}"
     return f"not an integer: {value!r:.40}"
 
 
@@ -355,6 +363,8 @@ class OffsetIdPaginator(Paginator):
         records = self.records(document)
         path = self.api.next_offset_path
         value = self._next_reference(document, records, path)
+        if value is not None and _past_every_id(value):
+            value = None  # one past the largest id there can be (the last id + 1): nothing can follow
         if value is not None:
             number = int_id(value)
             if number is None:

@@ -87,6 +87,18 @@ def test_offset_id_null_ends_but_a_missing_path_on_a_full_page_is_a_config_mista
     assert read(config, 0, {"meta": {"next_offset": "9"}, "response": RECORDS}).next == 9
 
 
+@pytest.mark.parametrize("value", [2**63, "9223372036854775808"])
+def test_a_next_offset_one_past_the_largest_id_ends_the_data(value: object) -> None:
+    """The last id + 1 after a page that ends at 2**63 - 1: nothing can follow. It was an id out of range,
+    retried, exit 3 and "run the same command to resume" (SPEC audit)."""
+    assert read(api(), 0, {"meta": {"next_offset": value}, "response": RECORDS}).next is None
+
+
+def test_an_integer_next_offset_out_of_range_is_shown_with_all_its_digits() -> None:
+    with pytest.raises(TransientApiError, match=r"range of ids: 18,446,744,073,709,551,616$"):
+        read(api(), 0, {"meta": {"next_offset": 2**64}, "response": RECORDS})
+
+
 @pytest.mark.parametrize("value", [2**64, float(2**64), -(2**63) - 1, "18446744073709551616"])
 def test_a_next_offset_beyond_64_bits_is_named_an_integer_out_of_range(value: object) -> None:
     with pytest.raises(TransientApiError, match=r"'meta\.next_offset' is an integer beyond the signed 64-bit range"):
