@@ -534,6 +534,11 @@ class DaskExecutor:
     def close(self) -> None:
         self._shutdown()
 
+    def wind_down(self, timeout: float) -> list[Event]:
+        """Not on a cluster: its tasks are told to stop by :meth:`terminate`, and what they counted since
+        their last flush is redone on resume."""
+        return []
+
     def terminate(self) -> None:
         """Stop at once (Ctrl-C, a failure): the running tasks are told to stop between two pages."""
         for tracked in self._tracked.values():

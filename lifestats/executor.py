@@ -34,7 +34,7 @@ from .count import BATCH_ROWS, PageCounter
 from .errors import ApiError, LifestatsError
 from .fetch import ApiClient
 from .limiter import RateLimiter
-from .protocol import Event, Failed, Finished, Flush, Flushed, Lost, Progress, Split, Task
+from .protocol import STOP, Event, Failed, Finished, Flush, Flushed, Lost, Progress, Split, StopRequested, Task
 from .task import crawl_slice
 from .usage import CpuMeter, peak_rss_bytes, process_cpu_seconds
 
@@ -72,6 +72,11 @@ class Executor(Protocol):
 
     def close(self) -> None: ...
     def terminate(self) -> None: ...
+    def wind_down(self, timeout: float) -> list[Event]:
+        """Ask every worker with a task to flush what it counted and stop (between two pages); the events
+        they send until each has ended its task or ``timeout`` seconds have passed. No task starts after."""
+        ...
+
     def helper_cpu_seconds(self) -> float:
         """CPU seconds spent for this run by processes that serve the workers without being one (the
         server that forks them), which the workers' own reports do not include."""
@@ -226,11 +231,14 @@ def worker_main(conn: Connection, setup: WorkerSetup) -> None:
         """The latest split proposal that arrived while crawling, if any. Called between pages."""
         if os.getppid() != parent or outbox.broken:  # the coordinator is gone: stop now
             raise SystemExit(0)
-        until = None
+        until, stop = None, False
         while conn.poll():
             message = conn.recv()
             if isinstance(message, tuple) and message[0] == "split":
                 until = message[1]
+            stop = stop or message == STOP
+        if stop:
+            raise StopRequested
         return until
 
     # Everything made so far (modules, the client, the counter) lives as long as the worker: kept out of
@@ -279,6 +287,8 @@ def _run(
         return Failed(index, attempt, str(exc), exc.exit_code, exc.resumable, exc.status, fresh=exc.fresh, **usage())
     except LifestatsError as exc:  # a configuration mistake found mid-crawl: running again does not mend it
         return Failed(index, attempt, str(exc), exc.exit_code, exc.exit_code != 2, **usage())
+    except StopRequested:  # asked to stop (Ctrl-C): what it counted was flushed
+        return Finished(index, attempt, **usage())
     except (EOFError, BrokenPipeError, ConnectionResetError):
         raise
     except Exception as exc:
@@ -513,8 +523,24 @@ class LocalExecutor:
                 worker.process.join(timeout=2)
             worker.conn.close()
 
+    def wind_down(self, timeout: float) -> list[Event]:
+        self._pending.clear()
+        waiting = [w for w in self._workers if w.task is not None]
+        for worker in waiting:
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError, OSError):
+                worker.conn.send(STOP)
+        out: list[Event] = []
+        deadline = time.monotonic() + timeout
+        while waiting and (left := deadline - time.monotonic()) > 0:
+            for handle in wait([w.conn for w in waiting], left):
+                worker = next(w for w in waiting if w.conn is handle)
+                if not self._drain(worker, out) or worker.task is None:
+                    waiting.remove(worker)  # it ended its task (or died: its slice is redone on resume)
+        return out
+
     def terminate(self) -> None:
-        """Stop at once (Ctrl-C): work since each slice's last flush is redone on resume."""
+        """Stop at once (after :meth:`wind_down`, or a failure): work since each slice's last flush is redone
+        on resume."""
         for worker in self._workers:
             if worker.process.is_alive():
                 worker.process.terminate()

@@ -16,7 +16,7 @@ imports nothing of the checkpoint (no DuckDB).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from .plan import Slice
 
@@ -80,6 +80,9 @@ class Flushed:
 
 @dataclass(frozen=True)
 class Finished:
+    """A worker ended its task: the slice's last flush said it is done, or the worker was asked to stop
+    (its last flush then holds where the slice goes on)."""
+
     slice: int
     attempt: int
     cpu_seconds: float = 0.0  # what the worker spent since its last report (see lifestats.usage)
@@ -115,3 +118,11 @@ class Lost:
 
 
 Event = Flushed | Finished | Failed | Lost | Split | Progress
+
+
+class StopRequested(Exception):
+    """Raised between two pages in a worker asked to stop (Ctrl-C): it flushes what it counted and ends
+    its task."""
+
+
+STOP: Final = ("stop",)  # the message that asks a worker to stop its task (see StopRequested)

@@ -76,6 +76,9 @@ class Outcome:
 
 
 DISCOVERY_PROBES: Final = 8  # probes of the id range in flight at once
+# How long an interrupted run waits for its workers to flush what they counted (each finishes the page it
+# counts; one that waits on the API longer is stopped as it is, its pages since its last flush redone).
+WIND_DOWN_SECONDS: Final = 5.0
 DISCOVERY_SLACK: Final = 1 / 8  # the end is sought to within this share of the id range
 
 
@@ -463,6 +466,13 @@ class _Job:
         """
         with held(redeliver=False):
             if executor is not None:
+                if exit_code == EXIT_INTERRUPTED:
+                    # The workers flush what they counted since their last flush (at most one page each
+                    # to finish): the partial report holds it, and the resume starts where they stopped.
+                    with contextlib.suppress(Exception):
+                        for event in executor.wind_down(WIND_DOWN_SECONDS):
+                            if isinstance(event, Flushed | Finished):
+                                self._handle(event, executor)
                 executor.terminate()
                 with contextlib.suppress(Exception):  # a figure of the report, never a reason to fail it
                     self.tally.helper_cpu = executor.helper_cpu_seconds()

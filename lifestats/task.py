@@ -23,7 +23,7 @@ from .decode import RECORD_TYPES
 from .errors import ApiError
 from .fetch import ApiClient, Page
 from .paginate import DataEnd, same_records
-from .protocol import Flush, Split, Task
+from .protocol import Flush, Split, StopRequested, Task
 from .seen import SeenIds, encode_ids
 from .stats import Partial
 
@@ -205,6 +205,9 @@ def crawl_slice(
     ahead = _Prefetch(client) if prefetch else _InPlace(client)
     try:
         _crawl(task, client, counter, flush_every, emit, proposals, ahead)
+    except StopRequested:
+        ahead.close(wait=False)  # the run is stopping: do not wait for the page asked for ahead
+        raise
     except Exception:
         ahead.close(wait=True)  # the worker's next task uses the same client
         raise
@@ -346,8 +349,10 @@ def _crawl(
             position = next_position
             if position is None or pages == due:
                 flush(position)
-    except ApiError:
-        if pages:  # what was counted is kept: a resume starts at the page that failed, not at the last flush
+    except (ApiError, StopRequested):
+        # What was counted is kept: a resume starts at the page that failed, or that was not taken because
+        # the worker was asked to stop, not at the last flush.
+        if pages:
             flush(position)
         raise
 

@@ -87,3 +87,36 @@ def test_a_crawl_killed_in_the_middle_resumes_from_its_position_exactly(name: st
     # worker had already sent (it commits asynchronously; a loaded machine makes it lag). A crawl that
     # started over would fetch the whole baseline again.
     assert before + after <= baseline + 2 * (2 * 4 + 1) + 1
+
+
+def test_ctrl_c_keeps_what_a_sequential_crawl_counted_and_the_resume_starts_right_after_it(tmp_path: Path) -> None:
+    """Ctrl-C stopped the workers at once: the pages a worker had counted since its last flush were left
+    out of the partial report and fetched again on the resume (a cursor crawl stopped at page 38 showed
+    250 of the 380 records received and resumed at page 25; SPEC audit). Now each worker flushes them
+    before it stops: here no periodic flush comes at all (flush_every 1000)."""
+    style, api, slices = CASES["cursor"]
+    with MockServer(DATA, style=style, latency=0.01) as server:
+        config = CONFIG.format(url=server.url, api=api, slices=slices).replace("flush_every: 4", "flush_every: 1000")
+        clean, stopped = tmp_path / "clean", tmp_path / "stopped"
+        for folder in (clean, stopped):
+            folder.mkdir()
+            (folder / "config.yml").write_text(config)
+        assert statistics(finish(clean)) == TRUTH
+        baseline = len(server.log)
+
+        process = start(stopped)
+        assert server.request_log.wait_for(baseline + baseline // 2, timeout=120)
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=60)
+        assert process.returncode == 130, stderr
+        before = len(server.log) - baseline
+        partial = json.loads((stopped / "report.json").read_text())
+        report = finish(stopped)
+        after = len(server.log) - baseline - before
+    print(f"\nCTRL-C | clean run {baseline} requests | stopped after {before} | resumed run {after}")
+    assert partial["partial"] is True
+    # Every page the stopped run took is in its report: all but the one asked for ahead, at most.
+    assert partial["records"]["fetched"] >= 50 * (before - 1) - 50
+    assert statistics(report) == TRUTH
+    # The resume starts at the first page not counted: the one asked for ahead is the only one asked twice.
+    assert before + after <= baseline + 1
