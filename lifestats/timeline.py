@@ -235,9 +235,13 @@ class Buckets:
         return self.key(t, offset)
 
     def before(self, key: int) -> int | None:
-        """The bucket just before bucket ``key``; None before the year 1."""
+        """The bucket just before bucket ``key``; None before the year 1. A day the zone's calendar skipped
+        (Pacific/Apia went from 29 to 31 December 2011) is no bucket: no instant lies in it."""
         if self._step is None:
-            return self._calendar(key - 1) if key - 1 >= FIRST_INSTANT else None
+            previous = self._calendar(key - 1) if key - 1 >= FIRST_INSTANT else None
+            if previous is not None and self.unit == "day" and self._skipped(previous):
+                return self.before(previous)
+            return previous
         offset = self.clock.offset(key - 1)
         return None if offset is None else self.key(key - 1, offset)
 
@@ -265,6 +269,12 @@ class Buckets:
             keys.append(previous)
         keys.reverse()
         return keys
+
+    def _skipped(self, day: int) -> bool:
+        """Whether the local day ``day`` (a calendar key) never showed on a clock of the zone: it starts
+        where the day after it starts."""
+        wall = (_EPOCH + timedelta(seconds=day)).replace(tzinfo=self.tz)
+        return calendar_start(wall) >= calendar_start(wall + timedelta(days=1))
 
     def start(self, key: int) -> str:
         """ISO 8601 start of a bucket, with the zone's offset at that time."""

@@ -410,6 +410,20 @@ def test_a_day_whose_midnight_the_clocks_skip_starts_at_its_first_local_time() -
     ]
 
 
+def test_a_day_the_zone_skipped_is_no_point_of_the_day_series() -> None:
+    """Pacific/Apia went from 2011-12-29T23:59:59-10:00 to 2011-12-31T00:00:00+14:00 (10:00 UTC): there was
+    no 30 December. The series held a point for it, with the same start as the 31st's (SPEC audit)."""
+    stamps = ["2011-12-29T22:00:00Z", "2011-12-30T09:59:00Z", "2011-12-30T22:00:00Z"]  # 29th 12:00, 23:59; 31st
+    records = [{"id": i, "item": 1, "ts": t} for i, t in enumerate(stamps)]
+    as_of = datetime.fromisoformat("2012-01-01T12:00:00+14:00")
+    for bucket, expected in {
+        "day": [("2011-12-29T00:00:00-10:00", 2), ("2011-12-31T00:00:00+14:00", 1), ("2012-01-01T00:00:00+14:00", 0)],
+        "week": [("2011-12-26T00:00:00-10:00", 3)],
+    }.items():
+        report, _ = count(records, as_of=as_of, stats={"timezone": "Pacific/Apia", "series": bucket})
+        assert [(p["start"], p["visits"]) for p in report["series"]["points"]] == expected
+
+
 @pytest.mark.parametrize("sep", ["T", " "])  # "T": the fast column checks; " ": the per-record path
 def test_a_record_stamped_exactly_at_as_of_counts_in_all_only(sep: str) -> None:
     stamps = ["2026-03-15T11:59:59Z", "2026-03-15T12:00:00Z", "2026-03-15T12:00:01Z"]  # AS_OF is 12:00:00Z
