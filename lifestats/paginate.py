@@ -430,6 +430,8 @@ class KeysetPaginator(Paginator):
         if not records:
             return Page(position, records, None)
         ids = record_ids(records, self.id_field)
+        if not ids and len(records) < self.api.page_size:
+            return Page(position, records, None)  # a last page of records without an id (each rejected)
         if not ids:
             raise ConfigError(
                 f"keyset pagination derives the next page from the records' '{self.id_field}' (fields.id), "

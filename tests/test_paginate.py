@@ -126,8 +126,11 @@ def test_keyset_derives_the_next_position_from_the_highest_id_in_any_order() -> 
     assert read(exclusive, 10, {"rows": rows}).next == 18
     with pytest.raises(TransientApiError, match="would not move forward"):
         read(exclusive, 18, {"rows": rows})
-    with pytest.raises(ConfigError, match="none of the 1 records has an integer one"):
-        read(inclusive, 0, {"rows": [{"uuid": "a"}]})
+    with pytest.raises(ConfigError, match="none of the 3 records has an integer one"):
+        read(inclusive, 0, {"rows": [{"uuid": "a"}, {"uuid": "b"}, {"uuid": "c"}]})  # a full page: fields.id
+    # A page that is not full and holds no id is the last (its records are rejected): with upper_param, the
+    # end of a slice whose range holds only such records. It stopped the job with exit 2 (audit of changes).
+    assert read(inclusive, 0, {"rows": [{"uuid": "a"}]}).next is None
 
 
 def test_offset_and_page_number_read_totals_from_the_body_or_a_header() -> None:
