@@ -7,7 +7,13 @@ import json
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
+
+from lifestats.config import load_settings
+from lifestats.run import Outcome
+
+from .conftest import AS_OF, run
 
 
 class JsonHandler(BaseHTTPRequestHandler):
@@ -37,3 +43,15 @@ def serving(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+def crawl_offset_ids(handler: type[JsonHandler], slices: int, state_dir: Path) -> Outcome:
+    """The job over ``handler``'s ``offset_id`` API (pages of 10, records at ``response``, the next offset at
+    ``meta.next_offset``), its id range discovered, in ``slices`` slices by 2 workers."""
+    with serving(handler) as base:
+        overrides = {
+            "api": {"url": f"{base}/events", "page_size": 10},
+            "fields": {"id": "id", "item": "item"},
+            "crawl": {"slices": slices, "workers": 2},
+        }
+        return run(load_settings(None, "test", environ={}, overrides=overrides), state_dir, as_of=AS_OF)

@@ -11,11 +11,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from lifestats.config import load_settings
-from lifestats.run import Outcome
-
-from .conftest import AS_OF, run
-from .json_api import JsonHandler, serving
+from .json_api import JsonHandler, crawl_offset_ids
 
 # Ids 1000-1009, nothing from 1010 to 1019, then 1020-1029; the API answers an offset in the gap with an
 # empty page whose next offset is 1020.
@@ -52,21 +48,11 @@ class _NextPastTheData(JsonHandler):
         self.send_json(200, {"response": rows, "meta": {"next_offset": following}})
 
 
-def _crawl(handler: type[JsonHandler], slices: int, state_dir: Path) -> Outcome:
-    with serving(handler) as base:
-        overrides = {
-            "api": {"url": f"{base}/events", "page_size": 10},
-            "fields": {"id": "id", "item": "item"},
-            "crawl": {"slices": slices, "workers": 2},
-        }
-        return run(load_settings(None, "test", environ={}, overrides=overrides), state_dir, as_of=AS_OF)
-
-
 @pytest.mark.parametrize("slices", [1, 3, 4, 10])
 def test_an_empty_stretch_of_ids_answered_with_an_empty_page_is_crossed(state_dir: Path, slices: int) -> None:
     """The empty page ended the data of the slice that met it: 10 records and exit 4 at one or two
     slices, 16 to 19 with exit 0 and no warning at three to ten, all 20 only at a hundred (SPEC audit)."""
-    outcome = _crawl(_Windows, slices, state_dir)
+    outcome = crawl_offset_ids(_Windows, slices, state_dir)
     assert outcome.exit_code == 0, outcome.message
     assert outcome.report["records"]["counted"] == len(_LOW) + len(_HIGH)
     top = {row["id"]: row["visits"] for row in outcome.report["windows"]["all"]["top_items"]}
@@ -75,7 +61,7 @@ def test_an_empty_stretch_of_ids_answered_with_an_empty_page_is_crossed(state_di
 
 def test_an_api_that_names_a_next_offset_past_its_data_is_not_followed_there(state_dir: Path) -> None:
     _NextPastTheData.requests = 0
-    outcome = _crawl(_NextPastTheData, 4, state_dir)
+    outcome = crawl_offset_ids(_NextPastTheData, 4, state_dir)
     assert outcome.exit_code == 0, outcome.message
     assert outcome.report["records"]["counted"] == 25
     # Discovery's probes (up to 64 doublings and the bisection) and a few pages per slice, not a walk of

@@ -11,11 +11,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from lifestats.config import load_settings
-from lifestats.run import Outcome
-
-from .conftest import AS_OF, run
-from .json_api import JsonHandler, serving
+from .json_api import JsonHandler, crawl_offset_ids
 
 
 def _bad(n: int) -> dict[str, Any]:
@@ -61,16 +57,6 @@ class _FromOffset(JsonHandler):
         self.send_json(200, {"response": [record for _, record in page], "meta": {"next_offset": following}})
 
 
-def _crawl(handler: type[JsonHandler], slices: int, state_dir: Path) -> Outcome:
-    with serving(handler) as base:
-        overrides = {
-            "api": {"url": f"{base}/events", "page_size": 10},
-            "fields": {"id": "id", "item": "item"},
-            "crawl": {"slices": slices, "workers": 2},
-        }
-        return run(load_settings(None, "test", environ={}, overrides=overrides), state_dir, as_of=AS_OF)
-
-
 def _truth(records: list[dict[str, Any]]) -> tuple[int, int]:
     """(records with a usable id, records without one), from the data the server holds."""
     usable = sum(1 for record in records if isinstance(record.get("id"), int))
@@ -82,7 +68,7 @@ def test_records_without_an_id_on_pages_served_whole_are_rejected_once(state_dir
     """Every slice whose begin falls inside a page receives that page: its records without an id were
     rejected once per such slice (wrong figures with exit 0, or a false exit 4 once they outnumbered the
     counted ones; SPEC audit)."""
-    outcome = _crawl(_FixedPages, slices, state_dir)
+    outcome = crawl_offset_ids(_FixedPages, slices, state_dir)
     usable, bad = _truth([record for page in _PAGES for record in page])
     assert outcome.exit_code == 0, outcome.message
     records = outcome.report["records"]
@@ -94,7 +80,7 @@ def test_records_without_an_id_before_the_first_id_are_rejected(state_dir: Path,
     """The crawl began at the first usable id that discovery found, so the 12 records before it were
     never counted: 2 rejected of 10 and exit 0, where 12 of 20 (60%, above crawl.max_rejected_share)
     is exit 4."""
-    outcome = _crawl(_FromOffset, slices, state_dir)
+    outcome = crawl_offset_ids(_FromOffset, slices, state_dir)
     usable, bad = _truth([record for _, record in _ROWS])
     assert outcome.exit_code == 4, outcome.message
     records = outcome.report["records"]
