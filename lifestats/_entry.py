@@ -39,7 +39,7 @@ def address_space_problem() -> str | None:
     import resource
 
     for name, flag, limit in (
-        ("address space", "-v", resource.RLIMIT_AS),
+        ("address-space", "-v", resource.RLIMIT_AS),
         ("data-segment", "-d", resource.RLIMIT_DATA),
     ):
         soft = resource.getrlimit(limit)[0]
