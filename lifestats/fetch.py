@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import contextlib
 import email.utils
+import errno
 import ipaddress
 import itertools
 import json
 import logging
+import resource
 import socket
 import ssl
 import threading
@@ -366,6 +368,15 @@ class ApiClient:
                     f"the TLS certificate of {self._shown_url} was not trusted ({_root(exc)}); "
                     "set api.ca_bundle to a PEM file of the authority that signed it",
                     resumable=False,
+                ) from None
+            if any(isinstance(e, OSError) and e.errno in (errno.EMFILE, errno.ENFILE) for e in _chain(exc)):
+                # Not the API's failure: this process may open no more files (a retry, or a resume under the
+                # same limit, meets the same wall).
+                limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+                raise LifestatsError(
+                    "a worker ran out of file descriptors and could not connect to the API: raise the limit "
+                    f"(ulimit -n, now {'unlimited' if limit == resource.RLIM_INFINITY else limit}) or run fewer "
+                    "crawl.workers; what was checkpointed stays resumable"
                 ) from None
             through = self._proxy_of(url)
             via = f" through the proxy {redact_url(through)} (from the environment)" if through else ""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import email.utils
+import errno
 import socketserver
 import threading
 import time
@@ -13,7 +14,7 @@ import pytest
 import respx
 
 from lifestats.config import load_settings
-from lifestats.errors import ApiError
+from lifestats.errors import ApiError, LifestatsError
 from lifestats.fetch import ApiClient, retry_after_seconds
 
 URL = "https://api.example.test/events"
@@ -485,3 +486,24 @@ def test_a_body_nested_deeper_than_the_parsers_read_fails_at_once_saying_so(reco
         ApiClient(settings.api, settings.crawl, limiter, record_keys=record_keys).get_page(10)
     assert limiter.acquired == 1  # not retried
     assert raised.value.resumable is False
+
+
+def test_a_worker_out_of_file_descriptors_is_not_an_api_failure(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A worker that cannot open a socket (EMFILE) was reported as "the API failed ... after 3 attempts",
+    exit 3, though the API was fine (audit of changes): it is the machine's limit, named, exit 1, not
+    retried."""
+    import http.client
+
+    attempts: list[int] = []
+
+    def out_of_descriptors(self: http.client.HTTPConnection) -> None:
+        attempts.append(1)
+        raise OSError(errno.EMFILE, "Too many open files")
+
+    monkeypatch.setattr(http.client.HTTPConnection, "connect", out_of_descriptors)
+    settings = load_settings(None, "test", environ={}, overrides={"api": {"url": "http://127.0.0.1:9/events"}})
+    with pytest.raises(LifestatsError) as info:
+        ApiClient(settings.api, settings.crawl, RecordingLimiter()).get_page(0)
+    assert not isinstance(info.value, ApiError) and info.value.exit_code == 1
+    assert "ran out of file descriptors" in str(info.value) and "ulimit -n, now" in str(info.value)
+    assert attempts == [1]  # not retried
