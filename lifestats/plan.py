@@ -20,6 +20,7 @@ import collections
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
+from typing import Final
 
 from .errors import ApiError, ConfigError
 from .paginate import INT64_MAX, INT64_MIN, Page, Paginator, record_ids
@@ -161,6 +162,10 @@ def slice_alignment(paginator: Paginator) -> int:
     return paginator.api.page_size if paginator.style == "offset" else 1
 
 
+# Pages of records without a usable id that discovery follows from the first page to find the first id.
+IDLESS_PAGES: Final = 10
+
+
 def _lowest(probe: Callable[[int], Page]) -> tuple[Page, int]:
     """The page at the lowest offset the API takes: the smallest signed 64-bit one, else 0.
 
@@ -229,15 +234,22 @@ def discover(
         if first_id is None:
             page, used = _lowest(probe)
             probes += used
+            floor = page.position
             ids = _ids(page, id_field)
+            # A first page of records without a usable id: the first id is on a page after it.
+            for _ in range(IDLESS_PAGES):
+                if ids or not page.records or page.next_offset is None:
+                    break
+                page = probe(page.next_offset)
+                probes += 1
+                ids = _ids(page, id_field)
             if not ids:
-                return Bounds(0, last_id, last_id or 1, probes)
+                return Bounds(0, last_id, last_id or 1, probes, floor=floor)
             if _newest_first(page, ids):  # asked once more: a glitch of one answer is not the API's order
                 page = probe(page.position)
                 probes += 1
                 ids = _ids(page, id_field) or ids
             first_id, highest_seen = min(ids), max(ids)
-            floor = page.position
             following = page.next_offset
             if _newest_first(page, ids):
                 raise ConfigError(

@@ -48,10 +48,12 @@ _ROWS: list[tuple[int, dict[str, Any]]] = [(k, _bad(k)) for k in range(12)] + [
 
 
 class _FromOffset(JsonHandler):
+    rows: ClassVar = _ROWS
+
     def do_GET(self) -> None:
         query = parse_qs(urlsplit(self.path).query)
         offset, limit = int(query["offset"][0]), int(query["limit"][0])
-        rows = [row for row in _ROWS if row[0] >= offset]
+        rows = [row for row in self.rows if row[0] >= offset]
         page, rest = rows[:limit], rows[limit:]
         following = page[-1][0] + 1 if rest else None
         self.send_json(200, {"response": [record for _, record in page], "meta": {"next_offset": following}})
@@ -86,3 +88,22 @@ def test_records_without_an_id_before_the_first_id_are_rejected(state_dir: Path,
     records = outcome.report["records"]
     assert (records["counted"], records["rejected"], records["fetched"]) == (usable, bad, usable + bad)
     assert "12 of 20 records (60%) were rejected" in outcome.report["warnings"][0]
+
+
+class _IdLessFirstPage(_FromOffset):
+    """12 records without a usable id first (a whole first page of them), then ids -500 to 49."""
+
+    rows: ClassVar = [(-1000 + k, _bad(k)) for k in range(12)] + [
+        (i, {"id": i, "item": i % 3}) for i in range(-500, 50)
+    ]
+
+
+@pytest.mark.parametrize("slices", [1, 4])
+def test_a_first_page_without_any_usable_id_does_not_hide_the_ids_after_it(state_dir: Path, slices: int) -> None:
+    """Discovery read a first page without ids as an empty API starting at 0: every negative id was skipped
+    (50 of 550 counted) and none of the 12 records without an id rejected, exit 0 (audit of changes)."""
+    outcome = crawl_offset_ids(_IdLessFirstPage, slices, state_dir)
+    usable, bad = _truth([record for _, record in _IdLessFirstPage.rows])
+    assert outcome.exit_code == 0, outcome.message
+    records = outcome.report["records"]
+    assert (records["counted"], records["rejected"], records["fetched"]) == (usable, bad, usable + bad)
