@@ -35,8 +35,8 @@ def secret_param(name: str) -> bool:
 
 
 def redact_url(url: str) -> str:
-    """``url`` with ``user:password@`` and secret parameters masked (in the query, and written as
-    ``;name=value`` in the path or ``name=value`` in the fragment); other text is kept as it is."""
+    """``url`` with ``user:password@``, secret parameters (in the query, or written as ``;name=value`` in the
+    path) and the fragment masked; other text is kept as it is."""
     try:
         parts = urlsplit(url)
     except ValueError:  # not a URL urllib can split ("http://[::1/x"): mask what looks like credentials
@@ -51,7 +51,8 @@ def redact_url(url: str) -> str:
         pairs = parse_qsl(query, keep_blank_values=True)
         if any(secret_param(k) for k, _ in pairs):
             query = urlencode([(k, MASK if secret_param(k) else v) for k, v in pairs], safe="*")
-    path, fragment = _mask_pairs(parts.path), _mask_pairs(parts.fragment)
+    # A fragment is never sent: shown whole it can only leak (a bare "#token" names no parameter).
+    path, fragment = _mask_pairs(parts.path), MASK if parts.fragment else ""
     if netloc == parts.netloc and query == parts.query and path == parts.path and fragment == parts.fragment:
         return url  # nothing to mask: as given (rebuilding it would drop an empty "//", say)
     return urlunsplit((parts.scheme, netloc, path, query, fragment))

@@ -108,6 +108,7 @@ def test_a_token_read_with_its_line_break_is_used_and_one_no_header_can_carry_is
     [
         "http://reader:{secret}@[::1/events?api_key={key}",  # a URL urllib cannot split (a missing "]")
         "http://127.0.0.1:9/events#api_key={key}",  # a fragment (never sent, but shown)
+        "http://127.0.0.1:9/events#{key}",  # a bare fragment: no parameter name says it is a secret
         "http://127.0.0.1:9/events;api_key={key}",  # a path parameter
     ],
 )
