@@ -258,10 +258,10 @@ class PageCounter:
                 continue
             place = rid
             keyed.append((rid, position, record))
+        keyed.sort(key=lambda entry: (entry[0], entry[1]))
         # A page that holds records below the slice is one the API serves whole for any offset inside it,
         # asked for by a slice that begins inside it: the records that lead it lie below the slice too.
-        below = bool(keyed) and min(entry[0] for entry in keyed) < begin
-        keyed.sort(key=lambda entry: (entry[0], entry[1]))
+        below = bool(keyed) and keyed[0][0] < begin
         counted: set[int] = set()  # the places that are new to the slice in this page
         top = high_water
         for rid, _, record in keyed:
