@@ -69,6 +69,23 @@ class IpRule:
         return False
 
 
+def canonical_ips(entries: Sequence[str]) -> list[str]:
+    """``bots.ips`` as the rule reads them: each address in one spelling (``2001:DB8::1`` as ``2001:db8::1``,
+    ``::ffff:203.0.113.7`` as ``203.0.113.7``), each network by its first address, other entries as written;
+    sorted, without repeats. Two lists with equal canonical forms mark the same records as bots."""
+    canonical: set[str] = set()
+    for entry in entries:
+        packed = _packed(entry)
+        if packed is not None:
+            canonical.add(str(ipaddress.ip_address(packed)))
+            continue
+        try:
+            canonical.add(str(ipaddress.ip_network(entry.strip(), strict=False)))
+        except ValueError:
+            canonical.add(entry)
+    return sorted(canonical)
+
+
 _MAPPED: Final = bytes(10) + b"\xff\xff"  # an IPv4 address written as IPv6 (::ffff:a.b.c.d)
 
 

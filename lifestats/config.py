@@ -29,6 +29,7 @@ from pydantic import (
     model_validator,
 )
 
+from .bots import canonical_ips
 from .errors import ConfigError
 from .redact import redact_url
 
@@ -516,9 +517,18 @@ def fingerprint(settings: Settings) -> dict[str, Any]:
         "offset_param": api.offset_param,
         "pagination": api.pagination_fingerprint(),
         "fields": settings.fields.model_dump(),
-        "bots": settings.bots.model_dump(),
+        "bots": _bots_fingerprint(settings.bots.model_dump()),
         "stats": settings.stats.model_dump(include=_STATS_FINGERPRINT[settings.stats.mode]),
     }
+
+
+def _bots_fingerprint(bots: dict[str, Any]) -> dict[str, Any]:
+    """``bots`` with its ips in their canonical form: another spelling of the same addresses marks the same
+    records as bots, so it does not refuse a resume."""
+    ips = bots.get("ips")
+    if isinstance(ips, list) and all(isinstance(ip, str) for ip in ips):
+        return {**bots, "ips": canonical_ips(ips)}
+    return bots
 
 
 # How fast the embedded API answers changes no record it serves.
@@ -528,8 +538,13 @@ _MOCK_PACE: Final = {"latency"}
 def comparable(stored: dict[str, Any]) -> dict[str, Any]:
     """A stored fingerprint without the parts that earlier versions kept but that change no count: the
     slicing (a resume crawls the checkpoint's own slices, whatever ``crawl.slices`` says now) and the
-    embedded API's latency."""
+    embedded API's latency; its URL masked again, as this version masks it, and its bot ips in their
+    canonical form."""
     kept = {part: value for part, value in stored.items() if part != "slices"}
+    if isinstance(kept.get("url"), str):  # masked as this version masks (it masks more than earlier ones)
+        kept["url"] = redact_url(kept["url"])
+    if isinstance(kept.get("bots"), dict):
+        kept["bots"] = _bots_fingerprint(kept["bots"])
     if isinstance(kept.get("mock"), dict):
         kept["mock"] = {key: value for key, value in kept["mock"].items() if key not in _MOCK_PACE}
     return kept

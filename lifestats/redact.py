@@ -36,23 +36,25 @@ def secret_param(name: str) -> bool:
 
 def redact_url(url: str) -> str:
     """``url`` with ``user:password@``, secret parameters (in the query, or written as ``;name=value`` in the
-    path) and the fragment masked; other text is kept as it is."""
+    path), values written without a name that may be credentials (``?TOKEN``, ``;TOKEN``) and the fragment
+    masked; other text is kept as it is."""
     try:
         parts = urlsplit(url)
     except ValueError:  # not a URL urllib can split ("http://[::1/x"): mask what looks like credentials
-        return _mask_pairs(re.sub(r"//[^/@\s]*@", f"//{MASK}@", url))
+        return _mask_loose(re.sub(r"//[^/@\s]*@", f"//{MASK}@", url))
     netloc = parts.netloc
     if "@" in netloc:
         netloc = f"{MASK}@{netloc.rpartition('@')[2]}"
     elif not netloc and "@" in url:  # not a URL that urllib can split ("http//user:pw@host"): mask anyway
-        return _mask_pairs(_USERINFO.sub(f"{MASK}@", url, count=1))
+        return _mask_loose(_USERINFO.sub(f"{MASK}@", url, count=1))
     query = parts.query
     if query:
         pairs = parse_qsl(query, keep_blank_values=True)
         if any(secret_param(k) for k, _ in pairs):
             query = urlencode([(k, MASK if secret_param(k) else v) for k, v in pairs], safe="*")
+        query = _mask_bare(query, "&")
     # A fragment is never sent: shown whole it can only leak (a bare "#token" names no parameter).
-    path, fragment = _mask_pairs(parts.path), MASK if parts.fragment else ""
+    path, fragment = _mask_bare(_mask_pairs(parts.path), ";"), MASK if parts.fragment else ""
     if netloc == parts.netloc and query == parts.query and path == parts.path and fragment == parts.fragment:
         return url  # nothing to mask: as given (rebuilding it would drop an empty "//", say)
     return urlunsplit((parts.scheme, netloc, path, query, fragment))
@@ -70,6 +72,43 @@ def _mask_pairs(text: str) -> str:
         return f"{name}={MASK}" if secret_param(unquote_plus(name)) else match.group(0)
 
     return _PAIR.sub(masked, text) if "=" in text else text
+
+
+def _mask_loose(text: str) -> str:
+    """A URL that does not split, masked by its text: named secrets, and bare pieces of its path and query."""
+    head, sep, query = _mask_pairs(text).partition("?")
+    return _mask_bare(head, ";") + (sep + _mask_bare(query, "&") if sep else "")
+
+
+def _bare_secret(piece: str) -> bool:
+    """Whether a value written without a name (``?TOKEN``, ``/events;TOKEN``) may be a credential: one
+    with a digit or longer than a word. A flag such as ``?pretty`` or ``?include_deleted`` is kept."""
+    return any(c.isdigit() for c in piece) or len(piece) > 24
+
+
+def _mask_bare(text: str, separator: str) -> str:
+    """``text`` (a query split at "&", or a path whose segments carry parameters after ";") with every
+    piece that has no "=" and may be a credential masked: no name says whether it is one."""
+    if separator == ";":
+        return "/".join(_mask_bare_segment(segment) for segment in text.split("/")) if ";" in text else text
+    return _mask_bare_pieces(text, separator)
+
+
+def _mask_bare_segment(segment: str) -> str:
+    head, sep, params = segment.partition(";")
+    return f"{head};{_mask_bare_pieces(params, ';')}" if sep else segment
+
+
+def _mask_bare_pieces(text: str, separator: str) -> str:
+    pieces = text.split(separator)
+    masked = [MASK if _bare(piece) else piece for piece in pieces]
+    return separator.join(masked)
+
+
+def _bare(piece: str) -> bool:
+    """A piece written without a name (``TOKEN``, or ``TOKEN=`` as a request carries it) that may be a credential."""
+    name, _, value = piece.partition("=")
+    return bool(name) and not value and _bare_secret(name)
 
 
 def redact_text(text: str, urls: list[str]) -> str:

@@ -110,6 +110,9 @@ def test_a_token_read_with_its_line_break_is_used_and_one_no_header_can_carry_is
         "http://127.0.0.1:9/events#api_key={key}",  # a fragment (never sent, but shown)
         "http://127.0.0.1:9/events#{key}",  # a bare fragment: no parameter name says it is a secret
         "http://127.0.0.1:9/events;api_key={key}",  # a path parameter
+        "http://127.0.0.1:9/events;{key}",  # a path parameter without a name
+        "http://127.0.0.1:9/events?{key}&pretty",  # a query value without a name
+        "http://reader:{secret}@[::1/events;{key}",  # both, in a URL urllib cannot split
     ],
 )
 def test_credentials_written_anywhere_in_the_url_stay_out_of_messages(state_dir: Path, where: str) -> None:
@@ -127,3 +130,36 @@ def test_credentials_written_anywhere_in_the_url_stay_out_of_messages(state_dir:
     print(f"\n{where}: {message}")
     assert "***" in message
     assert SECRET not in message and KEY not in message
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("http://h/v1;tok3n99/events?format=json&pretty", "http://h/v1;***/events?format=json&pretty"),
+        ("http://h/events?include_deleted&a7Fq0zLw", "http://h/events?include_deleted&***"),
+        ("http://h/events?page=2&since=2024-01-01", "http://h/events?page=2&since=2024-01-01"),
+    ],
+)
+def test_values_without_a_name_are_masked_when_they_may_be_credentials(url: str, shown: str) -> None:
+    """No name says whether ``;TOKEN`` or ``?TOKEN`` carries a secret: one with a digit (or longer than a
+    word) is masked, a flag such as ``pretty`` is kept, named values are judged by their names."""
+    from lifestats.redact import redact_url
+
+    assert redact_url(url) == shown
+
+
+def test_a_checkpoint_that_kept_a_value_without_a_name_still_resumes(state_dir: Path) -> None:
+    """Earlier versions stored ``?TOKEN`` in the checkpoint's copy of ``api.url`` as written; the same
+    settings now store it masked, and that checkpoint still resumes (another URL is still refused)."""
+    from lifestats.config import fingerprint
+    from lifestats.errors import CheckpointMismatch
+    from lifestats.merge import Checkpoint
+
+    url = f"http://127.0.0.1:9/events?{KEY}"
+    now = fingerprint(job_settings(url))
+    assert KEY not in str(now)
+    checkpoint = Checkpoint(state_dir)
+    assert checkpoint.claim({**now, "url": url}) is False  # as an earlier version stored it
+    assert checkpoint.claim(now) is True
+    with pytest.raises(CheckpointMismatch, match=r"api\.url"):
+        checkpoint.claim(fingerprint(job_settings("http://127.0.0.1:9/other?" + KEY)))

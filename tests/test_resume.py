@@ -363,6 +363,27 @@ def test_a_run_stopped_before_its_first_flush_takes_changed_settings(state_dir: 
     assert statistics(other.report) == ground_truth(DATA, as_of=AS_OF, bot_ips=())
 
 
+def test_a_resume_with_the_same_bot_ips_spelled_otherwise_goes_on(state_dir: Path) -> None:
+    """``bots.ips`` compares addresses, so ``::ffff:203.0.113.7`` is ``203.0.113.7``: written the other way
+    on the resume it marks the same records as bots, and the resume was refused as a changed setting. Another
+    address still refuses it."""
+    from mocks.dataset import BOT_IPS
+
+    source = Switchable(DATA, broken_from=int(DATA.ids[20_000]))
+    known = {"first_id": DATA.first_id, "last_id": DATA.end_id}
+    respelled = [f"::ffff:{ip}" for ip in BOT_IPS]
+    with MockServer(source) as server:
+        failed = run(job_settings(server.url, api=known, crawl={"retries": 0}), state_dir)
+        assert failed.exit_code == 3 and failed.report["records"]["counted"] > 0
+        source.broken = False
+        with pytest.raises(CheckpointMismatch, match=r"bots\.ips"):
+            run(job_settings(server.url, api=known, bots={"ips": [*respelled[1:], "192.0.2.1"]}), state_dir)
+        resumed = run(job_settings(server.url, api=known, bots={"ips": respelled}), state_dir)
+    assert resumed.exit_code == 0, resumed.message
+    assert resumed.report["run"]["resumed"] is True
+    assert statistics(resumed.report) == ground_truth(DATA, as_of=AS_OF)
+
+
 def test_a_resume_with_other_slices_or_mock_pace_keeps_the_checkpoint_s_slices(state_dir: Path) -> None:
     """Settings that change no count do not refuse a resume (changes-between-runs audit): the slicing (the
     resume crawls the checkpoint's own slices) and the embedded API's latency. A checkpoint written before
