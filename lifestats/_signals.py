@@ -20,24 +20,25 @@ SIGNALS: Final = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)  # SIGHUP: the t
 
 
 @contextlib.contextmanager
-def held(*, redeliver: bool = True) -> Iterator[None]:
-    """Record SIGINT/SIGTERM during the body instead of acting on them.
+def held(*, redeliver: bool = True) -> Iterator[list[int]]:
+    """Record SIGINT/SIGTERM during the body instead of acting on them; yields the list they are recorded
+    in (a body that waits may stop waiting once one came).
 
     With ``redeliver`` the first one caught is raised again once the body has ended normally, so the
     previous handler answers it right after; without, they are dropped (a run already stopping). Outside
     the main thread, where Python delivers no signals, this does nothing.
     """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
     caught: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield caught
+        return
 
     def hold(signum: int, frame: FrameType | None) -> None:
         caught.append(signum)
 
     previous = {signum: signal.signal(signum, hold) for signum in SIGNALS}
     try:
-        yield
+        yield caught
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)

@@ -170,10 +170,12 @@ def progress_detail(s: Snapshot) -> str:
 
 
 class _Signals:
-    """SIGINT, SIGTERM and SIGHUP: the first one stops the run (as KeyboardInterrupt), later ones are ignored.
+    """SIGINT, SIGTERM and SIGHUP: the first one stops the run (as KeyboardInterrupt), later ones do not
+    interrupt it.
 
-    The run answers the first signal by stopping its workers and returning a partial report, which is then
-    written; a second Ctrl-C pressed in impatience must not abort that, or the partial report is lost.
+    The run answers the first signal by winding its workers down and returning a partial report, which is
+    then written; a second Ctrl-C pressed in impatience cuts the wind-down short (the run holds signals
+    then, see :meth:`lifestats.run._Job._stop`) but must not abort the report, or it is lost.
     While ``quiet`` (the report files being written) even the first signal only stops what comes after.
     """
 

@@ -534,7 +534,7 @@ class DaskExecutor:
     def close(self) -> None:
         self._shutdown()
 
-    def wind_down(self, timeout: float) -> list[Event]:
+    def wind_down(self, timeout: float, cut: Callable[[], bool] | None = None) -> list[Event]:
         """Not on a cluster: its tasks are told to stop by :meth:`terminate`, and what they counted since
         their last flush is redone on resume."""
         return []

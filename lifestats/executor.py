@@ -47,6 +47,8 @@ HEARTBEAT_SECONDS = 1.0
 SILENT_HEARTBEATS = 3
 # Workers that die before they complete anything, in a row, before the executor gives up on them.
 MAX_STARTUP_DEATHS = 3
+# How often a wind-down that waits on its workers asks whether to stop waiting (a second Ctrl-C).
+WIND_DOWN_POLL: Final = 0.05
 
 
 @dataclass(frozen=True)
@@ -72,9 +74,10 @@ class Executor(Protocol):
 
     def close(self) -> None: ...
     def terminate(self) -> None: ...
-    def wind_down(self, timeout: float) -> list[Event]:
+    def wind_down(self, timeout: float, cut: Callable[[], bool] | None = None) -> list[Event]:
         """Ask every worker with a task to flush what it counted and stop (between two pages); the events
-        they send until each has ended its task or ``timeout`` seconds have passed. No task starts after."""
+        they send until each has ended its task, ``timeout`` seconds have passed or ``cut`` says to stop
+        waiting (a second Ctrl-C). No task starts after."""
         ...
 
     def helper_cpu_seconds(self) -> float:
@@ -523,7 +526,7 @@ class LocalExecutor:
                 worker.process.join(timeout=2)
             worker.conn.close()
 
-    def wind_down(self, timeout: float) -> list[Event]:
+    def wind_down(self, timeout: float, cut: Callable[[], bool] | None = None) -> list[Event]:
         self._pending.clear()
         waiting = [w for w in self._workers if w.task is not None]
         for worker in waiting:
@@ -531,8 +534,9 @@ class LocalExecutor:
                 worker.conn.send(STOP)
         out: list[Event] = []
         deadline = time.monotonic() + timeout
-        while waiting and (left := deadline - time.monotonic()) > 0:
-            for handle in wait([w.conn for w in waiting], left):
+        while waiting and (left := deadline - time.monotonic()) > 0 and not (cut is not None and cut()):
+            # Woken every WIND_DOWN_POLL seconds to ask ``cut``: a signal does not end the wait by itself.
+            for handle in wait([w.conn for w in waiting], min(left, WIND_DOWN_POLL)):
                 worker = next(w for w in waiting if w.conn is handle)
                 if not self._drain(worker, out) or worker.task is None:
                     waiting.remove(worker)  # it ended its task (or died: its slice is redone on resume)

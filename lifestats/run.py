@@ -462,15 +462,16 @@ class _Job:
         """Stop the workers and report what the checkpoint holds, marked partial.
 
         A second Ctrl-C (or a SIGTERM) that arrives meanwhile is held back until the partial report
-        exists, so that the command line can still write it.
+        exists, so that the command line can still write it; during the workers' wind-down it stops the
+        wait for them (what they have not flushed by then is crawled again on resume).
         """
-        with held(redeliver=False):
+        with held(redeliver=False) as again:
             if executor is not None:
                 if exit_code == EXIT_INTERRUPTED:
                     # The workers flush what they counted since their last flush (at most one page each
                     # to finish): the partial report holds it, and the resume starts where they stopped.
                     with contextlib.suppress(Exception):
-                        for event in executor.wind_down(WIND_DOWN_SECONDS):
+                        for event in executor.wind_down(WIND_DOWN_SECONDS, cut=lambda: bool(again)):
                             if isinstance(event, Flushed | Finished):
                                 self._handle(event, executor)
                 executor.terminate()

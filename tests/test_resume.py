@@ -415,3 +415,69 @@ def test_a_resume_with_other_slices_or_mock_pace_keeps_the_checkpoint_s_slices(s
     assert checkpoint.claim(embedded(0.05)) is True  # stored with slices and latency, as earlier versions did
     with pytest.raises(CheckpointMismatch, match=r"mock\.records: 20000 in the checkpoint, 500 now"):
         checkpoint.claim(embedded(0.05, records=500))
+
+
+def test_a_second_ctrl_c_stops_waiting_for_the_workers_wind_down(
+    state_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After Ctrl-C the run waits for its workers to flush (a worker still waiting on the API is stopped
+    when the wait ends); a second Ctrl-C now ends that wait at once, where it was ignored until the wait ran
+    out. The wait is made far longer than the test may take, so only the second Ctrl-C can end it; the
+    resume is still exact."""
+    from urllib.parse import parse_qs, urlsplit
+
+    from lifestats import run as run_module
+
+    from .json_api import JsonHandler, serving
+
+    monkeypatch.setattr(run_module, "WIND_DOWN_SECONDS", 3600.0)
+    hanging, released, winding = threading.Event(), threading.Event(), threading.Event()
+    ids = range(1000)
+
+    class Api(JsonHandler):  # offset_id pages of 10; the second half of the ids hangs until released
+        def do_GET(self) -> None:
+            query = parse_qs(urlsplit(self.path).query)
+            offset, limit = int(query["offset"][0]), int(query["limit"][0])
+            if offset >= 500 and not released.is_set():
+                hanging.set()
+                released.wait()
+            page = [i for i in ids if i >= offset][:limit]
+            following = page[-1] + 1 if page and page[-1] + 1 < len(ids) else None
+            records = [{"id": i, "item": i % 7} for i in page]
+            self.send_json(200, {"response": records, "meta": {"next_offset": following}})
+
+    class Executor(LocalExecutor):
+        def wind_down(self, *args: Any, **kwargs: Any) -> list[Any]:
+            winding.set()
+            return super().wind_down(*args, **kwargs)
+
+    def interrupter() -> None:
+        for event in (hanging, winding):
+            if event.wait(timeout=120):
+                os.kill(os.getpid(), signal.SIGINT)
+
+    with serving(Api) as base:
+        overrides = {
+            "api": {"url": f"{base}/events", "page_size": 10, "first_id": 0, "last_id": 1000, "timeout": 3600},
+            "fields": {"id": "id", "item": "item"},
+            "crawl": {"slices": 2, "workers": 2},
+        }
+        from lifestats.config import load_settings
+
+        settings = load_settings(None, "test", environ={}, overrides=overrides)
+        thread = threading.Thread(target=interrupter)
+        thread.start()
+        try:
+            stopped = run(settings, state_dir, executor_factory=lambda n, setup: Executor(n, setup))
+        finally:
+            released.set()
+            thread.join()
+        assert winding.is_set() and stopped.exit_code == 130, stopped.message
+        assert stopped.report["partial"] is True
+        resumed = run(settings, state_dir)
+    assert resumed.exit_code == 0, resumed.message
+    counted = resumed.report["windows"]["all"]
+    assert resumed.report["records"]["counted"] == 1000 and counted["visits"] == 1000
+    assert sorted((row["id"], row["visits"]) for row in counted["top_items"]) == [
+        (item, sum(1 for i in ids if i % 7 == item)) for item in range(7)
+    ]
