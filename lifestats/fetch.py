@@ -25,7 +25,8 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import Callable, Sequence
+import zlib
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 from urllib.request import getproxies
@@ -177,6 +178,31 @@ class _Deadline:
     def __exit__(self, *exc: object) -> None:
         if self._token is not None:
             self._watchdog.release(self._token)
+
+
+def _gunzip(raw: Iterator[bytes], cap: int) -> Iterator[bytes]:
+    """A gzip body decoded, every member of it (RFC 1952: a file is one or more members, each decoded in
+    turn; zero bytes of padding after the last are ignored), in pieces of at most ``cap + 1`` bytes so that
+    the size cap holds however much a piece expands."""
+    decompressor = zlib.decompressobj(zlib.MAX_WBITS | 16)
+    for data in raw:
+        while data:
+            try:
+                piece = decompressor.decompress(data, cap + 1)
+            except zlib.error as exc:
+                raise httpx.DecodingError(str(exc)) from None
+            if piece:
+                yield piece
+            if decompressor.eof:
+                data = decompressor.unused_data
+                if not data.strip(b"\0"):
+                    break  # padding after the last member
+                decompressor = zlib.decompressobj(zlib.MAX_WBITS | 16)
+            else:
+                data = decompressor.unconsumed_tail
+    rest = decompressor.flush()
+    if rest:
+        yield rest
 
 
 class _TooLarge(Exception):
@@ -409,7 +435,12 @@ class ApiClient:
             raise _TooLarge(f"of {int(declared):,} bytes")
         chunks: list[bytes] = []
         size = 0
-        for chunk in response.iter_bytes():
+        encoding = response.headers.get("content-encoding", "").strip().lower()
+        # gzip (and its old name x-gzip) read here: httpx's decoder stops after a body's first gzip member
+        # (a server may send several, one per flush of its compressor) and does not know x-gzip.
+        own = encoding in ("gzip", "x-gzip") and not response.is_stream_consumed  # (a test double reads it first)
+        body = _gunzip(response.iter_raw(), cap) if own else response.iter_bytes()
+        for chunk in body:
             size += len(chunk)
             if size > cap:
                 raise _TooLarge(f"of more than {cap:,} bytes")

@@ -7,6 +7,7 @@ import errno
 import socketserver
 import threading
 import time
+from typing import Any
 
 import httpx
 import orjson
@@ -269,6 +270,68 @@ def test_a_body_that_cannot_be_decoded_is_retried_like_any_broken_answer(
     with pytest.raises(ApiError) as info:
         api.get_page(0)
     assert reason in str(info.value)
+
+
+def _gzip_members(data: bytes, cuts: int) -> bytes:
+    """``data`` as a gzip body of ``cuts + 1`` members, each compressed on its own (as a server that
+    flushes its compressor per part of the answer sends it)."""
+    import gzip
+
+    size = -(-len(data) // (cuts + 1))
+    return b"".join(gzip.compress(data[i : i + size]) for i in range(0, len(data), size))
+
+
+def _serve_gzip(body: bytes, encoding: str) -> Any:
+    """A real HTTP server on 127.0.0.1 answering every request with ``body`` as ``Content-Encoding: encoding``."""
+    from .json_api import JsonHandler, serving
+
+    class Api(JsonHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Encoding", encoding)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    return serving(Api)
+
+
+@pytest.mark.parametrize(
+    ("encoding", "members", "padding"),
+    [("gzip", 3, b""), ("x-gzip", 1, b""), ("GZip", 2, b"\0" * 8)],
+)
+def test_a_gzip_body_of_several_members_or_named_x_gzip_is_read_whole(
+    encoding: str, members: int, padding: bytes
+) -> None:
+    """A gzip body may hold several members (RFC 1952); httpx's decoder read the first only, so the page was
+    "not JSON", retried and the job stopped with exit 3. ``x-gzip`` (gzip's old name, RFC 9110) was not
+    decoded at all."""
+    records = [{"id": i, "item": f"food {i}", "category": i % 5} for i in range(300)]
+    document = {"meta": {"next_offset": None}, "response": records}
+    body = _gzip_members(orjson.dumps(document), members - 1) + padding
+    with _serve_gzip(body, encoding) as base:
+        overrides = {"api": {"url": f"{base}/events"}, "crawl": {"retries": 0}}
+        settings = load_settings(None, "test", environ={}, overrides=overrides)
+        keys = [key for key in settings.fields.model_dump().values() if key]
+        for record_keys in (keys, None):  # decoded into records, and parsed whole
+            with ApiClient(settings.api, settings.crawl, RecordingLimiter(), record_keys=record_keys) as api:
+                assert [record.get("id") for record in api.get_page(0).records] == list(range(300))
+
+
+def test_a_gzip_body_is_held_to_the_size_cap_once_decoded() -> None:
+    """A small body that expands past api.max_response_bytes is refused as too large, whatever its members."""
+    document = {"meta": {"next_offset": None}, "response": [{"id": 1, "item": "x" * 2_000_000}]}
+    body = _gzip_members(orjson.dumps(document), 1)
+    assert len(body) < 100_000
+    with _serve_gzip(body, "gzip") as base:
+        overrides = {"api": {"url": f"{base}/events", "max_response_bytes": 1_000_000}, "crawl": {"retries": 0}}
+        settings = load_settings(None, "test", environ={}, overrides=overrides)
+        with (
+            ApiClient(settings.api, settings.crawl, RecordingLimiter()) as api,
+            pytest.raises(ApiError, match="max_response_bytes"),
+        ):
+            api.get_page(0)
 
 
 @respx.mock
