@@ -195,6 +195,9 @@ class Paginator(ABC):
 
     style: ClassVar[str]
     body_next: ClassVar[bool] = False  # reads its next reference from the body
+    # An empty page may name a next position inside the data (an API that pages by id windows answers a
+    # window without records so): the crawl may cross it (see DataEnd._gap).
+    empty_page_moves_on: ClassVar[bool] = False
 
     def __init__(self, api: ApiConfig, id_field: str = "id") -> None:
         self.api = api
@@ -350,6 +353,7 @@ class OffsetIdPaginator(Paginator):
 
     style = "offset_id"
     body_next = True
+    empty_page_moves_on = True
 
     @property
     def slicing(self) -> Slicing:
@@ -866,7 +870,7 @@ class DataEnd:
         range; where no record is known above it, the empty page ends the data (an API that names a next
         offset past its data would otherwise be followed to the end of the id space)."""
         following = page.next
-        if page.records or self.known is None or self.paginator.style != "offset_id":
+        if page.records or self.known is None or not self.paginator.empty_page_moves_on:
             return False
         inside = following is not None and (end is None or following < end)
         return inside and following <= self.known
