@@ -222,7 +222,7 @@ def _django(
 
 
 @pytest.mark.parametrize("counted", [True, False])
-@pytest.mark.parametrize(("before", "past"), [("404", "404"), ("last", "last")])
+@pytest.mark.parametrize(("before", "past"), [("404", "404"), ("last", "last"), ("404", "last"), ("last", "404")])
 @pytest.mark.parametrize("rows", [60, 1000, 1001])
 def test_django_style_pages_are_counted_whatever_they_answer_out_of_range(
     state_dir: Path, rows: int, before: str, past: str, counted: bool
