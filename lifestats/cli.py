@@ -277,8 +277,8 @@ def visible_lines(message: str) -> str:
 
 def main(argv: Sequence[str] | None = None, pending: Sequence[int] = ()) -> int:
     """The program. Called without ``argv`` it is the process itself: once its work is done, further
-    Ctrl-C and SIGTERM are ignored, so that one arriving while Python shuts down cannot turn exit code 130
-    (the partial report written) into death by signal. Called with ``argv`` the caller's handlers come back.
+    Ctrl-C, SIGTERM and SIGHUP are ignored, so that one arriving while Python shuts down cannot turn exit
+    code 130 (the partial report written) into death by signal. Called with ``argv`` the caller's handlers come back.
     ``pending``: signals received before this was called (:mod:`lifestats._entry`), which it answers.
     """
     arguments = list(sys.argv[1:] if argv is None else argv)

@@ -236,7 +236,7 @@ class CrawlConfig(_Section):
         gt=0,
         le=_WEEK,
         description="seconds with no request sent or answered before the job stops "
-        "(default: max(3 x api.timeout, 60) plus three request intervals of rate_limit)",
+        "(default: max(3 x api.timeout, 60, 2 x backoff_max) plus three request intervals of rate_limit)",
     )
     cluster: str | None = Field(None, description="Dask scheduler address (tcp://host:8786), or 'local'")
     cluster_limiter: str = Field(

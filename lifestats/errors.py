@@ -40,7 +40,8 @@ class ApiError(LifestatsError):
     """The API failed past every retry (exit 3). The message names the URL and the position.
 
     ``status`` is the HTTP status when the API answered one. ``resumable`` says whether running the
-    same command again can help (a server that was down) or not (a 401, 403 or 404 is met again).
+    same command again can help (a server that was down) or not (a 401, 403, 404 or other status of
+    :data:`PERMANENT_STATUSES` is met again).
     ``fresh``: a resume would ask for the same refused page again (a cursor that expired); only a crawl
     started over (``--fresh``) can go on.
     """

@@ -461,8 +461,8 @@ class _Job:
     def _stop(self, executor: Executor | None, exit_code: int, message: str) -> Outcome:
         """Stop the workers and report what the checkpoint holds, marked partial.
 
-        A second Ctrl-C (or a SIGTERM) that arrives meanwhile is held back until the partial report
-        exists, so that the command line can still write it; during the workers' wind-down it stops the
+        A second Ctrl-C (or a SIGTERM or SIGHUP) that arrives meanwhile is held back until the partial
+        report exists, so that the command line can still write it; during the workers' wind-down it stops the
         wait for them (what they have not flushed by then is crawled again on resume).
         """
         with held(redeliver=False) as again:

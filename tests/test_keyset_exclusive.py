@@ -56,8 +56,8 @@ class _OffsetAfter(JsonHandler):
 
 
 def test_an_exclusive_bound_read_as_inclusive_is_refused_naming_the_setting(state_dir: Path) -> None:
-    """It used to lose the first record of every slice, and of the crawl, with exit 0 (588 of 600 at 7
-    slices): the lowest id, asked for as a bound, must come back."""
+    """It used to lose the first record of every page, so of every slice and of the crawl too, with exit 0
+    (579 of 600 at 7 slices): the lowest id, asked for as a bound, must come back."""
     with serving(_After) as base:
         section = {"url": f"{base}/events", "paginator": "keyset", "id_param": "since_id"}
         section |= {"records_path": "rows", "page_size": 40}  # id_param_inclusive: true, the default
