@@ -13,7 +13,7 @@ import os
 import secrets
 import stat
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import orjson
 
@@ -114,6 +114,7 @@ def _probe(directory: Path, flag: str, shown: str, name: str | None = None) -> N
         descriptor = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         os.close(descriptor)
         probe.unlink()
+        free = free_bytes(directory)
     except FileExistsError:
         raise ConfigError(f"{flag} {shown}: {directory} exists and is not a directory") from None
     except NotADirectoryError:
@@ -122,3 +123,26 @@ def _probe(directory: Path, flag: str, shown: str, name: str | None = None) -> N
         raise ConfigError(f"{flag} {shown}: no permission to write in {directory}") from None
     except OSError as exc:
         raise ConfigError(f"{flag} {shown}: cannot write in {directory}: {exc.strerror or exc}") from None
+    if free is not None and free < MIN_FREE_BYTES:
+        # An empty file fits on a full disk; the report does not, and would fail only after the crawl.
+        raise ConfigError(
+            f"{flag} {shown}: the disk holding {directory} has {free:,} bytes free, too few for a report "
+            "(the crawl would run, then fail to write it): free some space or write the report elsewhere"
+        )
+
+
+# Room a report needs at least: its HTML alone holds the chart library (about 50 KB).
+MIN_FREE_BYTES: Final = 256 * 1024
+
+
+def free_bytes(directory: Path) -> int | None:
+    """Bytes this process may still write on the file system of ``directory`` (root may use the blocks kept
+    for it), None when the system cannot say."""
+    try:
+        stats = os.statvfs(directory)
+    except (OSError, AttributeError):
+        return None
+    if stats.f_blocks == 0:  # a file system that gives no sizes (some FUSE or network ones): unknown
+        return None
+    blocks = stats.f_bfree if os.geteuid() == 0 else stats.f_bavail
+    return int(blocks * stats.f_frsize)

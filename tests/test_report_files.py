@@ -239,3 +239,31 @@ def test_two_reports_on_one_path_or_one_in_the_state_dir_are_refused(tmp_path: P
     Targets(str(tmp_path / "r.json"), str(tmp_path / "r.html"), str(tmp_path / "csv")).check(
         **flags, state_dir=tmp_path / "state"
     )
+
+
+def test_a_report_path_on_a_full_disk_is_refused_before_the_crawl(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An empty file fits on a full disk, so the check's probe passed there and the report failed only after
+    the whole crawl. A file system that says it has no room is refused with what it has; one that gives no
+    sizes (some FUSE and network ones say 0 blocks) is not judged by them."""
+    import os
+
+    from lifestats import outputs
+
+    real = os.statvfs(tmp_path)
+
+    def statvfs(blocks: int, free: int) -> Any:
+        fields = {name: getattr(real, name) for name in dir(real) if name.startswith("f_")}
+        fields.update(f_blocks=blocks, f_bfree=free, f_bavail=free, f_frsize=4096)
+        return lambda path: type("Stats", (), fields)()
+
+    monkeypatch.setattr(outputs.os, "statvfs", statvfs(blocks=250_000, free=3))
+    with pytest.raises(ConfigError, match=r"--report-json .*r\.json: the disk holding .* has 12,288 bytes free"):
+        check_file(str(tmp_path / "r.json"), "--report-json")
+    with pytest.raises(ConfigError, match=r"--report-csv .*csv: the disk holding .* has 12,288 bytes free"):
+        check_dir(str(tmp_path / "csv"), "--report-csv")
+    monkeypatch.setattr(outputs.os, "statvfs", statvfs(blocks=0, free=0))
+    check_file(str(tmp_path / "r.json"), "--report-json")
+    monkeypatch.setattr(outputs.os, "statvfs", statvfs(blocks=250_000, free=1_000))
+    check_file(str(tmp_path / "r.json"), "--report-json")
