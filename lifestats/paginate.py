@@ -253,6 +253,11 @@ class Paginator(ABC):
             f"lowest ids), the API left that record out: {self._exclusive_hint()}"
         )
 
+    def confirm_bound(self, first_id: int, probe: Callable[[Any], Page]) -> None:
+        """Checks that the API reads the position it is asked for (styles sliced by id whose answers cannot
+        say so themselves); raises :class:`ConfigError` naming the setting. Most styles have nothing to check."""
+        return None
+
     def _exclusive_hint(self) -> str:
         return "check the api settings"
 
@@ -429,6 +434,29 @@ class KeysetPaginator(Paginator):
             values[api.upper_param] = upper
         return self._params(**values)
 
+    def confirm_first_id(self, first_id: int, probe: Callable[[Any], Page]) -> None:
+        super().confirm_first_id(first_id, probe)
+        self.confirm_bound(first_id, probe)
+
+    def confirm_bound(self, first_id: int, probe: Callable[[Any], Page]) -> None:
+        """An API that does not read ``api.id_param`` answers every bound with its first page, which would
+        read as an API that answers a bound past its data with its last page (see :meth:`read`): the first
+        page's highest id is asked for as a bound, and the answer must not hold the page's lowest id again.
+        A first page that is not full holds all the data, and one of ids too close together tells nothing."""
+        page = probe(first_id)
+        ids = record_ids(page.records, self.id_field)
+        if len(page.records) < self.api.page_size or not ids or max(ids) < min(ids) + 2:
+            return
+        low, top = min(ids), max(ids)
+        again = record_ids(probe(top).records, self.id_field)
+        if again and min(again) <= low:
+            raise ConfigError(
+                f"asked for {self.describe(top)}, the API answered with ids from {min(again):,}, as it answered "
+                f"{self.describe(first_id)}: it does not read api.id_param ('{self.api.id_param}') as the "
+                "lowest id wanted; check api.id_param, or page by position (api.paginator: offset, "
+                "page_number, cursor, next_url or link_header)"
+            )
+
     def read(self, position: Any, document: Any, response: httpx.Response) -> Page:
         records = self.records(document)
         if not records:
@@ -436,6 +464,12 @@ class KeysetPaginator(Paginator):
         ids = record_ids(records, self.id_field)
         if not ids and len(records) < self.api.page_size:
             return Page(position, records, None)  # a last page of records without an id (each rejected)
+        if ids and max(ids) < position:
+            # Every id below the bound: an API that answers a bound past its data with its last page (one
+            # that ignores api.id_param is refused before the crawl, see confirm_bound). Nothing follows,
+            # and the page is no answer for ids at or above the bound: its records, taken where they were
+            # asked for (or lying below the slice), are not counted again as duplicates.
+            return Page(position, [], None)
         if not ids:
             raise ConfigError(
                 f"keyset pagination derives the next page from the records' '{self.id_field}' (fields.id), "
@@ -444,15 +478,7 @@ class KeysetPaginator(Paginator):
         top = max(ids)
         if top >= INT64_MAX:  # the largest id there can be: nothing follows (and 2**63 is no id to ask for)
             return Page(position, records, None)
-        following = top + 1
-        if following <= position:
-            hint = ""
-            if not self.api.id_param_inclusive and top == position - 1:  # the bound itself came back
-                hint = f" (if the API's {self.api.id_param} includes the id it names, set api.id_param_inclusive: true)"
-            raise TransientApiError(
-                f"the page at {self.describe(position)} ends at id {top}: the crawl would not move forward{hint}"
-            )
-        return Page(position, records, following)
+        return Page(position, records, top + 1)
 
     def finished(self, page: Page, end: int | None) -> bool:
         if page.next is None:

@@ -117,6 +117,8 @@ def find_bounds(
         if checking is None:
             for lowest in found:
                 paginator.confirm_first_id(lowest, probe)
+        if first_id is not None:  # given by the config: not asked for by discovery, whose checks did this
+            paginator.confirm_bound(first_id, probe)
         return replace(bounds, probes=bounds.probes + len(found))
     start = paginator.first()
     if paginator.slicing == "sequential":
