@@ -1,6 +1,6 @@
 """CPU per record of the whole job against a bare loop, and rate utilization with discovery included.
 
-    python bench/cpu.py [--records 1000000] [--page-size 1000] [--workers 4] [--slices 16]
+    python bench/cpu.py [--records 1000000] [--page-size 1000] [--workers 4] [--slices 16] [--flush-every N]
                         [--mode exact approx] [--repeat 3] [--skip-cpu] [--skip-utilization]
 
 CPU: the mock API runs in its own process (127.0.0.1, no latency, no limit). The bare loop fetches the
@@ -15,6 +15,10 @@ the mean of the two bare loops around it; the summary is their median and range.
 a shared host whose speed drifts by a third within minutes (the same pages cost the mock 2.5 s of CPU in
 one run and 3.6 s in another), so one pair of runs made a minute apart can be off by that much; a job
 and the bare loops around it run seconds apart.
+
+The job runs with the settings a user's run has unless a flag says otherwise: ``crawl.flush_every`` is the
+job's default (25 pages) unless ``--flush-every`` gives one (the figures of rounds before 2026-11-25 were
+measured with 10).
 
 Utilization: requests sent / (limit x time from the first request to the last), from the server's
 request log, at 100 req/s with 20 ms answers and the id range discovered by the job (not configured):
@@ -103,8 +107,11 @@ def measure_cpu(args: argparse.Namespace) -> None:
     url, stop = serve_in_subprocess(seed=args.seed, records=args.records, max_page_size=args.page_size)
     ratios: dict[str, list[float]] = {mode: [] for mode in args.mode}
     try:
-        print(f"records {args.records:,}  page {args.page_size:,}  workers {args.workers}  slices {args.slices}")
-        crawl = {"workers": args.workers, "slices": args.slices, "rate_limit": 100_000, "flush_every": 10}
+        print(
+            f"records {args.records:,}  page {args.page_size:,}  workers {args.workers}  slices {args.slices}  "
+            f"flush every {args.flush_every or 'crawl.flush_every (the default)'}"
+        )
+        crawl = {"workers": args.workers, "slices": args.slices, "rate_limit": 100_000, **_flushes(args)}
         settings: dict[str, Settings] = {}
         for mode in args.mode:
             try:
@@ -191,7 +198,7 @@ def measure_utilization(args: argparse.Namespace, records: int, page_size: int) 
             mock = getattr(stop, "process", None)
             mock_cpu0 = process_cpu_seconds(mock.pid) if mock is not None else None
             try:
-                crawl = {"workers": args.workers, "slices": args.slices, "rate_limit": rate, "flush_every": 10}
+                crawl = {"workers": args.workers, "slices": args.slices, "rate_limit": rate, **_flushes(args)}
                 report = one_shot(job, settings_for(url, page_size, crawl, "exact"))
                 mock_cpu1 = process_cpu_seconds(mock.pid) if mock is not None else None
             finally:
@@ -264,12 +271,20 @@ def connection_intervals(log: list[LoggedRequest], least: int = 20) -> list[floa
     return gaps
 
 
+def _flushes(args: argparse.Namespace) -> dict[str, int]:
+    """``crawl.flush_every`` when ``--flush-every`` sets it; the job's default otherwise."""
+    return {} if args.flush_every is None else {"flush_every": args.flush_every}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--records", type=int, default=1_000_000)
     parser.add_argument("--page-size", type=int, default=1000)
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--slices", type=int, default=16)
+    parser.add_argument(
+        "--flush-every", type=int, default=None, help="pages between a worker's flushes (default: crawl.flush_every)"
+    )
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--mode", nargs="+", choices=["exact", "approx"], default=["exact", "approx"])
     parser.add_argument("--repeat", type=int, default=3, help="rounds of each measurement (default 3)")
