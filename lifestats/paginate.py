@@ -861,9 +861,8 @@ class DataEnd:
         # lifestats.protocol.Task.horizon). Past it, a page that is not full ends the data: an API that
         # keeps adding records would otherwise keep a one-shot job chasing them for ever.
         self.horizon = horizon
-        # A crawl by id: the highest id records may lie at, as discovery found (lifestats.protocol.Task.known).
-        # An empty page whose next offset lies at or below it is a stretch of ids without records, not the
-        # end of the data.
+        # A crawl by id: the highest id discovery saw (lifestats.protocol.Task.known). An empty page whose
+        # next offset lies at or below it is a stretch of ids without records, not the end of the data.
         self.known = known
         self._numbered = paginator.slicing == "sequential" and paginator.style == "page_number"
         self._confirming: Any = None  # the position past the API's count, asked to see whether data ends there
@@ -892,11 +891,10 @@ class DataEnd:
 
     def _gap(self, page: Page, end: int | None) -> bool:
         """Whether an empty page of a crawl by offset is a stretch of ids without records inside the data
-        (an API that answers by id windows): its next offset moves on inside the slice, and records may
-        exist at or above it (below an offset the API answered with nothing at or above it, or up to the
-        highest id discovery saw). Following it keeps the count the same however the slices cut the range;
-        past that, the empty page ends the data (an API that names a next offset past its data would
-        otherwise be followed to the end of the id space)."""
+        (an API that answers by id windows): its next offset moves on inside the slice, and records are
+        known to exist at or above it. Following it keeps the count the same however the slices cut the
+        range; where no record is known above it, the empty page ends the data (an API that names a next
+        offset past its data would otherwise be followed to the end of the id space)."""
         following = page.next
         if page.records or self.known is None or not self.paginator.empty_page_moves_on:
             return False

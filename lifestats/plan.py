@@ -49,10 +49,6 @@ class Bounds:
     # first_id: the lowest slice starts its crawl there, so that records without a usable id served
     # before the first id are counted (rejected) too.
     floor: int | None = None
-    # An offset the API answered with nothing at or above it (no record there, no next page), found while
-    # seeking the end: no record lies at or above it. None when no answer said so (an API that names a next
-    # offset past its data, or whose records reach the top of the id space).
-    end_seen: int | None = None
 
 
 def split(first_id: int, end: int, count: int, align: int = 1) -> list[tuple[int, int]]:
@@ -341,8 +337,7 @@ def discover(
             if top is not None:
                 highest_seen = max(highest_seen, top)
         known_ids = _inside(known, first_id, None)
-        end_seen = high if high <= INT64_MAX else None  # the id space's edge is no answer of the API
-        return Bounds(first_id, None, max(high, highest_seen + 1), probes, known_ids, floor=floor, end_seen=end_seen)
+        return Bounds(first_id, None, max(high, highest_seen + 1), probes, known_ids, floor=floor)
     finally:
         if pool is not None:
             pool.shutdown(wait=True)

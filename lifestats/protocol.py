@@ -37,9 +37,7 @@ class Task:
     horizon: int | None = None
     # Crawls by id: the lowest slice of an id range that discovery found (no record lies below it).
     lowest: bool = False
-    # Crawls by id: the highest id records may lie at as far as discovery could tell, if it could: one below
-    # an offset the API answered with nothing at or above it, else the highest id it saw on the API's pages.
-    # An empty page naming a next offset up to it is a stretch of ids without records, not the data's end.
+    # Crawls by id: the highest id discovery saw on the API's pages (records exist up to it), if any.
     known: int | None = None
 
 

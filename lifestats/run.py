@@ -673,14 +673,8 @@ class _Job:
         )
 
     def _known(self) -> int | None:
-        """The highest id records may lie at as far as discovery could tell (see :attr:`Task.known`): the
-        highest id it saw, or one below an offset the API answered with nothing at or above it."""
-        if self.bounds is None:
-            return None
-        seen = self.bounds.known_ids[-1] if self.bounds.known_ids else None
-        if self.bounds.end_seen is None:
-            return seen
-        return self.bounds.end_seen - 1 if seen is None else max(seen, self.bounds.end_seen - 1)
+        """The highest id discovery saw (see :attr:`Task.known`)."""
+        return self.bounds.known_ids[-1] if self.bounds is not None and self.bounds.known_ids else None
 
     def _lowest(self, piece: Slice) -> bool:
         """Whether the slice is the lowest of an id range that discovery found (see :attr:`Task.lowest`)."""

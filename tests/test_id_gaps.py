@@ -48,35 +48,6 @@ class _NextPastTheData(JsonHandler):
         self.send_json(200, {"response": rows, "meta": {"next_offset": following}})
 
 
-# Ids 1000-1009 and 3000-3009 on an API that pages by windows of 10 ids (an offset below 1010 is answered
-# with the first records): discovery's probes land in empty windows and see no id above 1009, but the API
-# answers an offset past 3010 with nothing at all (no record, no next offset).
-_FAR = [{"id": i, "item": i // 1000} for i in (*range(1000, 1010), *range(3000, 3010))]
-
-
-class _FarWindows(JsonHandler):
-    def do_GET(self) -> None:
-        offset = int(parse_qs(urlsplit(self.path).query)["offset"][0])
-        start = 1000 if offset < 1010 else offset // 10 * 10
-        stop = max(start + 10, 1010)
-        rows = [row for row in _FAR if start <= row["id"] < stop]
-        self.send_json(200, {"response": rows, "meta": {"next_offset": stop if stop < 3010 else None}})
-
-
-@pytest.mark.parametrize("slices", [1, 4, 10])
-def test_an_empty_stretch_above_every_id_discovery_saw_is_crossed_below_where_the_api_said_nothing(
-    state_dir: Path, slices: int
-) -> None:
-    """An empty stretch ended the data when it lay above the highest id discovery saw: 10 of 20 records at
-    1, 4 and 10 slices, exit 0. The API had answered an offset past them with nothing at or above it, so the
-    stretch below that offset is inside the data."""
-    outcome = crawl_offset_ids(_FarWindows, slices, state_dir)
-    assert outcome.exit_code == 0, outcome.message
-    assert outcome.report["records"]["counted"] == len(_FAR)
-    top = {row["id"]: row["visits"] for row in outcome.report["windows"]["all"]["top_items"]}
-    assert top == {1: 10, 3: 10}
-
-
 @pytest.mark.parametrize("slices", [1, 3, 4, 10])
 def test_an_empty_stretch_of_ids_answered_with_an_empty_page_is_crossed(state_dir: Path, slices: int) -> None:
     """The empty page ended the data of the slice that met it: 10 records and exit 4 at one or two
