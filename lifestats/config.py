@@ -31,7 +31,7 @@ from pydantic import (
 
 from .bots import canonical_ips
 from .errors import ConfigError
-from .redact import redact_url
+from .redact import canonical_url, redact_url, url_values_digest
 
 DEFAULT_ENV = "development"
 TOKEN_VARIABLE = "LIFESTATS_API_TOKEN"
@@ -507,8 +507,11 @@ _STATS_FINGERPRINT: Final = {
 def fingerprint(settings: Settings) -> dict[str, Any]:
     """The settings that change what a run counts: a checkpoint only resumes a run with equal ones."""
     api = settings.api
+    values = url_values_digest(api.url)  # values without a name are masked: a digest tells them apart
     return {
-        "url": redact_url(api.url),  # credentials never reach the checkpoint (a changed one still resumes)
+        # Credentials never reach the checkpoint (a changed one still resumes).
+        "url": canonical_url(redact_url(api.url)),
+        **({"url_values": values} if values is not None else {}),
         "mock": settings.mock.model_dump(exclude=_MOCK_PACE) if api.url == "embedded" else None,
         "first_id": api.first_id,
         "last_id": api.last_id,
@@ -542,7 +545,10 @@ def comparable(stored: dict[str, Any]) -> dict[str, Any]:
     canonical form."""
     kept = {part: value for part, value in stored.items() if part != "slices"}
     if isinstance(kept.get("url"), str):  # masked as this version masks (it masks more than earlier ones)
-        kept["url"] = redact_url(kept["url"])
+        url = kept["url"]
+        if "url_values" not in kept and (values := url_values_digest(url)) is not None:
+            kept["url_values"] = values  # an earlier version kept them as written
+        kept["url"] = canonical_url(redact_url(url))
     if isinstance(kept.get("bots"), dict):
         kept["bots"] = _bots_fingerprint(kept["bots"])
     if isinstance(kept.get("mock"), dict):
@@ -551,7 +557,12 @@ def comparable(stored: dict[str, Any]) -> dict[str, Any]:
 
 
 # Where each part of the fingerprint comes from in the config (a part that is a section names its keys).
-_FINGERPRINT_KEYS: Final = {"url": "api.url", "pagination": "api", "mock": "mock"}
+_FINGERPRINT_KEYS: Final = {
+    "url": "api.url",
+    "url_values": "api.url (its values written without a name, as a digest)",
+    "pagination": "api",
+    "mock": "mock",
+}
 
 
 def fingerprint_changes(stored: dict[str, Any], now: dict[str, Any]) -> list[str]:

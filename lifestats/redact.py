@@ -13,6 +13,7 @@ Two different needs:
 
 from __future__ import annotations
 
+import hashlib
 import re
 from urllib.parse import parse_qsl, quote, unquote, unquote_plus, urlencode, urlsplit, urlunsplit
 
@@ -26,6 +27,8 @@ _USERINFO = re.compile(r"[^\s/@?#]+@")
 # In a stored next URL, a masked value that is not api.url's parameter of the same name says whose it is:
 # api.url's parameter NAME is "***(NAME)", the bearer token "***(LIFESTATS_API_TOKEN)".
 _TOKEN = "LIFESTATS_API_TOKEN"
+# api.url's N-th value written without a name (``?TOKEN``) is "***(~N)".
+_BARE = "~"
 
 
 def secret_param(name: str) -> bool:
@@ -47,14 +50,10 @@ def redact_url(url: str) -> str:
         netloc = f"{MASK}@{netloc.rpartition('@')[2]}"
     elif not netloc and "@" in url:  # not a URL that urllib can split ("http//user:pw@host"): mask anyway
         return _mask_loose(_USERINFO.sub(f"{MASK}@", url, count=1))
-    query = parts.query
-    if query:
-        pairs = parse_qsl(query, keep_blank_values=True)
-        if any(secret_param(k) for k, _ in pairs):
-            query = urlencode([(k, MASK if secret_param(k) else v) for k, v in pairs], safe="*")
-        query = _mask_bare(query, "&")
+    # Piece by piece, each kept as written unless masked: masking a masked URL changes nothing.
+    query = _mask_bare_pieces(parts.query, "&") if parts.query else ""
     # A fragment is never sent: shown whole it can only leak (a bare "#token" names no parameter).
-    path, fragment = _mask_bare(_mask_pairs(parts.path), ";"), MASK if parts.fragment else ""
+    path, fragment = _mask_pairs(_mask_bare(parts.path, ";")), MASK if parts.fragment else ""
     if netloc == parts.netloc and query == parts.query and path == parts.path and fragment == parts.fragment:
         return url  # nothing to mask: as given (rebuilding it would drop an empty "//", say)
     return urlunsplit((parts.scheme, netloc, path, query, fragment))
@@ -76,8 +75,8 @@ def _mask_pairs(text: str) -> str:
 
 def _mask_loose(text: str) -> str:
     """A URL that does not split, masked by its text: named secrets, and bare pieces of its path and query."""
-    head, sep, query = _mask_pairs(text).partition("?")
-    return _mask_bare(head, ";") + (sep + _mask_bare(query, "&") if sep else "")
+    head, sep, query = text.partition("?")
+    return _mask_pairs(_mask_bare(head, ";") + (sep + _mask_bare(query, "&") if sep else ""))
 
 
 def _bare_secret(piece: str) -> bool:
@@ -100,15 +99,59 @@ def _mask_bare_segment(segment: str) -> str:
 
 
 def _mask_bare_pieces(text: str, separator: str) -> str:
-    pieces = text.split(separator)
-    masked = [MASK if _bare(piece) else piece for piece in pieces]
-    return separator.join(masked)
+    """Every piece masked that is a credential: a value written without a name, whole (:func:`_bare`), and
+    the value of a ``name=value`` pair whose name says it holds a secret."""
+    return separator.join(_masked_piece(piece) for piece in text.split(separator))
+
+
+def _masked_piece(piece: str) -> str:
+    if _bare(piece):
+        return MASK
+    name, _, value = piece.partition("=")
+    return f"{name}={MASK}" if value and secret_param(unquote_plus(name)) else piece
 
 
 def _bare(piece: str) -> bool:
-    """A piece written without a name (``TOKEN``, or ``TOKEN=`` as a request carries it) that may be a credential."""
+    """A piece written without a name (``TOKEN``, or ``TOKEN=`` as a request carries it) that may be a
+    credential: it holds a digit, is longer than a word, or is a word that names a secret (``?mytoken``)."""
     name, _, value = piece.partition("=")
-    return bool(name) and not value and _bare_secret(name)
+    return bool(name) and not value and (_bare_secret(name) or secret_param(unquote_plus(name)))
+
+
+def bare_values(url: str) -> list[str]:
+    """The values written without a name that :func:`redact_url` masks (``;TOKEN`` in the path, ``?TOKEN``
+    in the query), as written: what tells two such URLs apart (see :func:`url_values_digest`)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return []
+    segments = [segment.partition(";")[2] for segment in parts.path.split("/") if ";" in segment]
+    pieces = [piece for params in segments for piece in params.split(";")]
+    pieces += parts.query.split("&") if parts.query else []
+    return [piece.partition("=")[0] for piece in pieces if _bare(piece)]
+
+
+def url_values_digest(url: str) -> str | None:
+    """A digest of :func:`bare_values` (None when there are none): kept beside the masked URL, it tells
+    ``?v1`` from ``?v2`` without keeping either, should one be a credential."""
+    values = bare_values(url)
+    if not values:
+        return None
+    digest = hashlib.blake2b("\0".join(values).encode("utf-8", "surrogatepass"), digest_size=12, key=b"lifestats")
+    return digest.hexdigest()
+
+
+def canonical_url(url: str) -> str:
+    """A masked URL in one spelling of its query (``%20`` and ``+`` alike, a bare piece as ``piece=``), so
+    that checkpoints written by versions that spelled it otherwise compare equal."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return url
+    if not parts.query:
+        return url
+    query = urlencode(parse_qsl(parts.query, keep_blank_values=True), safe="*")
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, query, parts.fragment))
 
 
 def redact_text(text: str, urls: list[str]) -> str:
@@ -132,9 +175,12 @@ class Credentials:
             parts = urlsplit("")
         self._userinfo = parts.netloc.rpartition("@")[0] if "@" in parts.netloc else None
         self._params: dict[str, str] = {}  # a secret parameter's name -> its raw value in api.url
-        for _, (name, value) in _pieces(parts.query):
+        self._bare: list[str] = []  # api.url's query values written without a name that may be credentials
+        for piece, (name, value) in _pieces(parts.query):
             if value and secret_param(unquote_plus(name)):
                 self._params.setdefault(unquote_plus(name), value)
+            elif _bare(piece) and name not in self._bare:
+                self._bare.append(name)
         self._token = token or None
 
     def mask(self, url: str) -> str:
@@ -143,10 +189,14 @@ class Credentials:
         netloc = parts.netloc
         if self._userinfo is not None and netloc.rpartition("@")[0] == self._userinfo:
             netloc = f"{MASK}@{netloc.rpartition('@')[2]}"
-        query = "&".join(
-            piece if marker is None else f"{name}={marker}"
-            for piece, name, marker in ((p, n, self._marker(n, v)) for p, (n, v) in _pieces(parts.query))
-        )
+        pieces = []
+        for piece, (name, value) in _pieces(parts.query):
+            if not value and name in self._bare:  # a value without a name, as api.url wrote it
+                pieces.append(f"{MASK}({_BARE}{self._bare.index(name)})")
+                continue
+            marker = self._marker(name, value)
+            pieces.append(piece if marker is None else f"{name}={marker}")
+        query = "&".join(pieces)
         if netloc == parts.netloc and query == parts.query:
             return url
         return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
@@ -159,6 +209,9 @@ class Credentials:
             netloc = f"{self._userinfo}@{netloc.rpartition('@')[2]}"
         pieces = []
         for piece, (name, value) in _pieces(parts.query):
+            if value is None and (index := _bare_index(name)) is not None and index < len(self._bare):
+                pieces.append(self._bare[index])
+                continue
             raw = self._value(unquote_plus(name), value) if value is not None and value.startswith(MASK) else None
             pieces.append(piece if raw is None else f"{name}={raw}")
         query = "&".join(pieces)
@@ -186,6 +239,14 @@ class Credentials:
                 return None if self._token is None else quote(self._token, safe="")
             return self._params.get(whose)
         return None
+
+
+def _bare_index(piece: str) -> int | None:
+    """The index in a masked value without a name, ``***(~N)``; None for any other piece."""
+    prefix = f"{MASK}({_BARE}"
+    if piece.startswith(prefix) and piece.endswith(")") and piece[len(prefix) : -1].isdigit():
+        return int(piece[len(prefix) : -1])
+    return None
 
 
 def _pieces(query: str) -> list[tuple[str, tuple[str, str | None]]]:

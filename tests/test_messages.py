@@ -138,6 +138,8 @@ def test_credentials_written_anywhere_in_the_url_stay_out_of_messages(state_dir:
         ("http://h/v1;tok3n99/events?format=json&pretty", "http://h/v1;***/events?format=json&pretty"),
         ("http://h/events?include_deleted&a7Fq0zLw", "http://h/events?include_deleted&***"),
         ("http://h/events?page=2&since=2024-01-01", "http://h/events?page=2&since=2024-01-01"),
+        ("http://h/events?mytoken&page=2", "http://h/events?***&page=2"),  # a word that names a secret
+        ("http://h/events?S3CRETTOKEN999=&api_key=k", "http://h/events?***&api_key=***"),
     ],
 )
 def test_values_without_a_name_are_masked_when_they_may_be_credentials(url: str, shown: str) -> None:
@@ -146,6 +148,7 @@ def test_values_without_a_name_are_masked_when_they_may_be_credentials(url: str,
     from lifestats.redact import redact_url
 
     assert redact_url(url) == shown
+    assert redact_url(shown) == shown  # masking a masked URL changes nothing
 
 
 def test_a_checkpoint_that_kept_a_value_without_a_name_still_resumes(state_dir: Path) -> None:
@@ -163,3 +166,32 @@ def test_a_checkpoint_that_kept_a_value_without_a_name_still_resumes(state_dir: 
     assert checkpoint.claim(now) is True
     with pytest.raises(CheckpointMismatch, match=r"api\.url"):
         checkpoint.claim(fingerprint(job_settings("http://127.0.0.1:9/other?" + KEY)))
+
+
+def test_values_without_a_name_tell_two_checkpoints_apart_and_the_same_url_resumes(state_dir: Path) -> None:
+    """Masked in the checkpoint, ``?v1`` and ``?v2`` compared equal, so a run on another data set resumed
+    the first one's counts; and a URL with a named secret beside a masked value was refused on every resume
+    of itself (its masked form masked again differed). A digest of those values tells them apart."""
+    from lifestats.config import fingerprint
+    from lifestats.errors import CheckpointMismatch
+    from lifestats.merge import Checkpoint
+
+    def claim(folder: str, url: str) -> bool:
+        return Checkpoint(state_dir / folder).claim(fingerprint(job_settings(url)))
+
+    base = "http://127.0.0.1:9/events"
+    for folder, first, other in (
+        ("plain", f"{base}?v1", f"{base}?v2"),
+        ("named", f"{base}?api_key=k&v1", f"{base}?api_key=k&v3"),
+    ):
+        assert claim(folder, first) is False
+        assert claim(folder, first) is True  # the same URL resumes
+        assert claim(folder, first.replace("api_key=k", "api_key=rotated")) is True  # a changed secret too
+        with pytest.raises(CheckpointMismatch, match=r"api\.url \(its values written without a name"):
+            claim(folder, other)
+    # A checkpoint an earlier version wrote, its URL's values as written: told apart from another one too.
+    written = {k: v for k, v in fingerprint(job_settings(f"{base}?v1")).items() if k != "url_values"}
+    assert Checkpoint(state_dir / "earlier").claim({**written, "url": f"{base}?v1"}) is False
+    assert claim("earlier", f"{base}?v1") is True
+    with pytest.raises(CheckpointMismatch, match=r"api\.url \(its values written without a name"):
+        claim("earlier", f"{base}?v2")

@@ -27,6 +27,7 @@ from .json_api import JsonHandler, serving
 
 API_KEY = "user-KEY-5a1t-never-store"
 BEARER = "bearer-TOKEN-77q-never-store"
+BARE = "b4reT0KEN-never-store"  # a credential written into api.url without a name (?TOKEN)
 SERVER_SECRET = b"the server's own signing key"
 PAGES, PER_PAGE = 7, 10
 RECORDS = [
@@ -42,12 +43,16 @@ def _signature(page: int, page_token: str) -> str:
 class _Api(JsonHandler):
     style = "next_url"
     echo_bearer = False
+    bare = False  # api.url and every next URL carry BARE, a credential without a name
     seen: list[str]
 
     def do_GET(self) -> None:
         self.seen.append(self.path)
-        query = parse_qs(urlsplit(self.path).query)
+        raw = urlsplit(self.path).query
+        query = parse_qs(raw)
         if query.get("api_key") != [API_KEY] or self.headers.get("Authorization") != f"Bearer {BEARER}":
+            return self.send_json(401, {"error": "credentials"})
+        if self.bare and not {BARE, f"{BARE}="} & set(raw.split("&")):
             return self.send_json(401, {"error": "credentials"})
         page = int(query.get("page", ["0"])[0])
         if page:  # a later page: the API's own token and signature must come back unchanged
@@ -66,19 +71,30 @@ class _Api(JsonHandler):
             )
             if self.echo_bearer:
                 following += f"&access_token={BEARER}"
+            if self.bare:
+                following += f"&{BARE}"
         if self.style == "link_header":
             links = {"Link": f'<{following}>; rel="next"'} if following else {}
             return self.send_json(200, records, links)
         return self.send_json(200, {"results": records, "next": following})
 
 
-@pytest.fixture(params=[("next_url", False), ("next_url", True), ("link_header", False), ("link_header", True)])
+@pytest.fixture(
+    params=[
+        ("next_url", False, False),
+        ("next_url", True, False),
+        ("link_header", False, False),
+        ("link_header", True, False),
+        ("next_url", False, True),
+        ("link_header", True, True),
+    ]
+)
 def api(request: pytest.FixtureRequest) -> Iterator[tuple[str, str, list[str]]]:
-    style, echo_bearer = request.param
+    style, echo_bearer, bare = request.param
     seen: list[str] = []
-    handler = type("Api", (_Api,), {"style": style, "echo_bearer": echo_bearer, "seen": seen})
+    handler = type("Api", (_Api,), {"style": style, "echo_bearer": echo_bearer, "bare": bare, "seen": seen})
     with serving(handler) as base:
-        yield style, f"{base}/events?api_key={API_KEY}", seen
+        yield style, f"{base}/events?{BARE + '&' if bare else ''}api_key={API_KEY}", seen
 
 
 def test_signed_next_urls_are_followed_and_the_users_secrets_are_not_stored(
@@ -91,7 +107,11 @@ def test_signed_next_urls_are_followed_and_the_users_secrets_are_not_stored(
         None,
         "test",
         environ={},
-        overrides={"api": section, "fields": {"item": "item", "visitor": "visitor", "timestamp": "ts"}},
+        overrides={
+            "api": section,
+            "fields": {"item": "item", "visitor": "visitor", "timestamp": "ts"},
+            "crawl": {"flush_every": 1},  # a position stored after every page: each next URL as it is kept
+        },
     )
     outcome = run(settings, state_dir, token=BEARER)
 
@@ -104,7 +124,7 @@ def test_signed_next_urls_are_followed_and_the_users_secrets_are_not_stored(
     assert got == dict(truth)
     assert report["windows"]["all"]["distinct_visitors"] == len({record["visitor"] for record in RECORDS})
     stored = b"".join(path.read_bytes() for path in state_dir.rglob("*") if path.is_file())
-    for secret in (API_KEY, BEARER):
+    for secret in (API_KEY, BEARER, BARE):
         assert secret.encode() not in stored
         assert secret.encode() not in orjson.dumps(report)
         assert secret not in (outcome.message or "")
