@@ -81,6 +81,7 @@ class Page:
     next: Any  # the next position; None when the API has no next page
     total: int | None = None  # rows (offset) or pages (page_number) the API says it holds
     past_total: bool = False  # the API served rows past its own total: the total cannot end the crawl
+    below: bool = False  # every id of the answer lay below the bound asked for (keyset; its records dropped)
 
     @property
     def offset(self) -> Any:
@@ -198,12 +199,26 @@ class Paginator(ABC):
     # An empty page may name a next position inside the data (an API that pages by id windows answers a
     # window without records so): the crawl may cross it (see DataEnd._gap).
     empty_page_moves_on: ClassVar[bool] = False
+    # Whether an answer whose every id lies below the bound asked for may end the data (the API's answer
+    # past its data), or is a fault (the API may not read its bound): see KeysetPaginator.confirm_bound.
+    # Discovery, which asks past the data on purpose, takes it as the end; a crawl sets it with
+    # :meth:`for_crawl`.
+    below_ends_data: bool = True
+    # A crawl: records exist up to this id (the highest discovery saw), so an answer below a bound at or
+    # below it is a fault (a stale or wrong page), not the end of the data.
+    data_reaches: int | None = None
+    # A crawl (not discovery): such an answer ends the data only when it is the API's last page again.
+    confirm_below: bool = False
 
     def __init__(self, api: ApiConfig, id_field: str = "id") -> None:
         self.api = api
         self.id_field = id_field
         self.base = httpx.URL(api.url)  # its own query parameters are kept
         self.credentials = Credentials(api.url)  # what a stored next URL must not hold (see keep_secret)
+
+    def for_crawl(self, *, bound_read: bool, known: int | None) -> None:
+        """Set up for the crawl of one task (see :attr:`below_ends_data`)."""
+        self.below_ends_data, self.data_reaches, self.confirm_below = bound_read, known, True
 
     def keep_secret(self, token: str | None) -> None:
         """Keep the bearer token out of stored positions too, should the API echo it in a next URL."""
@@ -253,9 +268,10 @@ class Paginator(ABC):
             f"lowest ids), the API left that record out: {self._exclusive_hint()}"
         )
 
-    def confirm_bound(self, first_id: int, probe: Callable[[Any], Page]) -> None:
+    def confirm_bound(self, first_id: int, probe: Callable[[Any], Page]) -> bool | None:
         """Checks that the API reads the position it is asked for (styles sliced by id whose answers cannot
-        say so themselves); raises :class:`ConfigError` naming the setting. Most styles have nothing to check."""
+        say so themselves): True when it does, False when its answers could not tell, None when the style
+        has nothing to check; raises :class:`ConfigError` naming the setting when it does not."""
         return None
 
     def _exclusive_hint(self) -> str:
@@ -434,28 +450,32 @@ class KeysetPaginator(Paginator):
             values[api.upper_param] = upper
         return self._params(**values)
 
-    def confirm_first_id(self, first_id: int, probe: Callable[[Any], Page]) -> None:
-        super().confirm_first_id(first_id, probe)
-        self.confirm_bound(first_id, probe)
-
-    def confirm_bound(self, first_id: int, probe: Callable[[Any], Page]) -> None:
-        """An API that does not read ``api.id_param`` answers every bound with its first page, which would
-        read as an API that answers a bound past its data with its last page (see :meth:`read`): the first
-        page's highest id is asked for as a bound, and the answer must not hold the page's lowest id again.
-        A first page that is not full holds all the data, and one of ids too close together tells nothing."""
+    def confirm_bound(self, first_id: int, probe: Callable[[Any], Page]) -> bool | None:
+        """An API that does not read ``api.id_param`` answers every bound with its first page, which reads
+        like an API that answers a bound past its data with its last page (see :meth:`read`). The first
+        page's highest id + 1 is asked for: an answer with higher ids, or none, shows that the API reads its
+        bound (True: a page below the bound then ends the data). The first page again, when that page is
+        full, shows that it does not (refused). A page that is not full, again, could be either (one page of
+        data, or an API that caps its pages below api.page_size): False, and a page below its bound stays a
+        fault during the crawl. None: no id to ask past."""
         page = probe(first_id)
         ids = record_ids(page.records, self.id_field)
-        if len(page.records) < self.api.page_size or not ids or max(ids) < min(ids) + 2:
-            return
-        low, top = min(ids), max(ids)
-        again = record_ids(probe(top).records, self.id_field)
-        if again and min(again) <= low:
+        if not ids:
+            return None
+        top = max(ids)
+        if top >= INT64_MAX:
+            return True  # nothing can lie above it
+        again = probe(top + 1)
+        if not again.below:
+            return True
+        if len(page.records) >= self.api.page_size:
             raise ConfigError(
-                f"asked for {self.describe(top)}, the API answered with ids from {min(again):,}, as it answered "
-                f"{self.describe(first_id)}: it does not read api.id_param ('{self.api.id_param}') as the "
+                f"asked for {self.describe(top + 1)}, past the first page's ids ({min(ids):,} to {top:,}), the API "
+                f"answered with that page again: it does not read api.id_param ('{self.api.id_param}') as the "
                 "lowest id wanted; check api.id_param, or page by position (api.paginator: offset, "
                 "page_number, cursor, next_url or link_header)"
             )
+        return False
 
     def read(self, position: Any, document: Any, response: httpx.Response) -> Page:
         records = self.records(document)
@@ -465,11 +485,12 @@ class KeysetPaginator(Paginator):
         if not ids and len(records) < self.api.page_size:
             return Page(position, records, None)  # a last page of records without an id (each rejected)
         if ids and max(ids) < position:
-            # Every id below the bound: an API that answers a bound past its data with its last page (one
-            # that ignores api.id_param is refused before the crawl, see confirm_bound). Nothing follows,
-            # and the page is no answer for ids at or above the bound: its records, taken where they were
-            # asked for (or lying below the slice), are not counted again as duplicates.
-            return Page(position, [], None)
+            self._past_data(position, max(ids))
+            # Every id below the bound: the API's answer past its data (its last page again; one that does
+            # not read api.id_param is refused before the crawl, see confirm_bound). Nothing follows, and
+            # the page is no answer for ids at or above the bound: its records, taken where they were asked
+            # for (or lying below the slice), are not counted again as duplicates.
+            return Page(position, [], None, below=True)
         if not ids:
             raise ConfigError(
                 f"keyset pagination derives the next page from the records' '{self.id_field}' (fields.id), "
@@ -493,6 +514,24 @@ class KeysetPaginator(Paginator):
         if api.id_param_inclusive or position <= INT64_MIN:
             return f"{api.id_param}={position}"
         return f"{api.id_param}={position - 1}"
+
+    def _past_data(self, position: int, top: int) -> None:
+        """Raises unless an answer whose ids all lie below ``position`` (the highest ``top``) is the API's
+        answer past its data, its last page again: the API was seen to read its bound, and (in a crawl) the
+        page reaches the highest id discovery saw while the bound lies above it. A stale or wrong page (one
+        from lower down, or asked for where records are known to exist) is a fault, retried."""
+        where = f"the page at {self.describe(position)} holds only ids below it (up to {top:,})"
+        if not self.below_ends_data:
+            raise TransientApiError(
+                f"{where}: the API may not read api.id_param ('{self.api.id_param}'), or it answers past its data "
+                "with its last page; the crawl would not move forward"
+            )
+        if not self.confirm_below:
+            return  # discovery, asking past the data on purpose
+        reaches = self.data_reaches
+        if reaches is None or position <= reaches or top < reaches:
+            known = "no id is known" if reaches is None else f"id {reaches:,} exists"
+            raise TransientApiError(f"{where}, and {known}: a stale or wrong page, not the API's last one")
 
     def _exclusive_hint(self) -> str:
         api = self.api

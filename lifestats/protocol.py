@@ -39,6 +39,9 @@ class Task:
     lowest: bool = False
     # Crawls by id: the highest id discovery saw on the API's pages (records exist up to it), if any.
     known: int | None = None
+    # Crawls by id: whether the API was seen to read its bound (lifestats.plan.Bounds.bound_read): a page
+    # whose every id lies below the bound asked for then ends the data; otherwise it is a fault.
+    bound_read: bool = False
 
 
 @dataclass(frozen=True)

@@ -364,7 +364,17 @@ class _Job:
                     start = starts.get(piece.index, piece.begin)
                     horizon, lowest, known = self._horizon(piece), self._lowest(piece), self._known()
                     executor.submit(
-                        Task(piece, 1, start, piece.begin - 1, 0, horizon=horizon, lowest=lowest, known=known)
+                        Task(
+                            piece,
+                            1,
+                            start,
+                            piece.begin - 1,
+                            0,
+                            horizon=horizon,
+                            lowest=lowest,
+                            known=known,
+                            bound_read=self._bound_read(),
+                        )
                     )
                 meta = {"bounds": dataclasses.asdict(self.bounds), "planned_slices": len(slices)}
                 self.checkpoint.save_plan(slices, meta, attempt=1, starts=starts)
@@ -669,8 +679,21 @@ class _Job:
         horizon = self._horizon(state.slice)
         lowest, known = self._lowest(state.slice), self._known()
         return Task(
-            state.slice, state.attempt, state.position, state.high_water, state.seq, taken, horizon, lowest, known
+            state.slice,
+            state.attempt,
+            state.position,
+            state.high_water,
+            state.seq,
+            taken,
+            horizon,
+            lowest,
+            known,
+            self._bound_read(),
         )
+
+    def _bound_read(self) -> bool:
+        """Whether discovery saw the API read its bound (see :attr:`Task.bound_read`)."""
+        return self.bounds is not None and self.bounds.bound_read is True
 
     def _known(self) -> int | None:
         """The highest id discovery saw (see :attr:`Task.known`)."""
