@@ -81,7 +81,8 @@ class Page:
     next: Any  # the next position; None when the API has no next page
     total: int | None = None  # rows (offset) or pages (page_number) the API says it holds
     past_total: bool = False  # the API served rows past its own total: the total cannot end the crawl
-    below: bool = False  # every id of the answer lay below the bound asked for (keyset; its records dropped)
+    # Keyset: the ids of an answer whose every id lay below the bound asked for (its records dropped).
+    below: tuple[int, ...] = ()
 
     @property
     def offset(self) -> Any:
@@ -465,9 +466,15 @@ class KeysetPaginator(Paginator):
         top = max(ids)
         if top >= INT64_MAX:
             return True  # nothing can lie above it
-        again = probe(top + 1)
-        if not again.below:
-            return True
+        first = tuple(sorted(ids))
+        for _ in range(3):  # a stale or wrong answer may come once; the API's own answer comes every time
+            again = probe(top + 1)
+            if not again.below:
+                return True
+            if again.below == first:
+                break
+        else:
+            return False  # below the bound, but never the first page again: no telling
         if len(page.records) >= self.api.page_size:
             raise ConfigError(
                 f"asked for {self.describe(top + 1)}, past the first page's ids ({min(ids):,} to {top:,}), the API "
@@ -490,7 +497,7 @@ class KeysetPaginator(Paginator):
             # not read api.id_param is refused before the crawl, see confirm_bound). Nothing follows, and
             # the page is no answer for ids at or above the bound: its records, taken where they were asked
             # for (or lying below the slice), are not counted again as duplicates.
-            return Page(position, [], None, below=True)
+            return Page(position, [], None, below=tuple(sorted(ids)))
         if not ids:
             raise ConfigError(
                 f"keyset pagination derives the next page from the records' '{self.id_field}' (fields.id), "
