@@ -180,26 +180,33 @@ class _Deadline:
             self._watchdog.release(self._token)
 
 
+_GZIP_MAGIC: Final = b"\x1f\x8b"
+
+
 def _gunzip(raw: Iterator[bytes], cap: int) -> Iterator[bytes]:
     """A gzip body decoded, every member of it (RFC 1952: a file is one or more members, each decoded in
-    turn; zero bytes of padding after the last are ignored), in pieces of at most ``cap + 1`` bytes so that
-    the size cap holds however much a piece expands."""
+    turn), in pieces of at most ``cap + 1`` bytes so that the size cap holds however much a piece expands.
+    Zero bytes between members are skipped, and whatever follows a member that is no gzip member is
+    ignored (as httpx's decoder, and gzip readers, do)."""
     decompressor = zlib.decompressobj(zlib.MAX_WBITS | 16)
+    ignoring = False
     for data in raw:
-        while data:
+        while data and not ignoring:
             try:
                 piece = decompressor.decompress(data, cap + 1)
             except zlib.error as exc:
                 raise httpx.DecodingError(str(exc)) from None
             if piece:
                 yield piece
-            if decompressor.eof:
-                data = decompressor.unused_data
-                if not data.strip(b"\0"):
-                    break  # padding after the last member
-                decompressor = zlib.decompressobj(zlib.MAX_WBITS | 16)
-            else:
+            if not decompressor.eof:
                 data = decompressor.unconsumed_tail
+                continue
+            data = decompressor.unused_data.lstrip(b"\0")
+            if data:
+                if not _GZIP_MAGIC.startswith(data[:2]):
+                    ignoring = True  # stray bytes after the last member
+                    break
+                decompressor = zlib.decompressobj(zlib.MAX_WBITS | 16)
     rest = decompressor.flush()
     if rest:
         yield rest
@@ -435,10 +442,11 @@ class ApiClient:
             raise _TooLarge(f"of {int(declared):,} bytes")
         chunks: list[bytes] = []
         size = 0
-        encoding = response.headers.get("content-encoding", "").strip().lower()
+        codings = [c.strip().lower() for c in response.headers.get("content-encoding", "").split(",")]
+        codings = [c for c in codings if c and c != "identity"]
         # gzip (and its old name x-gzip) read here: httpx's decoder stops after a body's first gzip member
         # (a server may send several, one per flush of its compressor) and does not know x-gzip.
-        own = encoding in ("gzip", "x-gzip") and not response.is_stream_consumed  # (a test double reads it first)
+        own = codings in (["gzip"], ["x-gzip"]) and not response.is_stream_consumed  # (a test double reads it first)
         body = _gunzip(response.iter_raw(), cap) if own else response.iter_bytes()
         for chunk in body:
             size += len(chunk)
