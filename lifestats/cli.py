@@ -31,11 +31,11 @@ from ._signals import SIGNALS
 from .config import TOKEN_VARIABLE, Settings, choose_env, load_settings
 from .errors import ConfigError, LifestatsError
 from .merge import REJECTS_FILE
-from .outputs import STDOUT, check_dir, check_file, report_json, write_atomic
+from .outputs import SMALLEST_CSV, SMALLEST_JSON, STDOUT, check_dir, check_file, check_room, report_json, write_atomic
 from .report_check import parse_json, report_problem
 from .report_csv import FILES as CSV_FILES
 from .report_csv import write_csv
-from .report_html import render_html
+from .report_html import render_html, smallest_html
 from .run import EXIT_INTERRUPTED, ExecutorFactory, Outcome, Snapshot, local_executor, run_job
 from .terminal import DEFAULT_ROWS, render, visible
 
@@ -239,6 +239,16 @@ class Targets:
             check_file(self.html, html_flag)
         if self.csv is not None:
             check_dir(self.csv, csv_flag)
+        needs = [
+            (flag, path, least)
+            for flag, path, least in (
+                (json_flag, self.json, SMALLEST_JSON),
+                (html_flag, self.html, smallest_html()),
+                (csv_flag, self.csv, SMALLEST_CSV),
+            )
+            if path is not None and path != STDOUT
+        ]
+        check_room(needs)
 
     def write(self, report: dict[str, Any]) -> None:
         """JSON first (the record of the run), then the renderings of it; a failed write is one clear line."""

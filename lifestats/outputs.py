@@ -114,7 +114,6 @@ def _probe(directory: Path, flag: str, shown: str, name: str | None = None) -> N
         descriptor = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         os.close(descriptor)
         probe.unlink()
-        free = free_bytes(directory)
     except FileExistsError:
         raise ConfigError(f"{flag} {shown}: {directory} exists and is not a directory") from None
     except NotADirectoryError:
@@ -123,16 +122,39 @@ def _probe(directory: Path, flag: str, shown: str, name: str | None = None) -> N
         raise ConfigError(f"{flag} {shown}: no permission to write in {directory}") from None
     except OSError as exc:
         raise ConfigError(f"{flag} {shown}: cannot write in {directory}: {exc.strerror or exc}") from None
-    if free is not None and free < MIN_FREE_BYTES:
-        # An empty file fits on a full disk; the report does not, and would fail only after the crawl.
-        raise ConfigError(
-            f"{flag} {shown}: the disk holding {directory} has {free:,} bytes free, too few for a report "
-            "(the crawl would run, then fail to write it): free some space or write the report elsewhere"
-        )
 
 
-# Room a report needs at least: its HTML alone holds the chart library (about 50 KB).
-MIN_FREE_BYTES: Final = 256 * 1024
+# The fewest bytes a JSON report, or the CSV files of one, take (a run that counted nothing); an HTML
+# report takes at least the chart library and styles it embeds (report_html.smallest_html).
+SMALLEST_JSON: Final = 1024
+SMALLEST_CSV: Final = 1024
+
+
+def check_room(needs: list[tuple[str, str, int]]) -> None:
+    """Refuse (exit 2) report paths on a disk with less room than the smallest reports it would hold
+    (``needs``: each report's flag, path and fewest bytes; those on one disk are summed). An empty probe
+    file fits on a full disk, so without this the crawl would run and the report fail at its end. A disk
+    with room for the smallest but not for these reports still fails at the end, keeping the work: the
+    same command then writes them without crawling."""
+    disks: dict[int, tuple[Path, int, list[str]]] = {}
+    for flag, path, least in needs:
+        target = Path(path).absolute()
+        if _special(target):
+            continue  # a pipe or a device: no disk to fill
+        directory = target if target.is_dir() else target.parent
+        try:
+            device = os.stat(directory).st_dev
+        except OSError:
+            continue
+        _, total, flags = disks.get(device, (directory, 0, []))
+        disks[device] = (directory, total + least, [*flags, flag])
+    for directory, least, flags in disks.values():
+        free = free_bytes(directory)
+        if free is not None and free < least:
+            raise ConfigError(
+                f"{' and '.join(flags)}: the disk holding {directory} has {free:,} bytes free, less than the "
+                f"smallest report it would hold ({least:,} bytes): free some space or write the report elsewhere"
+            )
 
 
 def free_bytes(directory: Path) -> int | None:

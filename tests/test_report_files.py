@@ -241,29 +241,39 @@ def test_two_reports_on_one_path_or_one_in_the_state_dir_are_refused(tmp_path: P
     )
 
 
-def test_a_report_path_on_a_full_disk_is_refused_before_the_crawl(
+def test_a_report_path_on_a_disk_without_room_for_the_smallest_report_is_refused_before_the_crawl(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """An empty file fits on a full disk, so the check's probe passed there and the report failed only after
-    the whole crawl. A file system that says it has no room is refused with what it has; one that gives no
-    sizes (some FUSE and network ones say 0 blocks) is not judged by them."""
+    the whole crawl. A disk with less room than the smallest reports it would hold (an HTML report embeds
+    its chart library: tens of KB) is refused naming them; one with room for those is not judged further
+    (a larger report that does not fit fails at the end, the work kept), nor one that gives no sizes
+    (some FUSE and network file systems say 0 blocks)."""
     import os
 
-    from lifestats import outputs
+    from lifestats import cli, outputs
+    from lifestats.report_html import smallest_html
 
     real = os.statvfs(tmp_path)
 
-    def statvfs(blocks: int, free: int) -> Any:
+    def disk(blocks: int, free: int) -> None:
         fields = {name: getattr(real, name) for name in dir(real) if name.startswith("f_")}
-        fields.update(f_blocks=blocks, f_bfree=free, f_bavail=free, f_frsize=4096)
-        return lambda path: type("Stats", (), fields)()
+        fields.update(f_blocks=blocks, f_bfree=free, f_bavail=free, f_frsize=1)
+        monkeypatch.setattr(outputs.os, "statvfs", lambda path: type("Stats", (), fields)())
 
-    monkeypatch.setattr(outputs.os, "statvfs", statvfs(blocks=250_000, free=3))
-    with pytest.raises(ConfigError, match=r"--report-json .*r\.json: the disk holding .* has 12,288 bytes free"):
-        check_file(str(tmp_path / "r.json"), "--report-json")
-    with pytest.raises(ConfigError, match=r"--report-csv .*csv: the disk holding .* has 12,288 bytes free"):
-        check_dir(str(tmp_path / "csv"), "--report-csv")
-    monkeypatch.setattr(outputs.os, "statvfs", statvfs(blocks=0, free=0))
-    check_file(str(tmp_path / "r.json"), "--report-json")
-    monkeypatch.setattr(outputs.os, "statvfs", statvfs(blocks=250_000, free=1_000))
-    check_file(str(tmp_path / "r.json"), "--report-json")
+    def check(**paths: str) -> None:
+        cli.Targets(**paths).check(json_flag="--report-json", html_flag="--report-html", csv_flag="--report-csv")
+
+    html = smallest_html()
+    json_, page, folder = str(tmp_path / "r.json"), str(tmp_path / "r.html"), str(tmp_path / "csv")
+    disk(blocks=10**9, free=html - 1)
+    with pytest.raises(ConfigError, match=rf"^--report-html: the disk holding .* has {html - 1:,} bytes free, less"):
+        check(html=page)
+    check(json=json_)  # a JSON report fits there
+    disk(blocks=10**9, free=html + 1024)
+    check(html=page)
+    with pytest.raises(ConfigError, match=r"^--report-json and --report-html and --report-csv: the disk holding"):
+        check(json=json_, html=page, csv=folder)  # together they would not fit
+    disk(blocks=0, free=0)
+    check(json=json_, html=page, csv=folder)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["csv"]  # the checks leave only the CSV folder made
