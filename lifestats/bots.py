@@ -29,9 +29,8 @@ class IpRule:
             if packed is not None:
                 self._addresses.add(packed)
                 continue
-            try:
-                network = ipaddress.ip_network(entry.strip(), strict=False)
-            except ValueError:
+            network = _network(entry)
+            if network is None:
                 continue  # not an address: matched as written only
             self._networks.append((network.max_prefixlen // 8, int(network.network_address), network.prefixlen))
         self._verdicts: dict[str, bool] = {}
@@ -79,11 +78,22 @@ def canonical_ips(entries: Sequence[str]) -> list[str]:
         if packed is not None:
             canonical.add(str(ipaddress.ip_address(packed)))
             continue
-        try:
-            canonical.add(str(ipaddress.ip_network(entry.strip(), strict=False)))
-        except ValueError:
-            canonical.add(entry)
+        network = _network(entry)
+        canonical.add(entry if network is None else str(network))
     return sorted(canonical)
+
+
+def _network(entry: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network | None:
+    """A network entry (``192.0.2.0/24``), None for none; IPv4 networks written as IPv6
+    (``::ffff:10.0.0.0/104``) as the IPv4 ones, since addresses written so are read as IPv4."""
+    try:
+        network = ipaddress.ip_network(entry.strip(), strict=False)
+    except ValueError:
+        return None
+    mapped = network.network_address.ipv4_mapped if isinstance(network, ipaddress.IPv6Network) else None
+    if mapped is not None and network.prefixlen >= 96:
+        return ipaddress.IPv4Network(f"{mapped}/{network.prefixlen - 96}", strict=False)
+    return network
 
 
 _MAPPED: Final = bytes(10) + b"\xff\xff"  # an IPv4 address written as IPv6 (::ffff:a.b.c.d)

@@ -14,6 +14,7 @@ from mocks.source import ListSource
 from .conftest import job_settings, run
 
 RULE = ["203.0.113.7", "2001:db8::1", " 198.51.100.23 ", "192.0.2.0/24", "2001:db8:ff::/48", "hashed-9f2c"]
+RULE += ["::ffff:10.0.0.0/104"]  # an IPv4 network written as IPv6 (10.0.0.0/8)
 
 
 @pytest.mark.parametrize(
@@ -41,6 +42,9 @@ RULE = ["203.0.113.7", "2001:db8::1", " 198.51.100.23 ", "192.0.2.0/24", "2001:d
         ("203.0.113.7\x00", False),  # a NUL, which inet_pton refuses with ValueError
         ("\ud83d", False),  # a lone surrogate (half an emoji)
         ("203.0.113.7%eth0", False),
+        ("10.20.30.40", True),  # inside ::ffff:10.0.0.0/104 (it matched no address at all)
+        ("::ffff:10.20.30.40", True),
+        ("11.0.0.1", False),
     ],
 )
 def test_an_ip_matches_as_an_address(ip: str, bot: bool) -> None:
