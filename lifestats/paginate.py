@@ -200,10 +200,10 @@ class Paginator(ABC):
     # An empty page may name a next position inside the data (an API that pages by id windows answers a
     # window without records so): the crawl may cross it (see DataEnd._gap).
     empty_page_moves_on: ClassVar[bool] = False
-    # Whether an answer whose every id lies below the bound asked for may end the data (the API's answer
-    # past its data), or is a fault (the API may not read its bound): see KeysetPaginator.confirm_bound.
-    # Discovery, which asks past the data on purpose, takes it as the end; a crawl sets it with
-    # :meth:`for_crawl`.
+    # Whether an answer whose every id lies below the bound asked for may end the data (the API answers a
+    # bound past its data with its last page), or is a fault (a stale or wrong page): see
+    # KeysetPaginator.confirm_bound. Discovery, which asks past the data on purpose, takes it as the end; a
+    # crawl sets it with :meth:`for_crawl`.
     below_ends_data: bool = True
     # A crawl: records exist up to this id (the highest discovery saw), so an answer below a bound at or
     # below it is a fault (a stale or wrong page), not the end of the data.
@@ -217,9 +217,9 @@ class Paginator(ABC):
         self.base = httpx.URL(api.url)  # its own query parameters are kept
         self.credentials = Credentials(api.url)  # what a stored next URL must not hold (see keep_secret)
 
-    def for_crawl(self, *, bound_read: bool, known: int | None) -> None:
+    def for_crawl(self, *, clamps: bool, known: int | None) -> None:
         """Set up for the crawl of one task (see :attr:`below_ends_data`)."""
-        self.below_ends_data, self.data_reaches, self.confirm_below = bound_read, known, True
+        self.below_ends_data, self.data_reaches, self.confirm_below = clamps, known, True
 
     def keep_secret(self, token: str | None) -> None:
         """Keep the bearer token out of stored positions too, should the API echo it in a next URL."""
@@ -269,11 +269,12 @@ class Paginator(ABC):
             f"lowest ids), the API left that record out: {self._exclusive_hint()}"
         )
 
-    def confirm_bound(self, first_id: int, probe: Callable[[Any], Page]) -> bool | None:
+    def confirm_bound(self, first_id: int, probe: Callable[[Any], Page]) -> tuple[bool | None, int | None]:
         """Checks that the API reads the position it is asked for (styles sliced by id whose answers cannot
-        say so themselves): True when it does, False when its answers could not tell, None when the style
-        has nothing to check; raises :class:`ConfigError` naming the setting when it does not."""
-        return None
+        say so themselves), raising :class:`ConfigError` naming the setting when it does not; and whether it
+        answers a position past its data with its last page (None: the style has nothing to check), with
+        the highest id the check saw."""
+        return None, None
 
     def _exclusive_hint(self) -> str:
         return "check the api settings"
@@ -451,38 +452,47 @@ class KeysetPaginator(Paginator):
             values[api.upper_param] = upper
         return self._params(**values)
 
-    def confirm_bound(self, first_id: int, probe: Callable[[Any], Page]) -> bool | None:
-        """An API that does not read ``api.id_param`` answers every bound with its first page, which reads
-        like an API that answers a bound past its data with its last page (see :meth:`read`). The first
-        page's highest id + 1 is asked for: an answer with higher ids, or none, shows that the API reads its
-        bound (True: a page below the bound then ends the data). The first page again, when that page is
-        full, shows that it does not (refused). A page that is not full, again, could be either (one page of
-        data, or an API that caps its pages below api.page_size): False, and a page below its bound stays a
-        fault during the crawl. None: no id to ask past."""
+    def confirm_bound(self, first_id: int, probe: Callable[[Any], Page]) -> tuple[bool | None, int | None]:
+        """Whether the API answers a bound past its data with its last page, and the first page's highest id.
+
+        The first page's highest id + 1 is asked for (up to three times, should a stale answer come). Higher
+        ids, or none, show that the API reads its bound; then the highest id there can be is asked for: an
+        answer below it shows that the API answers past its data with its last page (True: in a crawl such
+        a page ends the data), none that it answers with nothing (False: such a page is a stale one, a
+        fault). The first page again, past itself, is either one page of data answered so, or an API that
+        does not read ``api.id_param`` at all: asked for its lowest id + 1, the first reads the bound and
+        leaves that id out (True), the second sends the same page, and is refused (:class:`ConfigError`).
+        None: the first page has no id to ask past."""
         page = probe(first_id)
         ids = record_ids(page.records, self.id_field)
         if not ids:
-            return None
-        top = max(ids)
+            return None, None
+        low, top = min(ids), max(ids)
         if top >= INT64_MAX:
-            return True  # nothing can lie above it
+            return False, top  # nothing can lie above it
         first = tuple(sorted(ids))
         for _ in range(3):  # a stale or wrong answer may come once; the API's own answer comes every time
             again = probe(top + 1)
-            if not again.below:
-                return True
-            if again.below == first:
+            if not again.below or again.below == first:
                 break
-        else:
-            return False  # below the bound, but never the first page again: no telling
-        if len(page.records) >= self.api.page_size:
-            raise ConfigError(
-                f"asked for {self.describe(top + 1)}, past the first page's ids ({min(ids):,} to {top:,}), the API "
-                f"answered with that page again: it does not read api.id_param ('{self.api.id_param}') as the "
-                "lowest id wanted; check api.id_param, or page by position (api.paginator: offset, "
-                "page_number, cursor, next_url or link_header)"
-            )
-        return False
+        if not again.below:
+            return bool(probe(INT64_MAX).below), top
+        if again.below != first:
+            return False, top  # below its bound every time, yet not the first page: no telling
+        if top > low:
+            inside = probe(low + 1)
+            if inside.records or inside.below:
+                answered = [*record_ids(inside.records, self.id_field), *inside.below]
+                if low not in answered:
+                    return True, top  # one page of data, answered past it with itself
+        elif len(page.records) < self.api.page_size:
+            return False, top  # one record: no id inside the page to ask for
+        raise ConfigError(
+            f"asked for {self.describe(top + 1)}, past the first page's ids ({low:,} to {top:,}), the API answered "
+            f"with that page again, and with the same page when asked for {self.describe(low + 1)}: it does not "
+            f"read api.id_param ('{self.api.id_param}') as the lowest id wanted; check api.id_param, or page by "
+            "position (api.paginator: offset, page_number, cursor, next_url or link_header)"
+        )
 
     def read(self, position: Any, document: Any, response: httpx.Response) -> Page:
         records = self.records(document)
@@ -530,8 +540,8 @@ class KeysetPaginator(Paginator):
         where = f"the page at {self.describe(position)} holds only ids below it (up to {top:,})"
         if not self.below_ends_data:
             raise TransientApiError(
-                f"{where}: the API may not read api.id_param ('{self.api.id_param}'), or it answers past its data "
-                "with its last page; the crawl would not move forward"
+                f"{where}, from an API that answers past its data with nothing (or whose answers could not tell): "
+                "a stale or wrong page; the crawl would not move forward"
             )
         if not self.confirm_below:
             return  # discovery, asking past the data on purpose

@@ -49,9 +49,9 @@ class Bounds:
     # first_id: the lowest slice starts its crawl there, so that records without a usable id served
     # before the first id are counted (rejected) too.
     floor: int | None = None
-    # Styles that check it (keyset): whether the API was seen to read its bound (an answer past the first
-    # page held higher ids, or nothing), so that a page below its bound ends the data; None: not checked.
-    bound_read: bool | None = None
+    # Styles that check it (keyset): whether the API answers a bound past its data with its last page, so
+    # that such a page ends the data in a crawl (else it is a stale page, a fault); None: not checked.
+    clamps: bool | None = None
 
 
 def split(first_id: int, end: int, count: int, align: int = 1) -> list[tuple[int, int]]:
@@ -116,18 +116,9 @@ def find_bounds(
         if checking is None:
             for lowest in found:
                 paginator.confirm_first_id(lowest, probe)
-        bound_read = paginator.confirm_bound(bounds.first_id, probe)
-        if bound_read is False and last_id is None:
-            # The end was sought with answers that may not read their bound: it cannot be trusted.
-            raise ApiError(
-                f"the API answered a bound past its first page with that page again, and the page is not full "
-                f"(api.page_size {paginator.api.page_size}): either it does not read api.id_param "
-                f"('{paginator.api.id_param}') and caps its pages below api.page_size, or its data is that one "
-                "page and it answers past it with it; check api.id_param (or lower api.page_size to the API's "
-                "cap), or give api.last_id for one page of data",
-                resumable=False,
-            )
-        return replace(bounds, probes=bounds.probes + len(found), bound_read=bound_read)
+        clamps, seen = paginator.confirm_bound(bounds.first_id, probe)
+        known_ids = bounds.known_ids if seen is None else tuple(sorted({*bounds.known_ids, seen}))
+        return replace(bounds, probes=bounds.probes + len(found), clamps=clamps, known_ids=known_ids)
     start = paginator.first()
     if paginator.slicing == "sequential":
         return Bounds(start, None, start + 1, 0)

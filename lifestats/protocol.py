@@ -39,9 +39,10 @@ class Task:
     lowest: bool = False
     # Crawls by id: the highest id discovery saw on the API's pages (records exist up to it), if any.
     known: int | None = None
-    # Crawls by id: whether the API was seen to read its bound (lifestats.plan.Bounds.bound_read): a page
-    # whose every id lies below the bound asked for then ends the data; otherwise it is a fault.
-    bound_read: bool = False
+    # Crawls by id: whether the API answers a bound past its data with its last page (lifestats.plan.
+    # Bounds.clamps): a page whose every id lies below the bound asked for may then end the data; otherwise
+    # it is a stale page, a fault.
+    clamps: bool = False
 
 
 @dataclass(frozen=True)

@@ -41,6 +41,7 @@ from .usage import CpuMeter, peak_rss_bytes
 
 MAX_LOSSES_PER_SLICE = 3
 EXIT_INTERRUPTED = 130
+_BOUNDS_FIELDS: Final = frozenset(field.name for field in dataclasses.fields(Bounds))
 EXIT_DATA_SUSPECT = 4
 # A straggler is asked to split only when its estimated remaining pages (from its committed position,
 # which lags the worker by up to a flush) are at least this many; the worker then halves what it really
@@ -306,7 +307,7 @@ class _Job:
         """The id range of the plan the checkpoint holds."""
         stored = dict(self.checkpoint.get("bounds"))
         stored["known_ids"] = tuple(stored.get("known_ids", ()))  # a list in JSON; absent from older plans
-        return Bounds(**stored)
+        return Bounds(**{key: value for key, value in stored.items() if key in _BOUNDS_FIELDS})
 
     def _discover(self) -> tuple[Bounds, list[Slice]]:
         """Find the id range (probing the API for what the config leaves out) and cut it into slices."""
@@ -373,7 +374,7 @@ class _Job:
                             horizon=horizon,
                             lowest=lowest,
                             known=known,
-                            bound_read=self._bound_read(),
+                            clamps=self._clamps(),
                         )
                     )
                 meta = {"bounds": dataclasses.asdict(self.bounds), "planned_slices": len(slices)}
@@ -688,12 +689,12 @@ class _Job:
             horizon,
             lowest,
             known,
-            self._bound_read(),
+            self._clamps(),
         )
 
-    def _bound_read(self) -> bool:
-        """Whether discovery saw the API read its bound (see :attr:`Task.bound_read`)."""
-        return self.bounds is not None and self.bounds.bound_read is True
+    def _clamps(self) -> bool:
+        """Whether discovery saw the API answer past its data with its last page (see :attr:`Task.clamps`)."""
+        return self.bounds is not None and self.bounds.clamps is True
 
     def _known(self) -> int | None:
         """The highest id discovery saw (see :attr:`Task.known`)."""

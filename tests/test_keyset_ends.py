@@ -5,7 +5,7 @@ the records they hold."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -85,11 +85,63 @@ def test_an_api_that_does_not_read_the_id_param_is_refused_naming_it(state_dir: 
     assert outcome.report["records"]["counted"] == 0
 
 
-def test_an_api_that_does_not_read_the_id_param_and_caps_its_pages_is_never_counted_as_done(state_dir: Path) -> None:
+def test_an_api_that_does_not_read_the_id_param_and_caps_its_pages_is_refused_too(state_dir: Path) -> None:
     """Its first page is not full (it holds 5 where api.page_size asks for 10), so it could be all the data
-    on an API that answers past it with that page again: the crawl does not end there quietly (with 5 of
-    100 counted and exit 0), it stops as a fault naming api.id_param."""
+    on an API that answers past it with that page again; asked for its lowest id + 1, it sends the same page
+    (one that reads its bound leaves that id out): refused, where it could have ended with 5 of 100 counted."""
     capped = type("Capped", (_Unread,), {"cap": 5})
     outcome = _crawl(capped, state_dir, 4)
-    assert outcome.exit_code == 3, outcome.message
+    assert outcome.exit_code == 2, outcome.message
     assert "api.id_param ('since_id')" in (outcome.message or "")
+
+
+class _OnePage(JsonHandler):
+    """All its data on one page (``size`` ids from 0), a bound past them answered with that page again."""
+
+    size = 10
+
+    def do_GET(self) -> None:
+        since = int(parse_qs(urlsplit(self.path).query).get("since_id", [-(2**63)])[0])
+        rows = [i for i in range(self.size) if i >= since] or list(range(self.size))
+        self.send_json(200, {"response": [{"id": i, "item": i % 3} for i in rows]})
+
+
+@pytest.mark.parametrize("size", [10, 6])
+@pytest.mark.parametrize("api", [{}, {"last_id": 100}])
+def test_one_page_of_data_answered_past_itself_with_itself_is_counted(
+    state_dir: Path, size: int, api: dict[str, int]
+) -> None:
+    """Indistinguishable from an API that does not read its bound when asked past the page, it reads it
+    when asked inside the page (its lowest id left out): counted, where it was refused (exit 2 full, exit
+    3 otherwise, also with the api.last_id the message advised)."""
+    outcome = _crawl(type("One", (_OnePage,), {"size": size}), state_dir, 4, **api)
+    assert outcome.exit_code == 0, outcome.message
+    assert outcome.report["records"]["counted"] == size and outcome.report["records"]["duplicates"] == 0
+
+
+class _StaleOnce(JsonHandler):
+    """Answers past its data with nothing; once the crawl has begun, the first bound at or above 990 is
+    answered with the page before it (a stale page: a cache or a lagging replica)."""
+
+    asked: ClassVar[list[int]] = []
+    served_stale = False
+
+    def do_GET(self) -> None:
+        since = int(parse_qs(urlsplit(self.path).query).get("since_id", [-(2**63)])[0])
+        cls = type(self)
+        cls.asked.append(since)
+        rows = [i for i in range(1000) if i >= since][:10]
+        if since >= 990 and len(cls.asked) > 40 and not cls.served_stale:
+            cls.served_stale, rows = True, list(range(since - 10, since))
+        self.send_json(200, {"response": [{"id": i, "item": i % 7} for i in rows]})
+
+
+def test_a_stale_page_past_every_id_discovery_saw_is_retried_not_taken_for_the_end(state_dir: Path) -> None:
+    """A page below its bound from an API that answers past its data with nothing is a stale one: retried.
+    It ended the data when the bound lay above the highest id discovery saw (998 of 1000, exit 0)."""
+    handler = type("Stale", (_StaleOnce,), {"asked": [], "served_stale": False})
+    outcome = _crawl(handler, state_dir, 1)
+    assert outcome.exit_code == 0, outcome.message
+    assert handler.served_stale
+    records = outcome.report["records"]
+    assert records["counted"] == 1000 and records["duplicates"] == 0
