@@ -68,10 +68,14 @@ class IpRule:
         return False
 
 
-def canonical_ips(entries: Sequence[str]) -> list[str]:
+def canonical_ips(entries: Sequence[str], *, stored: bool = False) -> list[str]:
     """``bots.ips`` as the rule reads them: each address in one spelling (``2001:DB8::1`` as ``2001:db8::1``,
     ``::ffff:203.0.113.7`` as ``203.0.113.7``), each network by its first address, other entries as written;
-    sorted, without repeats. Two lists with equal canonical forms mark the same records as bots."""
+    sorted, without repeats. Two lists with equal canonical forms mark the same records as bots.
+
+    ``stored``: a list from a checkpoint. An IPv4 network written as IPv6 (``::ffff:10.0.0.0/104``) is
+    left as written there: this version stores it as the IPv4 one, so one written so comes from a version
+    in which it matched no address, and must not compare equal to what it means now."""
     canonical: set[str] = set()
     for entry in entries:
         packed = _packed(entry)
@@ -79,6 +83,9 @@ def canonical_ips(entries: Sequence[str]) -> list[str]:
             canonical.add(str(ipaddress.ip_address(packed)))
             continue
         network = _network(entry)
+        if network is not None and stored and network.version == 4 and ":" in entry:
+            canonical.add(entry)
+            continue
         canonical.add(entry if network is None else str(network))
     return sorted(canonical)
 

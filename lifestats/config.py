@@ -525,12 +525,12 @@ def fingerprint(settings: Settings) -> dict[str, Any]:
     }
 
 
-def _bots_fingerprint(bots: dict[str, Any]) -> dict[str, Any]:
+def _bots_fingerprint(bots: dict[str, Any], *, stored: bool = False) -> dict[str, Any]:
     """``bots`` with its ips in their canonical form: another spelling of the same addresses marks the same
-    records as bots, so it does not refuse a resume."""
+    records as bots, so it does not refuse a resume (``stored``: see :func:`lifestats.bots.canonical_ips`)."""
     ips = bots.get("ips")
     if isinstance(ips, list) and all(isinstance(ip, str) for ip in ips):
-        return {**bots, "ips": canonical_ips(ips)}
+        return {**bots, "ips": canonical_ips(ips, stored=stored)}
     return bots
 
 
@@ -550,7 +550,7 @@ def comparable(stored: dict[str, Any]) -> dict[str, Any]:
             kept["url_values"] = values  # an earlier version kept them as written
         kept["url"] = canonical_url(redact_url(url))
     if isinstance(kept.get("bots"), dict):
-        kept["bots"] = _bots_fingerprint(kept["bots"])
+        kept["bots"] = _bots_fingerprint(kept["bots"], stored=True)
     if isinstance(kept.get("mock"), dict):
         kept["mock"] = {key: value for key, value in kept["mock"].items() if key not in _MOCK_PACE}
     return kept

@@ -487,3 +487,24 @@ def test_a_second_ctrl_c_stops_waiting_for_the_workers_wind_down(
     assert sorted((row["id"], row["visits"]) for row in counted["top_items"]) == [
         (item, sum(1 for i in ids if i % 7 == item)) for item in range(7)
     ]
+
+
+def test_a_checkpoint_whose_bot_network_matched_nothing_then_is_not_resumed_under_its_new_meaning(
+    state_dir: Path,
+) -> None:
+    """An IPv4 network written as IPv6 (``::ffff:10.0.0.0/104``) matched no address before this version and
+    matches 10.0.0.0/8 now: a checkpoint that stored it as written counted with the other rule, so resuming
+    it would mix two counts (75 counted and 25 bots where the truth is 50 and 50). It is refused; one this
+    version wrote resumes."""
+    from lifestats.config import fingerprint
+
+    def settings(ips: list[str]) -> Any:
+        return job_settings("http://127.0.0.1:9/events", bots={"ips": ips})
+
+    mapped = ["::ffff:10.0.0.0/104"]
+    earlier = {**fingerprint(settings(mapped)), "bots": {**fingerprint(settings(mapped))["bots"], "ips": mapped}}
+    assert Checkpoint(state_dir / "earlier").claim(earlier) is False
+    with pytest.raises(CheckpointMismatch, match=r"bots\.ips"):
+        Checkpoint(state_dir / "earlier").claim(fingerprint(settings(mapped)))
+    assert Checkpoint(state_dir / "now").claim(fingerprint(settings(mapped))) is False
+    assert Checkpoint(state_dir / "now").claim(fingerprint(settings(["10.0.0.0/8"]))) is True
