@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Callable
 from urllib.parse import parse_qsl, quote, unquote, unquote_plus, urlencode, urlsplit, urlunsplit
 
 MASK = "***"
@@ -132,13 +133,15 @@ def bare_values(url: str) -> list[str]:
 
 
 def url_values_digest(url: str) -> str | None:
-    """A digest of :func:`bare_values` (None when there are none): kept beside the masked URL, it tells
-    ``?v1`` from ``?v2`` without keeping either, should one be a credential."""
+    """A digest of :func:`bare_values` (None when there are none), each read as a request carries it
+    (``%20`` and ``+`` alike): kept beside the masked URL, it tells ``?v1`` from ``?v2`` without keeping
+    either, should one be a credential. A slow one (scrypt, about 50 ms): a short value, a PIN say, cannot
+    be read back from a checkpoint by trying every candidate in a moment."""
     values = bare_values(url)
     if not values:
         return None
-    digest = hashlib.blake2b("\0".join(values).encode("utf-8", "surrogatepass"), digest_size=12, key=b"lifestats")
-    return digest.hexdigest()
+    secret = "\0".join(unquote_plus(value) for value in values).encode("utf-8", "surrogatepass")
+    return hashlib.scrypt(secret, salt=b"lifestats url values", n=2**14, r=8, p=1, dklen=12).hex()
 
 
 def canonical_url(url: str) -> str:
@@ -175,11 +178,14 @@ class Credentials:
             parts = urlsplit("")
         self._userinfo = parts.netloc.rpartition("@")[0] if "@" in parts.netloc else None
         self._params: dict[str, str] = {}  # a secret parameter's name -> its raw value in api.url
-        self._bare: list[str] = []  # api.url's query values written without a name that may be credentials
+        self._bare: list[str] = []  # api.url's values written without a name that may be credentials
         for piece, (name, value) in _pieces(parts.query):
             if value and secret_param(unquote_plus(name)):
                 self._params.setdefault(unquote_plus(name), value)
             elif _bare(piece) and name not in self._bare:
+                self._bare.append(name)
+        for name in bare_values(urlunsplit(("", "", parts.path, "", ""))):  # ;TOKEN in the path
+            if name not in self._bare:
                 self._bare.append(name)
         self._token = token or None
 
@@ -197,9 +203,10 @@ class Credentials:
             marker = self._marker(name, value)
             pieces.append(piece if marker is None else f"{name}={marker}")
         query = "&".join(pieces)
-        if netloc == parts.netloc and query == parts.query:
+        path = self._path(parts.path, self._bare_marker)
+        if netloc == parts.netloc and query == parts.query and path == parts.path:
             return url
-        return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+        return urlunsplit((parts.scheme, netloc, path, query, parts.fragment))
 
     def unmask(self, url: str) -> str:
         """A URL from :meth:`mask` with the user's credentials back (a mask it cannot fill stays)."""
@@ -215,9 +222,29 @@ class Credentials:
             raw = self._value(unquote_plus(name), value) if value is not None and value.startswith(MASK) else None
             pieces.append(piece if raw is None else f"{name}={raw}")
         query = "&".join(pieces)
-        if netloc == parts.netloc and query == parts.query:
+        path = self._path(parts.path, self._bare_value)
+        if netloc == parts.netloc and query == parts.query and path == parts.path:
             return url
-        return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+        return urlunsplit((parts.scheme, netloc, path, query, parts.fragment))
+
+    def _path(self, path: str, replace: Callable[[str], str | None]) -> str:
+        """``path`` with each ``;`` parameter that ``replace`` maps (to a marker, or back) replaced."""
+        if ";" not in path or not self._bare:
+            return path
+        segments = []
+        for segment in path.split("/"):
+            head, *params = segment.split(";")
+            segments.append(";".join([head, *(replace(p) or p for p in params)]))
+        return "/".join(segments)
+
+    def _bare_marker(self, piece: str) -> str | None:
+        """The marker of a path parameter that is one of api.url's values without a name, else None."""
+        name = piece.partition("=")[0] if piece.endswith("=") else piece
+        return f"{MASK}({_BARE}{self._bare.index(name)})" if name in self._bare else None
+
+    def _bare_value(self, piece: str) -> str | None:
+        index = _bare_index(piece)
+        return self._bare[index] if index is not None and index < len(self._bare) else None
 
     def _marker(self, name: str, value: str | None) -> str | None:
         if not value:
@@ -228,6 +255,9 @@ class Credentials:
                 return MASK if own == unquote_plus(name) else f"{MASK}({quote(own, safe='')})"
         if self._token is not None and plain == self._token:
             return f"{MASK}({_TOKEN})"
+        for index, bare in enumerate(self._bare):  # one of api.url's values without a name, named here
+            if unquote_plus(bare) == plain:
+                return f"{MASK}({_BARE}{index})"
         return None
 
     def _value(self, name: str, marker: str) -> str | None:
@@ -237,6 +267,8 @@ class Credentials:
             whose = unquote(marker[len(MASK) + 1 : -1])
             if whose == _TOKEN:
                 return None if self._token is None else quote(self._token, safe="")
+            if (index := _bare_index(marker)) is not None:
+                return self._bare[index] if index < len(self._bare) else None
             return self._params.get(whose)
         return None
 

@@ -190,6 +190,9 @@ def test_values_without_a_name_tell_two_checkpoints_apart_and_the_same_url_resum
         with pytest.raises(CheckpointMismatch, match=r"api\.url \(its values written without a name"):
             claim(folder, other)
     # A checkpoint an earlier version wrote, its URL's values as written: told apart from another one too.
+    # Spelled otherwise, the same request: the same job.
+    assert claim("plain", f"{base}?v1") is True and claim("spelled", f"{base}?a%201") is False
+    assert claim("spelled", f"{base}?a+1") is True
     written = {k: v for k, v in fingerprint(job_settings(f"{base}?v1")).items() if k != "url_values"}
     assert Checkpoint(state_dir / "earlier").claim({**written, "url": f"{base}?v1"}) is False
     assert claim("earlier", f"{base}?v1") is True

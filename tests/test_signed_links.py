@@ -43,7 +43,7 @@ def _signature(page: int, page_token: str) -> str:
 class _Api(JsonHandler):
     style = "next_url"
     echo_bearer = False
-    bare = False  # api.url and every next URL carry BARE, a credential without a name
+    bare = ""  # "piece": api.url and every next URL carry BARE without a name; "named": the next URLs as token=
     seen: list[str]
 
     def do_GET(self) -> None:
@@ -52,7 +52,7 @@ class _Api(JsonHandler):
         query = parse_qs(raw)
         if query.get("api_key") != [API_KEY] or self.headers.get("Authorization") != f"Bearer {BEARER}":
             return self.send_json(401, {"error": "credentials"})
-        if self.bare and not {BARE, f"{BARE}="} & set(raw.split("&")):
+        if self.bare and not {BARE, f"{BARE}=", f"token={BARE}"} & set(raw.split("&")):
             return self.send_json(401, {"error": "credentials"})
         page = int(query.get("page", ["0"])[0])
         if page:  # a later page: the API's own token and signature must come back unchanged
@@ -72,7 +72,7 @@ class _Api(JsonHandler):
             if self.echo_bearer:
                 following += f"&access_token={BEARER}"
             if self.bare:
-                following += f"&{BARE}"
+                following += f"&{BARE}" if self.bare == "piece" else f"&token={BARE}"
         if self.style == "link_header":
             links = {"Link": f'<{following}>; rel="next"'} if following else {}
             return self.send_json(200, records, links)
@@ -81,12 +81,13 @@ class _Api(JsonHandler):
 
 @pytest.fixture(
     params=[
-        ("next_url", False, False),
-        ("next_url", True, False),
-        ("link_header", False, False),
-        ("link_header", True, False),
-        ("next_url", False, True),
-        ("link_header", True, True),
+        ("next_url", False, ""),
+        ("next_url", True, ""),
+        ("link_header", False, ""),
+        ("link_header", True, ""),
+        ("next_url", False, "piece"),
+        ("link_header", True, "piece"),
+        ("next_url", False, "named"),
     ]
 )
 def api(request: pytest.FixtureRequest) -> Iterator[tuple[str, str, list[str]]]:
@@ -192,3 +193,19 @@ def test_the_bearer_token_goes_to_the_apis_origin_only(state_dir: Path) -> None:
     assert outcome.exit_code == 0, outcome.message
     assert outcome.report["records"]["counted"] == len(RECORDS)
     assert here == [f"Bearer {BEARER}"] and there == [None]
+
+
+def test_a_value_without_a_name_echoed_in_a_path_parameter_or_under_a_name_is_masked_and_put_back() -> None:
+    """Masked only where the API echoed it as a value without a name, api.url's ``;TOKEN`` (or ``?TOKEN``)
+    came back in clear in the checkpoint when the next URL held it as a path parameter or as ``token=``."""
+    from lifestats.redact import Credentials
+
+    for api_url, given in (
+        (f"https://api.test/v1;{BARE}/events", f"https://api.test/v1;{BARE}/events?page=3&sig=s1"),
+        (f"https://api.test/events?{BARE}", f"https://api.test/events?page=3&token={BARE}&sig=s1"),
+        (f"https://api.test/events?{BARE}", f"https://api.test/events?{BARE}&page=3"),
+    ):
+        credentials = Credentials(api_url)
+        stored = credentials.mask(given)
+        assert BARE not in stored and "page=3" in stored
+        assert credentials.unmask(stored) == given
