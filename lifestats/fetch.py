@@ -201,12 +201,14 @@ def _gunzip(raw: Iterator[bytes], cap: int) -> Iterator[bytes]:
             if not decompressor.eof:
                 data = decompressor.unconsumed_tail
                 continue
+            # What follows the member so far (the decompressor keeps gathering it while it has ended).
             data = decompressor.unused_data.lstrip(b"\0")
-            if data:
-                if not _GZIP_MAGIC.startswith(data[:2]):
-                    ignoring = True  # stray bytes after the last member
-                    break
-                decompressor = zlib.decompressobj(zlib.MAX_WBITS | 16)
+            if len(data) < len(_GZIP_MAGIC):
+                break  # padding, or not yet enough to tell a next member: the next bytes tell
+            if not data.startswith(_GZIP_MAGIC):
+                ignoring = True  # stray bytes after the last member
+                break
+            decompressor = zlib.decompressobj(zlib.MAX_WBITS | 16)
     rest = decompressor.flush()
     if rest:
         yield rest
