@@ -57,15 +57,16 @@ def _crawl(handler: type[JsonHandler], state_dir: Path, slices: int, **api: Any)
         return run(load_settings(None, "test", environ={}, overrides=overrides), state_dir)
 
 
+@pytest.mark.parametrize("api", [{}, {"first_id": 0, "last_id": 2000}])
 @pytest.mark.parametrize("handler", [_LastPageAbove, _FixedPages])
 @pytest.mark.parametrize("slices", [1, 4, 7])
 def test_a_bound_past_the_data_answered_with_the_last_page_ends_the_data(
-    state_dir: Path, slices: int, handler: type[JsonHandler]
+    state_dir: Path, slices: int, handler: type[JsonHandler], api: dict[str, int]
 ) -> None:
     """The last page served again for a bound past it read as a page that does not move the crawl forward:
     retried, then exit 3 with "run the same command to resume", which met it again (discovery asks for
     bounds past the data, so no slicing escaped it). Pages fixed in place are counted as before."""
-    outcome = _crawl(handler, state_dir, slices)
+    outcome = _crawl(handler, state_dir, slices, **api)
     assert outcome.exit_code == 0, outcome.message
     records = outcome.report["records"]
     assert records["fetched"] == records["counted"] == len(IDS) and records["duplicates"] == 0
