@@ -538,6 +538,8 @@ class KeysetPaginator(Paginator):
         page reaches the highest id discovery saw while the bound lies above it. A stale or wrong page (one
         from lower down, or asked for where records are known to exist) is a fault, retried."""
         where = f"the page at {self.describe(position)} holds only ids below it (up to {top:,})"
+        if not self.api.id_param_inclusive and top == position - 1:  # the bound itself came back
+            where += f" (if the API's {self.api.id_param} includes the id it names, set api.id_param_inclusive: true)"
         if not self.below_ends_data:
             raise TransientApiError(
                 f"{where}, from an API that answers past its data with nothing (or whose answers could not tell): "
