@@ -476,7 +476,13 @@ class KeysetPaginator(Paginator):
             if not again.below or again.below == first:
                 break
         if not again.below:
-            return bool(probe(INT64_MAX).below), top
+            try:
+                far = probe(INT64_MAX)
+            except ApiError as exc:  # a bound that large refused (400, 422): no answer past the data to read
+                if exc.status is None or exc.status in (401, 403, 429):
+                    raise
+                return False, top
+            return bool(far.below), top
         if again.below != first:
             return False, top  # below its bound every time, yet not the first page: no telling
         if top > low:

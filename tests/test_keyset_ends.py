@@ -146,3 +146,23 @@ def test_a_stale_page_past_every_id_discovery_saw_is_retried_not_taken_for_the_e
     assert handler.served_stale
     records = outcome.report["records"]
     assert records["counted"] == 1000 and records["duplicates"] == 0
+
+
+class _RefusesHugeBounds(JsonHandler):
+    """Answers past its data with nothing, and refuses a bound beyond 32 bits with 400 (an int32 column)."""
+
+    def do_GET(self) -> None:
+        query = parse_qs(urlsplit(self.path).query)
+        since, limit = int(query.get("since_id", [0])[0]), int(query["limit"][0])
+        if since >= 2**31:
+            return self.send_json(400, {"error": "since_id out of range"})
+        rows = [i for i in IDS if i >= since][:limit]
+        self.send_json(200, {"response": [{"id": i, "item": i % 7} for i in rows]})
+
+
+def test_an_api_that_refuses_a_bound_far_past_its_data_is_counted(state_dir: Path) -> None:
+    """Discovery asks at the highest id there can be whether the API answers past its data with its last
+    page; an API that refuses so large a bound answers with nothing there, and the crawl goes on as usual."""
+    outcome = _crawl(_RefusesHugeBounds, state_dir, 4, first_id=0)
+    assert outcome.exit_code == 0, outcome.message
+    assert outcome.report["records"]["counted"] == len(IDS)
