@@ -81,8 +81,6 @@ class Page:
     next: Any  # the next position; None when the API has no next page
     total: int | None = None  # rows (offset) or pages (page_number) the API says it holds
     past_total: bool = False  # the API served rows past its own total: the total cannot end the crawl
-    # Keyset: the ids of an answer whose every id lay below the bound asked for (its records dropped).
-    below: tuple[int, ...] = ()
 
     @property
     def offset(self) -> Any:
@@ -200,26 +198,12 @@ class Paginator(ABC):
     # An empty page may name a next position inside the data (an API that pages by id windows answers a
     # window without records so): the crawl may cross it (see DataEnd._gap).
     empty_page_moves_on: ClassVar[bool] = False
-    # Whether an answer whose every id lies below the bound asked for may end the data (the API answers a
-    # bound past its data with its last page), or is a fault (a stale or wrong page): see
-    # KeysetPaginator.confirm_bound. Discovery, which asks past the data on purpose, takes it as the end; a
-    # crawl sets it with :meth:`for_crawl`.
-    below_ends_data: bool = True
-    # A crawl: records exist up to this id (the highest discovery saw), so an answer below a bound at or
-    # below it is a fault (a stale or wrong page), not the end of the data.
-    data_reaches: int | None = None
-    # A crawl (not discovery): such an answer ends the data only when it is the API's last page again.
-    confirm_below: bool = False
 
     def __init__(self, api: ApiConfig, id_field: str = "id") -> None:
         self.api = api
         self.id_field = id_field
         self.base = httpx.URL(api.url)  # its own query parameters are kept
         self.credentials = Credentials(api.url)  # what a stored next URL must not hold (see keep_secret)
-
-    def for_crawl(self, *, clamps: bool, known: int | None) -> None:
-        """Set up for the crawl of one task (see :attr:`below_ends_data`)."""
-        self.below_ends_data, self.data_reaches, self.confirm_below = clamps, known, True
 
     def keep_secret(self, token: str | None) -> None:
         """Keep the bearer token out of stored positions too, should the API echo it in a next URL."""
@@ -268,13 +252,6 @@ class Paginator(ABC):
             f"asked for {self.describe(first_id)}, the lowest id (the API showed its record when asked for the "
             f"lowest ids), the API left that record out: {self._exclusive_hint()}"
         )
-
-    def confirm_bound(self, first_id: int, probe: Callable[[Any], Page]) -> tuple[bool | None, int | None]:
-        """Checks that the API reads the position it is asked for (styles sliced by id whose answers cannot
-        say so themselves), raising :class:`ConfigError` naming the setting when it does not; and whether it
-        answers a position past its data with its last page (None: the style has nothing to check), with
-        the highest id the check saw."""
-        return None, None
 
     def _exclusive_hint(self) -> str:
         return "check the api settings"
@@ -452,54 +429,6 @@ class KeysetPaginator(Paginator):
             values[api.upper_param] = upper
         return self._params(**values)
 
-    def confirm_bound(self, first_id: int, probe: Callable[[Any], Page]) -> tuple[bool | None, int | None]:
-        """Whether the API answers a bound past its data with its last page, and the first page's highest id.
-
-        The first page's highest id + 1 is asked for (up to three times, should a stale answer come). Higher
-        ids, or none, show that the API reads its bound; then the highest id there can be is asked for: an
-        answer below it shows that the API answers past its data with its last page (True: in a crawl such
-        a page ends the data), none that it answers with nothing (False: such a page is a stale one, a
-        fault). The first page again, past itself, is either one page of data answered so, or an API that
-        does not read ``api.id_param`` at all: asked for its lowest id + 1, the first reads the bound and
-        leaves that id out (True), the second sends the same page, and is refused (:class:`ConfigError`).
-        None: the first page has no id to ask past."""
-        page = probe(first_id)
-        ids = record_ids(page.records, self.id_field)
-        if not ids:
-            return None, None
-        low, top = min(ids), max(ids)
-        if top >= INT64_MAX:
-            return False, top  # nothing can lie above it
-        first = tuple(sorted(ids))
-        for _ in range(3):  # a stale or wrong answer may come once; the API's own answer comes every time
-            again = probe(top + 1)
-            if not again.below or again.below == first:
-                break
-        if not again.below:
-            try:
-                far = probe(INT64_MAX)
-            except ApiError as exc:  # a bound that large refused (400, 422): no answer past the data to read
-                if exc.status is None or exc.status in (401, 403, 429):
-                    raise
-                return False, top
-            return bool(far.below), top
-        if again.below != first:
-            return False, top  # below its bound every time, yet not the first page: no telling
-        if top > low:
-            inside = probe(low + 1)
-            if inside.records or inside.below:
-                answered = [*record_ids(inside.records, self.id_field), *inside.below]
-                if low not in answered:
-                    return True, top  # one page of data, answered past it with itself
-        elif len(page.records) < self.api.page_size:
-            return False, top  # one record: no id inside the page to ask for
-        raise ConfigError(
-            f"asked for {self.describe(top + 1)}, past the first page's ids ({low:,} to {top:,}), the API answered "
-            f"with that page again, and with the same page when asked for {self.describe(low + 1)}: it does not "
-            f"read api.id_param ('{self.api.id_param}') as the lowest id wanted; check api.id_param, or page by "
-            "position (api.paginator: offset, page_number, cursor, next_url or link_header)"
-        )
-
     def read(self, position: Any, document: Any, response: httpx.Response) -> Page:
         records = self.records(document)
         if not records:
@@ -507,13 +436,6 @@ class KeysetPaginator(Paginator):
         ids = record_ids(records, self.id_field)
         if not ids and len(records) < self.api.page_size:
             return Page(position, records, None)  # a last page of records without an id (each rejected)
-        if ids and max(ids) < position:
-            self._past_data(position, max(ids))
-            # Every id below the bound: the API's answer past its data (its last page again; one that does
-            # not read api.id_param is refused before the crawl, see confirm_bound). Nothing follows, and
-            # the page is no answer for ids at or above the bound: its records, taken where they were asked
-            # for (or lying below the slice), are not counted again as duplicates.
-            return Page(position, [], None, below=tuple(sorted(ids)))
         if not ids:
             raise ConfigError(
                 f"keyset pagination derives the next page from the records' '{self.id_field}' (fields.id), "
@@ -522,7 +444,15 @@ class KeysetPaginator(Paginator):
         top = max(ids)
         if top >= INT64_MAX:  # the largest id there can be: nothing follows (and 2**63 is no id to ask for)
             return Page(position, records, None)
-        return Page(position, records, top + 1)
+        following = top + 1
+        if following <= position:
+            hint = ""
+            if not self.api.id_param_inclusive and top == position - 1:  # the bound itself came back
+                hint = f" (if the API's {self.api.id_param} includes the id it names, set api.id_param_inclusive: true)"
+            raise TransientApiError(
+                f"the page at {self.describe(position)} ends at id {top}: the crawl would not move forward{hint}"
+            )
+        return Page(position, records, following)
 
     def finished(self, page: Page, end: int | None) -> bool:
         if page.next is None:
@@ -537,26 +467,6 @@ class KeysetPaginator(Paginator):
         if api.id_param_inclusive or position <= INT64_MIN:
             return f"{api.id_param}={position}"
         return f"{api.id_param}={position - 1}"
-
-    def _past_data(self, position: int, top: int) -> None:
-        """Raises unless an answer whose ids all lie below ``position`` (the highest ``top``) is the API's
-        answer past its data, its last page again: the API was seen to read its bound, and (in a crawl) the
-        page reaches the highest id discovery saw while the bound lies above it. A stale or wrong page (one
-        from lower down, or asked for where records are known to exist) is a fault, retried."""
-        where = f"the page at {self.describe(position)} holds only ids below it (up to {top:,})"
-        if not self.api.id_param_inclusive and top == position - 1:  # the bound itself came back
-            where += f" (if the API's {self.api.id_param} includes the id it names, set api.id_param_inclusive: true)"
-        if not self.below_ends_data:
-            raise TransientApiError(
-                f"{where}, from an API that answers past its data with nothing (or whose answers could not tell): "
-                "a stale or wrong page; the crawl would not move forward"
-            )
-        if not self.confirm_below:
-            return  # discovery, asking past the data on purpose
-        reaches = self.data_reaches
-        if reaches is None or position <= reaches or top < reaches:
-            known = "no id is known" if reaches is None else f"id {reaches:,} exists"
-            raise TransientApiError(f"{where}, and {known}: a stale or wrong page, not the API's last one")
 
     def _exclusive_hint(self) -> str:
         api = self.api

@@ -49,9 +49,6 @@ class Bounds:
     # first_id: the lowest slice starts its crawl there, so that records without a usable id served
     # before the first id are counted (rejected) too.
     floor: int | None = None
-    # Styles that check it (keyset): whether the API answers a bound past its data with its last page, so
-    # that such a page ends the data in a crawl (else it is a stale page, a fault); None: not checked.
-    clamps: bool | None = None
 
 
 def split(first_id: int, end: int, count: int, align: int = 1) -> list[tuple[int, int]]:
@@ -116,9 +113,7 @@ def find_bounds(
         if checking is None:
             for lowest in found:
                 paginator.confirm_first_id(lowest, probe)
-        clamps, seen = paginator.confirm_bound(bounds.first_id, probe)
-        known_ids = bounds.known_ids if seen is None else tuple(sorted({*bounds.known_ids, seen}))
-        return replace(bounds, probes=bounds.probes + len(found), clamps=clamps, known_ids=known_ids)
+        return replace(bounds, probes=bounds.probes + len(found))
     start = paginator.first()
     if paginator.slicing == "sequential":
         return Bounds(start, None, start + 1, 0)

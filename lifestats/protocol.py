@@ -39,10 +39,6 @@ class Task:
     lowest: bool = False
     # Crawls by id: the highest id discovery saw on the API's pages (records exist up to it), if any.
     known: int | None = None
-    # Crawls by id: whether the API answers a bound past its data with its last page (lifestats.plan.
-    # Bounds.clamps): a page whose every id lies below the bound asked for may then end the data; otherwise
-    # it is a stale page, a fault.
-    clamps: bool = False
 
 
 @dataclass(frozen=True)

@@ -41,7 +41,6 @@ from .usage import CpuMeter, peak_rss_bytes
 
 MAX_LOSSES_PER_SLICE = 3
 EXIT_INTERRUPTED = 130
-_BOUNDS_FIELDS: Final = frozenset(field.name for field in dataclasses.fields(Bounds))
 EXIT_DATA_SUSPECT = 4
 # A straggler is asked to split only when its estimated remaining pages (from its committed position,
 # which lags the worker by up to a flush) are at least this many; the worker then halves what it really
@@ -307,7 +306,7 @@ class _Job:
         """The id range of the plan the checkpoint holds."""
         stored = dict(self.checkpoint.get("bounds"))
         stored["known_ids"] = tuple(stored.get("known_ids", ()))  # a list in JSON; absent from older plans
-        return Bounds(**{key: value for key, value in stored.items() if key in _BOUNDS_FIELDS})
+        return Bounds(**stored)
 
     def _discover(self) -> tuple[Bounds, list[Slice]]:
         """Find the id range (probing the API for what the config leaves out) and cut it into slices."""
@@ -365,17 +364,7 @@ class _Job:
                     start = starts.get(piece.index, piece.begin)
                     horizon, lowest, known = self._horizon(piece), self._lowest(piece), self._known()
                     executor.submit(
-                        Task(
-                            piece,
-                            1,
-                            start,
-                            piece.begin - 1,
-                            0,
-                            horizon=horizon,
-                            lowest=lowest,
-                            known=known,
-                            clamps=self._clamps(),
-                        )
+                        Task(piece, 1, start, piece.begin - 1, 0, horizon=horizon, lowest=lowest, known=known)
                     )
                 meta = {"bounds": dataclasses.asdict(self.bounds), "planned_slices": len(slices)}
                 self.checkpoint.save_plan(slices, meta, attempt=1, starts=starts)
@@ -680,21 +669,8 @@ class _Job:
         horizon = self._horizon(state.slice)
         lowest, known = self._lowest(state.slice), self._known()
         return Task(
-            state.slice,
-            state.attempt,
-            state.position,
-            state.high_water,
-            state.seq,
-            taken,
-            horizon,
-            lowest,
-            known,
-            self._clamps(),
+            state.slice, state.attempt, state.position, state.high_water, state.seq, taken, horizon, lowest, known
         )
-
-    def _clamps(self) -> bool:
-        """Whether discovery saw the API answer past its data with its last page (see :attr:`Task.clamps`)."""
-        return self.bounds is not None and self.bounds.clamps is True
 
     def _known(self) -> int | None:
         """The highest id discovery saw (see :attr:`Task.known`)."""

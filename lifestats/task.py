@@ -227,7 +227,6 @@ def _crawl(
     prefetch: _Prefetch | _InPlace,
 ) -> None:
     paginator = client.paginator
-    paginator.for_crawl(clamps=task.clamps, known=task.known)  # before this task's first request
     by_id = paginator.slicing == "id"
     high_water = task.high_water if task.high_water is not None else task.slice.begin - 1
     ids = SliceCursor(task.slice.begin, task.slice.end, high_water, lowest=task.lowest)
