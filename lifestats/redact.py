@@ -14,6 +14,7 @@ Two different needs:
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from collections.abc import Callable
 from urllib.parse import parse_qsl, quote, unquote, unquote_plus, urlencode, urlsplit, urlunsplit
@@ -140,7 +141,7 @@ def url_values_digest(url: str) -> str | None:
     values = bare_values(url)
     if not values:
         return None
-    secret = "\0".join(unquote_plus(value) for value in values).encode("utf-8", "surrogatepass")
+    secret = json.dumps([unquote_plus(value) for value in values]).encode()  # one text per list of values
     return hashlib.scrypt(secret, salt=b"lifestats url values", n=2**14, r=8, p=1, dklen=12).hex()
 
 
@@ -197,8 +198,8 @@ class Credentials:
             netloc = f"{MASK}@{netloc.rpartition('@')[2]}"
         pieces = []
         for piece, (name, value) in _pieces(parts.query):
-            if not value and name in self._bare:  # a value without a name, as api.url wrote it
-                pieces.append(f"{MASK}({_BARE}{self._bare.index(name)})")
+            if not value and (index := self._bare_at(name)) is not None:  # a value without a name
+                pieces.append(f"{MASK}({_BARE}{index})")
                 continue
             marker = self._marker(name, value)
             pieces.append(piece if marker is None else f"{name}={marker}")
@@ -229,7 +230,7 @@ class Credentials:
 
     def _path(self, path: str, replace: Callable[[str], str | None]) -> str:
         """``path`` with each ``;`` parameter that ``replace`` maps (to a marker, or back) replaced."""
-        if ";" not in path or not self._bare:
+        if ";" not in path:
             return path
         segments = []
         for segment in path.split("/"):
@@ -237,12 +238,26 @@ class Credentials:
             segments.append(";".join([head, *(replace(p) or p for p in params)]))
         return "/".join(segments)
 
+    def _bare_at(self, piece: str) -> int | None:
+        """Which of api.url's values without a name ``piece`` is, read as a request carries it, if any."""
+        plain = unquote_plus(piece)
+        return next((i for i, bare in enumerate(self._bare) if unquote_plus(bare) == plain), None)
+
     def _bare_marker(self, piece: str) -> str | None:
-        """The marker of a path parameter that is one of api.url's values without a name, else None."""
-        name = piece.partition("=")[0] if piece.endswith("=") else piece
-        return f"{MASK}({_BARE}{self._bare.index(name)})" if name in self._bare else None
+        """The masked form of a path parameter that holds a credential of the user's, else None."""
+        name, sep, value = piece.partition("=")
+        if sep and value:
+            marker = self._marker(name, value)
+            return None if marker is None else f"{name}={marker}"
+        index = self._bare_at(name)
+        return None if index is None else f"{MASK}({_BARE}{index})"
 
     def _bare_value(self, piece: str) -> str | None:
+        """A path parameter from :meth:`_bare_marker` with the credential back, else None."""
+        name, sep, value = piece.partition("=")
+        if sep and value.startswith(MASK):
+            raw = self._value(unquote_plus(name), value)
+            return None if raw is None else f"{name}={raw}"
         index = _bare_index(piece)
         return self._bare[index] if index is not None and index < len(self._bare) else None
 
