@@ -89,7 +89,7 @@ def _bare_secret(piece: str) -> bool:
 
 def _mask_bare(text: str, separator: str) -> str:
     """``text`` (a query split at "&", or a path whose segments carry parameters after ";") with every
-    piece that has no "=" and may be a credential masked: no name says whether it is one."""
+    piece masked that is a credential (:func:`_masked_piece`)."""
     if separator == ";":
         return "/".join(_mask_bare_segment(segment) for segment in text.split("/")) if ";" in text else text
     return _mask_bare_pieces(text, separator)
@@ -167,10 +167,11 @@ def redact_text(text: str, urls: list[str]) -> str:
 
 
 class Credentials:
-    """What the user gave that must not be stored: ``api.url``'s ``user:password@`` and secret query
-    parameters, and the bearer token. :meth:`mask` takes them out of a URL the API gave wherever they
-    appear in it (the userinfo, or a parameter with the same value), :meth:`unmask` puts them back; the
-    rest of the URL stays byte for byte as the API wrote it."""
+    """What the user gave that must not be stored: ``api.url``'s ``user:password@``, secret query
+    parameters and values written without a name (``?TOKEN``, ``;TOKEN``), and the bearer token.
+    :meth:`mask` takes them out of a URL the API gave wherever they appear in it (the userinfo, a query or
+    path parameter with the same value, or the value alone), :meth:`unmask` puts them back; the rest of the
+    URL stays byte for byte as the API wrote it."""
 
     def __init__(self, api_url: str, token: str | None = None) -> None:
         try:
