@@ -55,7 +55,7 @@ def redact_url(url: str) -> str:
     # Piece by piece, each kept as written unless masked: masking a masked URL changes nothing.
     query = _mask_bare_pieces(parts.query, "&") if parts.query else ""
     # A fragment is never sent: shown whole it can only leak (a bare "#token" names no parameter).
-    path, fragment = _mask_pairs(_mask_bare(parts.path, ";")), MASK if parts.fragment else ""
+    path, fragment = _mask_pairs(_mask_path_params(parts.path)), MASK if parts.fragment else ""
     if netloc == parts.netloc and query == parts.query and path == parts.path and fragment == parts.fragment:
         return url  # nothing to mask: as given (rebuilding it would drop an empty "//", say)
     return urlunsplit((parts.scheme, netloc, path, query, fragment))
@@ -78,7 +78,7 @@ def _mask_pairs(text: str) -> str:
 def _mask_loose(text: str) -> str:
     """A URL that does not split, masked by its text: named secrets, and bare pieces of its path and query."""
     head, sep, query = text.partition("?")
-    return _mask_pairs(_mask_bare(head, ";") + (sep + _mask_bare(query, "&") if sep else ""))
+    return _mask_pairs(_mask_path_params(head) + (sep + _mask_bare_pieces(query, "&") if sep else ""))
 
 
 def _bare_secret(piece: str) -> bool:
@@ -87,17 +87,12 @@ def _bare_secret(piece: str) -> bool:
     return any(c.isdigit() for c in piece) or len(piece) > 24
 
 
-def _mask_bare(text: str, separator: str) -> str:
-    """``text`` (a query split at "&", or a path whose segments carry parameters after ";") with every
-    piece masked that is a credential (:func:`_masked_piece`)."""
-    if separator == ";":
-        return "/".join(_mask_bare_segment(segment) for segment in text.split("/")) if ";" in text else text
-    return _mask_bare_pieces(text, separator)
-
-
-def _mask_bare_segment(segment: str) -> str:
-    head, sep, params = segment.partition(";")
-    return f"{head};{_mask_bare_pieces(params, ';')}" if sep else segment
+def _mask_path_params(path: str) -> str:
+    """``path`` with every ``;`` parameter of its segments masked that is a credential (:func:`_masked_piece`)."""
+    if ";" not in path:
+        return path
+    segments = [segment.partition(";") for segment in path.split("/")]
+    return "/".join(f"{head};{_mask_bare_pieces(params, ';')}" if sep else head for head, sep, params in segments)
 
 
 def _mask_bare_pieces(text: str, separator: str) -> str:
@@ -205,7 +200,7 @@ class Credentials:
             marker = self._marker(name, value)
             pieces.append(piece if marker is None else f"{name}={marker}")
         query = "&".join(pieces)
-        path = self._path(parts.path, self._bare_marker)
+        path = self._path(parts.path, self._masked_param)
         if netloc == parts.netloc and query == parts.query and path == parts.path:
             return url
         return urlunsplit((parts.scheme, netloc, path, query, parts.fragment))
@@ -224,7 +219,7 @@ class Credentials:
             raw = self._value(unquote_plus(name), value) if value is not None and value.startswith(MASK) else None
             pieces.append(piece if raw is None else f"{name}={raw}")
         query = "&".join(pieces)
-        path = self._path(parts.path, self._bare_value)
+        path = self._path(parts.path, self._unmasked_param)
         if netloc == parts.netloc and query == parts.query and path == parts.path:
             return url
         return urlunsplit((parts.scheme, netloc, path, query, parts.fragment))
@@ -244,7 +239,7 @@ class Credentials:
         plain = unquote_plus(piece)
         return next((i for i, bare in enumerate(self._bare) if unquote_plus(bare) == plain), None)
 
-    def _bare_marker(self, piece: str) -> str | None:
+    def _masked_param(self, piece: str) -> str | None:
         """The masked form of a path parameter that holds a credential of the user's, else None."""
         name, sep, value = piece.partition("=")
         if sep and value:
@@ -253,8 +248,8 @@ class Credentials:
         index = self._bare_at(name)
         return None if index is None else f"{MASK}({_BARE}{index})"
 
-    def _bare_value(self, piece: str) -> str | None:
-        """A path parameter from :meth:`_bare_marker` with the credential back, else None."""
+    def _unmasked_param(self, piece: str) -> str | None:
+        """A path parameter from :meth:`_masked_param` with the credential back, else None."""
         name, sep, value = piece.partition("=")
         if sep and value.startswith(MASK):
             raw = self._value(unquote_plus(name), value)
