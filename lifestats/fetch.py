@@ -447,9 +447,12 @@ class ApiClient:
         codings = [c.strip().lower() for c in response.headers.get("content-encoding", "").split(",")]
         codings = [c for c in codings if c and c != "identity"]
         # gzip (and its old name x-gzip) read here: httpx's decoder stops after a body's first gzip member
-        # (a server may send several, one per flush of its compressor) and does not know x-gzip.
-        own = codings in (["gzip"], ["x-gzip"]) and not response.is_stream_consumed  # (a test double reads it first)
-        body = _gunzip(response.iter_raw(), cap) if own else response.iter_bytes()
+        # (a server may send several, one per flush of its compressor) and does not know x-gzip. Layers of
+        # them (``x-gzip, gzip``: a proxy compressed a compressed body) are undone one after the other.
+        own = bool(codings) and set(codings) <= {"gzip", "x-gzip"} and not response.is_stream_consumed
+        body: Iterator[bytes] = response.iter_raw() if own else response.iter_bytes()  # (a test double reads it)
+        for _ in codings if own else ():
+            body = _gunzip(body, cap)
         for chunk in body:
             size += len(chunk)
             if size > cap:
