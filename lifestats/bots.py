@@ -33,6 +33,8 @@ class IpRule:
             if network is None:
                 continue  # not an address: matched as written only
             self._networks.append((network.max_prefixlen // 8, int(network.network_address), network.prefixlen))
+            if _holds_mapped(network):  # ::/0 say: every IPv4 address (read as 4 bytes) is inside it too
+                self._networks.append((4, 0, 0))
         self._verdicts: dict[str, bool] = {}
 
     def __bool__(self) -> bool:
@@ -73,9 +75,14 @@ def canonical_ips(entries: Sequence[str], *, stored: bool = False) -> list[str]:
     ``::ffff:203.0.113.7`` as ``203.0.113.7``), each network by its first address, other entries as written;
     sorted, without repeats. Two lists with equal canonical forms mark the same records as bots.
 
+    An IPv6 network that holds every IPv4 address written as IPv6 (``::/0``) adds ``0.0.0.0/0``: it holds
+    every IPv4 address too.
+
     ``stored``: a list from a checkpoint. An IPv4 network written as IPv6 (``::ffff:10.0.0.0/104``) is
     left as written there: this version stores it as the IPv4 one, so one written so comes from a version
-    in which it matched no address, and must not compare equal to what it means now."""
+    in which it matched no address, and must not compare equal to what it means now. Likewise a network
+    such as ``::/0`` adds nothing there: this version stored ``0.0.0.0/0`` beside it, and one stored
+    without it comes from a version in which it matched no IPv4 address."""
     canonical: set[str] = set()
     for entry in entries:
         packed = _packed(entry)
@@ -87,7 +94,18 @@ def canonical_ips(entries: Sequence[str], *, stored: bool = False) -> list[str]:
             canonical.add(entry)
             continue
         canonical.add(entry if network is None else str(network))
+        if network is not None and _holds_mapped(network) and not stored:
+            canonical.add("0.0.0.0/0")  # what it matches of IPv4 (one stored so was written by this version)
     return sorted(canonical)
+
+
+_MAPPED_NETWORK: Final = ipaddress.IPv6Network("::ffff:0:0/96")
+
+
+def _holds_mapped(network: ipaddress.IPv4Network | ipaddress.IPv6Network) -> bool:
+    """Whether an IPv6 network holds every IPv4 address written as IPv6 (``::/0``, ``::ffff:0:0/80``): it
+    then holds every IPv4 address, as addresses are read (``::ffff:a.b.c.d`` as ``a.b.c.d``)."""
+    return isinstance(network, ipaddress.IPv6Network) and _MAPPED_NETWORK.subnet_of(network)
 
 
 def _network(entry: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network | None:

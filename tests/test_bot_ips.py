@@ -51,6 +51,22 @@ def test_an_ip_matches_as_an_address(ip: str, bot: bool) -> None:
     assert IpRule(RULE).matches(ip) is bot
 
 
+@pytest.mark.parametrize(
+    ("rule", "ip", "bot"),
+    [
+        ("::/0", "10.1.2.3", True),  # every address, IPv4 ones too (it matched no IPv4 address)
+        ("::/0", "::ffff:10.1.2.3", True),
+        ("::/0", "2001:db8::1", True),
+        ("::ffff:0:0/80", "192.0.2.1", True),  # ::/80 holds the IPv4-mapped range
+        ("::ffff:0:0/96", "192.0.2.1", True),  # exactly that range: 0.0.0.0/0
+        ("2001:db8::/32", "192.0.2.1", False),  # an IPv6 network that does not hold it
+        ("2001:db8::/32", "2001:db8::1", True),
+    ],
+)
+def test_an_ipv6_network_holding_the_ipv4_mapped_range_holds_every_ipv4_address(rule: str, ip: str, bot: bool) -> None:
+    assert IpRule([rule]).matches(ip) is bot
+
+
 def test_an_empty_rule_matches_nothing() -> None:
     rule = IpRule([])
     assert not rule and not rule.matches("203.0.113.7")

@@ -508,3 +508,26 @@ def test_a_checkpoint_whose_bot_network_matched_nothing_then_is_not_resumed_unde
         Checkpoint(state_dir / "earlier").claim(fingerprint(settings(mapped)))
     assert Checkpoint(state_dir / "now").claim(fingerprint(settings(mapped))) is False
     assert Checkpoint(state_dir / "now").claim(fingerprint(settings(["10.0.0.0/8"]))) is True
+
+
+def test_a_checkpoint_whose_ipv6_network_matched_no_ipv4_address_then_is_not_resumed_under_its_new_meaning(
+    state_dir: Path,
+) -> None:
+    """``::/0`` matched no IPv4 address before this version and matches every one now: a checkpoint an
+    earlier version wrote with it is refused (it counted IPv4 records that are bots now); one this version
+    wrote resumes."""
+    from lifestats.config import fingerprint
+
+    def settings(ips: list[str]) -> Any:
+        return job_settings("http://127.0.0.1:9/events", bots={"ips": ips})
+
+    everything = ["::/0"]
+    earlier = {
+        **fingerprint(settings(everything)),
+        "bots": {**fingerprint(settings(everything))["bots"], "ips": everything},
+    }
+    assert Checkpoint(state_dir / "earlier").claim(earlier) is False
+    with pytest.raises(CheckpointMismatch, match=r"bots\.ips"):
+        Checkpoint(state_dir / "earlier").claim(fingerprint(settings(everything)))
+    assert Checkpoint(state_dir / "now").claim(fingerprint(settings(everything))) is False
+    assert Checkpoint(state_dir / "now").claim(fingerprint(settings(["0:0::0/0"]))) is True  # another spelling
