@@ -240,11 +240,11 @@ class Targets:
         if self.csv is not None:
             check_dir(self.csv, csv_flag)
         needs = [
-            (flag, path, least)
-            for flag, path, least in (
-                (json_flag, self.json, SMALLEST_JSON),
-                (html_flag, self.html, smallest_html()),
-                (csv_flag, self.csv, SMALLEST_CSV),
+            (flag, path, least, files)
+            for flag, path, least, files in (
+                (json_flag, self.json, SMALLEST_JSON, 1),
+                (html_flag, self.html, smallest_html(), 1),
+                (csv_flag, self.csv, SMALLEST_CSV, len(CSV_FILES)),
             )
             if path is not None and path != STDOUT
         ]

@@ -130,14 +130,15 @@ SMALLEST_JSON: Final = 1024
 SMALLEST_CSV: Final = 1024
 
 
-def check_room(needs: list[tuple[str, str, int]]) -> None:
+def check_room(needs: list[tuple[str, str, int, int]]) -> None:
     """Refuse (exit 2) report paths on a disk with less room than the smallest reports it would hold
-    (``needs``: each report's flag, path and fewest bytes; those on one disk are summed). An empty probe
-    file fits on a full disk, so without this the crawl would run and the report fail at its end. A disk
-    with room for the smallest but not for these reports still fails at the end, keeping the work: the
-    same command then writes them without crawling."""
+    (``needs``: each report's flag, path, fewest bytes and number of files; those on one disk are summed,
+    each file rounded up to whole blocks of the disk, as it takes them). An empty probe file fits on a full
+    disk, so without this the crawl would run and the report fail at its end. A disk with room for the
+    smallest but not for these reports still fails at the end, keeping the work: the same command then
+    writes them without crawling."""
     disks: dict[int, tuple[Path, int, list[str]]] = {}
-    for flag, path, least in needs:
+    for flag, path, fewest, files in needs:
         target = Path(path).absolute()
         if _special(target):
             continue  # a pipe or a device: no disk to fill
@@ -146,6 +147,9 @@ def check_room(needs: list[tuple[str, str, int]]) -> None:
             device = os.stat(directory).st_dev
         except OSError:
             continue
+        block = block_bytes(directory)
+        each = -(-fewest // files)  # a file's share, in whole blocks
+        least = files * -(-each // block) * block
         _, total, flags = disks.get(device, (directory, 0, []))
         disks[device] = (directory, total + least, [*flags, flag])
     for directory, least, flags in disks.values():
@@ -155,6 +159,14 @@ def check_room(needs: list[tuple[str, str, int]]) -> None:
                 f"{' and '.join(flags)}: the disk holding {directory} has {free:,} bytes free, less than the "
                 f"smallest report it would hold ({least:,} bytes): free some space or write the report elsewhere"
             )
+
+
+def block_bytes(directory: Path) -> int:
+    """The size of the blocks a file takes on the file system of ``directory`` (1 when it cannot say)."""
+    try:
+        return max(1, int(os.statvfs(directory).f_frsize))
+    except (OSError, AttributeError, ValueError):
+        return 1
 
 
 def free_bytes(directory: Path) -> int | None:

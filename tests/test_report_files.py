@@ -277,3 +277,39 @@ def test_a_report_path_on_a_disk_without_room_for_the_smallest_report_is_refused
     disk(blocks=0, free=0)
     check(json=json_, html=page, csv=folder)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["csv"]  # the checks leave only the CSV folder made
+
+
+def test_the_room_a_report_needs_counts_whole_blocks_per_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A file takes whole blocks of its disk: a JSON report of 1 KiB takes a 4 KiB block, and the five CSV
+    files take five. Free space compared in bytes let a disk with four blocks free take the five files, and
+    the report failed at the end of the crawl."""
+    import os
+
+    from lifestats import cli, outputs
+
+    real = os.statvfs(tmp_path)
+
+    def disk(free_blocks: int, block: int = 4096) -> None:
+        fields = {name: getattr(real, name) for name in dir(real) if name.startswith("f_")}
+        fields.update(f_blocks=10**9, f_bfree=free_blocks, f_bavail=free_blocks, f_frsize=block)
+        monkeypatch.setattr(outputs.os, "statvfs", lambda path: type("Stats", (), fields)())
+
+    def check(**paths: str) -> None:
+        cli.Targets(**paths).check(json_flag="--report-json", html_flag="--report-html", csv_flag="--report-csv")
+
+    json_, folder = str(tmp_path / "r.json"), str(tmp_path / "csv")
+    disk(free_blocks=1, block=2048)  # 2 KiB free in blocks of 2 KiB: a JSON report's kilobyte fits
+    check(json=json_)
+    disk(free_blocks=0, block=2048)
+    with pytest.raises(ConfigError, match=r"^--report-json: the disk holding .* has 0 bytes free"):
+        check(json=json_)
+    disk(free_blocks=4)  # 16 KiB: four blocks, one short of the five CSV files
+    with pytest.raises(
+        ConfigError, match=r"^--report-csv: the disk holding .* has 16,384 bytes free, less .* \(20,480"
+    ):
+        check(csv=folder)
+    disk(free_blocks=5)
+    check(csv=folder)
+    disk(free_blocks=5)
+    with pytest.raises(ConfigError, match=r"^--report-json and --report-csv"):
+        check(json=json_, csv=folder)  # six files, five blocks
