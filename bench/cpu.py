@@ -48,7 +48,7 @@ import orjson
 from lifestats.config import Settings, load_settings
 from lifestats.errors import LifestatsError
 from lifestats.limiter import SPACING_MARGIN
-from lifestats.run import run_job
+from lifestats.run import ExecutorFactory, local_executor, run_job
 from lifestats.usage import process_cpu_seconds
 from mocks.api import LoggedRequest
 from mocks.dataset import BOT_IPS, BOT_UA_PATTERNS, FIELDS
@@ -91,9 +91,11 @@ def bare_loop(url: str, page_size: int) -> tuple[int, float, float]:
     return records, cpu, wall
 
 
-def job(settings: Settings) -> dict[str, Any]:
+def job(settings: Settings, executor_factory: ExecutorFactory = local_executor) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
-        outcome = run_job(settings, env="bench", state_dir=Path(tmp) / "state", as_of=AS_OF)
+        outcome = run_job(
+            settings, env="bench", state_dir=Path(tmp) / "state", as_of=AS_OF, executor_factory=executor_factory
+        )
     if outcome.exit_code != 0:
         raise SystemExit(f"the job failed (exit {outcome.exit_code}): {outcome.message}")
     return outcome.report
@@ -152,10 +154,10 @@ def one_shot(function: Callable[..., T], *args: Any) -> T:
         return fresh.submit(function, *args).result()
 
 
-def job_cpu(settings: Settings, mode: str) -> float:
+def job_cpu(settings: Settings, mode: str, executor_factory: ExecutorFactory = local_executor) -> float:
     """Run the job once, print its figures, and return its CPU microseconds per record."""
     t0, own0 = time.monotonic(), time.process_time()
-    report = job(settings)
+    report = job(settings, executor_factory)
     wall, own = time.monotonic() - t0, time.process_time() - own0
     run = report["run"]
     fetched = report["records"]["fetched"]
