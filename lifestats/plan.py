@@ -197,12 +197,7 @@ def discover(
 
     ``first_id``: the smallest id of the page at offset 0. The end: the smallest offset above every
     record, found by doubling then bisecting on "does anything exist at or above this offset", which a
-    page answers with a record id at or above it, or with a next page. With only ``last_id`` given, the
-    end is sought below it all the same, for the ids the probes see (:attr:`Bounds.known_ids`, those at or
-    above ``last_id`` included: they show that the data goes on past the range): a crawl crosses an empty
-    page inside the data only up to the highest of them, as without ``last_id``; the range itself stays
-    ``[first_id, last_id)``. With both given, nothing is probed (a range configured whole is the way to
-    crawl without discovery), and no id is known past the first page.
+    page answers with a record id at or above it, or with a next page.
 
     ``parallel`` probes go out at a time (each round of doubling then tries that many powers of two, each
     round of bisection that many evenly spaced offsets), so that discovery keeps the rate limit busy
@@ -213,7 +208,6 @@ def discover(
     """
     probes = 0
     known: set[int] = set()
-    range_given = first_id is not None and last_id is not None
     # Twice ``parallel`` threads: a bisection round goes out while the doubling's last probes are answered.
     pool = ThreadPoolExecutor(2 * parallel, thread_name_prefix="probe") if parallel > 1 else None
 
@@ -268,19 +262,13 @@ def discover(
             ends_there = following is None
             if found_first is not None:
                 found_first(first_id)
-        # The highest offset sought: the top of the id space, or the last id of a configured range.
-        ceiling = INT64_MAX if last_id is None else last_id - 1
-        if last_id is not None and (
-            range_given or first_id >= ceiling or (highest_seen is not None and highest_seen >= ceiling)
-        ):
-            return Bounds(first_id, last_id, last_id, probes, _inside(known, first_id, None), floor=floor)
-        if ends_there and highest_seen is not None and highest_seen < ceiling:
+        if last_id is not None:
+            return Bounds(first_id, last_id, last_id, probes, _inside(known, first_id, last_id), floor=floor)
+        if ends_there and highest_seen is not None and highest_seen < INT64_MAX:
             # One probe past the first page tells whether it said the truth (an API whose next offset sits
             # elsewhere than api.next_offset_path answers it with records): the whole range is then known.
             more, top = round_of([highest_seen + 1])[0]
             if not more:
-                if last_id is not None:
-                    return Bounds(first_id, last_id, last_id, probes, _inside(known, first_id, None), floor=floor)
                 known_ids = _inside(known, first_id, None)
                 return Bounds(first_id, None, highest_seen + 1, probes, known_ids, one_page=True, floor=floor)
             highest_seen = max(highest_seen, top) if top is not None else highest_seen
@@ -293,8 +281,8 @@ def discover(
             low = highest_seen  # something exists at or above `low`
             step = 1
             while high is None:
-                if low + step > ceiling:  # something at the top of the id space (or range): the end is its edge
-                    high = ceiling + 1
+                if low + step > INT64_MAX:  # something at the very top of the id space: the end is its edge
+                    high = INT64_MAX + 1
                     break
                 more, top = round_of([low + step])[0]
                 if top is not None:
@@ -311,13 +299,13 @@ def discover(
             flying: collections.deque[tuple[int, Future[tuple[bool, int | None]]]] = collections.deque()
             power = (highest_seen - first_id).bit_length()  # first_id + 2**power > highest_seen
             while high is None:
-                while len(flying) < parallel and first_id + 2**power <= ceiling:
+                while len(flying) < parallel and first_id + 2**power <= INT64_MAX:
                     offset = first_id + 2**power
                     flying.append((offset, pool.submit(at, offset)))
                     probes += 1
                     power += 1
-                if not flying:  # something at the top of the id space (or range): the end is its edge
-                    high = ceiling + 1
+                if not flying:
+                    high = INT64_MAX + 1  # something at the very top of the id space: the end is its edge
                     break
                 offset, answer = flying.popleft()
                 more, top = answer.result()
@@ -346,8 +334,6 @@ def discover(
             _, top = answer.result()
             if top is not None:
                 highest_seen = max(highest_seen, top)
-        if last_id is not None:
-            return Bounds(first_id, last_id, last_id, probes, _inside(known, first_id, None), floor=floor)
         known_ids = _inside(known, first_id, None)
         return Bounds(first_id, None, max(high, highest_seen + 1), probes, known_ids, floor=floor)
     finally:

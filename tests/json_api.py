@@ -45,15 +45,12 @@ def serving(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
         server.server_close()
 
 
-def crawl_offset_ids(
-    handler: type[JsonHandler], slices: int, state_dir: Path, api: dict[str, Any] | None = None
-) -> Outcome:
+def crawl_offset_ids(handler: type[JsonHandler], slices: int, state_dir: Path) -> Outcome:
     """The job over ``handler``'s ``offset_id`` API (pages of 10, records at ``response``, the next offset at
-    ``meta.next_offset``), its id range discovered unless ``api`` (more ``api`` settings) gives it, in
-    ``slices`` slices by 2 workers."""
+    ``meta.next_offset``), its id range discovered, in ``slices`` slices by 2 workers."""
     with serving(handler) as base:
         overrides = {
-            "api": {"url": f"{base}/events", "page_size": 10, **(api or {})},
+            "api": {"url": f"{base}/events", "page_size": 10},
             "fields": {"id": "id", "item": "item"},
             "crawl": {"slices": slices, "workers": 2},
         }

@@ -67,33 +67,3 @@ def test_an_api_that_names_a_next_offset_past_its_data_is_not_followed_there(sta
     # Discovery's probes (up to 64 doublings and the bisection) and a few pages per slice, not a walk of
     # empty pages through the id space.
     assert _NextPastTheData.requests < 200
-
-
-@pytest.mark.parametrize(
-    ("api", "counted"),
-    [
-        ({"last_id": 2000}, len(_LOW) + len(_HIGH)),
-        ({"last_id": 1030}, len(_LOW) + len(_HIGH)),
-        ({"last_id": 1025}, len(_LOW) + 5),  # the range ends inside the data
-    ],
-)
-@pytest.mark.parametrize("slices", [1, 3, 10])
-def test_an_empty_stretch_inside_a_configured_range_is_crossed(
-    state_dir: Path, slices: int, api: dict[str, int], counted: int
-) -> None:
-    """With ``api.last_id`` given, discovery did not seek the data's end, so no id above the first page was
-    known and the empty page ended its slice: 10 of 20 records with exit 0 (audit K, 7). (With
-    ``api.first_id`` given too, nothing is probed: see the README's guarantees.)"""
-    outcome = crawl_offset_ids(_Windows, slices, state_dir, api)
-    assert outcome.exit_code == 0, outcome.message
-    assert outcome.report["records"]["counted"] == counted
-
-
-def test_a_next_offset_past_the_data_is_not_followed_to_a_configured_last_id(state_dir: Path) -> None:
-    """The end sought below ``api.last_id`` bounds the crossing as discovery does without it: the empty
-    pages past the records are not walked up to a generous ``last_id``."""
-    _NextPastTheData.requests = 0
-    outcome = crawl_offset_ids(_NextPastTheData, 4, state_dir, {"last_id": 10**12})
-    assert outcome.exit_code == 0, outcome.message
-    assert outcome.report["records"]["counted"] == 25
-    assert _NextPastTheData.requests < 200

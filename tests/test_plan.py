@@ -55,31 +55,6 @@ def test_discovery_keeps_configured_bounds() -> None:
     assert (bounds.first_id, bounds.last_id, bounds.estimated_end, bounds.probes) == (3, 100, 100, 0)
 
 
-@given(
-    st.lists(st.integers(-(2**20), 2**20), min_size=1, max_size=200, unique=True),
-    st.integers(-(2**20), 2**20),
-    st.booleans(),
-)
-def test_discovery_sees_the_highest_id_below_a_configured_last_id(ids: list[int], last: int, below: bool) -> None:
-    """With only ``api.last_id`` given, the probes still reach the highest record below it (or one past it),
-    so an empty window inside the range is known to lie inside the data; in logarithmic probes."""
-    ids.sort()
-    bounds = discover(source(ids, below=below), "id", None, last)
-    assert bounds.last_id == last and bounds.estimated_end == last
-    assert bounds.first_id == ids[0]
-    seen = [i for i in ids if i < last]
-    if not below and len(seen) > 1:  # a record above the first id: a gap may lie below it
-        assert bounds.known_ids and bounds.known_ids[-1] >= seen[-1]
-    assert bounds.probes <= 4 * math.log2(abs(last - ids[0]) + 2) + 8
-
-
-def test_last_id_alone_has_the_ids_below_it_sought_a_range_given_whole_nothing() -> None:
-    ids = [*range(0, 50), *range(200, 250)]
-    assert discover(source(ids), "id", 0, 1000).probes == 0
-    bounds = discover(source(ids), "id", None, 1000)
-    assert (bounds.first_id, bounds.last_id, bounds.known_ids[-1]) == (0, 1000, 249)
-
-
 def test_empty_api() -> None:
     bounds = discover(source([]), "id", None, None)
     assert bounds.first_id == 0
