@@ -236,9 +236,10 @@ def discover(
             probes += used
             floor = page.position
             ids = _ids(page, id_field)
-            # A first page of records without a usable id: the first id is on a page after it.
+            # A first page of records without a usable id, or of none (an API that pages by id windows, whose
+            # lowest window is empty) that names a next offset: the first id is on a page after it.
             for _ in range(IDLESS_PAGES):
-                if ids or not page.records or page.next_offset is None:
+                if ids or page.next_offset is None:
                     break
                 page = probe(page.next_offset)
                 probes += 1

@@ -5,6 +5,7 @@ on 127.0.0.1; the truth is counted from the records the servers hold."""
 
 from __future__ import annotations
 
+import collections
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -67,3 +68,27 @@ def test_an_api_that_names_a_next_offset_past_its_data_is_not_followed_there(sta
     # Discovery's probes (up to 64 doublings and the bisection) and a few pages per slice, not a walk of
     # empty pages through the id space.
     assert _NextPastTheData.requests < 200
+
+
+class _EmptyLowestWindow(JsonHandler):
+    """Ids 1000-1019 in windows of 10; any offset below them is answered with an empty page naming 1000."""
+
+    def do_GET(self) -> None:
+        offset = int(parse_qs(urlsplit(self.path).query)["offset"][0])
+        rows = [{"id": i, "item": i % 3} for i in range(1000, 1020) if offset <= i < offset + 10]
+        if offset < 1000:
+            body: dict[str, Any] = {"response": [], "meta": {"next_offset": 1000}}
+        else:
+            body = {"response": rows, "meta": {"next_offset": offset + 10 if offset + 10 < 1020 else None}}
+        self.send_json(200, body)
+
+
+@pytest.mark.parametrize("slices", [1, 4])
+def test_an_empty_lowest_window_naming_the_next_is_followed_to_the_first_id(state_dir: Path, slices: int) -> None:
+    """Discovery read the empty page at the lowest offset as an API without records: it took 0 as the first
+    id, and the crawl's empty page ended the data: 0 of 20 records, exit 0 (audit N)."""
+    outcome = crawl_offset_ids(_EmptyLowestWindow, slices, state_dir)
+    assert outcome.exit_code == 0, outcome.message
+    assert outcome.report["records"]["counted"] == 20
+    top = {row["id"]: row["visits"] for row in outcome.report["windows"]["all"]["top_items"]}
+    assert top == dict(collections.Counter(i % 3 for i in range(1000, 1020)))
