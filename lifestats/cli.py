@@ -132,7 +132,8 @@ def _as_of(text: str | None) -> datetime | None:
     if text is None:
         return None
     try:
-        moment = datetime.fromisoformat(text)
+        # A lower-case "z" is UTC as in the records' timestamps (Python 3.11 reads the upper-case one only).
+        moment = datetime.fromisoformat(text[:-1] + "Z" if text.endswith("z") else text)
     except ValueError:
         raise ConfigError(f"--as-of {text!r} is not an ISO 8601 time") from None
     if moment.tzinfo is None:

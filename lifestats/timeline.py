@@ -19,7 +19,6 @@ Either way keys sort, merge and serialise as plain integers.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Final
@@ -158,7 +157,7 @@ class Clock:
 
     def holds(self, moment: datetime) -> bool:
         """Whether ``moment`` (aware) lies between the years 1 and 9999 both in UTC and in this zone."""
-        t = math.floor(moment.timestamp())
+        t = epoch_micros(moment) // MICROS  # exact: a float of epoch seconds rounds .999999 up far from 1970
         return self.exact(t) is not None
 
 
@@ -228,7 +227,7 @@ class Buckets:
 
     def key_of(self, moment: datetime) -> int:
         """The bucket of an aware datetime that :meth:`Clock.holds`."""
-        t = math.floor(moment.timestamp())
+        t = epoch_micros(moment) // MICROS  # exact: a float of epoch seconds rounds .999999 up far from 1970
         offset = self.clock.offset(t)
         if offset is None:
             raise ValueError(f"{moment.isoformat()} is outside the years 1 to 9999 in {self.tz.key}")

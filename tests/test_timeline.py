@@ -56,3 +56,35 @@ def test_offsets_asked_out_of_order_and_far_apart_match_the_standard_library() -
     offsets, known = clock.offsets(instants)
     offsets[~known] = [clock.offset(int(t)) for t in instants[~known].tolist()]
     assert offsets.tolist() == truth(tz, instants)
+
+
+@pytest.mark.parametrize(
+    ("moment", "unit", "start"),
+    [
+        ("3000-01-01T23:59:59.999999+00:00", "day", "3000-01-01T00:00:00+00:00"),
+        ("3000-01-01T00:59:59.999999+00:00", "hour", "3000-01-01T00:00:00+00:00"),
+        ("3000-01-01T00:00:59.999999+00:00", "minute", "3000-01-01T00:00:00+00:00"),
+        ("3000-01-31T23:59:59.999999+00:00", "month", "3000-01-01T00:00:00+00:00"),
+        ("1000-01-01T23:59:59.999999+00:00", "day", "1000-01-01T00:00:00+00:00"),
+        ("9999-12-31T23:59:59.999999+00:00", "year", "9999-01-01T00:00:00+00:00"),
+    ],
+)
+def test_the_bucket_of_a_moment_far_from_1970_is_the_one_that_holds_it(moment: str, unit: str, start: str) -> None:
+    """``--as-of`` with microseconds far from 1970 was read as a float of epoch seconds, which rounds .999999
+    up to the next second: the series ended one bucket past as_of (a zero point after it, and with
+    ``series_max_points`` the first real bucket dropped; audit O)."""
+    from lifestats.timeline import Buckets
+
+    clock = Clock(ZoneInfo("UTC"))
+    instant = datetime.fromisoformat(moment)
+    assert clock.holds(instant)
+    expected = (datetime.fromisoformat(start) - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(seconds=1)
+    assert Buckets(unit, clock).key_of(instant) == expected
+
+
+def test_as_of_reads_a_lower_case_z_as_utc_as_record_timestamps_do() -> None:
+    """``--as-of 2026-03-15T12:00:00z`` was refused (exit 2) although records' timestamps read it (audit O)."""
+    from lifestats.cli import _as_of
+
+    assert _as_of("2026-03-15T12:00:00z") == datetime(2026, 3, 15, 12, tzinfo=UTC)
+    assert _as_of("2026-03-15T12:00:00.5z") == datetime(2026, 3, 15, 12, 0, 0, 500_000, tzinfo=UTC)
