@@ -264,6 +264,11 @@ def discover(
             if found_first is not None:
                 found_first(first_id)
         if last_id is not None:
+            if first_id >= last_id:  # (a configured first_id is below last_id: the config checks it)
+                raise ConfigError(
+                    f"api.last_id ({last_id:,}) is at or below the lowest id the API serves ({first_id:,}): no "
+                    "record lies below it (it is exclusive); raise api.last_id, or leave it out to crawl to the end"
+                )
             return Bounds(first_id, last_id, last_id, probes, _inside(known, first_id, last_id), floor=floor)
         if ends_there and highest_seen is not None and highest_seen < INT64_MAX:
             # One probe past the first page tells whether it said the truth (an API whose next offset sits

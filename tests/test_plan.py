@@ -264,3 +264,15 @@ def test_data_on_one_page_is_crawled_as_one_slice_whatever_the_id_range(state_di
     print(f"\n{slices} slices: {requests} requests")
     assert requests <= 6  # the lowest offset (and 0 when refused), the lowest id, one probe past, the slice
     assert outcome.report["run"]["requests"] == requests
+
+
+@pytest.mark.parametrize("last_id", [1000, 500])
+def test_a_last_id_at_or_below_the_lowest_id_is_refused(state_dir: Path, last_id: int) -> None:
+    """Ids 1000-1024 and ``api.last_id`` 1000 (exclusive) or 500: no record lies in the range, yet the plan's
+    one slice began at the lowest id and counted the record 1000, exit 0 (audit N)."""
+    records = [{"id": i, "item": "a"} for i in range(1000, 1025)]
+    with MockServer(ListSource(records)) as server:
+        settings = job_settings(server.url, api={"page_size": 10, "last_id": last_id})
+        outcome = run(settings, state_dir)
+    assert outcome.exit_code == 2
+    assert f"api.last_id ({last_id:,}) is at or below the lowest id the API serves (1,000)" in (outcome.message or "")
