@@ -127,8 +127,10 @@ class Aggregator:
         try:
             applied = self.checkpoint.apply(flush, body=body, facts=facts, compacted=compact)
         except BaseException:
-            if folded:  # the total took a flush that may not have been committed: read it back
-                self.reload()
+            # The flush may be committed or not (an interrupt held during the transaction is raised right
+            # after its COMMIT), and a fold may have merged it: the total is read back either way. Left
+            # without a committed flush, the next fold would write a total without it and delete its blob.
+            self.reload()
             raise
         if not applied:
             return False

@@ -466,6 +466,11 @@ class _Job:
         wait for them (what they have not flushed by then is crawled again on resume).
         """
         with held(redeliver=False) as again:
+            # An interrupt may have landed between a flush's commit and its merge into the total: read it
+            # back before the wind-down's flushes are applied, since one of them may fold the total (write it
+            # and delete the blobs it holds), which would drop the committed flush it lacks.
+            with contextlib.suppress(StateDirError, duckdb.Error):
+                self.aggregator.reload()
             if executor is not None:
                 if exit_code == EXIT_INTERRUPTED:
                     # The workers flush what they counted since their last flush (at most one page each

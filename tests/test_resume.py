@@ -24,6 +24,7 @@ from lifestats.stats import Partial
 from mocks.dataset import DatasetSpec, generate, ground_truth
 from mocks.faults import FaultSpec
 from mocks.server import MockServer
+from mocks.source import ListSource
 
 from .conftest import AS_OF, job_settings, main_command, run, statistics
 from .test_faults import Switchable
@@ -531,3 +532,50 @@ def test_a_checkpoint_whose_ipv6_network_matched_no_ipv4_address_then_is_not_res
         Checkpoint(state_dir / "earlier").claim(fingerprint(settings(everything)))
     assert Checkpoint(state_dir / "now").claim(fingerprint(settings(everything))) is False
     assert Checkpoint(state_dir / "now").claim(fingerprint(settings(["0:0::0/0"]))) is True  # another spelling
+
+
+def _ids_of(rows: list[dict[str, Any]]) -> dict[Any, int]:
+    return {row["id"]: row["visits"] for row in rows}
+
+
+@pytest.mark.parametrize("mode", ["exact", "approx"])
+def test_interrupts_just_after_commits_with_folds_in_the_wind_down_lose_nothing(
+    state_dir: Path, monkeypatch: pytest.MonkeyPatch, mode: str
+) -> None:
+    """A Ctrl-C held during a commit is raised just after it, before the flush is merged into the running
+    total; a wind-down flush that then folded the total wrote it without that flush and deleted its blob.
+    Interrupted after every 7th commit until done: approx counted 19,836 of 20,000 visits (item visits
+    outside their bounds), exact 19,636 records fetched, both with exit 0 (audit P)."""
+    from collections import Counter
+    from datetime import timedelta
+
+    records = [
+        {
+            "id": 3 * i + 1,
+            "item": i % 7 if i % 3 else str(i % 7),
+            "visitor": i % 101,
+            "timestamp": (AS_OF - timedelta(seconds=(i * 7919) % (20 * 86_400))).isoformat(),
+        }
+        for i in range(20_000)
+    ]
+    truth = Counter(record["item"] for record in records)
+    with MockServer(ListSource(records)) as server:
+        settings = job_settings(
+            server.url,
+            fields={"category": None, "ip": None, "user_agent": None},
+            crawl={"slices": 10, "workers": 2, "flush_every": 1},
+            stats={"mode": mode, "top_items": 30},
+            bots={"ips": [], "user_agents": []},
+        )
+        runs, outcome = 0, None
+        while runs < 80 and (outcome is None or outcome.exit_code == 130):
+            runs += 1
+            _patch_checkpoint_connection(monkeypatch, type("Interrupt", (InterruptAfterCommit,), {"after": 7}))
+            outcome = run(settings, state_dir)
+            monkeypatch.undo()
+    assert outcome is not None
+    assert outcome.exit_code == 0 and runs > 2, (runs, outcome.message)
+    report = outcome.report
+    assert report["records"]["fetched"] == report["records"]["counted"] == len(records)
+    assert report["windows"]["all"]["visits"] == len(records)
+    assert _ids_of(report["windows"]["all"]["top_items"]) == dict(truth)
