@@ -165,9 +165,10 @@ class Credentials:
     """What the user gave that must not be stored: ``api.url``'s ``user:password@``, secret query
     parameters and values written without a name (``?TOKEN``, ``;TOKEN``), and the bearer token.
     :meth:`mask` takes them out of a URL the API gave wherever they appear in it (the userinfo, a query or
-    path parameter with the same value, the value alone, or a whole path segment), :meth:`unmask` puts them
-    back; the rest of the URL stays byte for byte as the API wrote it. A fragment (never sent) that holds
-    one anywhere is masked whole and stays so."""
+    path parameter with the same value, or the value alone), :meth:`unmask` puts them back; the rest of the
+    URL stays byte for byte as the API wrote it. A fragment (never sent) that holds one anywhere, the
+    password of the userinfo included, is masked whole and stays so. A credential echoed as a plain path
+    segment is not masked: putting it back byte for byte would need its spelling, which is the secret."""
 
     def __init__(self, api_url: str, token: str | None = None) -> None:
         try:
@@ -201,7 +202,7 @@ class Credentials:
             marker = self._marker(name, value)
             pieces.append(piece if marker is None else f"{name}={marker}")
         query = "&".join(pieces)
-        path = self._path(parts.path, self._masked_param, self._masked_segment)
+        path = self._path(parts.path, self._masked_param)
         fragment = MASK if parts.fragment and self._holds_one(parts.fragment) else parts.fragment
         if netloc == parts.netloc and query == parts.query and path == parts.path and fragment == parts.fragment:
             return url
@@ -221,37 +222,31 @@ class Credentials:
             raw = self._value(unquote_plus(name), value) if value is not None and value.startswith(MASK) else None
             pieces.append(piece if raw is None else f"{name}={raw}")
         query = "&".join(pieces)
-        path = self._path(parts.path, self._unmasked_param, self._unmasked_segment)
+        path = self._path(parts.path, self._unmasked_param)
         if netloc == parts.netloc and query == parts.query and path == parts.path:
             return url
         return urlunsplit((parts.scheme, netloc, path, query, parts.fragment))
 
-    def _path(self, path: str, replace: Callable[[str], str | None], segment_: Callable[[str], str | None]) -> str:
-        """``path`` with each ``;`` parameter that ``replace`` maps, and each segment (before its parameters)
-        that ``segment_`` maps (to a marker, or back), replaced."""
+    def _path(self, path: str, replace: Callable[[str], str | None]) -> str:
+        """``path`` with each ``;`` parameter that ``replace`` maps (to a marker, or back) replaced."""
+        if ";" not in path:
+            return path
         segments = []
         for segment in path.split("/"):
             head, *params = segment.split(";")
-            segments.append(";".join([segment_(head) or head, *(replace(p) or p for p in params)]))
+            segments.append(";".join([head, *(replace(p) or p for p in params)]))
         return "/".join(segments)
 
-    def _credentials(self) -> list[str]:
-        """Every credential of the user's, as a request carries it (decoded)."""
-        found = [unquote_plus(raw) for raw in self._params.values()] + [unquote_plus(b) for b in self._bare]
-        return found + ([self._token] if self._token is not None else [])
-
     def _holds_one(self, text: str) -> bool:
-        """Whether ``text`` (a fragment) holds one of the user's credentials anywhere in it."""
-        plain = unquote_plus(text)
-        return any(secret and secret in plain for secret in self._credentials())
-
-    def _masked_segment(self, head: str) -> str | None:
-        """The masked form of a path segment that is one of the user's credentials alone, else None."""
-        return self._marker("", head) if head else None
-
-    def _unmasked_segment(self, head: str) -> str | None:
-        """A path segment from :meth:`_masked_segment` with the credential back, else None."""
-        return self._value("", head) if head.startswith(f"{MASK}(") else None
+        """Whether ``text`` (a fragment) holds one of the user's credentials anywhere in it, in any spelling."""
+        raws = [*self._params.values(), *self._bare]
+        if self._userinfo is not None and ":" in self._userinfo:
+            raws.append(self._userinfo.partition(":")[2])  # the password
+        secrets = {unquote_plus(raw) for raw in raws} | {unquote(raw) for raw in raws} | set(raws)
+        if self._token is not None:
+            secrets.add(self._token)
+        texts = {text, unquote(text), unquote_plus(text)}
+        return any(secret and secret in plain for secret in secrets for plain in texts)
 
     def _bare_at(self, piece: str) -> int | None:
         """Which of api.url's values without a name ``piece`` is, read as a request carries it, if any."""
