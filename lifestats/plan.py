@@ -245,6 +245,12 @@ def discover(
                 probes += 1
                 ids = _ids(page, id_field)
             if not ids:
+                if not page.records and page.next_offset is not None:
+                    raise ConfigError(
+                        f"the API answered {probes} pages from its lowest offset with no record, each naming a next "
+                        f"offset (the last: {page.next_offset}): an API that pages by id windows has its first "
+                        "records further on; set api.first_id to its lowest id"
+                    )
                 return Bounds(0, last_id, last_id or 1, probes, floor=floor)
             if _newest_first(page, ids):  # asked once more: a glitch of one answer is not the API's order
                 page = probe(page.position)

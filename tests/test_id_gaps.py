@@ -12,7 +12,10 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from .json_api import JsonHandler, crawl_offset_ids
+from lifestats.config import load_settings
+
+from .conftest import run
+from .json_api import JsonHandler, crawl_offset_ids, serving
 
 # Ids 1000-1009, nothing from 1010 to 1019, then 1020-1029; the API answers an offset in the gap with an
 # empty page whose next offset is 1020.
@@ -92,3 +95,28 @@ def test_an_empty_lowest_window_naming_the_next_is_followed_to_the_first_id(stat
     assert outcome.report["records"]["counted"] == 20
     top = {row["id"]: row["visits"] for row in outcome.report["windows"]["all"]["top_items"]}
     assert top == dict(collections.Counter(i % 3 for i in range(1000, 1020)))
+
+
+class _FarWindows(JsonHandler):
+    """Ids 150-169 in windows of 10 from any offset, the next window named while records lie above it."""
+
+    def do_GET(self) -> None:
+        offset = int(parse_qs(urlsplit(self.path).query)["offset"][0])
+        rows = [{"id": i, "item": i % 3} for i in range(150, 170) if offset <= i < offset + 10]
+        self.send_json(200, {"response": rows, "meta": {"next_offset": offset + 10 if offset + 10 < 170 else None}})
+
+
+def test_empty_windows_past_the_pages_discovery_follows_are_refused_not_read_as_no_data(state_dir: Path) -> None:
+    """Past the pages discovery follows from the lowest offset, the empty windows were read as an API without
+    records: 0 of 20 counted, exit 0 (audit Q). Now refused, naming api.first_id; given it, all are counted."""
+    outcome = crawl_offset_ids(_FarWindows, 1, state_dir)
+    assert outcome.exit_code == 2
+    assert "set api.first_id" in (outcome.message or "")
+    with serving(_FarWindows) as base:
+        overrides = {
+            "api": {"url": f"{base}/events", "page_size": 10, "first_id": 150},
+            "fields": {"id": "id", "item": "item"},
+            "crawl": {"slices": 2, "workers": 2},
+        }
+        counted = run(load_settings(None, "test", environ={}, overrides=overrides), state_dir / "given")
+    assert counted.exit_code == 0 and counted.report["records"]["counted"] == 20
