@@ -826,7 +826,8 @@ class DataEnd:
     without a count reads its pages past the first the same way (an API that answers any page past its
     data with its last one, as Django's ``Paginator.get_page`` does): a page served again that is short,
     or full after two pages of new records (an API that ignores the page parameter serves only one),
-    is the last page again.
+    is the last page again. An offset crawl without a count takes a refusal of the page after a short one
+    as the end of the data too (an API that answers an offset past its data with a 404).
     """
 
     def __init__(self, paginator: Paginator, horizon: int | None = None, known: int | None = None) -> None:
@@ -843,20 +844,25 @@ class DataEnd:
         self._beyond = False  # the crawl is past the API's count (from the first page asked for there on)
         self._later = False  # the page now taken is past page 1 of a page-number crawl without a count
         self._fresh_pages = 0  # pages that brought records new to the slice
+        self._after_short: Any = None  # an offset crawl without a count: the position after a short page
+        self._past_short = False  # the page now taken is that position
 
     def taking(self, position: Any) -> None:
         """The page at ``position`` is taken next."""
         self._beyond = self._beyond or (self._confirming is not None and position == self._confirming)
         self._later = self._numbered and position != self.paginator.first()
+        self._past_short = self._after_short is not None and position == self._after_short
 
     def refused(self, exc: ApiError) -> bool:
         """Whether the API's refusal of the page being taken is the end of its data."""
-        return (self._beyond or self._later) and exc.status in PAST_THE_END
+        return (self._beyond or self._later or self._past_short) and exc.status in PAST_THE_END
 
     def next_position(self, page: Page, end: int | None) -> Any:
         """The position after ``page`` (None: the slice is done), noting when it lies past the API's count."""
         paginator = self.paginator
         following = None if paginator.finished(page, end) and not self._gap(page, end) else page.next
+        short = 0 < len(page.records) < paginator.api.page_size
+        self._after_short = following if short and paginator.style == "offset" and page.total is None else None
         if following is not None and self._confirming is None and (paginator.at_total(page) or page.past_total):
             self._confirming = following
         if following is not None and end is None and self._caught_up(page, following):

@@ -537,7 +537,8 @@ class _Job:
             f"{ids:,} record id(s) were counted by two or more slices ({copies:,} extra cop"
             f"{'y' if copies == 1 else 'ies'}): the API listed them in two slices' rows (it holds copies of one "
             "id, or its order changed while the crawl ran: rows inserted or re-sorted before them moved them "
-            f"across a slice's end), so the figures count up to {copies:,} record(s) twice, and rows an order "
+            "across a slice's end, or its total is too high and it answers positions past its data with its "
+            f"last page), so the figures count up to {copies:,} record(s) twice, and rows an order "
             "change moved the other way may be missing; crawl with crawl.slices: 1 (each id then counts once), "
             "or the API in an order that does not change (sorted by id, or by creation time)"
         ]

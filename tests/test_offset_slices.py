@@ -3,6 +3,7 @@ page's rows in any order: every row counted once, the right ones (a real server 
 
 from __future__ import annotations
 
+import collections
 import random
 from pathlib import Path
 from typing import ClassVar
@@ -185,3 +186,47 @@ def test_records_served_again_in_another_slice_are_a_warning_not_a_quiet_count(s
     assert alone.report["records"]["counted"] == len(ROWS)
     assert alone.report["records"]["duplicates"] == 2
     assert alone.report["warnings"] == []
+
+
+class _NoTotalRefusingPastTheData(JsonHandler):
+    """950 rows in offset pages, no total; an offset past them is refused (``status``), or, with
+    ``cap``, pages are capped at that many rows."""
+
+    status: ClassVar[int] = 404
+    cap: ClassVar[int] = 1000
+    requests: ClassVar[list[int]] = []
+
+    def do_GET(self) -> None:
+        query = parse_qs(urlsplit(self.path).query)
+        offset, limit = int(query["offset"][0]), int(query["limit"][0])
+        type(self).requests.append(offset)
+        if offset >= 950:
+            return self.send_json(self.status, {"detail": "Not found."})
+        self.send_json(200, {"results": ROWS[offset : min(offset + min(limit, self.cap), 950)]})
+
+
+@pytest.mark.parametrize(("status", "cap"), [(404, 1000), (400, 1000), (204, 1000), (404, 70)])
+def test_an_offset_crawl_without_a_total_ends_at_a_refusal_after_a_short_page(
+    state_dir: Path, status: int, cap: int
+) -> None:
+    """Without a count, the page after the short last one was asked for and its refusal (a 404 past the
+    data) stopped the job with exit 3 after counting everything (audit S). A refusal after a full page is
+    still a failure: it may lie inside the data."""
+    handler = type("Api", (_NoTotalRefusingPastTheData,), {"status": status, "cap": cap, "requests": []})
+    with serving(handler) as base:
+        section = {"url": f"{base}/events", "paginator": "offset", "records_path": "results", "page_size": 100}
+        overrides = {"api": section, "fields": {"item": "item", "visitor": "visitor"}}
+        outcome = run(load_settings(None, "test", environ={}, overrides=overrides), state_dir)
+    assert outcome.exit_code == 0, outcome.message
+    assert outcome.report["records"]["counted"] == 950
+    truth = collections.Counter(row["item"] for row in ROWS[:950])
+    assert {r["id"]: r["visits"] for r in outcome.report["windows"]["all"]["top_items"]} == dict(truth)
+
+
+def test_an_offset_crawl_without_a_total_refused_after_a_full_page_still_fails(state_dir: Path) -> None:
+    handler = type("Api", (_NoTotalRefusingPastTheData,), {"status": 404, "cap": 1000, "requests": []})
+    with serving(handler) as base:
+        section = {"url": f"{base}/events", "paginator": "offset", "records_path": "results", "page_size": 50}
+        overrides = {"api": section, "fields": {"item": "item", "visitor": "visitor"}}
+        outcome = run(load_settings(None, "test", environ={}, overrides=overrides), state_dir)
+    assert outcome.exit_code == 3  # 950 is a multiple of 50: the refused page follows a full one
