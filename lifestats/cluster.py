@@ -573,14 +573,15 @@ class DaskExecutor:
         if kind == "progress":
             out.append(Progress())
             return
-        if kind == "started":
-            if tracked.token is not None:
-                return
+        # The first "started" names the run that counts; its token may be known already, as the task's
+        # result can be read before its first event.
+        first = tracked.token is None or (message["token"] == tracked.token and tracked.worker is None)
+        if kind == "started" and first:
             tracked.token, tracked.worker, tracked.pid = message["token"], message["worker"], message["pid"]
             if tracked.worker not in self._workers:
                 self._refresh_workers()
         if message["token"] != tracked.token:
-            return
+            return  # another run of the task (Dask ran it again elsewhere): it sends nothing that counts
         tracked.received += 1
         if kind == "flush":
             out.append(Flushed(Flush(**message["flush"])))

@@ -369,3 +369,33 @@ def test_forgetting_a_run_while_a_task_makes_its_queue_does_not_deadlock_the_wor
     task.join(timeout=60)
     assert not deadlocked, "forget_run waited for the lock a task held while waiting for the event loop"
     cluster.forget_run(run_name)
+
+
+def test_a_task_whose_result_is_read_before_its_started_event_still_finishes() -> None:
+    """A quick task (a slice without records, as many of the default 100 slices over small data are) can
+    finish before the coordinator reads its "started" event: that event was then not counted, the task
+    never ended, and the stall watchdog stopped the run after 60 s with exit 3 (audit R)."""
+    from lifestats.cluster import DaskExecutor, _Tracked
+    from lifestats.plan import Slice
+    from lifestats.protocol import Finished
+
+    class Done:
+        status = "finished"
+
+        def result(self, timeout: float) -> dict[str, Any]:
+            return {"outcome": "finished", "token": "run-1", "events": 1}  # "started", then nothing to flush
+
+        def release(self) -> None:
+            pass
+
+    executor = DaskExecutor.__new__(DaskExecutor)
+    executor._tracked = {"k": _Tracked(Task(Slice(3, 0, 10), 1, 0, None, 0), Done())}
+    executor._workers = {"tcp://127.0.0.1:1": 1}
+    out: list[Any] = []
+    executor._done("k", out)
+    assert out == []  # its event is still to be read
+    started = {"key": "k", "kind": "started", "token": "run-1", "worker": "tcp://127.0.0.1:1", "pid": 7}
+    executor._message(started, out)
+    assert out == [Finished(3, 1)]
+    executor._message({**started, "token": "run-2"}, out)  # another run of it: ignored
+    assert out == [Finished(3, 1)]
