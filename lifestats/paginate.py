@@ -827,7 +827,8 @@ class DataEnd:
     data with its last one, as Django's ``Paginator.get_page`` does): a page served again that is short,
     or full after two pages of new records (an API that ignores the page parameter serves only one),
     is the last page again. An offset crawl without a count takes a refusal of the page after a short one
-    as the end of the data too (an API that answers an offset past its data with a 404).
+    (shorter than the pages before it too) as the end of the data (an API that answers an offset past its
+    data with a 404).
     """
 
     def __init__(self, paginator: Paginator, horizon: int | None = None, known: int | None = None) -> None:
@@ -845,6 +846,7 @@ class DataEnd:
         self._later = False  # the page now taken is past page 1 of a page-number crawl without a count
         self._fresh_pages = 0  # pages that brought records new to the slice
         self._after_short: Any = None  # an offset crawl without a count: the position after a short page
+        self._widest = 0  # the most records a page of this crawl held so far
         self._past_short = False  # the page now taken is that position
 
     def taking(self, position: Any) -> None:
@@ -861,7 +863,11 @@ class DataEnd:
         """The position after ``page`` (None: the slice is done), noting when it lies past the API's count."""
         paginator = self.paginator
         following = None if paginator.finished(page, end) and not self._gap(page, end) else page.next
-        short = 0 < len(page.records) < paginator.api.page_size
+        # Short: fewer records than asked for, and than every page before held (an API that caps its pages
+        # below api.page_size serves them all short; its last one is shorter still).
+        rows, asked = len(page.records), paginator.api.page_size
+        short = 0 < rows < (min(asked, self._widest) if self._widest else asked)
+        self._widest = max(self._widest, rows)
         self._after_short = following if short and paginator.style == "offset" and page.total is None else None
         if following is not None and self._confirming is None and (paginator.at_total(page) or page.past_total):
             self._confirming = following

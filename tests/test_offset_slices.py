@@ -223,6 +223,28 @@ def test_an_offset_crawl_without_a_total_ends_at_a_refusal_after_a_short_page(
     assert {r["id"]: r["visits"] for r in outcome.report["windows"]["all"]["top_items"]} == dict(truth)
 
 
+class _CappedPagesCappedOffsets(_NoTotalRefusingPastTheData):
+    """Pages capped at 70 rows (every one short of api.page_size), and offsets refused from 490 on (a cap on
+    offsets, as search engines have), inside the data."""
+
+    def do_GET(self) -> None:
+        query = parse_qs(urlsplit(self.path).query)
+        offset, limit = int(query["offset"][0]), int(query["limit"][0])
+        if offset >= 490:
+            return self.send_json(400, {"detail": "offset too large"})
+        self.send_json(200, {"results": ROWS[offset : min(offset + min(limit, 70), 950)]})
+
+
+def test_a_refusal_after_a_page_as_long_as_the_ones_before_still_fails(state_dir: Path) -> None:
+    """An API that caps its pages serves every page short of api.page_size: a refusal after one as long as
+    the others may lie inside the data, and stops the job (audit T: read as the end, 490 of 950, exit 0)."""
+    with serving(_CappedPagesCappedOffsets) as base:
+        section = {"url": f"{base}/events", "paginator": "offset", "records_path": "results", "page_size": 100}
+        overrides = {"api": section, "fields": {"item": "item", "visitor": "visitor"}}
+        outcome = run(load_settings(None, "test", environ={}, overrides=overrides), state_dir)
+    assert outcome.exit_code == 3, outcome.message
+
+
 def test_an_offset_crawl_without_a_total_refused_after_a_full_page_still_fails(state_dir: Path) -> None:
     handler = type("Api", (_NoTotalRefusingPastTheData,), {"status": 404, "cap": 1000, "requests": []})
     with serving(handler) as base:
