@@ -31,6 +31,7 @@ _USERINFO = re.compile(r"[^\s/@?#]+@")
 _TOKEN = "LIFESTATS_API_TOKEN"
 # api.url's N-th value written without a name (``?TOKEN``) is "***(~N)".
 _BARE = "~"
+_SEGMENT = "!"  # a marker's kind: a whole path segment (see Credentials._masked_segment)
 
 
 def secret_param(name: str) -> bool:
@@ -166,9 +167,11 @@ class Credentials:
     parameters and values written without a name (``?TOKEN``, ``;TOKEN``), and the bearer token.
     :meth:`mask` takes them out of a URL the API gave wherever they appear in it (the userinfo, a query or
     path parameter with the same value, or the value alone), :meth:`unmask` puts them back; the rest of the
-    URL stays byte for byte as the API wrote it. A fragment (never sent) that holds one anywhere, the
-    password of the userinfo included, is masked whole and stays so. A credential echoed as a plain path
-    segment is not masked: putting it back byte for byte would need its spelling, which is the secret."""
+    URL stays byte for byte as the API wrote it. A path segment that is one of them alone, spelled exactly
+    as the user wrote it (the token as it is), is masked too, and put back only in a URL of the API's own
+    host; one spelled otherwise is kept as it is (putting it back byte for byte would need its spelling,
+    which is the secret). A fragment (never sent) that holds one anywhere, the password of the userinfo
+    included, is masked whole and stays so."""
 
     def __init__(self, api_url: str, token: str | None = None) -> None:
         try:
@@ -187,6 +190,14 @@ class Credentials:
             if name not in self._bare:
                 self._bare.append(name)
         self._token = token or None
+        self._host = parts.hostname
+        # Each credential as the user wrote it, in a fixed order (a stored segment names its place).
+        spellings = [*self._params.values(), *self._bare]
+        if self._userinfo is not None and ":" in self._userinfo:
+            spellings.append(self._userinfo.partition(":")[2])  # the password
+        if self._token is not None:
+            spellings.append(self._token)
+        self._spellings = [spelling for spelling in spellings if spelling]
 
     def mask(self, url: str) -> str:
         """``url`` without the user's credentials: what a checkpoint may keep."""
@@ -202,7 +213,7 @@ class Credentials:
             marker = self._marker(name, value)
             pieces.append(piece if marker is None else f"{name}={marker}")
         query = "&".join(pieces)
-        path = self._path(parts.path, self._masked_param)
+        path = self._path(parts.path, self._masked_param, self._masked_segment)
         fragment = MASK if parts.fragment and self._holds_one(parts.fragment) else parts.fragment
         if netloc == parts.netloc and query == parts.query and path == parts.path and fragment == parts.fragment:
             return url
@@ -222,20 +233,35 @@ class Credentials:
             raw = self._value(unquote_plus(name), value) if value is not None and value.startswith(MASK) else None
             pieces.append(piece if raw is None else f"{name}={raw}")
         query = "&".join(pieces)
-        path = self._path(parts.path, self._unmasked_param)
+        own_host = parts.hostname == self._host  # a credential goes back into a path of the API's host only
+        path = self._path(parts.path, self._unmasked_param, self._unmasked_segment if own_host else None)
         if netloc == parts.netloc and query == parts.query and path == parts.path:
             return url
         return urlunsplit((parts.scheme, netloc, path, query, parts.fragment))
 
-    def _path(self, path: str, replace: Callable[[str], str | None]) -> str:
-        """``path`` with each ``;`` parameter that ``replace`` maps (to a marker, or back) replaced."""
-        if ";" not in path:
-            return path
+    def _path(self, path: str, replace: Callable[[str], str | None], whole: Callable[[str], str | None] | None) -> str:
+        """``path`` with each ``;`` parameter that ``replace`` maps, and each segment (before its parameters)
+        that ``whole`` maps (to a marker, or back), replaced."""
         segments = []
         for segment in path.split("/"):
             head, *params = segment.split(";")
+            head = (whole(head) if whole is not None else None) or head
             segments.append(";".join([head, *(replace(p) or p for p in params)]))
         return "/".join(segments)
+
+    def _masked_segment(self, head: str) -> str | None:
+        """The marker of a path segment spelled exactly as one of the user's credentials, else None."""
+        if head in self._spellings:
+            return f"{MASK}({_SEGMENT}{self._spellings.index(head)})"
+        return None
+
+    def _unmasked_segment(self, head: str) -> str | None:
+        """The credential a segment's marker names, spelled as the user wrote it, else None."""
+        prefix = f"{MASK}({_SEGMENT}"
+        if head.startswith(prefix) and head.endswith(")") and head[len(prefix) : -1].isdigit():
+            index = int(head[len(prefix) : -1])
+            return self._spellings[index] if index < len(self._spellings) else None
+        return None
 
     def _holds_one(self, text: str) -> bool:
         """Whether ``text`` (a fragment) holds one of the user's credentials anywhere in it, in any spelling."""

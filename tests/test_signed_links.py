@@ -43,7 +43,8 @@ def _signature(page: int, page_token: str) -> str:
 class _Api(JsonHandler):
     style = "next_url"
     echo_bearer = False
-    bare = ""  # "piece": api.url and every next URL carry BARE without a name; "named": the next URLs as token=
+    bare = ""  # "piece": api.url and every next URL carry BARE without a name; "named": the next URLs as token=;
+    # "segment": the next URLs as a path segment of its own (/events/BARE?page=...)
     seen: list[str]
 
     def do_GET(self) -> None:
@@ -52,9 +53,12 @@ class _Api(JsonHandler):
         query = parse_qs(raw)
         if query.get("api_key") != [API_KEY] or self.headers.get("Authorization") != f"Bearer {BEARER}":
             return self.send_json(401, {"error": "credentials"})
-        if self.bare and not {BARE, f"{BARE}=", f"token={BARE}"} & set(raw.split("&")):
-            return self.send_json(401, {"error": "credentials"})
         page = int(query.get("page", ["0"])[0])
+        if self.bare == "segment" and page:
+            if urlsplit(self.path).path != f"/events/{BARE}":  # byte for byte as the API gave it
+                return self.send_json(401, {"error": "credentials"})
+        elif self.bare and not {BARE, f"{BARE}=", f"token={BARE}"} & set(raw.split("&")):
+            return self.send_json(401, {"error": "credentials"})
         if page:  # a later page: the API's own token and signature must come back unchanged
             page_token = query.get("page_token", [""])[0]
             if page_token != f"pt{page * 7919}" or query.get("sig") != [_signature(page, page_token)]:
@@ -66,12 +70,12 @@ class _Api(JsonHandler):
         if page + 1 < PAGES:
             page_token = f"pt{(page + 1) * 7919}"
             following = (
-                f"/events?page={page + 1}&page_token={page_token}&sig={_signature(page + 1, page_token)}"
-                f"&api_key={API_KEY}"
+                f"/events{'/' + BARE if self.bare == 'segment' else ''}?page={page + 1}&page_token={page_token}"
+                f"&sig={_signature(page + 1, page_token)}&api_key={API_KEY}"
             )
             if self.echo_bearer:
                 following += f"&access_token={BEARER}"
-            if self.bare:
+            if self.bare in ("piece", "named"):
                 following += f"&{BARE}" if self.bare == "piece" else f"&token={BARE}"
         if self.style == "link_header":
             links = {"Link": f'<{following}>; rel="next"'} if following else {}
@@ -88,6 +92,8 @@ class _Api(JsonHandler):
         ("next_url", False, "piece"),
         ("link_header", True, "piece"),
         ("next_url", False, "named"),
+        ("next_url", False, "segment"),
+        ("link_header", True, "segment"),
     ]
 )
 def api(request: pytest.FixtureRequest) -> Iterator[tuple[str, str, list[str]]]:
@@ -237,3 +243,33 @@ def test_a_credential_in_a_next_url_s_fragment_is_masked_whole() -> None:
         assert (back.path, back.query) == (sent.path, sent.query)  # the same request
     credentials = Credentials(f"https://api.test/events?{BARE}")
     assert credentials.mask("https://api.test/events?page=3#top") == "https://api.test/events?page=3#top"
+
+
+def test_a_credential_echoed_as_a_whole_path_segment_is_masked_and_put_back_byte_for_byte() -> None:
+    """A next URL that held a credential as a path segment of its own (``/events/TOKEN/page/3``) was stored
+    in clear. Now masked when spelled exactly as the user wrote it, and put back exactly so, in a URL of the
+    API's own host only (audit Q: a decoded comparison missed a literal '+' and changed the request's
+    spelling; a segment that looked like a mask could be filled in for another host)."""
+    from lifestats.redact import Credentials
+
+    token, password, plus = "bearer-secret-77", "pa+ss%21word", "tok+9x"
+    cases = [
+        (f"https://api.test/events?{BARE}", f"https://api.test/events/{BARE}/page/3?x=1"),
+        (f"https://api.test/events?{plus}", f"https://api.test/s/{plus}/p/2"),
+        (f"https://api.test/events?api_key={API_KEY}", f"https://api.test/v1/{API_KEY};p=1/events?page=3"),
+        ("https://api.test/events", f"https://api.test/{token}/events?page=3"),
+        (f"https://user:{password}@api.test/events", f"https://api.test/{password}/events"),
+    ]
+    for api_url, given in cases:
+        credentials = Credentials(api_url, token)
+        stored = credentials.mask(given)
+        for secret in (BARE, plus, API_KEY, token, password):
+            assert secret not in stored, (given, stored)
+        assert credentials.unmask(stored) == given  # byte for byte
+    credentials = Credentials(f"https://api.test/events?{BARE}")
+    # Spelled otherwise, it is kept (it could not be put back as the API spelled it); other segments too.
+    other = f"https://api.test/events/{BARE.replace('-', '%2D')}/x"
+    assert credentials.mask(other) == other
+    # A segment that looks like a mask is never filled in for another host.
+    assert credentials.unmask("https://elsewhere.test/***(!0)/x") == "https://elsewhere.test/***(!0)/x"
+    assert credentials.unmask("https://api.test/***(!0)/x") == f"https://api.test/{BARE}/x"
