@@ -354,7 +354,8 @@ class ApiClient:
 
     def _where(self, position: Any, end: int | None) -> str:
         try:
-            url = redact_url(str(self.paginator.request(position, end)))
+            # Masked as the checkpoint keeps it first: a credential the API echoed as a path segment too.
+            url = redact_url(self.paginator.credentials.mask(str(self.paginator.request(position, end))))
         except Exception:  # a position that does not build a URL: say what there is
             url = self._shown_url
         described = self.paginator.describe(position)

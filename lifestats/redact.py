@@ -17,7 +17,8 @@ import hashlib
 import json
 import re
 from collections.abc import Callable
-from urllib.parse import parse_qsl, quote, unquote, unquote_plus, urlencode, urlsplit, urlunsplit
+from typing import Final
+from urllib.parse import SplitResult, parse_qsl, quote, unquote, unquote_plus, urlencode, urlsplit, urlunsplit
 
 MASK = "***"
 # Query parameter names that carry a secret, compared in lower case with everything but letters and
@@ -167,11 +168,12 @@ class Credentials:
     parameters and values written without a name (``?TOKEN``, ``;TOKEN``), and the bearer token.
     :meth:`mask` takes them out of a URL the API gave wherever they appear in it (the userinfo, a query or
     path parameter with the same value, or the value alone), :meth:`unmask` puts them back; the rest of the
-    URL stays byte for byte as the API wrote it. A path segment that is one of them alone, spelled exactly
-    as the user wrote it (the token as it is), is masked too, and put back only in a URL of the API's own
-    host; one spelled otherwise is kept as it is (putting it back byte for byte would need its spelling,
-    which is the secret). A fragment (never sent) that holds one anywhere, the password of the userinfo
-    included, is masked whole and stays so."""
+    URL stays byte for byte as the API wrote it. A path segment of a URL of the API's own origin (scheme,
+    host and port of ``api.url``) that is one of them alone, spelled exactly as the user wrote it (the token
+    as it is), is masked too, and put back so; one spelled otherwise, or in a URL of another origin, is
+    kept as it is (putting it back byte for byte would need its spelling, which is the secret). A fragment
+    (never sent) that holds one anywhere, the password of the userinfo included, is masked whole and stays
+    so."""
 
     def __init__(self, api_url: str, token: str | None = None) -> None:
         try:
@@ -190,7 +192,7 @@ class Credentials:
             if name not in self._bare:
                 self._bare.append(name)
         self._token = token or None
-        self._host = parts.hostname
+        self._origin = _origin(parts)
         # Each credential as the user wrote it, in a fixed order (a stored segment names its place).
         spellings = [*self._params.values(), *self._bare]
         if self._userinfo is not None and ":" in self._userinfo:
@@ -213,7 +215,8 @@ class Credentials:
             marker = self._marker(name, value)
             pieces.append(piece if marker is None else f"{name}={marker}")
         query = "&".join(pieces)
-        path = self._path(parts.path, self._masked_param, self._masked_segment)
+        own = _origin(parts) == self._origin  # a credential is a whole segment of the API's own URLs only
+        path = self._path(parts.path, self._masked_param, self._masked_segment if own else None)
         fragment = MASK if parts.fragment and self._holds_one(parts.fragment) else parts.fragment
         if netloc == parts.netloc and query == parts.query and path == parts.path and fragment == parts.fragment:
             return url
@@ -233,8 +236,8 @@ class Credentials:
             raw = self._value(unquote_plus(name), value) if value is not None and value.startswith(MASK) else None
             pieces.append(piece if raw is None else f"{name}={raw}")
         query = "&".join(pieces)
-        own_host = parts.hostname == self._host  # a credential goes back into a path of the API's host only
-        path = self._path(parts.path, self._unmasked_param, self._unmasked_segment if own_host else None)
+        own = _origin(parts) == self._origin  # a credential goes back into a path of the API's own origin only
+        path = self._path(parts.path, self._unmasked_param, self._unmasked_segment if own else None)
         if netloc == parts.netloc and query == parts.query and path == parts.path:
             return url
         return urlunsplit((parts.scheme, netloc, path, query, parts.fragment))
@@ -322,6 +325,19 @@ class Credentials:
                 return self._bare[index] if index < len(self._bare) else None
             return self._params.get(whose)
         return None
+
+
+def _origin(parts: SplitResult) -> tuple[str, str | None, int | None]:
+    """A URL's scheme, host and port (the scheme's default when it names none); a port that does not parse
+    is no origin of the API's."""
+    try:
+        port = parts.port
+    except ValueError:
+        return ("", None, -1)
+    return (parts.scheme.lower(), parts.hostname, port or _DEFAULT_PORTS.get(parts.scheme.lower()))
+
+
+_DEFAULT_PORTS: Final = {"http": 80, "https": 443}
 
 
 def _bare_index(piece: str) -> int | None:

@@ -270,6 +270,30 @@ def test_a_credential_echoed_as_a_whole_path_segment_is_masked_and_put_back_byte
     # Spelled otherwise, it is kept (it could not be put back as the API spelled it); other segments too.
     other = f"https://api.test/events/{BARE.replace('-', '%2D')}/x"
     assert credentials.mask(other) == other
-    # A segment that looks like a mask is never filled in for another host.
-    assert credentials.unmask("https://elsewhere.test/***(!0)/x") == "https://elsewhere.test/***(!0)/x"
+    # In a URL of another origin (host, port or scheme), a segment is neither masked nor filled in: the
+    # credential goes back into the paths of the API's own origin only (audit U).
+    for elsewhere in ("https://elsewhere.test", "https://api.test:8443", "http://api.test", "https://localhost"):
+        assert credentials.unmask(f"{elsewhere}/***(!0)/x") == f"{elsewhere}/***(!0)/x"
+        assert credentials.mask(f"{elsewhere}/{BARE}/x") == f"{elsewhere}/{BARE}/x"
     assert credentials.unmask("https://api.test/***(!0)/x") == f"https://api.test/{BARE}/x"
+    assert credentials.unmask("https://api.test:443/***(!0)/x") == f"https://api.test:443/{BARE}/x"
+
+
+def test_a_credential_echoed_as_a_path_segment_is_not_in_the_failure_message(state_dir: Path) -> None:
+    """The exit-3 message named the failing request unmasked, with the credential the API had echoed as a
+    path segment in clear (audit U)."""
+
+    class Failing(JsonHandler):
+        def do_GET(self) -> None:
+            if urlsplit(self.path).path == f"/events/{BARE}":
+                return self.send_json(500, {"error": "down"})
+            records = RECORDS[:PER_PAGE]
+            self.send_json(200, {"results": records, "next": f"/events/{BARE}?page=1"})
+
+    with serving(Failing) as base:
+        section = {"url": f"{base}/events?{BARE}", "paginator": "next_url", "page_size": PER_PAGE}
+        section |= {"records_path": "results", "next_url_path": "next"}
+        overrides = {"api": section, "fields": {"item": "item"}, "crawl": {"retries": 0}}
+        outcome = run(load_settings(None, "test", environ={}, overrides=overrides), state_dir)
+    assert outcome.exit_code == 3
+    assert "/events/" in (outcome.message or "") and BARE not in (outcome.message or "")
