@@ -354,8 +354,7 @@ class ApiClient:
 
     def _where(self, position: Any, end: int | None) -> str:
         try:
-            # Masked as the checkpoint keeps it first: a credential the API echoed as a path segment too.
-            url = redact_url(self.paginator.credentials.mask(str(self.paginator.request(position, end))))
+            url = self._shown(self.paginator.request(position, end))
         except Exception:  # a position that does not build a URL: say what there is
             url = self._shown_url
         described = self.paginator.describe(position)
@@ -490,7 +489,7 @@ class ApiClient:
             # Valid JSON, but nested deeper than any parser here reads (orjson stops at 1,024 levels, the
             # standard library at Python's recursion limit): the same page would fail every time.
             raise ApiError(
-                f"the answer at {redact_url(str(url))} nests values more than {_DEPTH_LIMIT:,} levels deep "
+                f"the answer at {self._shown(url)} nests values more than {_DEPTH_LIMIT:,} levels deep "
                 f"({len(body):,} bytes), deeper than Lifestats' JSON parsers read: a record holds a value "
                 "nested that deep, which the API would have to serve flatter",
                 resumable=False,
@@ -515,16 +514,21 @@ class ApiClient:
         self.limiter.pause(wait)
         raise TransientApiError(f"{what} (retry after {wait:.2f}s{note})", retry_after=wait)
 
+    def _shown(self, url: httpx.URL) -> str:
+        """A request's URL as a message may show it: masked as the checkpoint keeps it (a credential the API
+        echoed as a path segment too), then redacted."""
+        return redact_url(self.paginator.credentials.mask(str(url)))
+
     def _refused(self, status: int, url: httpx.URL, location: str | None = None) -> ApiError:
         """A permanent answer: running again will not help until something is changed."""
-        shown = redact_url(str(url))
+        shown = self._shown(url)
         if status == 304:  # not a redirect: the request carried no condition, so this API is answering wrongly
             return ApiError(f"the API answered HTTP 304 (not modified) at {shown}", status=status, resumable=False)
         if 300 <= status < 400:
             where = ""
             if location:
                 with contextlib.suppress(httpx.InvalidURL, ValueError):  # a Location that is no URL: not named
-                    where = f" to {redact_url(str(url.join(location)))}"
+                    where = f" to {self._shown(url.join(location))}"
             reason = (
                 f"the API answered HTTP {status}, a redirect{where}, at {shown}: Lifestats does not follow "
                 "redirects; set api.url to where it leads"

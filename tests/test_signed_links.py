@@ -279,14 +279,15 @@ def test_a_credential_echoed_as_a_whole_path_segment_is_masked_and_put_back_byte
     assert credentials.unmask("https://api.test:443/***(!0)/x") == f"https://api.test:443/{BARE}/x"
 
 
-def test_a_credential_echoed_as_a_path_segment_is_not_in_the_failure_message(state_dir: Path) -> None:
+@pytest.mark.parametrize("status", [500, 401, 404])
+def test_a_credential_echoed_as_a_path_segment_is_not_in_the_failure_message(state_dir: Path, status: int) -> None:
     """The exit-3 message named the failing request unmasked, with the credential the API had echoed as a
     path segment in clear (audit U)."""
 
     class Failing(JsonHandler):
         def do_GET(self) -> None:
             if urlsplit(self.path).path == f"/events/{BARE}":
-                return self.send_json(500, {"error": "down"})
+                return self.send_json(status, {"error": "down"})
             records = RECORDS[:PER_PAGE]
             self.send_json(200, {"results": records, "next": f"/events/{BARE}?page=1"})
 
@@ -294,6 +295,6 @@ def test_a_credential_echoed_as_a_path_segment_is_not_in_the_failure_message(sta
         section = {"url": f"{base}/events?{BARE}", "paginator": "next_url", "page_size": PER_PAGE}
         section |= {"records_path": "results", "next_url_path": "next"}
         overrides = {"api": section, "fields": {"item": "item"}, "crawl": {"retries": 0}}
-        outcome = run(load_settings(None, "test", environ={}, overrides=overrides), state_dir)
+        outcome = run(load_settings(None, "test", environ={}, overrides=overrides), state_dir, token=BEARER)
     assert outcome.exit_code == 3
     assert "/events/" in (outcome.message or "") and BARE not in (outcome.message or "")
