@@ -268,12 +268,8 @@ class Credentials:
 
     def _holds_one(self, text: str) -> bool:
         """Whether ``text`` (a fragment) holds one of the user's credentials anywhere in it, in any spelling."""
-        raws = [*self._params.values(), *self._bare]
-        if self._userinfo is not None and ":" in self._userinfo:
-            raws.append(self._userinfo.partition(":")[2])  # the password
+        raws = self._spellings
         secrets = {unquote_plus(raw) for raw in raws} | {unquote(raw) for raw in raws} | set(raws)
-        if self._token is not None:
-            secrets.add(self._token)
         texts = {text, unquote(text), unquote_plus(text)}
         return any(secret and secret in plain for secret in secrets for plain in texts)
 
