@@ -848,20 +848,25 @@ class DataEnd:
         self._after_short: Any = None  # an offset crawl without a count: the position after a short page
         self._widest = 0  # the most records a page of this crawl held so far
         self._past_short = False  # the page now taken is that position
+        self._peek: Any = None  # an empty page's next offset past every id known, asked for once (see _gap)
+        self._peeking = False  # the page now taken is that offset
+        self.peek_ahead = False  # the position the last page led to is such an offset, asked for once
 
     def taking(self, position: Any) -> None:
         """The page at ``position`` is taken next."""
         self._beyond = self._beyond or (self._confirming is not None and position == self._confirming)
         self._later = self._numbered and position != self.paginator.first()
         self._past_short = self._after_short is not None and position == self._after_short
+        self._peeking = self._peek is not None and position == self._peek
 
     def refused(self, exc: ApiError) -> bool:
         """Whether the API's refusal of the page being taken is the end of its data."""
-        return (self._beyond or self._later or self._past_short) and exc.status in PAST_THE_END
+        return (self._beyond or self._later or self._past_short or self._peeking) and exc.status in PAST_THE_END
 
     def next_position(self, page: Page, end: int | None) -> Any:
         """The position after ``page`` (None: the slice is done), noting when it lies past the API's count."""
         paginator = self.paginator
+        self.peek_ahead = False
         following = None if paginator.finished(page, end) and not self._gap(page, end) else page.next
         # Short: fewer records than asked for, and than every page before held (an API that caps its pages
         # below api.page_size serves them all short; its last one is shorter still).
@@ -876,16 +881,29 @@ class DataEnd:
         return following
 
     def _gap(self, page: Page, end: int | None) -> bool:
-        """Whether an empty page of a crawl by offset is a stretch of ids without records inside the data
-        (an API that answers by id windows): its next offset moves on inside the slice, and records are
-        known to exist at or above it. Following it keeps the count the same however the slices cut the
-        range; where no record is known above it, the empty page ends the data (an API that names a next
-        offset past its data would otherwise be followed to the end of the id space)."""
+        """Whether an empty page of a crawl by offset may be a stretch of ids without records inside the data
+        (an API that answers by id windows), so that its next offset is asked for: that offset moves on
+        inside the slice, and records are known to exist at or above it, or, once, past every id known (an
+        API whose empty window names the next window that holds records). Following it keeps the count
+        the same however the slices cut the range; an empty page at the offset asked for once ends the
+        data, so that an API that names a next offset past its data is not followed to the end of the id
+        space (it costs that API one request more per slice that ends past its data)."""
         following = page.next
-        if page.records or self.known is None or not self.paginator.empty_page_moves_on:
+        if page.records or not self.paginator.empty_page_moves_on:
             return False
-        inside = following is not None and (end is None or following < end)
-        return inside and following <= self.known
+        if following is None or (end is not None and following >= end):
+            return False
+        if self.known is not None and following <= self.known:
+            return True
+        if self._peeking:
+            return False
+        self._peek, self.peek_ahead = following, True
+        return True
+
+    def is_peek(self, position: Any) -> bool:
+        """Whether ``position`` is the offset asked for once past an empty page (see :meth:`_gap`): a
+        crawl stopped there resumes at that empty page, which asks for it once again, rather than at it."""
+        return self._peek is not None and position == self._peek
 
     def _caught_up(self, page: Page, following: Any) -> bool:
         """Whether the next page lies past the horizon and this one was not full: what lies past the horizon
@@ -907,7 +925,9 @@ class DataEnd:
         self._fresh_pages += not nothing_new
         if not (page.records and nothing_new):
             return False
-        return self._beyond or (last_again and next_serves_it())
+        # The offset asked for once past an empty page: its records all taken already (an API that serves
+        # its last page again for any offset past its data) say that the data ended before it.
+        return self._beyond or self._peeking or (last_again and next_serves_it())
 
 
 def make_paginator(api: ApiConfig, id_field: str = "id") -> Paginator:

@@ -250,6 +250,7 @@ def _crawl(
     last_ids: list[str] | None = None  # the ids of the last page that brought nothing new
     stride = 0  # ids the last page spanned (by id): how much a page covers
     data_end = DataEnd(paginator, task.horizon if by_id else None, task.known if by_id else None)
+    before_peek: Any = None  # the empty page whose next offset is asked for once (see DataEnd.is_peek)
 
     def flush(position: Any) -> None:
         """Emit what was counted since the last flush; ``position``: the first page not counted."""
@@ -305,6 +306,8 @@ def _crawl(
                 else:
                     raise
             next_position = data_end.next_position(page, end)
+            if data_end.peek_ahead:
+                before_peek = position
             if next_position is not None:  # fetched while this page is counted
                 try:
                     if sequential:
@@ -347,13 +350,16 @@ def _crawl(
                 if step[0] is not None and step[1] is not None:
                     stride = step[0] - step[1]
             position = next_position
-            if position is None or pages == due:
+            # Never stored as a position: the offset asked for once past an empty page (a resume would take
+            # it for a page of the data); the flush waits for its answer.
+            if position is None or (pages >= due and not data_end.peek_ahead):
                 flush(position)
     except (ApiError, StopRequested):
         # What was counted is kept: a resume starts at the page that failed, or that was not taken because
-        # the worker was asked to stop, not at the last flush.
+        # the worker was asked to stop, not at the last flush; at the empty page before an offset asked for
+        # once, which a resume asks for once again.
         if pages:
-            flush(position)
+            flush(before_peek if data_end.is_peek(position) else position)
         raise
 
 

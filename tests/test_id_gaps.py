@@ -120,3 +120,105 @@ def test_empty_windows_past_the_pages_discovery_follows_are_refused_not_read_as_
         }
         counted = run(load_settings(None, "test", environ={}, overrides=overrides), state_dir / "given")
     assert counted.exit_code == 0 and counted.report["records"]["counted"] == 20
+
+
+def _window_api(ids: list[int], width: int = 10) -> type[JsonHandler]:
+    """An API that pages by id windows of ``width`` from the offset asked for: a window with records names
+    the offset after it while records lie above, an empty window names the lowest id above it (the next
+    window that holds records), and nothing above names no next offset."""
+    held = sorted(ids)
+
+    class Windows(JsonHandler):
+        requests = 0
+
+        def do_GET(self) -> None:
+            type(self).requests += 1
+            offset = int(parse_qs(urlsplit(self.path).query)["offset"][0])
+            rows = [{"id": i, "item": i % 7} for i in held if offset <= i < offset + width]
+            above = [i for i in held if i >= offset + width] if rows else [i for i in held if i >= offset]
+            following = (offset + width if rows else min(above)) if above else None
+            self.send_json(200, {"response": rows, "meta": {"next_offset": following}})
+
+    return Windows
+
+
+_STRETCHES = {
+    "one far stretch": [*range(0, 10), *range(5000, 5010)],
+    "two stretches": [*range(0, 10), *range(5000, 5010), *range(5020, 5030)],
+    "a long run then a far window": [*range(0, 100), *range(900, 910)],
+    "negative ids": [*range(-5000, -4990), *range(-9, 1)],
+    "three windows far apart": [*range(0, 10), *range(100, 110), *range(1000, 1010)],
+}
+
+
+def _crawl_windows(ids: list[int], slices: int, state_dir: Path, **api: Any) -> Any:
+    with serving(_window_api(ids)) as base:
+        overrides = {
+            "api": {"url": f"{base}/events", "page_size": 10, **api},
+            "fields": {"id": "id", "item": "item"},
+            "crawl": {"slices": slices, "workers": 2},
+        }
+        return run(load_settings(None, "test", environ={}, overrides=overrides), state_dir)
+
+
+@pytest.mark.parametrize("name", sorted(_STRETCHES))
+@pytest.mark.parametrize("slices", [1, 10])
+@pytest.mark.parametrize("bounds", ["discovered", "last_id", "both"])
+def test_empty_windows_naming_the_next_window_with_records_are_crossed(
+    state_dir: Path, name: str, slices: int, bounds: str
+) -> None:
+    """An empty window past every id discovery saw ended its slice: 10 of 20 counted with exit 0 and no
+    warning (ids 0-9 and 5000-5009, api.last_id 7000, at 1, 3 and 10 slices), and the same with both
+    bounds given or neither (audit N)."""
+    ids = _STRETCHES[name]
+    # "last_id" and "both" bound the range well above the data, as a user who knows only a bound would.
+    last_id = max(ids) + 2000
+    api: dict[str, Any] = {"discovered": {}, "last_id": {"last_id": last_id}}.get(bounds, {})
+    if bounds == "both":
+        api = {"first_id": min(ids), "last_id": last_id}
+    outcome = _crawl_windows(ids, slices, state_dir, **api)
+    assert outcome.exit_code == 0, outcome.message
+    assert outcome.report["records"]["counted"] == len(ids)
+    top = {row["id"]: row["visits"] for row in outcome.report["windows"]["all"]["top_items"]}
+    assert top == dict(collections.Counter(i % 7 for i in ids))
+
+
+class _RefusedPastItsData(JsonHandler):
+    """Ids 0-24 in pages of 10 from the offset, each naming the id after its last (the last page too); an
+    offset from 25 to 29 gets an empty page naming the offset 10 further on; one from 30 up is refused
+    with ``status``."""
+
+    status = 404
+
+    def do_GET(self) -> None:
+        offset = int(parse_qs(urlsplit(self.path).query)["offset"][0])
+        rows = [{"id": i, "item": i % 3} for i in range(max(offset, 0), 25)][:10]
+        if rows:
+            self.send_json(200, {"response": rows, "meta": {"next_offset": rows[-1]["id"] + 1}})
+        elif offset < 30:
+            self.send_json(200, {"response": [], "meta": {"next_offset": offset + 10}})
+        else:
+            self.send_json(type(self).status, {"error": "no such offset"})
+
+
+def test_a_crawl_stopped_at_the_offset_asked_for_once_resumes_at_the_empty_page_before_it(state_dir: Path) -> None:
+    """The offset past an empty page, asked for once, was stored as the slice's position when the API failed
+    there: the resumed crawl took it for a page of the data, and its refusal (404) failed every resume
+    (exit 3) where one run ends the data there (audit V)."""
+    overrides = {
+        "api": {"page_size": 10, "first_id": 0, "last_id": 10**6},
+        "fields": {"id": "id", "item": "item"},
+        "crawl": {"slices": 1, "workers": 1},
+    }
+    truth = dict(collections.Counter(i % 3 for i in range(25)))
+    with serving(_RefusedPastItsData) as base:
+        overrides["api"]["url"] = f"{base}/events"
+        settings = load_settings(None, "test", environ={}, overrides=overrides)
+        _RefusedPastItsData.status = 500  # fails at offset 35 on every attempt
+        failed = run(settings, state_dir)
+        assert failed.exit_code == 3 and "offset=35" in (failed.message or "")
+        _RefusedPastItsData.status = 404
+        resumed = run(settings, state_dir)
+    assert resumed.exit_code == 0, resumed.message
+    assert resumed.report["records"]["counted"] == 25
+    assert {row["id"]: row["visits"] for row in resumed.report["windows"]["all"]["top_items"]} == truth
