@@ -51,7 +51,8 @@ PAST_THE_END: Final = frozenset({204, 400, 404, 410, 416, 422})
 
 INT64_MIN = -(2**63)
 INT64_MAX = 2**63 - 1
-_DECIMAL = re.compile(r"-?[0-9]{1,19}")
+# Decimal digits of at most 19 significant ones (leading zeros are no part of the value: "007" is 7).
+_DECIMAL = re.compile(r"(-?)0*([0-9]{1,19})")
 
 Slicing = Literal["id", "position", "sequential"]
 
@@ -114,16 +115,16 @@ def int_id(value: Any) -> int | None:
         return None
     if isinstance(value, int):
         return value if INT64_MIN <= value <= INT64_MAX else None
-    if isinstance(value, str) and _DECIMAL.fullmatch(value):
-        number = int(value)
+    if isinstance(value, str) and (match := _DECIMAL.fullmatch(value)):
+        number = int(match[1] + match[2])
         return number if INT64_MIN <= number <= INT64_MAX else None
     return None
 
 
 def _past_every_id(value: Any) -> bool:
     """Whether a next offset is 2**63, one past the largest signed 64-bit id (as an integer or its digits)."""
-    if isinstance(value, str) and _DECIMAL.fullmatch(value):
-        value = int(value)
+    if isinstance(value, str) and (match := _DECIMAL.fullmatch(value)):
+        value = int(match[1] + match[2])
     return type(value) is int and value == INT64_MAX + 1
 
 

@@ -222,3 +222,24 @@ def test_a_crawl_stopped_at_the_offset_asked_for_once_resumes_at_the_empty_page_
     assert resumed.exit_code == 0, resumed.message
     assert resumed.report["records"]["counted"] == 25
     assert {row["id"]: row["visits"] for row in resumed.report["windows"]["all"]["top_items"]} == truth
+
+
+class _PaddedIds(JsonHandler):
+    """Ids 1-30 from the offset in pages of 10, every third one written as 20 zero-padded digits."""
+
+    def do_GET(self) -> None:
+        offset = int(parse_qs(urlsplit(self.path).query)["offset"][0])
+        ids = [i for i in range(max(offset, 1), 31)][:10]
+        rows = [{"id": f"{i:020d}" if i % 3 == 0 else i, "item": i % 4} for i in ids]
+        following = ids[-1] + 1 if ids and ids[-1] < 30 else None
+        self.send_json(200, {"response": rows, "meta": {"next_offset": following}})
+
+
+@pytest.mark.parametrize("slices", [1, 3])
+def test_ids_written_as_zero_padded_digits_are_counted(state_dir: Path, slices: int) -> None:
+    """Ids of 20 zero-padded digits were rejected as no ids: 20 of 30 counted, exit 0 (audit W)."""
+    outcome = crawl_offset_ids(_PaddedIds, slices, state_dir)
+    assert outcome.exit_code == 0, outcome.message
+    assert outcome.report["records"]["counted"] == 30 and outcome.report["records"]["rejected"] == 0
+    top = {row["id"]: row["visits"] for row in outcome.report["windows"]["all"]["top_items"]}
+    assert top == dict(collections.Counter(i % 4 for i in range(1, 31)))

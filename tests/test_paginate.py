@@ -6,6 +6,8 @@ from typing import Any
 
 import httpx
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from lifestats.config import ApiConfig, load_settings
 from lifestats.errors import ApiError, ConfigError, TransientApiError
@@ -301,3 +303,16 @@ def test_data_end_of_page_numbers_without_a_count() -> None:
     assert not fresh.served_again(pushed_down, nothing_new=True, next_serves_it=lambda: False)
     fresh.taking(4)
     assert fresh.served_again(read(numbered, 4, {"results": RECORDS}), nothing_new=True, next_serves_it=lambda: True)
+
+
+@given(st.integers(min_value=-(2**64), max_value=2**64), st.integers(min_value=0, max_value=40))
+def test_an_id_written_as_decimal_digits_is_its_value_whatever_its_leading_zeros(number: int, zeros: int) -> None:
+    """Ids of more than 19 characters, zero-padded ("00000000000000000003"), were rejected: 10 of 30
+    records, exit 0 (audit W). SPEC section 1: strings of decimal digits are read as integers."""
+    text = ("-" if number < 0 else "") + "0" * zeros + str(abs(number))
+    assert int_id(text) == (number if -(2**63) <= number < 2**63 else None)
+
+
+@pytest.mark.parametrize("text", ["", "-", "+1", " 1", "1 ", "1_000", "1.0", "0x10", "\u0663", "--1", "1e3"])
+def test_a_text_that_is_not_decimal_digits_is_no_id(text: str) -> None:
+    assert int_id(text.encode().decode("unicode_escape")) is None
