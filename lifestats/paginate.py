@@ -128,16 +128,16 @@ def _past_every_id(value: Any) -> bool:
     return type(value) is int and value == INT64_MAX + 1
 
 
-def _not_an_id(value: Any) -> str:
+def _not_an_id(value: Any, shown: Callable[[Any], str] = repr) -> str:
     """Why a value is no id, in words: an integer out of range (JSON parsers give the widest ones as
-    floats) is said to be one."""
+    floats) is said to be one. ``shown``: how any other value is quoted (before it is cut)."""
     if isinstance(value, str) and re.fullmatch(r"-?[0-9]{1,400}", value):
         value = int(value)
     number = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
     if number and value == int(value) and not INT64_MIN <= int(value) <= INT64_MAX:
-        shown = f"{value:,}" if isinstance(value, int) else f"{value:.6g}"  # an int as it is, all its digits
-        return f"an integer beyond the signed 64-bit range of ids: {shown}"
-    return f"not an integer: {value!r:.40}"
+        digits = f"{value:,}" if isinstance(value, int) else f"{value:.6g}"  # an int as it is, all its digits
+        return f"an integer beyond the signed 64-bit range of ids: {digits}"
+    return f"not an integer: {shown(value):.40}"
 
 
 def _shape(value: Any) -> str:
@@ -209,6 +209,11 @@ class Paginator(ABC):
     def keep_secret(self, token: str | None) -> None:
         """Keep the bearer token out of stored positions too, should the API echo it in a next URL."""
         self.credentials = Credentials(self.api.url, token)
+
+    def shown(self, value: Any) -> str:
+        """A value the API gave, quoted for a message, with the user's credentials masked in it before the
+        message cuts it (a cut token would not be found whole to be masked later)."""
+        return self.credentials.scrub(repr(value))
 
     # -- what the plan and the coordinator ask --------------------------------------------------------
     @property
@@ -327,7 +332,7 @@ class Paginator(ABC):
             if total is None:
                 raise ConfigError(
                     f"api.total_header '{api.total_header}' is not a count of records in the API's answer "
-                    f"({'absent' if header is None else repr(header[:40])}): fix api.total_header or remove it"
+                    f"({'absent' if header is None else self.shown(header)[:42]}): fix api.total_header or remove it"
                 )
             return total
         return None
@@ -373,7 +378,7 @@ class OffsetIdPaginator(Paginator):
         if value is not None:
             number = int_id(value)
             if number is None:
-                raise TransientApiError(f"'{path}' is {_not_an_id(value)}")
+                raise TransientApiError(f"'{path}' is {_not_an_id(value, self.shown)}")
             if number <= position:
                 raise TransientApiError(f"next_offset {number} does not move forward from offset {position}")
             value = number
@@ -684,7 +689,7 @@ class CursorPaginator(Paginator):
         if isinstance(value, bool) or not isinstance(value, str | int):
             raise ConfigError(f"api.cursor_path '{path}' holds {_shape(value)}, not a cursor (a string or number)")
         if isinstance(position, dict) and position.get("cursor") == value:
-            raise TransientApiError(f"the next cursor {value!r:.60} is the current one: the crawl would loop")
+            raise TransientApiError(f"the next cursor {self.shown(value):.60} is the current one: the crawl would loop")
         following: CursorPosition = {"cursor": value}
         return Page(position, records, following)
 
@@ -693,7 +698,7 @@ class CursorPaginator(Paginator):
 
     def describe(self, position: Any) -> str:
         if isinstance(position, dict):
-            return f"cursor {position['cursor']!r:.60}"
+            return f"cursor {self.shown(position['cursor']):.60}"
         return "the first page"
 
 
@@ -710,7 +715,7 @@ class _UrlPaginator(Paginator):
             raise ConfigError(f"the next reference of the {self.style} style is {_shape(reference)}, not a URL")
         target = current.join(reference)
         if target.scheme not in ("http", "https"):
-            raise TransientApiError(f"the next URL {redact_url(str(target))!r:.80} is not http(s)")
+            raise TransientApiError(f"the next URL {self.shown(redact_url(str(target))):.80} is not http(s)")
         if target == current:
             raise TransientApiError("the next URL is the current one: the crawl would loop")
         return {"url": self.credentials.mask(str(target))}

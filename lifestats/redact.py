@@ -266,6 +266,16 @@ class Credentials:
             return self._spellings[index] if index < len(self._spellings) else None
         return None
 
+    def scrub(self, text: str) -> str:
+        """``text`` (a message) with every one of the user's credentials masked wherever it appears, in any
+        spelling: an API that echoes the token in its body must not have it shown in the message that quotes
+        the body."""
+        variants = {v for raw in self._spellings for v in (raw, unquote(raw), unquote_plus(raw), quote(raw, safe=""))}
+        for secret in sorted(variants, key=len, reverse=True):  # a longer spelling first: none is left half
+            if secret and secret in text:
+                text = text.replace(secret, MASK)
+        return text
+
     def _holds_one(self, text: str) -> bool:
         """Whether ``text`` (a fragment) holds one of the user's credentials anywhere in it, in any spelling."""
         raws = self._spellings

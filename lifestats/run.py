@@ -33,7 +33,7 @@ from .merge import REJECTS_FILE, Aggregator, Checkpoint, SliceState
 from .paginate import make_paginator
 from .plan import Bounds, Slice, early_ends, find_bounds, plan_slices, slice_alignment
 from .protocol import Event, Failed, Finished, Flush, Flushed, Lost, Progress, Split, Task
-from .redact import redact_text
+from .redact import Credentials, redact_text
 from .report import build_report
 from .sanity import data_warnings, judged_fields
 from .store import MEMORY_LIMIT
@@ -183,6 +183,7 @@ def run_job(
     """
     started = datetime.now(UTC)
     secrets = [settings.api.url]
+    credentials = Credentials(settings.api.url, token)
     url = settings.api.url
     checkpoint: Checkpoint | None = None
     try:
@@ -227,10 +228,11 @@ def run_job(
                     job = _Job(settings, env, checkpoint, state_dir, as_of, token, started, resumed)
                 outcome = job._stop(None, EXIT_INTERRUPTED, "interrupted: run the same command to resume")
     except LifestatsError as exc:
-        exc.args = (redact_text(str(exc), secrets),)  # credentials in api.url never reach a message
+        # Credentials in api.url, and the token, never reach a message (an API may echo them in its body).
+        exc.args = (credentials.scrub(redact_text(str(exc), secrets)),)
         raise
     if outcome.message:
-        outcome.message = redact_text(outcome.message, [*secrets, url])
+        outcome.message = credentials.scrub(redact_text(outcome.message, [*secrets, url]))
     return outcome
 
 

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import orjson
 import pytest
 
+from lifestats.config import load_settings
 from mocks.dataset import DatasetSpec, generate
 from mocks.server import MockServer
 
 from .conftest import job_settings, run
+from .json_api import JsonHandler, serving
 from .test_faults import Switchable
 
 DATA = generate(DatasetSpec(seed=43, records=3_000))
@@ -198,3 +201,45 @@ def test_values_without_a_name_tell_two_checkpoints_apart_and_the_same_url_resum
     assert claim("earlier", f"{base}?v1") is True
     with pytest.raises(CheckpointMismatch, match=r"api\.url \(its values written without a name"):
         claim("earlier", f"{base}?v2")
+
+
+class _EchoesTheToken(JsonHandler):
+    """Pages of ids 1-20, then a body that quotes the request's Authorization header where the message quotes
+    the body: as a top-level key (no records list) or as the next offset (no integer)."""
+
+    where = "keys"
+
+    def do_GET(self) -> None:
+        offset = int(parse_qs(urlsplit(self.path).query)["offset"][0])
+        echo = self.headers.get("Authorization", "")
+        if offset <= 10:
+            rows = [{"id": i, "item": i % 3} for i in range(max(offset, 1), 11)]
+            self.send_json(200, {"response": rows, "meta": {"next_offset": 11}})
+        elif type(self).where == "keys":
+            self.send_json(200, {echo: 1, "detail": echo})
+        else:
+            self.send_json(200, {"response": [{"id": 11, "item": 0}], "meta": {"next_offset": echo}})
+
+
+@pytest.mark.parametrize("token", ["sekr3t-T0ken-xyzzy-42", "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJyZWFkZXIifQ.c2lnbmF0dXJl"])
+@pytest.mark.parametrize("where", ["keys", "next_offset"])
+def test_a_token_the_api_echoes_in_its_body_is_masked_in_the_message_that_quotes_the_body(
+    state_dir: Path, where: str, token: str
+) -> None:
+    """The message named the body's top-level keys, or the next offset that was no integer, as the API wrote
+    them: "... the body's top-level keys: Bearer <token>, detail" (audit X); a long token, cut with the value
+    it was in, showed its first 30 characters."""
+    _EchoesTheToken.where = where
+    with serving(_EchoesTheToken) as base:
+        overrides = {
+            "api": {"url": f"{base}/events", "page_size": 10, "first_id": 1, "last_id": 100},
+            "fields": {"id": "id", "item": "item"},
+            "crawl": {"slices": 1, "workers": 1, "retries": 1},
+        }
+        outcome = run(load_settings(None, "test", environ={}, overrides=overrides), state_dir, token=token)
+    message = outcome.message or ""
+    print(f"\n{where}: {message}")
+    assert outcome.exit_code == 3
+    assert "Bearer ***" in message and token[:12] not in message
+    stored = b"".join(p.read_bytes() for p in state_dir.rglob("*") if p.is_file())
+    assert token.encode() not in orjson.dumps(outcome.report) and token.encode() not in stored
