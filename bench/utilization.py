@@ -57,6 +57,9 @@ class ProcessShare:
     def acquire(self, *, retry: bool = False) -> None:
         self.limiter.try_acquire("api")
 
+    def left(self) -> None:
+        return None
+
     def pause(self, seconds: float) -> None:
         time.sleep(seconds)
 

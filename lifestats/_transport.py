@@ -39,6 +39,7 @@ _MAX_IDLE: Final = 16  # idle keep-alive connections kept per client (discovery 
 _DEFAULT_PORTS: Final = {"http": 80, "https": 443}
 _Key = tuple[str, str, int]
 DEADLINE: Final = "lifestats.deadline"  # request extension: when the whole answer must be in (monotonic)
+LEFT: Final = "lifestats.left"  # request extension: called once the request is written to its connection
 
 
 class Watchdog(Protocol):
@@ -221,6 +222,9 @@ class PlainTransport(httpx.BaseTransport):
             for name, value in headers:
                 conn.putheader(name, value)
             conn.endheaders(body)
+            left = request.extensions.get(LEFT)
+            if left is not None:
+                left()
             answer = conn.getresponse()
         except TimeoutError as exc:
             conn.close()

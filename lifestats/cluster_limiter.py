@@ -190,6 +190,10 @@ class LeasedRateLimiter:
             self.wasted += len(reservoir.slots) + 1
             reservoir.slots.clear()
 
+    def left(self) -> None:
+        """Nothing: a leased slot is the thread's own, spaced by the lease (``CLUSTER_MARGIN`` covers when its
+        request leaves)."""
+
     def _next_slot(self, reservoir: _Reservoir) -> tuple[float, float]:
         """The thread's next usable slot and the last moment it may still be used."""
         while True:

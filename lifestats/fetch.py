@@ -43,7 +43,7 @@ from tenacity import (
     wait_random_exponential,
 )
 
-from ._transport import DEADLINE, PlainTransport
+from ._transport import DEADLINE, LEFT, PlainTransport
 from .config import TOKEN_VARIABLE, ApiConfig, CrawlConfig
 from .decode import NotDecoded, PageDecoder
 from .errors import ApiError, LifestatsError, TransientApiError
@@ -379,7 +379,8 @@ class ApiClient:
         deadline = time.monotonic() + self.api.timeout
         try:
             headers = self._authorization if _origin(url) == self._origin else None
-            answer = self._http.stream("GET", url, headers=headers, extensions={DEADLINE: deadline})
+            extensions = {DEADLINE: deadline, LEFT: self.limiter.left}
+            answer = self._http.stream("GET", url, headers=headers, extensions=extensions)
             with answer as response, _Deadline(response, deadline, self._watchdog):
                 body = self._read_capped(response, deadline)
         except _TooLarge as exc:  # the same page is as large every time: no retry, no resume of the same command

@@ -79,6 +79,9 @@ from typing import Any, Protocol
 SPACING_MARGIN = 1.02
 # The last stretch of a wait shorter than this is spun, not slept (sleep wakes late by 0.1 ms or more).
 SPIN_SECONDS = 0.0005
+# A request that left the client this much later than its turn (its thread descheduled on a busy machine,
+# a worker's first request) moves the last send to when it left (see SharedRateLimiter.left).
+LATE_LEAVE_SECONDS = 0.002
 MIN_RATE = 0.01
 TEST_STOP_ENV = "LIFESTATS_LIMITER_TEST_STOP"
 STOP_POINTS = ("reserve", "commit", "reserved")
@@ -96,6 +99,10 @@ class RateLimiter(Protocol):
 
     def pause(self, seconds: float) -> None:
         """Send nothing, from any worker, for the next ``seconds``."""
+
+    def left(self) -> None:
+        """The request this thread was last let send has been written to its connection (called by the
+        transport): the next send is spaced from then if it left late."""
 
 
 class JobRateLimiter(RateLimiter, Protocol):
@@ -173,6 +180,7 @@ class SharedRateLimiter:
         self._state = (ctypes.c_double * (_FIELDS + self._capacity)).from_buffer(self._map)
         # POSIX record locks belong to a process, so threads of one process take turns here first.
         self._thread_lock = threading.Lock()
+        self._turns = threading.local()  # this thread's last send, as acquire recorded it
 
     # -- pickling: a worker gets its own descriptor of the same shared file --------------------------
     def __getstate__(self) -> dict[str, Any]:
@@ -249,6 +257,7 @@ class SharedRateLimiter:
                 if now >= earliest and now >= paused:
                     self._test_stop("commit")
                     state[_LAST] = now
+                    self._turns.at = now
                     state[_SENT] += 1
                     if retry:
                         state[_RETRIED] += 1
@@ -264,6 +273,21 @@ class SharedRateLimiter:
                     # to the microsecond, so that a schedule running behind does not fall further behind.
                     slot = earliest
                     spin = True
+
+    def left(self) -> None:
+        """The last send is when the request left, if that was more than :data:`LATE_LEAVE_SECONDS` after its
+        turn: between the turn and the first byte written, a thread may be descheduled for tens of
+        milliseconds (a busy machine, a worker's first request), and a request that leaves that late would
+        reach the server closer than one interval to the next one. Sooner, the margin covers it, and
+        nothing is locked."""
+        turn = getattr(self._turns, "at", None)
+        now = time.monotonic()
+        if turn is None or now - turn < LATE_LEAVE_SECONDS:
+            return
+        self._turns.at = None
+        with self._locked() as state:
+            if state[_LAST] < now:
+                state[_LAST] = now
 
     def pause(self, seconds: float) -> None:
         with self._locked() as state:

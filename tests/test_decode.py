@@ -161,6 +161,9 @@ def client(**api: object) -> ApiClient:
 
     class Limiter:
         def acquire(self, *, retry: bool = False) -> None: ...
+        def left(self) -> None:
+            return None
+
         def pause(self, seconds: float) -> None: ...
 
     return ApiClient(settings.api, settings.crawl, Limiter(), record_keys=["item"])

@@ -32,6 +32,9 @@ class RecordingLimiter:
         self.acquired += 1
         self.retries.append(retry)
 
+    def left(self) -> None:
+        return None
+
     def pause(self, seconds: float) -> None:
         self.pauses.append(seconds)
 

@@ -12,10 +12,11 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from lifestats.limiter import SPACING_MARGIN, TEST_STOP_ENV, SharedRateLimiter
+from lifestats.limiter import SPACING_MARGIN, TEST_STOP_ENV, SharedRateLimiter, wait_until
 from mocks.dataset import DatasetSpec, generate, ground_truth
 from mocks.server import MockServer
 
@@ -229,3 +230,25 @@ def test_a_worker_killed_inside_the_limiter_during_a_job_leaves_the_report_exact
     assert outcome.exit_code == 0, outcome.message
     assert outcome.report["run"]["workers_lost"] == 1
     assert statistics(outcome.report) == ground_truth(SMALL, as_of=AS_OF)
+
+
+def _leaves_late(limiter: SharedRateLimiter, lateness: float, left_at: Any) -> None:
+    """Takes a turn, then lets the request leave ``lateness`` seconds after it (a descheduled thread)."""
+    limiter.acquire()
+    wait_until(limiter.sends()[0] + lateness)
+    left_at.value = time.monotonic()
+    limiter.left()
+
+
+def test_a_request_that_leaves_late_spaces_the_next_send_from_when_it_left() -> None:
+    """A worker's first request reached the server 15-50 ms after its turn, and the next worker's came one
+    interval after the turn: 21 requests in the first second at a limit of 20 (audit X)."""
+    limiter = SharedRateLimiter(10.0, record_sends=2)
+    left_at = CTX.Value("d", 0.0)
+    child = CTX.Process(target=_leaves_late, args=(limiter, 0.05, left_at))
+    child.start()
+    assert _joined(child)
+    limiter.acquire()
+    first, second = limiter.sends()
+    assert left_at.value - first >= 0.05
+    assert second - left_at.value >= limiter.interval

@@ -68,6 +68,9 @@ class _Acquisitions:
             self.count += 1
             self.changed.notify_all()
 
+    def left(self) -> None:
+        return None
+
     def pause(self, seconds: float) -> None:
         return None
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import gzip
 import socket
 import socketserver
@@ -13,7 +14,7 @@ import httpx
 import orjson
 import pytest
 
-from lifestats._transport import PlainTransport
+from lifestats._transport import LEFT, PlainTransport
 
 # answer(connection number, request number on that connection, request line) -> (bytes to send, close after)
 Answer = Callable[[int, int, str], tuple[bytes, bool]]
@@ -174,3 +175,15 @@ def test_interim_answers_are_skipped(raw_server: Callable[[Answer], RawServer], 
         answers = [http.get(f"{server.url}/events") for _ in range(2)]
     assert [(a.status_code, a.json()) for a in answers] == [(200, {"n": 1}), (200, {"n": 2})]
     assert server.connections == 1
+
+
+def test_the_left_extension_is_called_once_the_request_is_written(raw_server: Callable[[Answer], RawServer]) -> None:
+    """The limiter spaces the next send from when a late request left (lifestats.limiter.SharedRateLimiter.left):
+    the transport tells it, once per request, before the answer is read."""
+    calls: list[int] = []
+    server = raw_server(lambda conn, n, line: (ok(orjson.dumps({"seen": len(server.requests)})), False))
+    with client() as http:
+        for k in range(3):
+            answer = http.get(f"{server.url}/events?offset={k}", extensions={LEFT: functools.partial(calls.append, k)})
+            assert answer.json() == {"seen": k + 1}
+    assert calls == [0, 1, 2]
