@@ -869,6 +869,19 @@ class DataEnd:
         """Whether the API's refusal of the page being taken is the end of its data."""
         return (self._beyond or self._later or self._past_short or self._peeking) and exc.status in PAST_THE_END
 
+    @property
+    def peeking(self) -> bool:
+        """Whether the page being taken is the offset past an empty page, asked for once (see :meth:`_gap`)."""
+        return self._peeking
+
+    def failed_past_the_data(self, exc: ApiError) -> bool:
+        """Whether a failure, past every retry, of the page being taken ends the data, with a warning (see
+        :data:`lifestats.sanity.PEEKS_FAILED`): the offset past an empty page that no known id lies above,
+        which an API may well fail to answer (one that fails past its data would otherwise never let the
+        run finish, as the crawl before this one never asked there). Not the token refused (401, 407) nor
+        the rate limit (429): running again is the answer to those."""
+        return self._peeking and exc.status not in (401, 407, 429)
+
     def next_position(self, page: Page, end: int | None) -> Any:
         """The position after ``page`` (None: the slice is done), noting when it lies past the API's count."""
         paginator = self.paginator

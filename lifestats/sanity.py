@@ -19,6 +19,9 @@ if TYPE_CHECKING:
 # saw (a checkpoint written before it existed saw fewer than were counted, and is not judged), and, per
 # optional field, whether any record had it: a worker stops adding once its partial has one.
 FIELDS_CHECKED: Final = "fields_checked"
+# The tally of slices whose data was taken to end where the API failed, past every retry, to answer the
+# offset that an empty page named past every id known (lifestats.paginate.DataEnd.failed_past_the_data).
+PEEKS_FAILED: Final = "peeks_failed"
 OPTIONAL_FIELDS: Final = ("category", "visitor", "timestamp", "ip", "user_agent")
 
 
@@ -80,6 +83,14 @@ def data_warnings(
             f"{duplicates:,} of {fetched:,} records ({duplicates / fetched:.0%}) had an id the crawl had already "
             f"taken, more than crawl.max_rejected_share ({max_rejected_share:.0%}), and counted once: check that "
             f"fields.id ('{unique_id}') is unique to each record, or whether the API serves its records again"
+        )
+    failed = records.get(PEEKS_FAILED, 0)
+    if failed:
+        warnings.append(
+            f"{failed:,} slice{'s' if failed > 1 else ''} ended at an empty page whose next offset, past every id "
+            "known, the API failed to answer (after every retry): taken as the end of the data, so records past "
+            "it, if any, were not counted; run the job again once the API answers there, or set api.last_id to "
+            "one past the highest id the API holds"
         )
     warnings += _field_warnings(records, fields or {})
     return warnings

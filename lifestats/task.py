@@ -24,6 +24,7 @@ from .errors import ApiError
 from .fetch import ApiClient, Page
 from .paginate import DataEnd, same_records
 from .protocol import Flush, Split, StopRequested, Task
+from .sanity import PEEKS_FAILED
 from .seen import SeenIds, encode_ids
 from .stats import Partial
 
@@ -296,6 +297,9 @@ def _crawl(
             except ApiError as exc:
                 if data_end.refused(exc):
                     page = Page(position, [], None)  # the API refuses a page past its data: the data ends
+                elif data_end.failed_past_the_data(exc):
+                    partial.records[PEEKS_FAILED] += 1  # the data ends here too, and the report says so
+                    page = Page(position, [], None)
                 elif sequential and isinstance(position, dict) and exc.status in REFUSED_REFERENCE:
                     raise ApiError(
                         f"{exc}: the API refused the {paginator.describe(position)} it gave with the page before (a "
@@ -308,7 +312,10 @@ def _crawl(
             next_position = data_end.next_position(page, end)
             if data_end.peek_ahead:
                 before_peek = position
-            if next_position is not None:  # fetched while this page is counted
+            # Fetched while this page is counted; after, for the offset asked for once past an empty page: a
+            # page there that brings nothing new ends the data, and its next page is not asked for.
+            ask_later = data_end.peeking
+            if next_position is not None and not ask_later:
                 try:
                     if sequential:
                         loops.visit(next_position, paginator.describe(next_position))
@@ -326,11 +333,13 @@ def _crawl(
                     room = end - at  # the rows of the page that still lie inside the slice
                 counter.count_rows(partial, page.records, room, recent)
             nothing_new = tally["fetched"] - fetched == tally["duplicates"] - duplicates
-            asked = next_position is not None and loop is None
+            asked = next_position is not None and loop is None and not ask_later
             next_serves_it = functools.partial(_serves_again, prefetch, page, paginator.id_field, asked)
             if data_end.served_again(page, nothing_new, next_serves_it):  # the API's answer past its data: not counted
                 tally["fetched"], tally["duplicates"], tally["received"] = fetched, duplicates, received
                 next_position = None
+            if ask_later and next_position is not None:
+                prefetch.ask(next_position, end)  # (by id: no reference that could lead back)
             if page.records and next_position is not None and nothing_new:
                 page_ids = sorted(_id_text(record, paginator.id_field) for record in page.records)
                 stuck = stuck + 1 if page_ids == last_ids else 1

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import collections
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -214,7 +214,7 @@ def test_a_crawl_stopped_at_the_offset_asked_for_once_resumes_at_the_empty_page_
     with serving(_RefusedPastItsData) as base:
         overrides["api"]["url"] = f"{base}/events"
         settings = load_settings(None, "test", environ={}, overrides=overrides)
-        _RefusedPastItsData.status = 500  # fails at offset 35 on every attempt
+        _RefusedPastItsData.status = 401  # fails at offset 35: a failure that does not end the data
         failed = run(settings, state_dir)
         assert failed.exit_code == 3 and "offset=35" in (failed.message or "")
         _RefusedPastItsData.status = 404
@@ -222,6 +222,28 @@ def test_a_crawl_stopped_at_the_offset_asked_for_once_resumes_at_the_empty_page_
     assert resumed.exit_code == 0, resumed.message
     assert resumed.report["records"]["counted"] == 25
     assert {row["id"]: row["visits"] for row in resumed.report["windows"]["all"]["top_items"]} == truth
+
+
+def test_an_api_that_fails_at_the_offset_asked_for_once_ends_the_data_there_with_a_warning(state_dir: Path) -> None:
+    """An API that answers every offset past its data with a 500 failed the run at the offset asked for
+    once past its last empty page, and every resume there again (exit 3, audit Y): the data ends there,
+    the report is whole, and a warning says why (exit 4)."""
+    overrides = {
+        "api": {"page_size": 10, "first_id": 0, "last_id": 10**6},
+        "fields": {"id": "id", "item": "item"},
+        "crawl": {"slices": 1, "workers": 1, "retries": 1},
+    }
+    with serving(_RefusedPastItsData) as base:
+        overrides["api"]["url"] = f"{base}/events"
+        _RefusedPastItsData.status = 500
+        outcome = run(load_settings(None, "test", environ={}, overrides=overrides), state_dir)
+    assert outcome.exit_code == 4, outcome.message
+    assert outcome.report["records"]["counted"] == 25
+    assert {row["id"]: row["visits"] for row in outcome.report["windows"]["all"]["top_items"]} == dict(
+        collections.Counter(i % 3 for i in range(25))
+    )
+    (warning,) = outcome.report["warnings"]
+    assert "failed to answer" in warning and "api.last_id" in warning
 
 
 class _PaddedIds(JsonHandler):
@@ -243,3 +265,41 @@ def test_ids_written_as_zero_padded_digits_are_counted(state_dir: Path, slices: 
     assert outcome.report["records"]["counted"] == 30 and outcome.report["records"]["rejected"] == 0
     top = {row["id"]: row["visits"] for row in outcome.report["windows"]["all"]["top_items"]}
     assert top == dict(collections.Counter(i % 4 for i in range(1, 31)))
+
+
+class _LastPageAgainPastAGap(JsonHandler):
+    """Ids 0-9; an offset from 10 to 19 gets an empty page naming 20; any offset from 20 up gets the page of
+    ids 0-9 again, naming the offset 10 further on (an API that serves its last page for any offset past
+    its data)."""
+
+    past: ClassVar[list[int]] = []
+
+    def do_GET(self) -> None:
+        offset = int(parse_qs(urlsplit(self.path).query)["offset"][0])
+        rows = [{"id": i, "item": i % 2} for i in range(10)]
+        if offset < 10:
+            self.send_json(200, {"response": rows, "meta": {"next_offset": 10}})
+        elif offset < 20:
+            self.send_json(200, {"response": [], "meta": {"next_offset": 20}})
+        else:
+            type(self).past.append(offset)
+            self.send_json(200, {"response": rows, "meta": {"next_offset": offset + 10}})
+
+
+def test_the_offset_asked_for_once_served_with_records_already_taken_ends_the_data_with_one_request(
+    state_dir: Path,
+) -> None:
+    """The page there, all of its records taken already, ends the data and is not counted; the page after it
+    was fetched ahead and thrown away, two requests where one was said (audit Y)."""
+    _LastPageAgainPastAGap.past = []
+    overrides = {
+        "api": {"page_size": 10, "first_id": 0, "last_id": 1000},
+        "fields": {"id": "id", "item": "item"},
+        "crawl": {"slices": 1, "workers": 1},
+    }
+    with serving(_LastPageAgainPastAGap) as base:
+        overrides["api"]["url"] = f"{base}/events"
+        outcome = run(load_settings(None, "test", environ={}, overrides=overrides), state_dir)
+    assert outcome.exit_code == 0, outcome.message
+    assert outcome.report["records"]["fetched"] == outcome.report["records"]["counted"] == 10
+    assert _LastPageAgainPastAGap.past == [20]

@@ -29,6 +29,9 @@ class Free:
     def acquire(self, *, retry: bool = False) -> None:
         return None
 
+    def left(self) -> None:
+        return None
+
     def pause(self, seconds: float) -> None:
         return None
 
@@ -240,3 +243,34 @@ def test_a_page_peeked_at_is_the_page_taken_with_one_request(ahead: bool) -> Non
         assert asked == [7, "broken"]
     finally:
         fetcher.close(wait=True)
+
+
+def test_the_offset_asked_for_once_past_an_empty_page_is_never_a_flush_s_position() -> None:
+    """A flush due on the page that chose the offset past an empty page (asked for once, see
+    lifestats.paginate.DataEnd._gap) stored that offset as the slice's position: a worker killed while it
+    was asked left a checkpoint whose every resume took it for a page of the data, and failed when the
+    API refused it (exit 3; audit Y). The flush waits for its answer, and a crawl stopped there keeps the
+    empty page before it."""
+    import httpx
+    import respx
+
+    from lifestats.errors import ApiError
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        offset = int(request.url.params["offset"])
+        if offset < 10:
+            rows = [{"id": i, "item_id": i % 3} for i in range(max(offset, 0), 10)]
+            return httpx.Response(200, json={"response": rows, "meta": {"next_offset": 10}})
+        if offset < 5000:
+            return httpx.Response(200, json={"response": [], "meta": {"next_offset": 5000}})
+        return httpx.Response(401)  # a failure the crawl does not take for the end of the data
+
+    settings = job_settings(URL, api={"page_size": 10}, crawl={"backoff": 0, "retries": 0})
+    messages: list[Flush | Split] = []
+    piece = Slice(0, 0, 7000)
+    with respx.mock, ApiClient(settings.api, settings.crawl, Free()) as client:
+        respx.get(URL).mock(side_effect=answer)
+        with pytest.raises(ApiError):
+            crawl_slice(Task(piece, 1, 0, -1, 0), client, PageCounter(settings, AS_OF), 1, messages.append)
+    positions = [message.position for message in messages if isinstance(message, Flush)]
+    assert positions and 5000 not in positions and positions[-1] == 10
