@@ -32,7 +32,7 @@ from .config import TOKEN_VARIABLE, Settings, choose_env, load_settings
 from .errors import ConfigError, LifestatsError
 from .merge import REJECTS_FILE
 from .outputs import SMALLEST_CSV, SMALLEST_JSON, STDOUT, check_dir, check_file, check_room, report_json, write_atomic
-from .report_check import parse_json, report_problem
+from .report_check import KeyGivenTwice, parse_json, report_problem
 from .report_csv import FILES as CSV_FILES
 from .report_csv import write_csv
 from .report_html import render_html, smallest_html
@@ -459,6 +459,8 @@ def load_report(path: str) -> dict[str, Any]:
         raise ConfigError(f"cannot read the report {path}: {exc.strerror or exc}") from None
     try:
         report = parse_json(data)
+    except KeyGivenTwice as exc:
+        raise ConfigError(f"{path} is not a Lifestats JSON report: {exc}") from None
     except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError among them
         raise ConfigError(f"{path} is not JSON: {exc}") from None
     problem = report_problem(report)

@@ -12,13 +12,28 @@ from __future__ import annotations
 
 import json
 import math
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from .report import SCHEMA
 
-Count = Annotated[int, Field(ge=0)]
+Count = Annotated[int, Field(ge=0, lt=2**63)]  # a count is a signed 64-bit integer in every store
+
+
+def _instant(value: str) -> str:
+    """An ISO 8601 time with its UTC offset, as every time a run writes is."""
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise ValueError("not an ISO 8601 time") from None
+    if moment.tzinfo is None:
+        raise ValueError("an ISO 8601 time without its UTC offset")
+    return value
+
+
+Instant = Annotated[str, AfterValidator(_instant)]
 Bounds = Annotated[list[Count], Field(min_length=2, max_length=2)]  # [lower, upper]
 Figure = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 
@@ -56,7 +71,7 @@ class _Window(_Part):
 
 
 class _Point(_Part):
-    start: str
+    start: Instant
     visits: Count
     visits_bounds: Bounds | None = None
     distinct_visitors: Count | None = None
@@ -64,9 +79,9 @@ class _Point(_Part):
 
 
 class _Series(_Part):
-    bucket: str
+    bucket: Literal["minute", "hour", "day", "week", "month", "year"]
     points: list[_Point]
-    truncated_before: str | None = None
+    truncated_before: Instant | None = None
 
 
 class _Records(_Part):
@@ -81,9 +96,9 @@ class _Records(_Part):
 class _Run(_Part):
     env: str
     mode: Literal["exact", "approx"]
-    as_of: str
-    started_at: str
-    finished_at: str
+    as_of: Instant
+    started_at: Instant
+    finished_at: Instant
     slices: Count | None  # None: interrupted before the plan was made
     workers: Count
     requests: Count
@@ -112,7 +127,21 @@ class _Report(_Part):
 def parse_json(data: bytes) -> Any:
     """A saved report's bytes as JSON, refusing what JSON has not (``NaN``, ``Infinity``, a number beyond
     a double) with a ValueError: Python's parser would take them, and no run writes them."""
-    return json.loads(data, parse_constant=_no_constant, parse_float=_finite)
+    return json.loads(data, parse_constant=_no_constant, parse_float=_finite, object_pairs_hook=_one_of_each)
+
+
+class KeyGivenTwice(ValueError):
+    """JSON that a report is not: an object with a key given twice."""
+
+
+def _one_of_each(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """An object whose keys are each given once: a key given twice (a file edited by hand, or two files
+    joined) has no one value to show, and no run writes it."""
+    document = dict(pairs)
+    if len(document) < len(pairs):
+        twice = next(key for index, (key, _) in enumerate(pairs) if key in dict(pairs[:index]))
+        raise KeyGivenTwice(f"the key '{twice:.40}' is given twice in one object")
+    return document
 
 
 def _no_constant(name: str) -> Any:

@@ -523,6 +523,11 @@ DELETE = object()
         ("warnings", "oops", "'warnings'"),
         ("partial", "no", "'partial'"),
         ("run.rate_limit", True, "'run.rate_limit'"),
+        # Rendered as given before (audit X): no run writes these.
+        ("series.bucket", "fortnight", "'series.bucket'"),
+        ("series.points.0.start", "notadate", "'series.points[0].start'"),
+        ("run.as_of", "2026-03-15T12:00:00", "'run.as_of'"),
+        ("windows.all.visits", 10**26, "'windows.all.visits'"),
     ],
 )
 def test_lifestats_report_names_the_first_wrong_key_of_a_damaged_report(
@@ -531,6 +536,13 @@ def test_lifestats_report_names_the_first_wrong_key_of_a_damaged_report(
     assert load_report_text(json.dumps(finished_report), tmp_path) is None  # the report as the run wrote it
     problem = load_report_text(json.dumps(_damaged(finished_report, path, value)), tmp_path)
     assert problem is not None and named in problem
+
+
+def test_lifestats_report_refuses_a_key_given_twice(finished_report: dict[str, Any], tmp_path: Path) -> None:
+    """A report with a second "schema" key rendered with exit 0 (audit X)."""
+    text = json.dumps(finished_report)
+    problem = load_report_text('{"schema": "lifestats.report/1", ' + text[1:], tmp_path)
+    assert problem is not None and "'schema' is given twice" in problem
 
 
 @pytest.mark.parametrize("number", ["NaN", "Infinity", "-Infinity", "1e400"])
