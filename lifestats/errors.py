@@ -60,6 +60,7 @@ class ApiError(LifestatsError):
 class TransientApiError(Exception):
     """One failed request that may succeed when tried again (5xx, reset, timeout, bad body, 429)."""
 
-    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+    def __init__(self, message: str, *, retry_after: float | None = None, status: int | None = None) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+        self.status = status  # the HTTP status, when the API answered one (a 5xx, a 429)

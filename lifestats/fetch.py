@@ -350,7 +350,7 @@ class ApiClient:
         except TransientApiError as exc:
             attempts = retrying.statistics.get("attempt_number", 1)
             where = self._where(position, end)
-            raise ApiError(f"the API failed at {where} after {attempts} attempts: {exc}") from None
+            raise ApiError(f"the API failed at {where} after {attempts} attempts: {exc}", status=exc.status) from None
 
     def _where(self, position: Any, end: int | None) -> str:
         try:
@@ -472,7 +472,7 @@ class ApiClient:
         if status == 429:
             self._pause(response, "HTTP 429")
         if status >= 500 or status in (408, 425):
-            raise TransientApiError(f"HTTP {status}")
+            raise TransientApiError(f"HTTP {status}", status=status)
         if status != 200:
             raise self._refused(status, url, response.headers.get("location"))
         if self._decoder is not None:
@@ -513,7 +513,9 @@ class ApiClient:
             log.warning("the API asked to wait %g s (Retry-After); waiting crawl.max_retry_after = %g s", wait, cap)
             wait = cap
         self.limiter.pause(wait)
-        raise TransientApiError(f"{what} (retry after {wait:.2f}s{note})", retry_after=wait)
+        raise TransientApiError(
+            f"{what} (retry after {wait:.2f}s{note})", retry_after=wait, status=response.status_code
+        )
 
     def _shown(self, url: httpx.URL) -> str:
         """A request's URL as a message may show it: masked as the checkpoint keeps it (a credential the API

@@ -878,9 +878,11 @@ class DataEnd:
         """Whether a failure, past every retry, of the page being taken ends the data, with a warning (see
         :data:`lifestats.sanity.PEEKS_FAILED`): the offset past an empty page that no known id lies above,
         which an API may well fail to answer (one that fails past its data would otherwise never let the
-        run finish, as the crawl before this one never asked there). Not the token refused (401, 407) nor
-        the rate limit (429): running again is the answer to those."""
-        return self._peeking and exc.status not in (401, 407, 429)
+        run finish, as the crawl before this one never asked there): one that running again may mend (a 5xx,
+        a timeout, a connection refused), past the rate limit (429) and a proxy that wants credentials (407).
+        One that would fail the same way again (a 403, a redirect, a body over api.max_response_bytes)
+        stops the run with its own advice."""
+        return self._peeking and exc.resumable and exc.status not in (407, 429)
 
     def next_position(self, page: Page, end: int | None) -> Any:
         """The position after ``page`` (None: the slice is done), noting when it lies past the API's count."""

@@ -33,6 +33,9 @@ _TOKEN = "LIFESTATS_API_TOKEN"
 # api.url's N-th value written without a name (``?TOKEN``) is "***(~N)".
 _BARE = "~"
 _SEGMENT = "!"  # a marker's kind: a whole path segment (see Credentials._masked_segment)
+# Credentials at least this long are masked wherever a message holds them (Credentials.scrub): a shorter
+# value ("1", "id" of "?sort_key=id") is no secret worth the message it would garble ("http://***27.0.0.***").
+SCRUBBED_LENGTH: Final = 6
 
 
 def secret_param(name: str) -> bool:
@@ -272,7 +275,7 @@ class Credentials:
         the body."""
         variants = {v for raw in self._spellings for v in (raw, unquote(raw), unquote_plus(raw), quote(raw, safe=""))}
         for secret in sorted(variants, key=len, reverse=True):  # a longer spelling first: none is left half
-            if secret and secret in text:
+            if len(secret) >= SCRUBBED_LENGTH and secret in text:
                 text = text.replace(secret, MASK)
         return text
 

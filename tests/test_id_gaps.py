@@ -303,3 +303,22 @@ def test_the_offset_asked_for_once_served_with_records_already_taken_ends_the_da
     assert outcome.exit_code == 0, outcome.message
     assert outcome.report["records"]["fetched"] == outcome.report["records"]["counted"] == 10
     assert _LastPageAgainPastAGap.past == [20]
+
+
+@pytest.mark.parametrize("status", [429, 403])
+def test_a_failure_at_the_offset_asked_for_once_that_running_again_cannot_mend_stops_the_run(
+    state_dir: Path, status: int
+) -> None:
+    """A 429 past every retry lost its status and read as the end of the data with a warning (exit 4), as
+    did a 403, with the advice to run again (audit Z): the run stops (exit 3), as at any other page."""
+    overrides = {
+        "api": {"page_size": 10, "first_id": 0, "last_id": 10**6},
+        "fields": {"id": "id", "item": "item"},
+        "crawl": {"slices": 1, "workers": 1, "retries": 1, "max_retry_after": 0.05},
+    }
+    with serving(_RefusedPastItsData) as base:
+        overrides["api"]["url"] = f"{base}/events"
+        _RefusedPastItsData.status = status
+        outcome = run(load_settings(None, "test", environ={}, overrides=overrides), state_dir)
+    assert outcome.exit_code == 3, outcome.message
+    assert "offset=35" in (outcome.message or "") and not outcome.report["warnings"]

@@ -243,3 +243,15 @@ def test_a_token_the_api_echoes_in_its_body_is_masked_in_the_message_that_quotes
     assert "Bearer ***" in message and token[:12] not in message
     stored = b"".join(p.read_bytes() for p in state_dir.rglob("*") if p.is_file())
     assert token.encode() not in orjson.dumps(outcome.report) and token.encode() not in stored
+
+
+def test_a_credential_too_short_to_be_a_secret_does_not_garble_messages() -> None:
+    """A password "1" masked every "1" of a message ("http://***27.0.0.***"), and "?sort_key=id" every "id"
+    ("set api.last_***"; audit Z): values shorter than six characters are left to the URL's own masking."""
+    from lifestats.redact import Credentials
+
+    message = "the API failed at http://127.0.0.1:8000/events?offset=10 after 1 attempts; set api.last_id"
+    assert Credentials("http://reader:1@127.0.0.1:8000/events?sort_key=id").scrub(message) == message
+    echoed = "the body's top-level keys: Bearer a-long-token, s3cr3t-pass"
+    scrubbed = Credentials("http://reader:s3cr3t-pass@h/e", "a-long-token").scrub(echoed)
+    assert scrubbed == "the body's top-level keys: Bearer ***, ***"
