@@ -40,6 +40,9 @@ _DEFAULT_PORTS: Final = {"http": 80, "https": 443}
 _Key = tuple[str, str, int]
 DEADLINE: Final = "lifestats.deadline"  # request extension: when the whole answer must be in (monotonic)
 LEFT: Final = "lifestats.left"  # request extension: called once the request is written to its connection
+# Request extension: called once the connection is ready, before the request is written (the rate limiter's
+# turn); it returns the deadline of the whole answer, which replaces DEADLINE.
+TURN: Final = "lifestats.turn"
 
 
 class Watchdog(Protocol):
@@ -168,6 +171,16 @@ class PlainTransport(httpx.BaseTransport):
         body = request.read() or None
         conn = self._checkout(key) or self._connect(key, connect_timeout)
         deadline, watchdog = request.extensions.get(DEADLINE), self._watchdog
+        turn = request.extensions.get(TURN)
+        if turn is not None:
+            try:
+                deadline = turn()  # may wait: the connection is ready, so the request leaves on its turn
+                if not _still_open(conn):  # closed by the server while the turn was awaited
+                    conn.close()
+                    conn = self._connect(key, connect_timeout)
+            except BaseException:
+                conn.close()
+                raise
         if watchdog is None or deadline is None or conn.sock is None:
             return self._exchange(conn, key, request, target, headers, body, read_timeout)
         watching = watchdog.watch(conn.sock, deadline)

@@ -43,7 +43,7 @@ from tenacity import (
     wait_random_exponential,
 )
 
-from ._transport import DEADLINE, LEFT, PlainTransport
+from ._transport import DEADLINE, LEFT, TURN, PlainTransport
 from .config import TOKEN_VARIABLE, ApiConfig, CrawlConfig
 from .decode import NotDecoded, PageDecoder
 from .errors import ApiError, LifestatsError, TransientApiError
@@ -290,6 +290,7 @@ class ApiClient:
         proxies = environment_proxies(httpx.URL(api.url).host)
         # Which proxy a URL goes through, as httpx picks it (the most specific pattern first): for messages.
         self._proxies = sorted((URLPattern(pattern), proxy) for pattern, proxy in proxies.items())
+        self._plain = transport is None and not api.http2  # the requests not proxied take their turn in it
         if transport is None and not api.http2:
             transport = PlainTransport(verify, watchdog=self._watchdog)  # also bounds the headers' arrival
             # httpx reads the environment's proxies (HTTP_PROXY, NO_PROXY, ...) only for a client on its own
@@ -373,16 +374,24 @@ class ApiClient:
 
     def _get_once(self, position: Any, end: int | None, *, retry: bool = False) -> Page:
         url = self.paginator.request(position, end)
-        self.limiter.acquire(retry=retry)
-        with self._counting:
-            self.counts.requests += 1
-        deadline = time.monotonic() + self.api.timeout
+        turn = _Turn(self, retry)
+        # On the plain transport the turn is taken once the connection is ready, so that a new connection's
+        # handshake does not delay the request past its turn (the next one would reach the server first);
+        # through a proxy, or over HTTP/2, before the request.
+        extensions: dict[str, Any] = {LEFT: self.limiter.left}
+        if self._plain and self._proxy_of(url) is None:
+            extensions[TURN] = turn
+        else:
+            extensions[DEADLINE] = turn()
         try:
             headers = self._authorization if _origin(url) == self._origin else None
-            extensions = {DEADLINE: deadline, LEFT: self.limiter.left}
-            answer = self._http.stream("GET", url, headers=headers, extensions=extensions)
-            with answer as response, _Deadline(response, deadline, self._watchdog):
-                body = self._read_capped(response, deadline)
+            try:
+                with self._http.stream("GET", url, headers=headers, extensions=extensions) as response:
+                    deadline = turn.taken()  # a transport that did not take it (a test's double) takes it now
+                    with _Deadline(response, deadline, self._watchdog):
+                        body = self._read_capped(response, deadline)
+            finally:
+                turn.taken()  # nor a failure before the connection was ready: every attempt takes one turn
         except _TooLarge as exc:  # the same page is as large every time: no retry, no resume of the same command
             raise ApiError(
                 f"the API answered {self._where(position, end)} with a body {exc}, over api.max_response_bytes "
@@ -395,7 +404,7 @@ class ApiClient:
         except httpx.DecodingError as exc:  # a Content-Encoding the body does not follow (not gzip after all)
             raise TransientApiError(f"the answer's body could not be decoded ({_root(exc)})") from None
         except httpx.TransportError as exc:
-            if time.monotonic() >= deadline:  # the deadline closed the connection mid-answer
+            if time.monotonic() >= turn.deadline:  # the deadline closed the connection mid-answer
                 raise TransientApiError(
                     f"timed out: no whole answer within api.timeout ({self.api.timeout:g} s)"
                 ) from None
@@ -556,6 +565,31 @@ _DEPTH_LIMIT: Final = 1_024  # orjson's
 
 class _TooDeep(ValueError):
     """A JSON body nested deeper than the parsers read."""
+
+
+class _Turn:
+    """A request's turn from the limiter, taken once (by the transport when the connection is ready, else
+    by the client), counted as a request, and the request's deadline from then on."""
+
+    def __init__(self, client: ApiClient, retry: bool) -> None:
+        self._client = client
+        self._retry = retry
+        self.deadline = 0.0  # set when the turn is taken
+
+    def __call__(self) -> float:
+        """Take the turn (the transport calls this): the deadline of the whole answer."""
+        if not self.deadline:
+            client = self._client
+            client.limiter.acquire(retry=self._retry)
+            with client._counting:
+                client.counts.requests += 1
+            self.deadline = time.monotonic() + client.api.timeout
+        return self.deadline
+
+    def taken(self) -> float:
+        """Take the turn if the transport did not (a failure before it, or a transport that is no
+        :class:`PlainTransport`, such as a test's double): every attempt passes the limiter once."""
+        return self()
 
 
 def _lenient_json(body: bytes) -> Any:

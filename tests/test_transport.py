@@ -9,6 +9,7 @@ import socketserver
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import httpx
 import orjson
@@ -187,3 +188,41 @@ def test_the_left_extension_is_called_once_the_request_is_written(raw_server: Ca
             answer = http.get(f"{server.url}/events?offset={k}", extensions={LEFT: functools.partial(calls.append, k)})
             assert answer.json() == {"seen": k + 1}
     assert calls == [0, 1, 2]
+
+
+def test_the_limiter_s_turn_is_taken_once_the_connection_is_ready(
+    raw_server: Callable[[Answer], RawServer], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The turn came before the connection was made: a remote API's TCP and TLS handshake (65 ms) delayed
+    the first request of each connection past the next worker's turn, and the server saw 21 requests in a
+    second at a limit of 20 (audit Z). Now a new connection is made first, and a request is written
+    on its turn."""
+    from lifestats.config import load_settings
+    from lifestats.fetch import ApiClient
+
+    events: list[str] = []
+    connect = PlainTransport._connect
+
+    def connecting(self: PlainTransport, key: Any, timeout: float | None) -> Any:
+        events.append("connect")
+        return connect(self, key, timeout)
+
+    monkeypatch.setattr(PlainTransport, "_connect", connecting)
+
+    class Limiter:
+        def acquire(self, *, retry: bool = False) -> None:
+            events.append("turn")
+
+        def left(self) -> None:
+            events.append("left")
+
+        def pause(self, seconds: float) -> None:
+            return None
+
+    body = orjson.dumps({"response": [{"id": 1}], "meta": {"next_offset": None}})
+    server = raw_server(lambda conn, n, line: (ok(body), False))
+    settings = load_settings(None, "test", environ={}, overrides={"api": {"url": f"{server.url}/events"}})
+    with ApiClient(settings.api, settings.crawl, Limiter()) as api:
+        api.get_page(0)
+        api.get_page(1)
+    assert events == ["connect", "turn", "left", "turn", "left"]
