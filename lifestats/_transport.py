@@ -29,6 +29,7 @@ import select
 import socket
 import ssl
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any, Final, Protocol
 
@@ -39,6 +40,7 @@ _MAX_IDLE: Final = 16  # idle keep-alive connections kept per client (discovery 
 _DEFAULT_PORTS: Final = {"http": 80, "https": 443}
 _Key = tuple[str, str, int]
 DEADLINE: Final = "lifestats.deadline"  # request extension: when the whole answer must be in (monotonic)
+_RECHECK_AFTER: Final = 1.0  # seconds of waiting for a turn after which an idle connection is checked again
 LEFT: Final = "lifestats.left"  # request extension: called once the request is written to its connection
 # Request extension: called once the connection is ready, before the request is written (the rate limiter's
 # turn); it returns the deadline of the whole answer, which replaces DEADLINE.
@@ -169,13 +171,18 @@ class PlainTransport(httpx.BaseTransport):
         target = url.raw_path.decode("ascii")
         headers = [(name.decode("latin-1"), value.decode("latin-1")) for name, value in request.headers.raw]
         body = request.read() or None
-        conn = self._checkout(key) or self._connect(key, connect_timeout)
+        pooled = self._checkout(key)
+        conn = pooled or self._connect(key, connect_timeout)
         deadline, watchdog = request.extensions.get(DEADLINE), self._watchdog
         turn = request.extensions.get(TURN)
         if turn is not None:
             try:
+                waited = time.monotonic()
                 deadline = turn()  # may wait: the connection is ready, so the request leaves on its turn
-                if not _still_open(conn):  # closed by the server while the turn was awaited
+                # An idle connection the server may have closed during a long wait (a 429's pause) is
+                # checked again. Not a new one: a TLS 1.3 server's session tickets wait to be read on it.
+                long_wait = time.monotonic() - waited > _RECHECK_AFTER
+                if pooled is not None and long_wait and not _still_open(conn):
                     conn.close()
                     conn = self._connect(key, connect_timeout)
             except BaseException:
