@@ -855,6 +855,7 @@ class DataEnd:
         self._widest = 0  # the most records a page of this crawl held so far
         self._past_short = False  # the page now taken is that position
         self._peek: Any = None  # an empty page's next offset past every id known, asked for once (see _gap)
+        self._before_peek: Any = None  # that empty page's position
         self._peeking = False  # the page now taken is that offset
         self.peek_ahead = False  # the position the last page led to is such an offset, asked for once
 
@@ -918,13 +919,14 @@ class DataEnd:
             return True
         if self._peeking:
             return False
-        self._peek, self.peek_ahead = following, True
+        self._peek, self._before_peek, self.peek_ahead = following, page.position, True
         return True
 
-    def is_peek(self, position: Any) -> bool:
-        """Whether ``position`` is the offset asked for once past an empty page (see :meth:`_gap`): a
-        crawl stopped there resumes at that empty page, which asks for it once again, rather than at it."""
-        return self._peek is not None and position == self._peek
+    def resume_at(self, position: Any) -> Any:
+        """Where a crawl stopped at ``position`` resumes: the empty page before it when it is the offset asked
+        for once (see :meth:`_gap`), whose resume asks for it once again (a resume at it would take it for a
+        page of the data); else ``position``."""
+        return self._before_peek if self._peek is not None and position == self._peek else position
 
     def _caught_up(self, page: Page, following: Any) -> bool:
         """Whether the next page lies past the horizon and this one was not full: what lies past the horizon

@@ -251,7 +251,6 @@ def _crawl(
     last_ids: list[str] | None = None  # the ids of the last page that brought nothing new
     stride = 0  # ids the last page spanned (by id): how much a page covers
     data_end = DataEnd(paginator, task.horizon if by_id else None, task.known if by_id else None)
-    before_peek: Any = None  # the empty page whose next offset is asked for once (see DataEnd.is_peek)
 
     def flush(position: Any) -> None:
         """Emit what was counted since the last flush; ``position``: the first page not counted."""
@@ -310,8 +309,6 @@ def _crawl(
                 else:
                     raise
             next_position = data_end.next_position(page, end)
-            if data_end.peek_ahead:
-                before_peek = position
             # Fetched while this page is counted; after, for the offset asked for once past an empty page: a
             # page there that brings nothing new ends the data, and its next page is not asked for.
             ask_later = data_end.peeking
@@ -368,7 +365,7 @@ def _crawl(
         # the worker was asked to stop, not at the last flush; at the empty page before an offset asked for
         # once, which a resume asks for once again.
         if pages:
-            flush(before_peek if data_end.is_peek(position) else position)
+            flush(data_end.resume_at(position))
         raise
 
 
